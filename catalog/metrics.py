@@ -1,0 +1,135 @@
+"""Metric definitions: name, kind, help text and the labels each metric always carries.
+
+Per-target metrics also carry the union of the targets' configured `labels`; those are
+added by the exporter, not listed here.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class MetricKind(enum.Enum):
+    GAUGE = "gauge"
+    COUNTER = "counter"
+    HISTOGRAM = "histogram"
+
+
+@dataclass(frozen=True)
+class MetricDef:
+    name: str
+    kind: MetricKind
+    help: str
+    labels: tuple[str, ...] = ()
+    per_target: bool = False  # carries `target` plus the targets' extra labels
+    buckets: tuple[float, ...] = ()
+    unit: str = ""  # Grafana / GCP unit hint: "s", "unix", "bytes", "" for plain numbers
+
+
+G, C, H = MetricKind.GAUGE, MetricKind.COUNTER, MetricKind.HISTOGRAM
+
+# --- probes (blackbox_exporter-compatible names first) ----------------------------------
+PROBE_SUCCESS = MetricDef(
+    "probe_success", G, "Whether the last probe of the target succeeded (1) or not (0).",
+    ("type",), per_target=True)
+PROBE_DURATION = MetricDef(
+    "probe_duration_seconds", G, "How long the last probe took, in seconds.",
+    ("type",), per_target=True, unit="s")
+PROBE_HTTP_STATUS = MetricDef(
+    "probe_http_status_code", G, "HTTP status code of the last probe (0 when none arrived).",
+    per_target=True)
+PROBE_HTTP_PHASE = MetricDef(
+    "probe_http_duration_seconds", G, "Duration of each phase of the last HTTP probe.",
+    ("phase",), per_target=True, unit="s")
+PROBE_SSL_EXPIRY = MetricDef(
+    "probe_ssl_earliest_cert_expiry", G,
+    "Expiry of the certificate the target presented, as a unix timestamp.",
+    per_target=True, unit="unix")
+PROBE_HTTP_BODY_BYTES = MetricDef(
+    "probe_http_content_length", G, "Bytes of response body received by the last HTTP probe.",
+    per_target=True, unit="bytes")
+PROBE_TCP_CONNECT = MetricDef(
+    "crypitor_probe_connect_seconds", G, "TCP connect time of the last tcp probe.",
+    per_target=True, unit="s")
+PROBES_TOTAL = MetricDef(
+    "crypitor_probes_total", C, "Probes run, by result.", ("type", "result"), per_target=True)
+PROBE_FAILURES = MetricDef(
+    "crypitor_probe_failures_total", C, "Failed probes, by reason.",
+    ("type", "reason"), per_target=True)
+PROBE_LAST_RUN = MetricDef(
+    "crypitor_probe_last_run_timestamp_seconds", G, "When the target was last probed.",
+    per_target=True, unit="unix")
+PROBE_SKIPPED = MetricDef(
+    "crypitor_probe_skipped_total", C,
+    "Runs skipped because the previous probe of the target was still running.",
+    per_target=True)
+
+# --- chains ------------------------------------------------------------------------------
+CHAIN_HEAD = MetricDef(
+    "crypitor_chain_head_block", G, "Head block (ledger) number the node reported.",
+    ("chain",), per_target=True)
+CHAIN_LAG = MetricDef(
+    "crypitor_chain_block_lag", G, "Blocks the node is behind its reference.",
+    ("chain",), per_target=True)
+CHAIN_HEAD_AGE = MetricDef(
+    "crypitor_chain_head_age_seconds", G, "Age of the node's head block, in seconds.",
+    ("chain",), per_target=True, unit="s")
+CHAIN_PEERS = MetricDef(
+    "crypitor_chain_peers", G, "Peers the node is connected to.", ("chain",), per_target=True)
+CHAIN_SYNCING = MetricDef(
+    "crypitor_chain_syncing", G, "Whether the node reports it is syncing (1) or not (0).",
+    ("chain",), per_target=True)
+CHAIN_LIB_LAG = MetricDef(
+    "crypitor_chain_lib_lag", G, "EOS: blocks between head and last irreversible block.",
+    ("chain",), per_target=True)
+CHAIN_LOAD_FACTOR = MetricDef(
+    "crypitor_chain_load_factor", G, "XRPL: the server's load factor.",
+    ("chain",), per_target=True)
+CHAIN_SERVER_STATE = MetricDef(
+    "crypitor_chain_server_state", G,
+    "XRPL server_state as a rank: 0 disconnected, 1 connected, 2 syncing, 3 tracking, "
+    "4 full, 5 validating, 6 proposing.",
+    ("chain",), per_target=True)
+CHAIN_ID = MetricDef(
+    "crypitor_chain_id", G, "EVM chain id the node reported.", ("chain",), per_target=True)
+
+# --- scheduler and process ---------------------------------------------------------------
+SCHEDULER_LAG = MetricDef(
+    "crypitor_scheduler_lag_seconds", H,
+    "Delay between a probe's scheduled time and its start.",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0), unit="s")
+TARGETS = MetricDef(
+    "crypitor_targets", G, "Configured targets, by type.", ("type",))
+BUILD_INFO = MetricDef(
+    "crypitor_build_info", G, "Always 1; the version label says which build runs.",
+    ("version",))
+
+# --- webhook service (exported by service/, named here so dashboards can use them) --------
+WEBHOOK_EVENTS = MetricDef(
+    "crypitor_webhook_events_received_total", C, "Events accepted by the webhook service.")
+WEBHOOK_DELIVERIES = MetricDef(
+    "crypitor_webhook_deliveries_total", C, "Delivery attempts, by outcome.", ("outcome",))
+WEBHOOK_LATENCY = MetricDef(
+    "crypitor_webhook_delivery_latency_seconds", H,
+    "Time from an event's acceptance to a 2xx answer from the endpoint.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+    unit="s")
+WEBHOOK_QUEUE_DEPTH = MetricDef(
+    "crypitor_webhook_queue_depth", G, "Deliveries waiting to be attempted.")
+
+# --- alerting (exported by alerts/) -------------------------------------------------------
+ALERTS_FIRING = MetricDef(
+    "crypitor_alerts_firing", G, "Alerts currently firing.", ("alertname", "severity"))
+NOTIFICATIONS = MetricDef(
+    "crypitor_notifications_total", C, "Notifications sent, by receiver and outcome.",
+    ("receiver", "outcome"))
+
+ALL: tuple[MetricDef, ...] = tuple(v for v in globals().values() if isinstance(v, MetricDef))
+
+_BY_NAME = {m.name: m for m in ALL}
+
+
+def by_name(name: str) -> MetricDef:
+    """The definition of `name`; KeyError when the catalog has no such metric."""
+    return _BY_NAME[name]
