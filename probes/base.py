@@ -36,6 +36,7 @@ class Reason(enum.StrEnum):
     STATE = "state"  # XRPL server_state not healthy, amendment blocked
     LOAD = "load"  # XRPL load_factor too high
     CONFIG = "config"  # the target cannot run: e.g. an env: variable is not set
+    INTERNAL = "internal"  # a bug in the probe: it raised instead of returning a result
 
 
 @dataclass(frozen=True, slots=True)

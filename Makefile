@@ -1,0 +1,58 @@
+# Two commands on a fresh machine (Python 3.11, Node 20, gcc):
+#   make run   - set up and run the monitor on ./config.toml
+#   make test  - set up (venv, npm ci, Debian packages) and run lint, types and the suite
+SHELL := /bin/bash
+VENV := .venv
+STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
+
+.PHONY: run test lint bench setup system-deps bench-deps clean
+
+setup: $(STAMP) node_modules/.installed system-deps
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Real components for the tests: Prometheus + promtool, Redis (Debian packages).
+system-deps:
+	@missing=""; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(APT) update -qq && $(APT) install -y -qq --no-install-recommends $$missing; \
+	fi
+
+# Peers the benchmarks compare against (same machine, same run).
+bench-deps:
+	@missing=""; \
+	command -v prometheus-blackbox-exporter >/dev/null || missing="$$missing prometheus-blackbox-exporter"; \
+	command -v nginx >/dev/null || missing="$$missing nginx-light"; \
+	if [ -n "$$missing" ]; then \
+	  $(APT) update -qq && $(APT) install -y -qq --no-install-recommends $$missing; \
+	fi
+
+run: $(STAMP)
+	$(VENV)/bin/crypitor run -c config.toml
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: setup lint
+	$(VENV)/bin/pytest -q
+
+bench: $(STAMP) bench-deps
+	$(VENV)/bin/python -m bench.http_cpu
+	$(VENV)/bin/python -m bench.capacity
+
+clean:
+	rm -rf $(VENV) node_modules data .mypy_cache .ruff_cache .pytest_cache

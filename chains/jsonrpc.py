@@ -1,0 +1,261 @@
+"""The one seam between the chain clients and the network: JSON over HTTP POST, plus the
+readers that check an answer's fields. Every error a client can see is translated here into
+the `chains` tree; messages start with the RPC method and never hold credentials or a body.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import socket
+import ssl
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import aiohttp
+from yarl import URL
+
+from chains import ChainError, MalformedResponse, RpcError, TransportError
+
+Params = Sequence[Any] | Mapping[str, Any]
+E = TypeVar("E", bound=ChainError)
+SNIPPET = 60  # characters of a bad body worth showing: enough to recognise HTML or a proxy
+
+
+class BatchUnsupported(RpcError):
+    """The node answered a batch with one error object: send the calls one by one instead."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One answer inside a batch: a result, or the error the node gave for that call."""
+
+    method: str
+    result: Any = None
+    error: RpcError | None = None
+
+    def value(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def snippet(data: bytes | str) -> str:
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    text = " ".join(text.split())
+    return repr(text if len(text) <= SNIPPET else text[:SNIPPET] + "…")
+
+
+def shown(value: object) -> str:
+    """A decoded JSON value as the node sent it, shortened for a message."""
+    text = json.dumps(value, default=str)
+    return text if len(text) <= SNIPPET else text[:SNIPPET] + "…"
+
+
+def tag(exc: E, method: str) -> E:
+    """Prefix the message with the method so a probe's one-line detail says what failed;
+    attributes such as `RpcError.message` keep the node's own words."""
+    if exc.args and isinstance(exc.args[0], str):
+        exc.args = (f"{method}: {exc.args[0]}", *exc.args[1:])
+    return exc
+
+
+def rpc_error(obj: object, method: str) -> RpcError:
+    """A JSON-RPC error object as an RpcError; shape problems become part of the message."""
+    if not isinstance(obj, Mapping):
+        raise MalformedResponse(f"{method}: error is not an object: {shown(obj)}")
+    code, message = obj.get("code"), obj.get("message")
+    return RpcError(code if isinstance(code, int) and not isinstance(code, bool) else None,
+                    message if isinstance(message, str) else shown(obj))
+
+
+class JsonRpcTransport:
+    """POSTs JSON to one node URL with a per-request timeout; the session is the caller's.
+
+    Credentials may come as `auth` or as URL userinfo; either way they are sent as basic auth
+    and kept out of every message (`safe_url` is the URL without them).
+    """
+
+    def __init__(self, session: aiohttp.ClientSession, url: str, timeout: float, *,
+                 auth: aiohttp.BasicAuth | None = None,
+                 headers: Mapping[str, str] | None = None, version: str = "2.0") -> None:
+        parsed = URL(url)
+        if auth is None and parsed.user is not None:
+            auth = aiohttp.BasicAuth(parsed.user, parsed.password or "")
+        # aiohttp refuses auth and userinfo together; an explicit `auth` wins
+        self._url = parsed.with_user(None) if parsed.user is not None else parsed
+        self.safe_url = str(self._url.with_query(None))
+        self._session, self._auth = session, auth
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._headers = {"Content-Type": "application/json", **(headers or {})}
+        self._version = version
+        self._ids = itertools.count(1)
+
+    async def post(self, payload: Any, *, method: str = "", path: str = "") -> Any:
+        """Send `payload` (None: an empty body) and return the decoded JSON answer.
+
+        A 4xx/5xx answer is returned when it carries a JSON error envelope (Bitcoin Core
+        and nodeos report RPC errors that way); otherwise it is a TransportError.
+        """
+        what = method or path or "request"
+        url = self._url.joinpath(path.lstrip("/")) if path else self._url
+        data = b"" if payload is None else json.dumps(payload).encode()
+        try:
+            async with self._session.post(url, data=data, headers=self._headers,
+                                          auth=self._auth, timeout=self._timeout) as resp:
+                status, body = resp.status, await resp.read()
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise self._transport_error(exc, what) from exc
+        try:
+            decoded = json.loads(body)
+        except ValueError as exc:
+            if status >= 400:
+                raise self._status_error(status, what) from exc
+            raise MalformedResponse(f"{what}: answer is not JSON: {snippet(body)}") from exc
+        if status >= 400 and not _is_error_envelope(decoded):
+            raise self._status_error(status, what)
+        return decoded
+
+    async def call(self, method: str, params: Params = ()) -> Any:
+        """One JSON-RPC call; its `result`, or RpcError for the node's error object."""
+        request_id = next(self._ids)
+        answer = await self.post(self._request(method, params, request_id), method=method)
+        return self._reply(answer, method).value()
+
+    async def batch(self, calls: Sequence[tuple[str, Params]]) -> list[Reply]:
+        """Send calls as one batch; replies in request order, each a result or an error.
+
+        Raises BatchUnsupported when the node answers the whole batch with one object.
+        """
+        ids = [next(self._ids) for _ in calls]
+        payload = [self._request(m, p, i) for (m, p), i in zip(calls, ids, strict=True)]
+        label = "batch of " + ",".join(m for m, _ in calls)
+        answer = await self.post(payload, method=label)
+        if isinstance(answer, Mapping):
+            error = answer.get("error")
+            err = rpc_error(error, label) if error is not None else None
+            raise BatchUnsupported(err.code if err else None,
+                                   err.message if err else "answered with a single object")
+        if not isinstance(answer, list):
+            raise MalformedResponse(f"{label}: answer is not a list: {shown(answer)}")
+        # some proxies echo ids as strings; the order of the answers is not guaranteed
+        by_id = {str(item.get("id")): item for item in answer if isinstance(item, Mapping)}
+        replies = []
+        for (method, _), request_id in zip(calls, ids, strict=True):
+            if str(request_id) not in by_id:
+                raise MalformedResponse(f"{method}: no answer with id {request_id} in batch")
+            replies.append(self._reply(by_id[str(request_id)], method))
+        return replies
+
+    def _request(self, method: str, params: Params, request_id: int) -> dict[str, Any]:
+        return {"jsonrpc": self._version, "id": request_id, "method": method,
+                "params": params if isinstance(params, Mapping) else list(params)}
+
+    @staticmethod
+    def _reply(answer: Any, method: str) -> Reply:
+        if not isinstance(answer, Mapping):
+            raise MalformedResponse(f"{method}: answer is not an object: "
+                                    f"{shown(answer)}")
+        # JSON-RPC 1.0 (Bitcoin Core) always sends both keys, with "error": null on success
+        if answer.get("error") is not None:
+            return Reply(method, error=tag(rpc_error(answer["error"], method), method))
+        if "result" not in answer:
+            raise MalformedResponse(f"{method}: answer has neither result nor error")
+        return Reply(method, result=answer["result"])
+
+    def _status_error(self, status: int, what: str) -> TransportError:
+        hint = " (credentials refused)" if status in (401, 403) else ""
+        return TransportError("http_status", f"{what}: HTTP {status}{hint} from {self.safe_url}")
+
+    def _transport_error(self, exc: BaseException, what: str) -> TransportError:
+        where = f"{self._url.host}:{self._url.port}"
+        kind, text = _classify(exc)
+        return TransportError(kind, f"{what}: {text} ({where})")
+
+
+def _is_error_envelope(decoded: Any) -> bool:
+    return isinstance(decoded, list) or (
+        isinstance(decoded, Mapping) and isinstance(decoded.get("error"), Mapping))
+
+
+def _classify(exc: BaseException) -> tuple[str, str]:
+    """(kind, short text) for a network failure; texts never include the URL."""
+    if isinstance(exc, TimeoutError):  # aiohttp's timeout errors subclass it
+        return "timeout", "no answer in time"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return "dns", "name does not resolve"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return "tls", f"TLS failed: {_os_text(exc.certificate_error)}"
+    if isinstance(exc, aiohttp.ClientConnectorSSLError):
+        return "tls", f"TLS failed: {_os_text(exc.os_error)}"
+    if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
+        return "tls", f"TLS failed: {_os_text(exc)}"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        if isinstance(exc.os_error, socket.gaierror):
+            return "dns", "name does not resolve"
+        if isinstance(exc.os_error, ConnectionRefusedError):
+            return "refused", "connection refused"
+        return "connect", f"cannot connect: {_os_text(exc.os_error)}"
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused", "connection refused"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "connect", "server closed the connection"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return "connect", f"bad HTTP answer: {exc.message[:SNIPPET]}"
+    return "connect", f"{type(exc).__name__}: {_os_text(exc)}"
+
+
+def _os_text(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return exc.reason  # e.g. CERTIFICATE_VERIFY_FAILED, short and stable
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return type(exc).__name__ if not str(exc) else str(exc)[:SNIPPET * 2]
+
+
+
+
+# --- reading answers ----------------------------------------------------------------------
+# A field that is missing or has the wrong type is a MalformedResponse naming the method and
+# the key; bool is refused where a number is expected because JSON true is not a count.
+
+
+def mapping(value: object, what: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise MalformedResponse(f"{what}: expected an object, got {shown(value)}")
+    return value
+
+
+def _get(obj: Mapping[str, Any], key: str, what: str) -> Any:
+    if obj.get(key) is None:
+        raise MalformedResponse(f"{what}: field {key} is missing")
+    return obj[key]
+
+
+def integer(obj: Mapping[str, Any], key: str, what: str) -> int:
+    value = _get(obj, key, what)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise MalformedResponse(f"{what}: {key} should be an integer, got {shown(value)}")
+    return value
+
+
+def number(obj: Mapping[str, Any], key: str, what: str) -> float:
+    value = _get(obj, key, what)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise MalformedResponse(f"{what}: {key} should be a number, got {shown(value)}")
+    return float(value)
+
+
+def text(obj: Mapping[str, Any], key: str, what: str) -> str:
+    value = _get(obj, key, what)
+    if not isinstance(value, str):
+        raise MalformedResponse(f"{what}: {key} should be a string, got {shown(value)}")
+    return value
+
+
+def flag(obj: Mapping[str, Any], key: str, what: str) -> bool:
+    value = _get(obj, key, what)
+    if not isinstance(value, bool):
+        raise MalformedResponse(f"{what}: {key} should be true or false, got {shown(value)}")
+    return value

@@ -1,0 +1,135 @@
+"""The monitor's HTTP server: /metrics, /healthz, /api/v1/targets and the status page.
+
+Errors are JSON `{"error", "field"}`, never a stack trace. Methods other than GET/HEAD need
+`Authorization: Bearer <monitor api key>`; keys are compared in constant time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.openmetrics.exposition import (
+    CONTENT_TYPE_LATEST as OPENMETRICS_TYPE,
+)
+from prometheus_client.openmetrics.exposition import (
+    generate_latest as generate_openmetrics,
+)
+
+from monitor.history import UptimeHistory
+from monitor.state import TargetState
+from monitor.statuspage import render_status_page
+
+log = logging.getLogger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+TEXT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def error(status: int, message: str, field: str | None = None) -> web.Response:
+    return web.json_response({"error": message, "field": field}, status=status)
+
+
+def target_json(state: TargetState, uptime: dict[str, float | None] | None) -> dict[str, Any]:
+    c = state.config
+    return {
+        "name": c.name,
+        "type": c.type,
+        "url": c.display_url,
+        "labels": dict(c.labels),
+        "interval_seconds": c.interval,
+        "timeout_seconds": c.timeout,
+        "up": state.up,
+        "since": state.since.isoformat() if state.since else None,
+        "consecutive_failures": state.consecutive_failures,
+        "probes": {"success": state.successes, "failure": state.failures,
+                   "skipped": state.skipped},
+        "last_result": state.last.as_json() if state.last else None,
+        "uptime": uptime or {},
+    }
+
+
+class MonitorApi:
+    def __init__(self, states: Sequence[TargetState], registry: CollectorRegistry,
+                 history: UptimeHistory, api_keys: Sequence[str]) -> None:
+        self._states = states
+        self._by_name = {s.name: s for s in states}
+        self._registry = registry
+        self._history = history
+        self._keys = [k.encode() for k in api_keys]
+        self._started = time.monotonic()
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._errors, self._auth],
+                              client_max_size=256 * 1024)
+        app.router.add_get("/", self.status_page)
+        app.router.add_get("/metrics", self.metrics)
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/api/v1/targets", self.targets)
+        app.router.add_get("/api/v1/targets/{name}", self.target)
+        return app
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return error(exc.status, exc.reason)
+        except Exception:  # never a stack trace to the client; the log keeps it
+            log.exception("error serving %s %s", request.method, request.path)
+            return error(500, "internal error")
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.method in ("GET", "HEAD", "OPTIONS"):
+            return await handler(request)
+        header = request.headers.get("Authorization", "")
+        token = header[7:].encode() if header.startswith("Bearer ") else b""
+        # compare against every key so timing does not tell which one came close
+        ok = False
+        for key in self._keys:
+            ok |= hmac.compare_digest(token, key)
+        if not ok:
+            return error(401, "missing or wrong API key", "Authorization")
+        return await handler(request)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        accept = request.headers.get("Accept", "")
+        # rendering thousands of targets takes a while: keep the event loop (and with it
+        # the scheduler) free while it happens
+        if "application/openmetrics-text" in accept:
+            body = await asyncio.to_thread(generate_openmetrics, self._registry)
+            return web.Response(body=body, headers={"Content-Type": OPENMETRICS_TYPE})
+        body = await asyncio.to_thread(generate_latest, self._registry)
+        return web.Response(body=body, headers={"Content-Type": TEXT_TYPE})
+
+    async def healthz(self, _request: web.Request) -> web.Response:
+        return web.json_response({
+            "status": "ok",
+            "targets": len(self._states),
+            "uptime_seconds": round(time.monotonic() - self._started, 3),
+        })
+
+    async def targets(self, _request: web.Request) -> web.Response:
+        ratios = await self._history.ratios(self._by_name)
+        return web.json_response([target_json(s, ratios.get(s.name)) for s in self._states])
+
+    async def target(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        state = self._by_name.get(name)
+        if state is None:
+            return error(404, f"no target named {name!r}", "name")
+        ratios = await self._history.ratios([name])
+        return web.json_response(target_json(state, ratios.get(name)))
+
+    async def status_page(self, _request: web.Request) -> web.Response:
+        ratios = await self._history.ratios(self._by_name)
+        html = render_status_page(self._states, ratios)
+        return web.Response(text=html, content_type="text/html")

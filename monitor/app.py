@@ -1,0 +1,183 @@
+"""Wires the monitor together for `crypitor run`: probes, scheduler, metrics, API, history.
+
+Everything is built here and passed down; this module owns start-up and the orderly
+shutdown that SIGTERM or SIGINT triggers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+
+from monitor.api import MonitorApi
+from monitor.config import Config
+from monitor.history import UptimeHistory
+from monitor.keys import ensure_api_keys
+from monitor.metrics import new_registry
+from monitor.scheduler import Job, ProbeScheduler
+from monitor.secrets import SecretError, resolve, resolve_fields
+from monitor.state import TargetState, last_good
+from monitor.targets import TargetConfig
+from probes.base import (
+    OptionError,
+    Outcome,
+    Probe,
+    ProbeContext,
+    ProbeResult,
+    Reason,
+    SystemClock,
+)
+from probes.registry import TYPES
+
+log = logging.getLogger("crypitor")
+FLUSH_EVERY = 60.0
+
+
+@dataclass(frozen=True)
+class BrokenProbe:
+    """Stands in for a target that cannot be probed as configured; reports why, each run."""
+
+    reason: Reason
+    detail: str
+
+    async def run(self) -> ProbeResult:
+        outcome = Outcome(SystemClock())
+        outcome.fail(self.reason, self.detail)
+        return outcome.result()
+
+
+def new_session() -> aiohttp.ClientSession:
+    # One session for every RPC probe. Each request sets its own timeout; this one is
+    # only a backstop. DNS answers are cached briefly, as a node fleet repeats names.
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=30, enable_cleanup_closed=True)
+    return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=300),
+                                 headers={"User-Agent": "crypitor-monitor"})
+
+
+def build_probe(target: TargetConfig, index: int, ctx: ProbeContext,
+                env: Mapping[str, str]) -> Probe:
+    """The target's probe, or a BrokenProbe saying why it cannot run (logged once here)."""
+    path = f"targets[{index}]"
+    ptype = TYPES[target.type]
+    if ptype.build is None:
+        detail = f"the {target.type} probe needs the embedded webhook service, not in this build"
+        return BrokenProbe(Reason.CONFIG, detail)
+    try:
+        url = resolve(target.url, f"{path}.url", env)
+        options = resolve_fields(target.options, path, env)
+        return ptype.build(url, target.timeout, options, ctx)
+    except SecretError as exc:
+        log.warning("target %s cannot run: %s", target.name, exc)
+        return BrokenProbe(Reason.CONFIG, str(exc))
+    except OptionError as exc:
+        # an env: value that resolved to something invalid; never echo the value itself
+        log.warning("target %s cannot run: %s.%s: %s", target.name, path, exc.key, exc.message)
+        return BrokenProbe(Reason.CONFIG, f"{path}.{exc.key}: {exc.message}")
+
+
+class Monitor:
+    """The running monitor: build with a config, `await start()`, `await stop()`."""
+
+    def __init__(self, config: Config, env: Mapping[str, str] | None = None) -> None:
+        self.config = config
+        self.env = os.environ if env is None else env
+        self.states = [TargetState(t) for t in config.targets]
+        self._by_name = {s.name: s for s in self.states}
+        self.registry, lag = new_registry(self.states)
+        self.history = UptimeHistory(config.data_dir / "history.sqlite3")
+        self.session: aiohttp.ClientSession | None = None
+        self._lag = lag
+        self._runner: web.AppRunner | None = None
+        self._scheduler: ProbeScheduler | None = None
+        self._flusher: asyncio.Task[None] | None = None
+
+    def context(self) -> ProbeContext:
+        assert self.session is not None
+        return ProbeContext(session=self.session,
+                            last_result=lambda name: last_good(self._by_name, name))
+
+    def jobs(self) -> Sequence[Job]:
+        ctx = self.context()
+        return [Job(state, build_probe(state.config, i, ctx, self.env))
+                for i, state in enumerate(self.states)]
+
+    async def start(self) -> None:
+        keys, key_file = ensure_api_keys(
+            [resolve(k, f"monitor.api_keys[{i}]", self.env)
+             for i, k in enumerate(self.config.monitor.api_keys)],
+            self.config.data_dir, "monitor_api_key")
+        if key_file is not None:
+            log.info("monitor API key: generated, read it from %s", key_file)
+        self.session = new_session()
+        api = MonitorApi(self.states, self.registry, self.history, keys)
+        self._runner = web.AppRunner(api.app(), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        host, _, port = self.config.monitor.listen.rpartition(":")
+        await web.TCPSite(self._runner, host.strip("[]"), int(port)).start()
+        log.info("monitor listening on http://%s", self.config.monitor.listen)
+        if self.config.service.enabled:
+            log.warning("[service] is enabled, but the embedded webhook service is not part of"
+                        " this build yet; nothing listens on %s", self.config.service.listen)
+        self._scheduler = ProbeScheduler(self.jobs(), self._lag, self._on_result)
+        self._scheduler.start()
+        self._flusher = asyncio.create_task(self._flush_loop())
+
+    def _on_result(self, job: Job, result: ProbeResult) -> None:
+        state = job.state
+        flip = state.record(result)
+        self.history.record(state.name, result.success, result.started_at.timestamp())
+        if flip == "down":
+            reason = result.reason.value if result.reason else "unknown"
+            log.warning("target %s is DOWN: %s: %s", state.name, reason, result.detail)
+        elif flip == "up":
+            log.info("target %s is UP", state.name)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_EVERY)
+            try:
+                await self.history.flush()
+            except Exception:  # a full disk must not stop monitoring
+                log.exception("could not write uptime history")
+
+    async def stop(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        if self._scheduler is not None:
+            await self._scheduler.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.history.flush()
+        self.history.close()
+        if self.session is not None:
+            await self.session.close()
+
+
+async def run(config: Config) -> int:
+    """`crypitor run`: start, wait for SIGTERM/SIGINT, shut down; the exit code."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    monitor = Monitor(config)
+    try:
+        await monitor.start()
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        await monitor.stop()
+        return 1
+    await stop.wait()
+    log.info("shutting down")
+    await monitor.stop()
+    log.info("stopped")
+    return 0

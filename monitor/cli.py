@@ -1,0 +1,137 @@
+"""The `crypitor` command line (also `python -m monitor`).
+
+Exit codes: 0 success, 1 runtime failure (for `probe`: the target is down), 2 bad config or
+usage. Errors are one line each, naming the key path and the bad value; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+from monitor import __version__
+from monitor.config import Config, ConfigError, load
+
+log = logging.getLogger("crypitor")
+
+
+class _UTCFormatter(logging.Formatter):
+    converter = time.gmtime
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s.%(msecs)03dZ %(levelname)-7s %(name)s: %(message)s",
+                         "%Y-%m-%dT%H:%M:%S")
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_UTCFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="crypitor", description="Crypitor Monitor: probes "
+                                "blockchain nodes and webhook endpoints, exports Prometheus "
+                                "metrics.")
+    p.add_argument("--version", action="version", version=f"crypitor {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help_text, description=help_text)
+        c.add_argument("-c", "--config", default="config.toml",
+                       help="config file (default: ./config.toml)")
+        return c
+
+    run = command("run", "run the monitor until SIGINT/SIGTERM")
+    run.add_argument("--log-level", default="info",
+                     choices=["debug", "info", "warning", "error"])
+    command("check-config", "validate the config and summarise it")
+    probe = command("probe", "probe one configured target once and print the result as JSON")
+    probe.add_argument("name", help="the target's name")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        config = load(args.config)
+    except ConfigError as exc:
+        print(f"{args.config}: {len(exc.issues)} error(s):", file=sys.stderr)
+        for issue in exc.issues:
+            print(f"  {issue}", file=sys.stderr)
+        return 2
+    if args.command == "check-config":
+        print(summary(config))
+        return 0
+    if args.command == "probe":
+        return _run_async(probe_once(config, args.name))
+    setup_logging(args.log_level)
+    from monitor.app import run
+
+    return _run_async(run(config))
+
+
+def _run_async(coro: Coroutine[Any, Any, int]) -> int:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def summary(config: Config) -> str:
+    kinds: dict[str, int] = {}
+    for t in config.targets:
+        kinds[t.type] = kinds.get(t.type, 0) + 1
+    by_type = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "none"
+    parts = [
+        f"{config.path}: OK",
+        f"{len(config.targets)} targets ({by_type})",
+        f"monitor on {config.monitor.listen}",
+        f"service {'on ' + config.service.listen if config.service.enabled else 'disabled'}",
+        f"{len(config.alerts.rules)} alert rules, {len(config.alerts.receivers)} receivers",
+    ]
+    if config.grafana:
+        parts.append(f"grafana at {config.grafana.url}")
+    if config.gcp:
+        parts.append("gcp export on")
+    return "; ".join(parts)
+
+
+async def probe_once(config: Config, name: str) -> int:
+    target = config.target(name)
+    if target is None:
+        names = ", ".join(t.name for t in config.targets) or "none configured"
+        print(f"no target named {name!r} (targets: {names})", file=sys.stderr)
+        return 2
+    import os
+
+    from monitor.app import build_probe, new_session
+    from monitor.scheduler import run_bounded
+    from monitor.state import TargetState, last_good
+    from probes.base import ProbeContext
+
+    states = {t.name: TargetState(t) for t in config.targets}
+    index = {t.name: i for i, t in enumerate(config.targets)}
+    async with new_session() as session:
+        ctx = ProbeContext(session=session, last_result=lambda n: last_good(states, n))
+        ref = getattr(target.options, "reference", "")
+        if ref in states:  # a reference by name: probe it first so block_lag can be given
+            ref_target = states[ref].config
+            ref_probe = build_probe(ref_target, index[ref], ctx, os.environ)
+            states[ref].record(await run_bounded(ref_probe, ref_target.timeout))
+        probe = build_probe(target, index[name], ctx, os.environ)
+        result = await run_bounded(probe, target.timeout)
+    out = {"target": target.name, "type": target.type, "url": target.display_url,
+           **result.as_json()}
+    print(json.dumps(out, indent=2, default=str))
+    return 0 if result.success else 1

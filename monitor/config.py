@@ -1,0 +1,310 @@
+"""config.toml as typed, frozen objects: the schema of every section, loaded and checked once.
+
+`load(path)` returns a `Config` or raises `ConfigError` listing every problem with its key
+path and the bad value. `env:` values stay unresolved here; `monitor.secrets` resolves them
+when the feature that needs them starts.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from monitor.decode import KEY, Decoder, Issue, join, show
+from monitor.targets import TargetConfig, decode_targets
+from probes.base import OptionError, duration, secret
+
+
+class ConfigError(Exception):
+    """The config cannot be used; `issues` lists every reason."""
+
+    def __init__(self, issues: list[Issue]) -> None:
+        super().__init__("\n".join(map(str, issues)))
+        self.issues = issues
+
+
+def _listen(key: str, value: str) -> None:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise OptionError(key, 'must be "host:port"', value)
+
+
+@dataclass(frozen=True)
+class MonitorSection:
+    listen: str = "127.0.0.1:9300"
+    data_dir: str = "data"
+    default_interval: float = duration(30.0)
+    default_timeout: float = duration(10.0)
+    api_keys: tuple[str, ...] = field(default=(), metadata={"secret": True})
+
+    def __post_init__(self) -> None:
+        _listen("listen", self.listen)
+        if self.default_interval <= 0:
+            raise OptionError("default_interval", "must be more than 0s", "0s")
+        if self.default_timeout <= 0:
+            raise OptionError("default_timeout", "must be more than 0s", "0s")
+
+
+@dataclass(frozen=True)
+class ChainFollowConfig:
+    rpc_url: str = secret("http://127.0.0.1:8545")
+    confirmations: int = 12
+    poll_interval: float = duration(2.0)
+    chain_id: int | None = None
+    start_block: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.confirmations < 0:
+            raise OptionError("confirmations", "must be 0 or more", self.confirmations)
+        if self.poll_interval <= 0:
+            raise OptionError("poll_interval", "must be more than 0s", "0s")
+        if self.start_block is not None and self.start_block < 0:
+            raise OptionError("start_block", "must be 0 or more", self.start_block)
+
+
+@dataclass(frozen=True)
+class ServiceSection:
+    enabled: bool = True
+    listen: str = "127.0.0.1:8080"
+    queue: str = "sqlite"
+    api_keys: tuple[str, ...] = field(default=(), metadata={"secret": True})
+    allow_private_targets: bool = False
+    allowed_networks: tuple[str, ...] = ()
+    retry_schedule: tuple[float, ...] = field(
+        default=(5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0),
+        metadata={"duration": True})
+    request_timeout: float = duration(15.0)
+    max_in_flight_per_endpoint: int = 10
+    disable_after: float = duration(5 * 86400.0)
+    chains: Mapping[str, ChainFollowConfig] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _listen("listen", self.listen)
+        if self.queue != "sqlite" and not self.queue.startswith(("redis://", "rediss://")):
+            raise OptionError("queue", 'must be "sqlite" or a redis:// URL', self.queue)
+        for i, net in enumerate(self.allowed_networks):
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise OptionError(f"allowed_networks[{i}]", "must be a CIDR like "
+                                  '"10.0.0.0/8"', net) from None
+        if not 0 < self.request_timeout <= 300:
+            raise OptionError("request_timeout", "must be between 0s and 5m",
+                              self.request_timeout)
+        if self.max_in_flight_per_endpoint < 1:
+            raise OptionError("max_in_flight_per_endpoint", "must be 1 or more",
+                              self.max_in_flight_per_endpoint)
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    name: str
+    condition: str
+    match: Mapping[str, str] = field(default_factory=dict)
+    for_: float = field(default=0.0, metadata={"duration": True, KEY: "for"})
+    severity: Literal["critical", "warning", "info"] = "warning"
+    summary: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier():
+            raise OptionError("name", "must be a name like EthNodeLagging", self.name)
+        if not self.condition.strip():
+            raise OptionError("condition", "must not be empty", self.condition)
+
+
+@dataclass(frozen=True)
+class ReceiverConfig:
+    name: str
+    chat_id: str = secret("")
+    type: Literal["telegram"] = "telegram"
+    bot_token: str = secret("env:TELEGRAM_BOT_TOKEN")
+    message_thread_id: int = 0
+    api_url: str = "https://api.telegram.org"
+    command_chat_ids: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.api_url.startswith(("http://", "https://")):
+            raise OptionError("api_url", "must be an http(s) URL", self.api_url)
+
+
+@dataclass(frozen=True)
+class RouteConfig:
+    receiver: str = ""
+    match: Mapping[str, str] = field(default_factory=dict)
+    group_by: tuple[str, ...] = ("alertname", "target")
+    group_wait: float = duration(10.0)
+    group_interval: float = duration(60.0)
+    repeat_interval: float = duration(4 * 3600.0)
+    routes: tuple[RouteConfig, ...] = ()
+
+
+@dataclass(frozen=True)
+class InhibitConfig:
+    source_match: Mapping[str, str] = field(default_factory=dict)
+    target_match: Mapping[str, str] = field(default_factory=dict)
+    equal: tuple[str, ...] = ("target",)
+
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+@dataclass(frozen=True)
+class MaintenanceConfig:
+    name: str
+    start: str
+    duration: float = duration(3600.0)
+    match: Mapping[str, str] = field(default_factory=dict)
+    every: tuple[str, ...] = ()
+    timezone: str = "UTC"
+
+    def __post_init__(self) -> None:
+        try:
+            ZoneInfo(self.timezone)
+        except (ValueError, ZoneInfoNotFoundError):
+            raise OptionError("timezone", 'must be an IANA time zone like "Europe/Berlin"',
+                              self.timezone) from None
+        if "T" in self.start:
+            try:
+                datetime.fromisoformat(self.start)
+            except ValueError:
+                raise OptionError("start", 'must be "HH:MM" or a date like "2026-12-01T02:00"',
+                                  self.start) from None
+            if self.every:
+                raise OptionError("every", "must be empty for a one-off window (start is a "
+                                  "date)", list(self.every))
+        elif not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", self.start):
+            raise OptionError("start", 'must be "HH:MM" or a date like "2026-12-01T02:00"',
+                              self.start)
+        for i, day in enumerate(self.every):
+            if day not in WEEKDAYS:
+                raise OptionError(f"every[{i}]", "must be a weekday like \"sunday\"", day)
+        if self.duration <= 0:
+            raise OptionError("duration", "must be more than 0s", self.duration)
+
+
+@dataclass(frozen=True)
+class AlertsSection:
+    disable_builtin: tuple[str, ...] = ()
+    rules: tuple[RuleConfig, ...] = ()
+    receivers: tuple[ReceiverConfig, ...] = ()
+    route: RouteConfig = field(default_factory=RouteConfig)
+    inhibit: tuple[InhibitConfig, ...] = ()
+    maintenance: tuple[MaintenanceConfig, ...] = ()
+
+
+BUILTIN_RULES = ("TargetDown", "NodeLagging", "NodeHeadStale", "NodeSyncing",
+                 "CertExpiringSoon", "WebhookDeliveriesFailing", "WebhookQueueBacklog")
+
+
+@dataclass(frozen=True)
+class GrafanaSection:
+    url: str = "http://127.0.0.1:3000"
+    token: str = secret("env:GRAFANA_TOKEN")
+    folder: str = "Crypitor"
+    prometheus_url: str = "http://127.0.0.1:9090"
+
+
+@dataclass(frozen=True)
+class GcpSection:
+    project_id: str = secret("")
+    interval: float = duration(60.0)
+    api_endpoint: str = ""
+    insecure: bool = False
+
+    def __post_init__(self) -> None:
+        if self.interval < 10:
+            # Cloud Monitoring accepts one point per series every 5 s at most; 10 s keeps
+            # clear of it even with retries.
+            raise OptionError("interval", "must be at least 10s", self.interval)
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    monitor: MonitorSection
+    service: ServiceSection
+    targets: tuple[TargetConfig, ...]
+    alerts: AlertsSection
+    grafana: GrafanaSection | None
+    gcp: GcpSection | None
+
+    @property
+    def data_dir(self) -> Path:
+        return (self.path.parent / self.monitor.data_dir).resolve()
+
+    def target(self, name: str) -> TargetConfig | None:
+        return next((t for t in self.targets if t.name == name), None)
+
+
+SECTIONS = ("monitor", "service", "targets", "alerts", "grafana", "gcp")
+
+
+def load(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError([Issue("", f"{path}: no such file")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([Issue("", f"{path}: cannot read: {exc}")]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([Issue("", f"{path}: not valid TOML: {exc}")]) from None
+    return parse(raw, path)
+
+
+def parse(raw: Mapping[str, Any], path: Path) -> Config:
+    d = Decoder()
+    for key in raw:
+        if key not in SECTIONS:
+            d.error(key, "unknown section (allowed: " + ", ".join(SECTIONS) + ")")
+    monitor = d.table(MonitorSection, raw.get("monitor", {}), "monitor")
+    service = d.table(ServiceSection, raw.get("service", {}), "service")
+    alerts = d.table(AlertsSection, raw.get("alerts", {}), "alerts")
+    grafana = d.table(GrafanaSection, raw["grafana"], "grafana") if "grafana" in raw else None
+    gcp = d.table(GcpSection, raw["gcp"], "gcp") if "gcp" in raw else None
+    defaults = monitor or MonitorSection()
+    targets = decode_targets(d, raw.get("targets", []), defaults.default_interval,
+                             defaults.default_timeout)
+    if alerts is not None:
+        _check_alerts(d, alerts)
+    if d.issues or monitor is None or service is None or alerts is None:
+        raise ConfigError(d.issues)
+    if monitor.listen == service.listen and service.enabled:
+        raise ConfigError([Issue("service.listen", "must differ from monitor.listen "
+                                 f"(got {show(service.listen)})")])
+    return Config(path, monitor, service, targets, alerts,
+                  grafana if "grafana" in raw else None, gcp if "gcp" in raw else None)
+
+
+def _check_alerts(d: Decoder, alerts: AlertsSection) -> None:
+    for i, name in enumerate(alerts.disable_builtin):
+        if name not in BUILTIN_RULES:
+            d.error(f"alerts.disable_builtin[{i}]",
+                    "is not a built-in rule (" + ", ".join(BUILTIN_RULES) + ")", name)
+    _unique(d, "alerts.rules", [r.name for r in alerts.rules])
+    _unique(d, "alerts.receivers", [r.name for r in alerts.receivers])
+    receivers = {r.name for r in alerts.receivers}
+
+    def check_route(route: RouteConfig, path: str) -> None:
+        if route.receiver and route.receiver not in receivers:
+            d.error(join(path, "receiver"), "names no [[alerts.receivers]] entry",
+                    route.receiver)
+        for i, sub in enumerate(route.routes):
+            check_route(sub, f"{path}.routes[{i}]")
+
+    check_route(alerts.route, "alerts.route")
+
+
+def _unique(d: Decoder, path: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if name in seen:
+            d.error(f"{path}[{i}].name", "is used twice", name)
+        seen.add(name)

@@ -1,0 +1,139 @@
+"""Runs every target's probe on its own interval, on APScheduler's asyncio scheduler.
+
+Start times are spread evenly across each interval so a thousand targets with the same
+interval never fire in one burst; fire times are `start + n * interval`, so they do not
+drift; a target never overlaps itself; every probe is bounded by its timeout so a hung
+target delays nothing else; the delay between a fire's scheduled time and its start is
+observed into `crypitor_scheduler_lag_seconds`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from prometheus_client import Histogram
+
+from monitor.state import TargetState
+from probes.base import Outcome, Probe, ProbeResult, Reason, SystemClock
+
+log = logging.getLogger(__name__)
+# APScheduler logs every job run at INFO: at thousands of targets that is the whole log.
+logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+# How long past its own timeout a probe may run before the scheduler gives up on it; a
+# probe that honours its timeout never gets here.
+SAFETY_MARGIN = 1.0
+
+
+@dataclass(eq=False)
+class Job:
+    state: TargetState
+    probe: Probe
+    start: float = 0.0  # unix time of the first fire; later fires are start + n * interval
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+def spread(targets: Sequence[tuple[str, float]]) -> dict[str, float]:
+    """Offsets in [0, interval) for each (name, interval): targets sharing an interval are
+    placed evenly across it, in an order fixed by their names' hashes (stable across
+    restarts, and unrelated to config order, so neighbours in config are not neighbours
+    in time)."""
+    groups: dict[float, list[str]] = {}
+    for name, interval in targets:
+        groups.setdefault(interval, []).append(name)
+    offsets: dict[str, float] = {}
+    for interval, names in groups.items():
+        names.sort(key=lambda n: hashlib.blake2b(n.encode(), digest_size=8).digest())
+        step = interval / len(names)
+        for i, name in enumerate(names):
+            offsets[name] = i * step
+    return offsets
+
+
+class ProbeScheduler:
+    def __init__(self, jobs: Sequence[Job], lag: Histogram,
+                 on_result: Callable[[Job, ProbeResult], None],
+                 clock: Callable[[], float] = time.time, first_delay: float = 0.2) -> None:
+        self._jobs = jobs
+        self._lag = lag
+        self._on_result = on_result
+        self._clock = clock
+        self._first_delay = first_delay
+        self._scheduler: AsyncIOScheduler | None = None
+        self._stopping = False
+
+    def start(self) -> None:
+        sched = AsyncIOScheduler(timezone=UTC, job_defaults={
+            "coalesce": True,  # after a stall, run once, not once per missed fire
+            "max_instances": 2,  # overlap is refused (and counted) by _fire itself
+        })
+        offsets = spread([(j.state.name, j.state.config.interval) for j in self._jobs])
+        now = self._clock() + self._first_delay
+        for job in self._jobs:
+            interval = job.state.config.interval
+            job.start = now + offsets[job.state.name]
+            trigger = IntervalTrigger(seconds=interval, timezone=UTC,
+                                      start_date=datetime.fromtimestamp(job.start, UTC))
+            sched.add_job(self._fire, trigger, args=[job], id=job.state.name,
+                          misfire_grace_time=max(1, math.ceil(interval)))
+        sched.start()
+        self._scheduler = sched
+        log.info("scheduler started with %d targets", len(self._jobs))
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        running = [j.task for j in self._jobs if j.task is not None and not j.task.done()]
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+
+    def scheduled_time(self, job: Job, now: float) -> float:
+        interval = job.state.config.interval
+        return job.start + math.floor((now - job.start) / interval) * interval
+
+    async def _fire(self, job: Job) -> None:
+        now = self._clock()
+        self._lag.observe(max(0.0, now - self.scheduled_time(job, now)))
+        state = job.state
+        if state.running:
+            state.skipped += 1
+            return
+        state.running = True
+        job.task = asyncio.current_task()  # type: ignore[assignment]
+        try:
+            result = await run_bounded(job.probe, state.config.timeout)
+        except asyncio.CancelledError:
+            if self._stopping:  # our own shutdown: end quietly, nothing to record
+                return
+            raise
+        finally:
+            state.running = False
+            job.task = None
+        self._on_result(job, result)
+
+
+async def run_bounded(probe: Probe, timeout: float) -> ProbeResult:
+    """The probe's result, or a timeout/internal failure if the probe itself misbehaves."""
+    outcome = Outcome(SystemClock())
+    try:
+        async with asyncio.timeout(timeout + SAFETY_MARGIN):
+            return await probe.run()
+    except TimeoutError:
+        outcome.fail(Reason.TIMEOUT, f"no result within {timeout:g}s")
+    except Exception as exc:  # a bug in a probe must not stop the scheduler
+        log.exception("probe raised instead of returning a result")
+        outcome.fail(Reason.INTERNAL, f"internal error: {type(exc).__name__}")
+    return outcome.result()

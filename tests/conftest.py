@@ -1,0 +1,6 @@
+"""Shared fixtures live in tests/support/; each module there is a pytest plugin."""
+
+pytest_plugins = [
+    "tests.support.chain_nodes",
+    "tests.support.web",
+]

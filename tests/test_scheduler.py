@@ -1,0 +1,161 @@
+"""The scheduler: spread start times, no self-overlap, a hung target delays nobody, lag is
+measured, and a misbehaving probe becomes a failed result instead of a crash."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import Counter
+
+from prometheus_client import CollectorRegistry, Histogram
+
+from monitor.scheduler import Job, ProbeScheduler, run_bounded, spread
+from monitor.state import TargetState
+from monitor.targets import TargetConfig
+from probes.base import Outcome, ProbeResult, Reason, SystemClock
+
+
+class CountingProbe:
+    """A probe whose run takes `hold` seconds (or until released), counting overlaps."""
+
+    def __init__(self, hold: float = 0.0) -> None:
+        self.hold = hold
+        self.runs = 0
+        self.active = 0
+        self.max_active = 0
+
+    async def run(self) -> ProbeResult:
+        self.runs += 1
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        try:
+            await asyncio.sleep(self.hold)
+        finally:
+            self.active -= 1
+        return Outcome(SystemClock()).result()
+
+
+class RaisingProbe:
+    async def run(self) -> ProbeResult:
+        raise RuntimeError("bug")
+
+
+def target(name: str, interval: float, timeout: float | None = None) -> TargetConfig:
+    return TargetConfig(name, "http", "http://127.0.0.1:1/", interval,
+                        interval if timeout is None else timeout)
+
+
+def lag_histogram() -> Histogram:
+    return Histogram("lag_seconds", "test", registry=CollectorRegistry())
+
+
+def test_spread_places_same_interval_targets_evenly() -> None:
+    names = [(f"t{i}", 30.0) for i in range(1000)]
+    offsets = spread(names)
+    ordered = sorted(offsets.values())
+    assert ordered[0] == 0.0
+    gaps = {round(b - a, 9) for a, b in itertools.pairwise(ordered)}
+    assert gaps == {0.03}
+    # no second of the interval holds more than its share
+    per_second = Counter(int(v) for v in ordered)
+    assert max(per_second.values()) <= 34
+
+
+def test_spread_is_stable_and_independent_of_order() -> None:
+    names = [(f"t{i}", 10.0) for i in range(50)] + [("x", 60.0)]
+    assert spread(names) == spread(list(reversed(names)))
+    assert spread(names)["x"] == 0.0  # alone in its interval
+
+
+async def test_scheduled_fire_times_are_spread_across_the_interval() -> None:
+    jobs = [Job(TargetState(target(f"t{i}", 10.0)), CountingProbe()) for i in range(100)]
+    sched = ProbeScheduler(jobs, lag_histogram(), lambda _j, _r: None)
+    sched.start()
+    try:
+        starts = sorted(j.start for j in jobs)
+        span = starts[-1] - starts[0]
+        assert 9.8 < span < 10.0
+        gaps = [b - a for a, b in itertools.pairwise(starts)]
+        assert min(gaps) > 0.09  # evenly: 100 fires spread over 10 s
+    finally:
+        await sched.stop()
+
+
+async def test_target_never_overlaps_itself_and_skips_are_counted() -> None:
+    slow = CountingProbe(hold=1.0)  # runs 1 s (bounded at timeout + margin) every 0.2 s
+    job = Job(TargetState(target("slow", 0.2)), slow)
+    results: list[ProbeResult] = []
+    sched = ProbeScheduler([job], lag_histogram(), lambda _j, r: results.append(r),
+                           first_delay=0.0)
+    sched.start()
+    try:
+        async with asyncio.timeout(10):
+            while job.state.skipped < 2:
+                await asyncio.sleep(0.05)
+    finally:
+        await sched.stop()
+    assert slow.max_active == 1
+    assert job.state.skipped >= 2
+
+
+async def test_hung_target_does_not_delay_others() -> None:
+    hung = CountingProbe(hold=3600)
+    fast = CountingProbe()
+    jobs = [Job(TargetState(target("hung", 0.3)), hung),
+            Job(TargetState(target("fast", 0.3)), fast)]
+    done: list[str] = []
+    sched = ProbeScheduler(jobs, lag_histogram(), lambda j, _r: done.append(j.state.name),
+                           first_delay=0.0)
+    sched.start()
+    try:
+        async with asyncio.timeout(20):
+            while done.count("fast") < 3:
+                await asyncio.sleep(0.05)
+            # the hung probe is cut at its timeout plus the safety margin
+            while "hung" not in done:
+                await asyncio.sleep(0.05)
+    finally:
+        await sched.stop()
+    # three fast probes finished while the hung one was still in its first run
+    assert done.index("hung") >= 3
+    assert hung.max_active == 1
+
+
+async def test_scheduler_lag_is_observed() -> None:
+    lag = lag_histogram()
+    job = Job(TargetState(target("a", 0.2)), CountingProbe())
+    sched = ProbeScheduler([job], lag, lambda _j, _r: None, first_delay=0.0)
+    sched.start()
+    try:
+        async with asyncio.timeout(10):
+            while job.probe.runs < 3:  # type: ignore[attr-defined]
+                await asyncio.sleep(0.05)
+    finally:
+        await sched.stop()
+    count = next(s.value for s in lag.collect()[0].samples if s.name == "lag_seconds_count")
+    assert count >= 3
+    assert job.start > 0
+
+
+async def test_run_bounded_turns_misbehaviour_into_results() -> None:
+    hung = await run_bounded(CountingProbe(hold=3600), timeout=0.1)
+    assert not hung.success and hung.reason is Reason.TIMEOUT
+    assert "0.1s" in hung.detail
+    broken = await run_bounded(RaisingProbe(), timeout=1)
+    assert not broken.success and broken.reason is Reason.INTERNAL
+    assert "RuntimeError" in broken.detail
+
+
+def test_state_records_flips_quietly_on_healthy_start() -> None:
+    state = TargetState(target("a", 1.0))
+    ok = Outcome(SystemClock()).result()
+    bad_outcome = Outcome(SystemClock())
+    bad_outcome.fail(Reason.REFUSED, "connection refused")
+    bad = bad_outcome.result()
+    assert state.record(ok) is None
+    assert state.record(bad) == "down"
+    assert state.record(bad) is None
+    assert state.consecutive_failures == 2
+    assert state.record(ok) == "up"
+    assert (state.successes, state.failures) == (2, 2)
+    assert state.failures_by_reason == {"refused": 2}
