@@ -56,7 +56,7 @@ class BitcoinClient:
     def __init__(self, session: aiohttp.ClientSession, url: str, timeout: float, *,
                  user: str = "", password: str = "") -> None:
         # no user: rely on URL userinfo if any (the transport reads it), else no auth at all
-        auth = aiohttp.BasicAuth(user, password) if user else None
+        auth = (user, password) if user else None
         self.transport = JsonRpcTransport(session, url, timeout, auth=auth, version="1.0")
 
     async def blockchain_info(self) -> BlockchainInfo:

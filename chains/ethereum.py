@@ -60,6 +60,14 @@ def quantity(value: object, what: str) -> int:
     return int(value, 16)
 
 
+def uint64(value: object, what: str) -> int:
+    """A header field the protocol stores as 64 bits (number, timestamp)."""
+    number = quantity(value, what)
+    if number >= 1 << 64:
+        raise MalformedResponse(f"{what}: {shown(value)} does not fit in 64 bits")
+    return number
+
+
 def data32(value: object, what: str) -> str:
     """A 32-byte hash, lower-cased so comparisons with stored hashes do not depend on case."""
     if (not isinstance(value, str) or not value.startswith("0x") or len(value) != 66
@@ -89,10 +97,10 @@ def parse_block(value: object, what: str) -> Block | None:
     if not isinstance(txs, list) or not all(isinstance(t, str | Mapping) for t in txs):
         raise MalformedResponse(f"{what}.transactions: expected a list of hashes or objects")
     return Block(
-        number=quantity(value.get("number"), f"{what}.number"),
+        number=uint64(value.get("number"), f"{what}.number"),
         hash=data32(value.get("hash"), f"{what}.hash"),
         parent_hash=data32(value.get("parentHash"), f"{what}.parentHash"),
-        timestamp=quantity(value.get("timestamp"), f"{what}.timestamp"),
+        timestamp=uint64(value.get("timestamp"), f"{what}.timestamp"),
         transactions=tuple(txs),
     )
 
@@ -105,7 +113,7 @@ class EthereumClient:
     """Typed eth_* calls over one node URL; `health()` is one round trip when batches work."""
 
     def __init__(self, session: aiohttp.ClientSession, url: str, timeout: float, *,
-                 auth: aiohttp.BasicAuth | None = None,
+                 auth: tuple[str, str] | None = None,
                  headers: Mapping[str, str] | None = None) -> None:
         self.transport = JsonRpcTransport(session, url, timeout, auth=auth, headers=headers)
         self._batches = True  # cleared once the node refuses one, to save a round trip
@@ -137,16 +145,15 @@ class EthereumClient:
             ("eth_chainId", []), ("eth_getBlockByNumber", ["latest", False])]
         replies = await self._batch_or_each(calls)
         head, syncing, peers, chain, latest = replies
+        # read in request order, so the error reported is the first call's that failed
+        number = quantity(head.value(), head.method)
+        sync_state = parse_syncing(syncing.value(), syncing.method)
+        peer_count = _peers(peers)
+        chain_id = quantity(chain.value(), chain.method)
         block = parse_block(latest.value(), latest.method)
         if block is None:
             raise MalformedResponse("eth_getBlockByNumber: the node has no latest block")
-        return NodeHealth(
-            head=quantity(head.value(), head.method),
-            syncing=parse_syncing(syncing.value(), syncing.method),
-            peers=_peers(peers),
-            chain_id=quantity(chain.value(), chain.method),
-            latest=block,
-        )
+        return NodeHealth(number, sync_state, peer_count, chain_id, block)
 
     async def _batch_or_each(self, calls: Sequence[tuple[str, Params]]) -> list[Reply]:
         if self._batches:

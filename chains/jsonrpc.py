@@ -5,6 +5,7 @@ the `chains` tree; messages start with the RPC method and never hold credentials
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import socket
@@ -23,6 +24,14 @@ E = TypeVar("E", bound=ChainError)
 SNIPPET = 60  # characters of a bad body worth showing: enough to recognise HTML or a proxy
 
 
+class NotHttp(TransportError):
+    """The peer answered, but not in HTTP (a p2p or ssh port, say). Its kind stays "connect",
+    one of the documented kinds; the subclass lets a probe report it as a protocol failure."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("connect", message)
+
+
 class BatchUnsupported(RpcError):
     """The node answered a batch with one error object: send the calls one by one instead."""
 
@@ -39,6 +48,12 @@ class Reply:
         if self.error is not None:
             raise self.error
         return self.result
+
+
+def basic_auth(user: str, password: str) -> str:
+    """The Authorization header value; built here because aiohttp's helpers for it differ
+    between the versions we support (BasicAuth is deprecated from 3.14)."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
 
 
 def snippet(data: bytes | str) -> str:
@@ -74,21 +89,25 @@ class JsonRpcTransport:
     """POSTs JSON to one node URL with a per-request timeout; the session is the caller's.
 
     Credentials may come as `auth` or as URL userinfo; either way they are sent as basic auth
-    and kept out of every message (`safe_url` is the URL without them).
+    and kept out of every message, which name the node by host and port only.
     """
 
     def __init__(self, session: aiohttp.ClientSession, url: str, timeout: float, *,
-                 auth: aiohttp.BasicAuth | None = None,
+                 auth: tuple[str, str] | None = None,
                  headers: Mapping[str, str] | None = None, version: str = "2.0") -> None:
         parsed = URL(url)
         if auth is None and parsed.user is not None:
-            auth = aiohttp.BasicAuth(parsed.user, parsed.password or "")
-        # aiohttp refuses auth and userinfo together; an explicit `auth` wins
+            auth = (parsed.user, parsed.password or "")
+        # the userinfo leaves the URL so no error aiohttp raises can carry it; `auth` wins
         self._url = parsed.with_user(None) if parsed.user is not None else parsed
-        self.safe_url = str(self._url.with_query(None))
-        self._session, self._auth = session, auth
+        # providers put API keys in the path or query: messages name only host and port
+        self.where = f"{self._url.host}:{self._url.port}"
+        self._session = session
+        self._limit = timeout
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._headers = {"Content-Type": "application/json", **(headers or {})}
+        if auth is not None:
+            self._headers["Authorization"] = basic_auth(*auth)
         self._version = version
         self._ids = itertools.count(1)
 
@@ -103,7 +122,7 @@ class JsonRpcTransport:
         data = b"" if payload is None else json.dumps(payload).encode()
         try:
             async with self._session.post(url, data=data, headers=self._headers,
-                                          auth=self._auth, timeout=self._timeout) as resp:
+                                          timeout=self._timeout) as resp:
                 status, body = resp.status, await resp.read()
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise self._transport_error(exc, what) from exc
@@ -128,9 +147,11 @@ class JsonRpcTransport:
 
         Raises BatchUnsupported when the node answers the whole batch with one object.
         """
+        if not calls:
+            return []
         ids = [next(self._ids) for _ in calls]
         payload = [self._request(m, p, i) for (m, p), i in zip(calls, ids, strict=True)]
-        label = "batch of " + ",".join(m for m, _ in calls)
+        label = f"{calls[0][0]} and {len(calls) - 1} more (batch)"
         answer = await self.post(payload, method=label)
         if isinstance(answer, Mapping):
             error = answer.get("error")
@@ -166,12 +187,17 @@ class JsonRpcTransport:
 
     def _status_error(self, status: int, what: str) -> TransportError:
         hint = " (credentials refused)" if status in (401, 403) else ""
-        return TransportError("http_status", f"{what}: HTTP {status}{hint} from {self.safe_url}")
+        return TransportError("http_status", f"{what}: HTTP {status}{hint} from {self.where}")
 
     def _transport_error(self, exc: BaseException, what: str) -> TransportError:
-        where = f"{self._url.host}:{self._url.port}"
-        kind, text = _classify(exc)
-        return TransportError(kind, f"{what}: {text} ({where})")
+        if isinstance(exc, aiohttp.ClientResponseError):  # aiohttp's "could not parse HTTP"
+            said = " ".join(str(exc.message).split())[: SNIPPET * 2] or "garbled"
+            return NotHttp(f"{what}: not an HTTP answer: {said} ({self.where})")
+        if isinstance(exc, TimeoutError):  # aiohttp's own timeout errors subclass it
+            return TransportError("timeout", f"{what}: no answer within {self._limit:g}s "
+                                             f"({self.where})")
+        kind, reason = _classify(exc)
+        return TransportError(kind, f"{what}: {reason} ({self.where})")
 
 
 def _is_error_envelope(decoded: Any) -> bool:
@@ -181,8 +207,6 @@ def _is_error_envelope(decoded: Any) -> bool:
 
 def _classify(exc: BaseException) -> tuple[str, str]:
     """(kind, short text) for a network failure; texts never include the URL."""
-    if isinstance(exc, TimeoutError):  # aiohttp's timeout errors subclass it
-        return "timeout", "no answer in time"
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return "dns", "name does not resolve"
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
@@ -201,8 +225,6 @@ def _classify(exc: BaseException) -> tuple[str, str]:
         return "refused", "connection refused"
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return "connect", "server closed the connection"
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return "connect", f"bad HTTP answer: {exc.message[:SNIPPET]}"
     return "connect", f"{type(exc).__name__}: {_os_text(exc)}"
 
 

@@ -119,7 +119,7 @@ class Decoder:
                 self.error(path, "must be a table", raw)
                 return {}
             return {str(k): self.value(item, v, join(path, str(k)), meta) for k, v in raw.items()}
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             return self.table(hint, raw, path)
         return self.scalar(hint, raw, path, meta)
 
@@ -159,7 +159,7 @@ class Decoder:
 
 
 def _is_secret(cls: type, name: str) -> bool:
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+    for f in dataclasses.fields(cls):
         if f.name == name:
             return bool(f.metadata.get(SECRET))
     return False

@@ -52,7 +52,8 @@ class ProbeCollector(Collector):
             s.name: tuple(s.config.labels.get(k, "") for k in self._extra) for s in states
         }
 
-    def _family(self, d: MetricDef, *labels: str, extra: tuple[str, ...] = ()) -> Metric:
+    def _family(self, d: MetricDef, *labels: str,
+                extra: tuple[str, ...] = ()) -> GaugeMetricFamily | CounterMetricFamily:
         names = ["target", *labels, *extra]
         if d.kind is m.MetricKind.COUNTER:
             return CounterMetricFamily(d.name, d.help, labels=names)

@@ -112,7 +112,7 @@ class ProbeScheduler:
             state.skipped += 1
             return
         state.running = True
-        job.task = asyncio.current_task()  # type: ignore[assignment]
+        job.task = asyncio.current_task()
         try:
             result = await run_bounded(job.probe, state.config.timeout)
         except asyncio.CancelledError:

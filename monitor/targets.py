@@ -106,7 +106,7 @@ def _decode_one(d: Decoder, item: object, path: str, default_interval: float,
         return None
     if isinstance(url, str) and not is_env_ref(url):
         _check_url(d, url, ptype.schemes, join(path, "url"))
-    options = d.table(ptype.options, item, path, exclude=COMMON)
+    options: Any = d.table(ptype.options, item, path, exclude=COMMON)
     if len(d.issues) > before or options is None:
         return None
     assert isinstance(name, str) and isinstance(url, str)  # checked above

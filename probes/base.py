@@ -102,8 +102,16 @@ class Outcome:
     The first failure recorded wins: it is the most specific reason the probe saw.
     """
 
-    __slots__ = ("_clock", "_started", "_t0", "values", "phases", "warnings", "reason",
-                 "detail")
+    __slots__ = (
+        "_clock",
+        "_started",
+        "_t0",
+        "detail",
+        "phases",
+        "reason",
+        "values",
+        "warnings",
+    )
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
@@ -145,7 +153,7 @@ class Outcome:
 # invariants in __post_init__ and raises OptionError naming the field.
 
 DURATION = "duration"  # metadata key: a float of seconds, written "15s" in config
-SECRET = "secret"  # metadata key: may be "env:NAME", resolved when the probe is built
+SECRET = "secret"  # noqa: S105 - metadata key: may be "env:NAME", resolved when the probe is built
 
 
 def duration(default: float) -> float:

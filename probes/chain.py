@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from chains import ChainError, MalformedResponse, RpcError, TransportError
+from chains.jsonrpc import NotHttp
 from probes.base import Clock, Outcome, Reason
 
 DETAIL_MAX = 200
@@ -29,7 +30,9 @@ TRANSPORT_REASONS = {
 
 def failure(exc: ChainError) -> tuple[Reason, str]:
     """The reason and one-line detail for a chain error (its message names the RPC method)."""
-    if isinstance(exc, TransportError):
+    if isinstance(exc, NotHttp):
+        reason = Reason.PROTOCOL
+    elif isinstance(exc, TransportError):
         reason = TRANSPORT_REASONS.get(exc.kind, Reason.CONNECT)
     elif isinstance(exc, RpcError):
         reason = Reason.RPC_ERROR
@@ -61,9 +64,12 @@ async def guarded(out: Outcome, timeout: float,
         out.fail(*failure(exc))
 
 
-def age_seconds(clock: Clock, then: datetime) -> float:
-    """Seconds since `then`; a node clock ahead of ours reads as 0, not as a negative age."""
-    return max(0.0, round((clock.now() - then).total_seconds(), 3))
+def age_seconds(clock: Clock, then: datetime | int) -> float:
+    """Seconds since `then` (a datetime, or unix seconds: a node's absurd timestamp must not
+    overflow a datetime); a node clock ahead of ours reads as 0, not as a negative age."""
+    since = clock.now().timestamp() - then if isinstance(then, int) else \
+        (clock.now() - then).total_seconds()
+    return max(0.0, round(since, 3))
 
 
 def check_peers(out: Outcome, peers: int, minimum: int) -> None:

@@ -42,8 +42,9 @@ class EosProbe:
                           head_age_seconds=age)
         opts = self._options
         if age > opts.max_head_age:
-            out.fail(Reason.STALE, f"head block {info.head_block_num} is {age:.1f}s old "
-                                   f"(at most {opts.max_head_age:g}s)")
+            produced = info.head_block_time.isoformat(timespec="milliseconds")
+            out.fail(Reason.STALE, f"head block {info.head_block_num} produced at {produced} "
+                                   f"is {age:.1f}s old (at most {opts.max_head_age:g}s)")
         if info.lib_lag > opts.max_lib_lag:
             out.fail(Reason.LAG, f"last irreversible block is {info.lib_lag} blocks behind "
                                  f"the head (at most {opts.max_lib_lag})")

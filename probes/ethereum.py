@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from chains import ChainError
@@ -77,10 +76,9 @@ class EthereumProbe:
 
     def _judge(self, out: Outcome, health: NodeHealth, reference: int | str | None) -> None:
         opts, values = self._options, out.values
-        block_time = datetime.fromtimestamp(health.latest.timestamp, UTC)
         values.update(head_block=health.head, syncing=bool(health.syncing),
                       chain_id=health.chain_id,
-                      head_age_seconds=age_seconds(self._ctx.clock, block_time))
+                      head_age_seconds=age_seconds(self._ctx.clock, health.latest.timestamp))
         if health.peers is not None:
             values["peers"] = health.peers
         if isinstance(reference, int):

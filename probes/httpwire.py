@@ -19,29 +19,29 @@ phase that was running, and `timeout_detail` words it.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import socket
 import ssl
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime
 from time import monotonic
-from urllib.parse import quote, urljoin, urlsplit
 
 from cryptography import x509
 
 from probes.base import Reason
-from probes.httpparse import ParseError, Response, ResponseParser
+from probes.httpmessage import ParseError, Request, Response, ResponseParser, Url
 
+__all__ = [
+    "DEFAULT_MAX_BODY", "PHASES", "ConnectError", "DNSError", "ProtocolError", "RefusedError",
+    "Request", "Response", "TLSError", "Trace", "Url", "WireError", "cert_not_after",
+    "connect_tcp", "fetch", "timeout_detail", "tls_context",
+]
 PHASES = ("resolve", "connect", "tls", "processing", "transfer")
-USER_AGENT = "crypitor-monitor/0.1.0"
 DEFAULT_MAX_BODY = 1 << 20
 _WAITING = {
     "resolve": "resolving the host name", "connect": "connecting",
     "tls": "in the TLS handshake", "processing": "waiting for the response",
     "transfer": "reading the response body",
 }
-# headers that may carry credentials: dropped when a redirect leaves the origin
-_PRIVATE = frozenset({"authorization", "cookie", "proxy-authorization"})
 
 
 class WireError(Exception):
@@ -97,79 +97,6 @@ class Trace:
             spent = self._clock() - self._mark
             self.phases[self.phase] = self.phases.get(self.phase, 0.0) + spent
             self._mark = None
-
-
-class Url:
-    """An http(s) URL split once into what the connection and the request line need."""
-
-    __slots__ = ("authority", "host", "is_ip", "port", "scheme", "target", "text")
-
-    def __init__(self, text: str) -> None:
-        parts = urlsplit(text.strip())
-        self.scheme = parts.scheme.lower()
-        if self.scheme not in ("http", "https"):
-            raise ValueError("must be an http:// or https:// URL")
-        if not parts.hostname:
-            raise ValueError("has no host")
-        if parts.username is not None:
-            raise ValueError("credentials in the URL are not supported; send a header")
-        self.host = parts.hostname  # lower-cased, IPv6 without brackets
-        self.port = parts.port or (443 if self.scheme == "https" else 80)  # raises on bad port
-        self.is_ip = is_ip_literal(self.host)
-        host = f"[{self.host}]" if ":" in self.host else self.host.encode("idna").decode()
-        default = self.port == (443 if self.scheme == "https" else 80)
-        self.authority = host if default else f"{host}:{self.port}"
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        if not target.isascii() or " " in target:
-            target = quote(target, safe="!#$%&'()*+,/:;=?@[]~")
-        self.target = target
-        self.text = text
-
-
-def is_ip_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
-class Request:
-    """A request rendered to bytes once, so a probe repeating it pays nothing to build it."""
-
-    __slots__ = ("body", "headers", "method", "url", "wire")
-
-    def __init__(self, url: Url, method: str = "GET",
-                 headers: Iterable[tuple[str, str]] = (), body: bytes = b"") -> None:
-        self.url, self.method, self.body = url, method, body
-        self.headers = tuple(headers)
-        names = {name.lower() for name, _ in self.headers}
-        lines = [f"{method} {url.target} HTTP/1.1"]
-        if "host" not in names:
-            lines.append(f"Host: {url.authority}")
-        if "user-agent" not in names:
-            lines.append(f"User-Agent: {USER_AGENT}")
-        if "accept" not in names:
-            lines.append("Accept: */*")
-        for name, value in self.headers:
-            if "\r" in value or "\n" in value or not name.isprintable() or ":" in name:
-                raise ValueError(f"header {name!r} would break the request")
-            lines.append(f"{name}: {value}")
-        if body or method in ("POST", "PUT", "PATCH"):
-            lines.append(f"Content-Length: {len(body)}")
-        lines.append("Connection: close\r\n\r\n")
-        self.wire = "\r\n".join(lines).encode("latin-1") + body  # ValueError if not latin-1
-
-    def redirect(self, location: str, status: int) -> Request:
-        """The request a `status` answer with `location` asks for (RFC 9110 15.4)."""
-        url = Url(urljoin(self.url.text, location))
-        method, body = self.method, self.body
-        if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
-            method, body = "GET", b""
-        headers = self.headers
-        if (url.scheme, url.host, url.port) != (self.url.scheme, self.url.host, self.url.port):
-            headers = tuple(h for h in headers if h[0].lower() not in _PRIVATE | {"host"})
-        return Request(url, method, headers, body)
 
 
 class _Reader(asyncio.Protocol):

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config import ConfigError, load, parse
+from monitor.config import Config, ConfigError, load, parse
 from monitor.durations import format_duration, parse_duration
 from monitor.secrets import SecretError, resolve, resolve_fields
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def parse_text(text: str) -> object:
+def parse_text(text: str) -> Config:
     return parse(tomllib.loads(text), Path("/tmp/config.toml"))
 
 
@@ -145,7 +145,7 @@ def test_reference_to_target_and_url_accepted() -> None:
 
 def test_env_values_resolve_late_and_name_key_and_variable() -> None:
     cfg = parse_text('[[targets]]\nname = "b"\ntype = "bitcoin"\nurl = "env:BTC_URL"\n'
-                     'rpc_password = "env:BTC_PASS"\n')
+                     'rpc_user = "monitor"\nrpc_password = "env:BTC_PASS"\n')
     (t,) = cfg.targets
     assert t.url == "env:BTC_URL"
     assert resolve(t.url, "targets[0].url", {"BTC_URL": "http://127.0.0.1:8332"}) == \

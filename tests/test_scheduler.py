@@ -132,7 +132,8 @@ async def test_scheduler_lag_is_observed() -> None:
                 await asyncio.sleep(0.05)
     finally:
         await sched.stop()
-    count = next(s.value for s in lag.collect()[0].samples if s.name == "lag_seconds_count")
+    samples = next(iter(lag.collect())).samples
+    count = next(s.value for s in samples if s.name == "lag_seconds_count")
     assert count >= 3
     assert job.start > 0
 

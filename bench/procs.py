@@ -1,0 +1,148 @@
+"""Processes the benchmarks start and measure: nginx (the targets), blackbox_exporter (the
+peer), and `crypitor run`. CPU and memory are read from /proc, per process."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of `pid` (all its threads), from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def need(binary: str, package: str) -> str:
+    path = shutil.which(binary) or (f"/usr/sbin/{binary}" if Path(f"/usr/sbin/{binary}")
+                                    .exists() else None)
+    if path is None:
+        sys.exit(f"{binary} not found: `make bench` installs the Debian package {package}")
+    return path
+
+
+def wait_http(url: str, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {seconds}s")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def nginx(ports: int = 8) -> Iterator[list[int]]:
+    """nginx answering `200 ok` on `ports` loopback ports (several, so hundreds of fresh
+    connections a second do not run one 4-tuple space out of ephemeral ports)."""
+    binary = need("nginx", "nginx-light")
+    listen = [free_port() for _ in range(ports)]
+    with tempfile.TemporaryDirectory() as tmp:
+        servers = "\n".join(
+            f"server {{ listen 127.0.0.1:{p} reuseport backlog=4096;"
+            f" location / {{ return 200 'ok\\n'; }} }}" for p in listen)
+        conf = Path(tmp) / "nginx.conf"
+        conf.write_text(
+            f"daemon off; worker_processes 1; pid {tmp}/nginx.pid; error_log {tmp}/error.log;"
+            " events { worker_connections 16384; }"
+            f" http {{ access_log off; client_body_temp_path {tmp}; proxy_temp_path {tmp};"
+            f" fastcgi_temp_path {tmp}; uwsgi_temp_path {tmp}; scgi_temp_path {tmp};"
+            f" keepalive_timeout 0; {servers} }}")
+        proc = subprocess.Popen([binary, "-p", tmp, "-c", str(conf)])
+        try:
+            wait_http(f"http://127.0.0.1:{listen[0]}/")
+            yield listen
+        finally:
+            stop(proc)
+
+
+@contextlib.contextmanager
+def blackbox() -> Iterator[tuple[int, int]]:
+    """blackbox_exporter with an http_2xx module; yields (port, pid)."""
+    binary = need("prometheus-blackbox-exporter", "prometheus-blackbox-exporter")
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        conf = Path(tmp) / "blackbox.yml"
+        conf.write_text("modules:\n  http_2xx:\n    prober: http\n    timeout: 5s\n"
+                        "    http:\n      preferred_ip_protocol: ip4\n")
+        proc = subprocess.Popen([binary, f"--config.file={conf}",
+                                 f"--web.listen-address=127.0.0.1:{port}",
+                                 "--log.level=warn"])
+        try:
+            wait_http(f"http://127.0.0.1:{port}/metrics")
+            yield port, proc.pid
+        finally:
+            stop(proc)
+
+
+@contextlib.contextmanager
+def crypitor(config_text: str) -> Iterator[tuple[int, int]]:
+    """`crypitor run` on `config_text` (must use the placeholder {listen}); yields
+    (port, pid)."""
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        conf = Path(tmp) / "config.toml"
+        conf.write_text(config_text.replace("{listen}", f"127.0.0.1:{port}")
+                        .replace("{data_dir}", f"{tmp}/data"))
+        proc = subprocess.Popen([str(ROOT / ".venv/bin/crypitor"), "run", "-c", str(conf),
+                                 "--log-level", "warning"])
+        try:
+            wait_http(f"http://127.0.0.1:{port}/healthz", 120)
+            yield port, proc.pid
+        finally:
+            stop(proc)
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=60) as resp:
+        text: str = resp.read().decode()
+        return text
+
+
+def sample_sum(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of `name` whose labels include `labels`."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name) or line[len(name):len(name) + 1] not in ("{", " "):
+            continue
+        if all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
