@@ -66,13 +66,15 @@ class HttpOptions:
     def __post_init__(self) -> None:
         if not _TOKEN.fullmatch(self.method):
             raise OptionError("method", 'must be an HTTP method such as "GET"', self.method)
+        # key "headers" (the SECRET field) so the loader never echoes a header's value
         for name, value in self.headers.items():
             if not _TOKEN.fullmatch(name) or name.lower() in _MANAGED:
-                raise OptionError(f"headers.{name}", "not a header the probe may set", name)
+                raise OptionError("headers", f"{name!r} is not a header the probe may set",
+                                  name)
             if is_env_ref(value):
                 continue  # resolved before the probe is built
             if not isinstance(value, str) or not value.isprintable() or not _latin1(value):
-                raise OptionError(f"headers.{name}", "must be printable Latin-1 text", value)
+                raise OptionError("headers", f"{name!r} must be printable Latin-1 text", value)
         for code in self.expect_status:
             if isinstance(code, bool) or not isinstance(code, int) or not 100 <= code <= 599:
                 raise OptionError("expect_status", "must list HTTP status codes (100-599)", code)
@@ -111,8 +113,8 @@ class HttpProbe:
         try:
             self._request = Request(target, options.method, options.headers.items(),
                                     options.body.encode())
-        except ValueError as exc:
-            raise OptionError("headers", str(exc), dict(options.headers)) from exc
+        except ValueError as exc:  # names only: the values may be resolved secrets
+            raise OptionError("headers", str(exc), list(options.headers)) from exc
         self._expect = frozenset(options.expect_status) or frozenset(range(200, 300))
         self._tls: ssl.SSLContext | None = None
         self._cert: tuple[bytes, datetime] | None = None  # the last leaf seen, parsed

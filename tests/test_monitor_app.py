@@ -7,7 +7,8 @@ import asyncio
 import shutil
 import subprocess
 import tomllib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -16,7 +17,9 @@ from aiohttp import web
 
 from monitor.app import Monitor
 from monitor.config import Config, parse
+from tests.support.chain_nodes import FakeNode, GanacheNode, json_answer
 from tests.support.net import free_port
+from tests.support.node_samples import eos_info, xrpl_info
 
 
 def promtool() -> str:
@@ -177,3 +180,75 @@ async def test_generated_api_key_is_written_once_and_accepted(tmp_path: Path,
     await again.start()
     await again.stop()
     assert key_file.read_text().strip() == key
+
+
+async def test_chain_metrics_from_ganache_and_documented_nodes(
+        tmp_path: Path, ganache_pair: tuple[GanacheNode, GanacheNode],
+        fake_nodes: Callable[[], Awaitable[FakeNode]]) -> None:
+    main, reference = ganache_pair
+    await reference.mine(3)  # the reference runs ahead, so block_lag has something to say
+    eos, xrpl = await fake_nodes(), await fake_nodes()
+    eos.answer("/v1/chain/get_info", json_answer(eos_info(datetime.now(UTC))))
+    xrpl.answer("/", json_answer(xrpl_info()))
+    listen = f"127.0.0.1:{free_port()}"
+    text = f"""
+[monitor]
+listen = "{listen}"
+data_dir = "{tmp_path / 'data'}"
+[service]
+enabled = false
+[[targets]]
+name = "eth-ref"
+type = "ethereum"
+url = "{reference.url}"
+interval = "1s"
+min_peers = 0
+[[targets]]
+name = "eth-main"
+type = "ethereum"
+url = "{main.url}"
+interval = "1s"
+min_peers = 0
+max_lag_blocks = 100000
+reference = "eth-ref"
+labels = {{ chain = "devnet" }}
+[[targets]]
+name = "eos-node"
+type = "eos"
+url = "{eos.url}"
+interval = "1s"
+[[targets]]
+name = "xrpl-node"
+type = "xrpl"
+url = "{xrpl.url}"
+interval = "1s"
+"""
+    monitor = Monitor(parse(tomllib.loads(text), tmp_path / "config.toml"), env={})
+    await monitor.start()
+    try:
+        async with asyncio.timeout(20):
+            # eth-main needs a result of eth-ref before it can give block_lag
+            while not all(s.successes >= 2 for s in monitor.states):
+                await asyncio.sleep(0.1)
+        async with aiohttp.ClientSession() as http, http.get(f"http://{listen}/metrics") as r:
+            text = await r.text()
+    finally:
+        await monitor.stop()
+    check = subprocess.run([promtool(), "check", "metrics"], input=text, capture_output=True,
+                           text=True, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
+    heads = {main.url: await main.head(), reference.url: await reference.head()}
+    lag = heads[reference.url] - heads[main.url]
+    assert lag >= 3
+    assert f'crypitor_chain_block_lag{{chain="devnet",target="eth-main"}} {float(lag)}' in text
+    assert 'crypitor_chain_head_block{chain="ethereum",target="eth-ref"} ' \
+        f'{float(heads[reference.url])}' in text
+    assert 'crypitor_chain_syncing{chain="devnet",target="eth-main"} 0.0' in text
+    assert 'crypitor_chain_peers{chain="devnet",target="eth-main"} 0.0' in text
+    assert 'crypitor_chain_id{chain="devnet",target="eth-main"} 1337.0' in text
+    assert 'crypitor_chain_head_block{chain="eos",target="eos-node"} 2.72466135e+08' in text
+    assert 'crypitor_chain_lib_lag{chain="eos",target="eos-node"} 331.0' in text
+    assert 'crypitor_chain_head_block{chain="xrpl",target="xrpl-node"} 8.2521761e+07' in text
+    assert 'crypitor_chain_server_state{chain="xrpl",target="xrpl-node"} 4.0' in text
+    assert 'crypitor_chain_peers{chain="xrpl",target="xrpl-node"} 22.0' in text
+    assert 'probe_success{chain="devnet",target="eth-main",type="ethereum"} 1.0' in text

@@ -197,16 +197,17 @@ async def serve_silent() -> AsyncIterator[str]:
         yield f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
 
 
-def tls_pair(tmp: Path, days_left: float) -> tuple[ssl.SSLContext, str, datetime]:
-    """A server context for 127.0.0.1/localhost from a fresh CA, the CA file, notAfter."""
+def tls_pair(tmp: Path, days_left: float,
+             names: tuple[str, ...] = ("localhost", "127.0.0.1"),
+             ) -> tuple[ssl.SSLContext, str, datetime]:
+    """A server context for `names` from a fresh CA, the CA file, and the notAfter."""
     ca = trustme.CA()
     now = datetime.now(UTC).replace(microsecond=0)
     not_after = now + timedelta(days=days_left)
-    leaf = ca.issue_cert("localhost", "127.0.0.1", not_before=now - timedelta(days=30),
-                         not_after=not_after)
+    leaf = ca.issue_cert(*names, not_before=now - timedelta(days=30), not_after=not_after)
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     leaf.configure_cert(server)
-    ca_file = tmp / f"ca-{days_left:g}.pem"
+    ca_file = tmp / f"ca-{days_left:g}-{names[0]}.pem"
     ca.cert_pem.write_to_path(str(ca_file))
     return server, str(ca_file), not_after
 
