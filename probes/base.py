@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -88,6 +89,9 @@ class ProbeContext:
     clock: Clock = field(default_factory=SystemClock)
     # the last successful result of another target, by name (for `reference` lookups)
     last_result: Callable[[str], ProbeResult | None] = lambda _name: None
+    # TLS client contexts by (verify, ca_file): each loads the CA bundle, which costs
+    # milliseconds and memory, so thousands of https targets share a handful
+    tls_contexts: dict[tuple[bool, str], ssl.SSLContext] = field(default_factory=dict)
 
 
 class Probe(Protocol):

@@ -201,11 +201,15 @@ class HttpProbe:
     def _tls_context(self) -> ssl.SSLContext:
         if self._tls is None:
             opts = self._opts
-            try:
-                self._tls = tls_context(opts.tls_verify, opts.tls_ca_file)
-            except (OSError, ssl.SSLError) as exc:
-                raise OptionError("tls_ca_file", f"cannot load: {exc}", opts.tls_ca_file) \
-                    from exc
+            key = (opts.tls_verify, opts.tls_ca_file)
+            shared = self._ctx.tls_contexts.get(key)
+            if shared is None:
+                try:
+                    shared = self._ctx.tls_contexts[key] = tls_context(*key)
+                except (OSError, ssl.SSLError) as exc:
+                    raise OptionError("tls_ca_file", f"cannot load: {exc}",
+                                      opts.tls_ca_file) from exc
+            self._tls = shared
         return self._tls
 
 

@@ -223,7 +223,7 @@ async def _start_tls(transport: asyncio.Transport, reader: asyncio.Protocol,
 
 
 def tls_context(verify: bool = True, ca_file: str = "") -> ssl.SSLContext:
-    """Built once per probe: loading the system CAs costs milliseconds."""
+    """Build once and share (see ProbeContext.tls_contexts): loading CAs costs milliseconds."""
     if verify:
         context = ssl.create_default_context(cafile=ca_file or None)
     else:  # still read the certificate, for its expiry; trust nothing about it

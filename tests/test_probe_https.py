@@ -112,3 +112,12 @@ def test_the_same_probes_under_uvloop(tmp_path: Path) -> None:
                                                          Reason.TIMEOUT, Reason.TIMEOUT]
     assert "cert_expiry_days" in results[3].values
     assert [r.detail.rsplit(" ", 1)[1] for r in results[-2:]] == ["(processing)", "(tls)"]
+
+
+async def test_probes_with_the_same_tls_settings_share_one_context(
+        web_ctx: ProbeContext, tls_server: TlsServer) -> None:
+    first = await probe(web_ctx, f"{tls_server.url}/ok", tls_ca_file=tls_server.ca_file)
+    second = await probe(web_ctx, f"{tls_server.url}/ok", tls_ca_file=tls_server.ca_file)
+    unverified = await probe(web_ctx, f"{tls_server.url}/ok", tls_verify=False)
+    assert first.success and second.success and unverified.success
+    assert set(web_ctx.tls_contexts) == {(True, tls_server.ca_file), (False, "")}
