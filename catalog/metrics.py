@@ -99,6 +99,10 @@ SCHEDULER_LAG = MetricDef(
     "crypitor_scheduler_lag_seconds", H,
     "Delay between a probe's scheduled time and its start.",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0), unit="s")
+SCHEDULER_MISSED = MetricDef(
+    "crypitor_scheduler_missed_total", C,
+    "Probe runs dropped because they could not start within their interval (a stalled "
+    "event loop or a suspended machine).")
 TARGETS = MetricDef(
     "crypitor_targets", G, "Configured targets, by type.", ("type",))
 BUILD_INFO = MetricDef(

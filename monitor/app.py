@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import signal
+import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -91,10 +92,9 @@ class Monitor:
         self.env = os.environ if env is None else env
         self.states = [TargetState(t) for t in config.targets]
         self._by_name = {s.name: s for s in self.states}
-        self.registry, lag = new_registry(self.states)
+        self.registry, self._sched_metrics = new_registry(self.states)
         self.history = UptimeHistory(config.data_dir / "history.sqlite3")
         self.session: aiohttp.ClientSession | None = None
-        self._lag = lag
         self._runner: web.AppRunner | None = None
         self._scheduler: ProbeScheduler | None = None
         self._flusher: asyncio.Task[None] | None = None
@@ -126,7 +126,7 @@ class Monitor:
         if self.config.service.enabled:
             log.warning("[service] is enabled, but the embedded webhook service is not part of"
                         " this build yet; nothing listens on %s", self.config.service.listen)
-        self._scheduler = ProbeScheduler(self.jobs(), self._lag, self._on_result)
+        self._scheduler = ProbeScheduler(self.jobs(), self._sched_metrics, self._on_result)
         self._scheduler.start()
         self._flusher = asyncio.create_task(self._flush_loop())
 
@@ -169,10 +169,14 @@ async def run(config: Config) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    monitor = Monitor(config)
+    try:
+        monitor = Monitor(config)
+    except (OSError, sqlite3.Error) as exc:
+        log.error("cannot start: data_dir %s: %s", config.data_dir, exc)
+        return 1
     try:
         await monitor.start()
-    except OSError as exc:
+    except (OSError, SecretError) as exc:  # port in use, unwritable data_dir, unset env:
         log.error("cannot start: %s", exc)
         await monitor.stop()
         return 1

@@ -8,8 +8,9 @@ target instead of a dozen labelled children. Names, help and types come from `ca
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -114,9 +115,15 @@ class ProbeCollector(Collector):
                     totals, failures, skipped, *chain.values(), state_rank)
 
 
-def new_registry(states: Sequence[TargetState]) -> tuple[CollectorRegistry, Histogram]:
+@dataclass(frozen=True)
+class SchedulerMetrics:
+    lag: Histogram
+    missed: Counter
+
+
+def new_registry(states: Sequence[TargetState]) -> tuple[CollectorRegistry, SchedulerMetrics]:
     """A registry of our own (never the global one) with process metrics, the probe
-    collector and the scheduler lag histogram, which it returns for the scheduler."""
+    collector and the scheduler's own metrics, which it returns for the scheduler."""
     from prometheus_client import PlatformCollector, ProcessCollector
 
     registry = CollectorRegistry(auto_describe=False)
@@ -126,7 +133,8 @@ def new_registry(states: Sequence[TargetState]) -> tuple[CollectorRegistry, Hist
     registry.register(_TargetsCollector(states))
     lag = Histogram(m.SCHEDULER_LAG.name, m.SCHEDULER_LAG.help,
                     buckets=m.SCHEDULER_LAG.buckets, registry=registry)
-    return registry, lag
+    missed = Counter(m.SCHEDULER_MISSED.name, m.SCHEDULER_MISSED.help, registry=registry)
+    return registry, SchedulerMetrics(lag, missed)
 
 
 class _TargetsCollector(Collector):

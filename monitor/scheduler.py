@@ -18,16 +18,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from apscheduler.events import EVENT_JOB_MISSED, JobEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
-from prometheus_client import Histogram
 
+from monitor.metrics import SchedulerMetrics
 from monitor.state import TargetState
 from probes.base import Outcome, Probe, ProbeResult, Reason, SystemClock
 
 log = logging.getLogger(__name__)
-# APScheduler logs every job run at INFO: at thousands of targets that is the whole log.
-logging.getLogger("apscheduler").setLevel(logging.WARNING)
+# APScheduler logs every run at INFO and every missed run at WARNING: at thousands of
+# targets either is the whole log. Misses are counted and summarised here instead.
+logging.getLogger("apscheduler").setLevel(logging.ERROR)
+MISSED_LOG_EVERY = 60.0
 
 # How long past its own timeout a probe may run before the scheduler gives up on it; a
 # probe that honours its timeout never gets here.
@@ -60,11 +63,14 @@ def spread(targets: Sequence[tuple[str, float]]) -> dict[str, float]:
 
 
 class ProbeScheduler:
-    def __init__(self, jobs: Sequence[Job], lag: Histogram,
+    def __init__(self, jobs: Sequence[Job], metrics: SchedulerMetrics,
                  on_result: Callable[[Job, ProbeResult], None],
                  clock: Callable[[], float] = time.time, first_delay: float = 0.2) -> None:
         self._jobs = jobs
-        self._lag = lag
+        self._lag = metrics.lag
+        self._missed = metrics.missed
+        self._missed_unlogged = 0
+        self._missed_logged_at = 0.0
         self._on_result = on_result
         self._clock = clock
         self._first_delay = first_delay
@@ -85,20 +91,37 @@ class ProbeScheduler:
                                       start_date=datetime.fromtimestamp(job.start, UTC))
             sched.add_job(self._fire, trigger, args=[job], id=job.state.name,
                           misfire_grace_time=max(1, math.ceil(interval)))
+        sched.add_listener(self._on_missed, EVENT_JOB_MISSED)
         sched.start()
         self._scheduler = sched
         log.info("scheduler started with %d targets", len(self._jobs))
 
     async def stop(self) -> None:
+        """Stop firing, cancel the probes in flight, and end APScheduler. Runs it already
+        submitted get one loop turn first, so each ends inside `_fire` (quietly) instead of
+        being cancelled before it started (which APScheduler logs as a job error)."""
         self._stopping = True
-        if self._scheduler is not None:
-            self._scheduler.shutdown(wait=False)
-            self._scheduler = None
+        if self._scheduler is None:
+            return
+        self._scheduler.pause()
+        await asyncio.sleep(0)
         running = [j.task for j in self._jobs if j.task is not None and not j.task.done()]
         for task in running:
             task.cancel()
         if running:
             await asyncio.gather(*running, return_exceptions=True)
+        self._scheduler.shutdown(wait=False)
+        self._scheduler = None
+
+    def _on_missed(self, _event: JobEvent) -> None:
+        self._missed.inc()
+        self._missed_unlogged += 1
+        now = self._clock()
+        if now - self._missed_logged_at >= MISSED_LOG_EVERY:
+            log.warning("%d probe runs missed their time and were dropped (event loop "
+                        "blocked or machine suspended?); see crypitor_scheduler_missed_total",
+                        self._missed_unlogged)
+            self._missed_unlogged, self._missed_logged_at = 0, now
 
     def scheduled_time(self, job: Job, now: float) -> float:
         interval = job.state.config.interval

@@ -53,6 +53,11 @@ class ProbeResult:
     phases: Mapping[str, float] = field(default_factory=dict)  # http: resolve, connect, ...
     warnings: tuple[str, ...] = ()
 
+    def named_values(self) -> dict[str, Value]:
+        """Every probe value by its CONTRACT.md name, including the three each probe has."""
+        return {**self.values, "success": self.success, "duration_seconds": self.duration,
+                "failure_reason": self.reason.value if self.reason else ""}
+
     def as_json(self) -> dict[str, object]:
         return {
             "success": self.success,

@@ -42,6 +42,7 @@ _DAY = 86400.0
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _MANAGED = frozenset({"connection", "content-length", "transfer-encoding"})  # ours to set
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_ANY_2XX = frozenset(range(200, 300))  # shared: one per probe would be ~9 KB per target
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ class HttpProbe:
                                     options.body.encode())
         except ValueError as exc:  # names only: the values may be resolved secrets
             raise OptionError("headers", str(exc), list(options.headers)) from exc
-        self._expect = frozenset(options.expect_status) or frozenset(range(200, 300))
+        self._expect = frozenset(options.expect_status) or _ANY_2XX
         self._tls: ssl.SSLContext | None = None
         self._cert: tuple[bytes, datetime] | None = None  # the last leaf seen, parsed
         if target.scheme == "https" or options.tls_ca_file:

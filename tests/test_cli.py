@@ -96,3 +96,29 @@ def test_probe_command_prints_json_and_exit_code(tmp_path: Path) -> None:
                               str(config)], capture_output=True, text=True, timeout=60)
     assert unknown.returncode == 2
     assert "no target named 'nope'" in unknown.stderr and "eos-public" in unknown.stderr
+
+
+def test_run_refuses_to_start_with_a_clear_message(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        cases = {
+            "port in use": (f'[monitor]\nlisten = "127.0.0.1:{port}"\n', "cannot start:"),
+            "unset key": (f'[monitor]\nlisten = "127.0.0.1:{free_port()}"\n'
+                          'api_keys = ["env:CRYPITOR_TEST_UNSET_KEY"]\n',
+                          "monitor.api_keys[0]: environment variable CRYPITOR_TEST_UNSET_KEY"
+                          " is not set"),
+        }
+        for name, (text, expected) in cases.items():
+            config = tmp_path / f"{name.replace(' ', '_')}.toml"
+            config.write_text(text + f'data_dir = "{tmp_path / "data"}"\n'
+                              "[service]\nenabled = false\n")
+            proc = subprocess.run([sys.executable, "-m", "monitor", "run", "-c", str(config)],
+                                  capture_output=True, text=True, timeout=60,
+                                  env={"PATH": "/usr/bin:/bin"})
+            assert proc.returncode == 1, (name, proc.stderr)
+            assert expected in proc.stderr, (name, proc.stderr)
+            assert "Traceback" not in proc.stderr

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from collections import Counter
 
+import pytest
 from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import Counter as PromCounter
 
+from monitor.metrics import SchedulerMetrics
 from monitor.scheduler import Job, ProbeScheduler, run_bounded, spread
 from monitor.state import TargetState
 from monitor.targets import TargetConfig
@@ -45,8 +49,10 @@ def target(name: str, interval: float, timeout: float | None = None) -> TargetCo
                         interval if timeout is None else timeout)
 
 
-def lag_histogram() -> Histogram:
-    return Histogram("lag_seconds", "test", registry=CollectorRegistry())
+def lag_histogram() -> SchedulerMetrics:
+    registry = CollectorRegistry()
+    return SchedulerMetrics(Histogram("lag_seconds", "test", registry=registry),
+                            PromCounter("missed", "test", registry=registry))
 
 
 def test_spread_places_same_interval_targets_evenly() -> None:
@@ -122,9 +128,9 @@ async def test_hung_target_does_not_delay_others() -> None:
 
 
 async def test_scheduler_lag_is_observed() -> None:
-    lag = lag_histogram()
+    metrics = lag_histogram()
     job = Job(TargetState(target("a", 0.2)), CountingProbe())
-    sched = ProbeScheduler([job], lag, lambda _j, _r: None, first_delay=0.0)
+    sched = ProbeScheduler([job], metrics, lambda _j, _r: None, first_delay=0.0)
     sched.start()
     try:
         async with asyncio.timeout(10):
@@ -132,7 +138,7 @@ async def test_scheduler_lag_is_observed() -> None:
                 await asyncio.sleep(0.05)
     finally:
         await sched.stop()
-    samples = next(iter(lag.collect())).samples
+    samples = next(iter(metrics.lag.collect())).samples
     count = next(s.value for s in samples if s.name == "lag_seconds_count")
     assert count >= 3
     assert job.start > 0
@@ -160,3 +166,20 @@ def test_state_records_flips_quietly_on_healthy_start() -> None:
     assert state.record(ok) == "up"
     assert (state.successes, state.failures) == (2, 2)
     assert state.failures_by_reason == {"refused": 2}
+
+
+def test_missed_runs_are_counted_and_logged_once_a_minute(
+        caplog: pytest.LogCaptureFixture) -> None:
+    metrics = lag_histogram()
+    now = [1000.0]
+    sched = ProbeScheduler([], metrics, lambda _j, _r: None, clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="monitor.scheduler"):
+        for _ in range(500):  # a stalled loop: every target's run comes too late
+            sched._on_missed(None)
+        now[0] += 61
+        sched._on_missed(None)
+    samples = next(iter(metrics.missed.collect())).samples
+    assert next(s.value for s in samples if s.name == "missed_total") == 501
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2
+    assert lines[0].startswith("1 probe runs missed") and lines[1].startswith("500 probe")
