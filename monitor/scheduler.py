@@ -37,6 +37,27 @@ MISSED_LOG_EVERY = 60.0
 SAFETY_MARGIN = 1.0
 
 
+class _Scheduler(AsyncIOScheduler):  # type: ignore[misc]
+    """AsyncIOScheduler, minus idle wake-ups. Its timer may fire a hair before the next
+    run is due (loop timers are millisecond-grained); it then finds nothing to do and
+    re-arms, several times per run, each time through `call_soon_threadsafe` (a pipe
+    write). Measured: six wake-ups per run at 500 jobs. A little slack and a direct call
+    make it one."""
+
+    def _start_timer(self, wait_seconds: float | None) -> None:
+        self._stop_timer()
+        if wait_seconds is not None:
+            self._timeout = self._eventloop.call_later(wait_seconds + TIMER_SLACK,
+                                                       self._wake_in_loop)
+
+    def _wake_in_loop(self) -> None:
+        self._stop_timer()
+        self._start_timer(self._process_jobs())
+
+
+TIMER_SLACK = 0.002
+
+
 @dataclass(eq=False)
 class Job:
     state: TargetState
@@ -78,7 +99,7 @@ class ProbeScheduler:
         self._stopping = False
 
     def start(self) -> None:
-        sched = AsyncIOScheduler(timezone=UTC, job_defaults={
+        sched = _Scheduler(timezone=UTC, job_defaults={
             "coalesce": True,  # after a stall, run once, not once per missed fire
             "max_instances": 2,  # overlap is refused (and counted) by _fire itself
         })
