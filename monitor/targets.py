@@ -157,7 +157,7 @@ def _check_url(d: Decoder, url: str, schemes: tuple[str, ...], path: str) -> Non
 def _check_references(d: Decoder, targets: list[TargetConfig], index: dict[str, int]) -> None:
     for t in targets:
         ref = getattr(t.options, "reference", "")
-        if not ref:
+        if not ref or is_env_ref(ref):
             continue
         path = f"targets[{index[t.name]}].reference"
         if ref.startswith(("http://", "https://")):

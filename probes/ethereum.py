@@ -10,7 +10,16 @@ from urllib.parse import urlsplit
 
 from chains import ChainError
 from chains.ethereum import EthereumClient, NodeHealth, SyncStatus
-from probes.base import OptionError, Outcome, ProbeContext, ProbeResult, Reason, duration
+from probes.base import (
+    OptionError,
+    Outcome,
+    ProbeContext,
+    ProbeResult,
+    Reason,
+    duration,
+    is_env_ref,
+    secret,
+)
 from probes.chain import age_seconds, check_peers, failure, guarded
 
 # The reference only tells us how far behind we are; its share of the deadline is smaller
@@ -24,7 +33,9 @@ def is_url(reference: str) -> bool:
 
 @dataclass(frozen=True)
 class EthereumOptions:
-    reference: str = ""  # another target's name, or an http(s) node URL
+    # another target's name, or an http(s) node URL (which may carry an API key: env: works,
+    # and messages name only its host)
+    reference: str = secret("")
     max_lag_blocks: int = 5  # Chainlink SyncThreshold
     max_head_age: float = duration(180.0)  # Chainlink NoNewHeadsThreshold
     min_peers: int = 1
@@ -33,7 +44,9 @@ class EthereumOptions:
     def __post_init__(self) -> None:
         if self.reference != self.reference.strip():
             raise OptionError("reference", "must not start or end with spaces", self.reference)
-        if "://" in self.reference and not (is_url(self.reference)
+        if is_env_ref(self.reference):
+            pass  # resolved (and checked again) when the probe is built
+        elif "://" in self.reference and not (is_url(self.reference)
                                             and urlsplit(self.reference).hostname):
             raise OptionError("reference", "must be a target name or an http(s) URL",
                               self.reference)
@@ -93,7 +106,7 @@ class EthereumProbe:
             out.fail(Reason.SYNCING, "eth_syncing: " + _sync_text(health.syncing))
         lag = values.get("block_lag")
         if isinstance(lag, int) and lag > opts.max_lag_blocks:
-            out.fail(Reason.LAG, f"{lag} blocks behind reference {opts.reference} "
+            out.fail(Reason.LAG, f"{lag} blocks behind reference {self._reference_label()} "
                                  f"(at most {opts.max_lag_blocks})")
         age = values["head_age_seconds"]
         if isinstance(age, float) and age > opts.max_head_age:
@@ -101,6 +114,10 @@ class EthereumProbe:
                                    f"(at most {opts.max_head_age:g}s)")
         if health.peers is not None:
             check_peers(out, health.peers, opts.min_peers)
+
+    def _reference_label(self) -> str:
+        ref = self._options.reference
+        return (urlsplit(ref).hostname or "URL") if is_url(ref) else ref
 
     def _reference_by_name(self) -> int | str | None:
         name = self._options.reference

@@ -139,8 +139,14 @@ def test_reference_to_target_and_url_accepted() -> None:
     text = ETH + '[[targets]]\nname = "f"\ntype = "ethereum"\nurl = "http://127.0.0.1:1"\n' \
         'reference = "e"\n' + '[[targets]]\nname = "g"\ntype = "ethereum"\n' \
         'url = "http://127.0.0.1:2"\nreference = "https://rpc.example/"\n'
+    text += '[[targets]]\nname = "h"\ntype = "ethereum"\nurl = "http://127.0.0.1:3"\n' \
+        'reference = "env:REF_URL"\n'
     cfg = parse_text(text)
-    assert [t.options.reference for t in cfg.targets] == ["", "e", "https://rpc.example/"]
+    assert [t.options.reference for t in cfg.targets] == ["", "e", "https://rpc.example/",
+                                                          "env:REF_URL"]
+    resolved = resolve_fields(cfg.targets[3].options, "targets[3]",
+                              {"REF_URL": "https://key@rpc.example/v3/KEY"})
+    assert resolved.reference == "https://key@rpc.example/v3/KEY"
 
 
 def test_env_values_resolve_late_and_name_key_and_variable() -> None:

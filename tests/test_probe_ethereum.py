@@ -111,7 +111,7 @@ async def test_lag_against_a_reference_url(ganache_pair: tuple[GanacheNode, Gana
     result = await run(rpc_session, ours.url, reference=reference.url, **HEALTHY)
     assert (result.success, result.reason, result.values["block_lag"]) == (False, Reason.LAG, 7)
     assert result.values["head_block"] == head  # what the node answered, though it failed
-    assert "7 blocks behind" in result.detail
+    assert "7 blocks behind reference 127.0.0.1 " in result.detail  # the host, not the URL
 
     await ours.mine(10)  # ahead of the reference: no negative lag
     result = await run(rpc_session, ours.url, reference=reference.url, **HEALTHY)
@@ -127,6 +127,7 @@ async def test_lag_against_a_reference_target(ganache_pair: tuple[GanacheNode, G
     ctx = ProbeContext(session=rpc_session, last_result=last.get)
     result = await run(rpc_session, ours.url, ctx=ctx, reference="mainnet-ref", **HEALTHY)
     assert (result.reason, result.values["block_lag"]) == (Reason.LAG, 6)
+    assert "6 blocks behind reference mainnet-ref " in result.detail
     result = await run(rpc_session, ours.url, ctx=ctx, reference="mainnet-ref",
                        **HEALTHY, max_lag_blocks=6)
     assert result.success and result.values["block_lag"] == 6
