@@ -1,0 +1,142 @@
+"""The `[alerts]` section of config.toml: rules, receivers, the route tree, inhibition and
+maintenance windows, with the checks across them (receivers named by routes must exist).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from monitor.decode import KEY, Decoder, join
+from probes.base import OptionError, duration, secret
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    name: str
+    condition: str
+    match: Mapping[str, str] = field(default_factory=dict)
+    for_: float = field(default=0.0, metadata={"duration": True, KEY: "for"})
+    severity: Literal["critical", "warning", "info"] = "warning"
+    summary: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier():
+            raise OptionError("name", "must be a name like EthNodeLagging", self.name)
+        if not self.condition.strip():
+            raise OptionError("condition", "must not be empty", self.condition)
+
+
+@dataclass(frozen=True)
+class ReceiverConfig:
+    name: str
+    chat_id: str = secret("")
+    type: Literal["telegram"] = "telegram"
+    bot_token: str = secret("env:TELEGRAM_BOT_TOKEN")
+    message_thread_id: int = 0
+    api_url: str = "https://api.telegram.org"
+    command_chat_ids: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.api_url.startswith(("http://", "https://")):
+            raise OptionError("api_url", "must be an http(s) URL", self.api_url)
+
+
+@dataclass(frozen=True)
+class RouteConfig:
+    receiver: str = ""
+    match: Mapping[str, str] = field(default_factory=dict)
+    group_by: tuple[str, ...] = ("alertname", "target")
+    group_wait: float = duration(10.0)
+    group_interval: float = duration(60.0)
+    repeat_interval: float = duration(4 * 3600.0)
+    routes: tuple[RouteConfig, ...] = ()
+
+
+@dataclass(frozen=True)
+class InhibitConfig:
+    source_match: Mapping[str, str] = field(default_factory=dict)
+    target_match: Mapping[str, str] = field(default_factory=dict)
+    equal: tuple[str, ...] = ("target",)
+
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+@dataclass(frozen=True)
+class MaintenanceConfig:
+    name: str
+    start: str
+    duration: float = duration(3600.0)
+    match: Mapping[str, str] = field(default_factory=dict)
+    every: tuple[str, ...] = ()
+    timezone: str = "UTC"
+
+    def __post_init__(self) -> None:
+        try:
+            ZoneInfo(self.timezone)
+        except (ValueError, ZoneInfoNotFoundError):
+            raise OptionError("timezone", 'must be an IANA time zone like "Europe/Berlin"',
+                              self.timezone) from None
+        if "T" in self.start:
+            try:
+                datetime.fromisoformat(self.start)
+            except ValueError:
+                raise OptionError("start", 'must be "HH:MM" or a date like "2026-12-01T02:00"',
+                                  self.start) from None
+            if self.every:
+                raise OptionError("every", "must be empty for a one-off window (start is a "
+                                  "date)", list(self.every))
+        elif not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", self.start):
+            raise OptionError("start", 'must be "HH:MM" or a date like "2026-12-01T02:00"',
+                              self.start)
+        for i, day in enumerate(self.every):
+            if day not in WEEKDAYS:
+                raise OptionError(f"every[{i}]", "must be a weekday like \"sunday\"", day)
+        if self.duration <= 0:
+            raise OptionError("duration", "must be more than 0s", self.duration)
+
+
+@dataclass(frozen=True)
+class AlertsSection:
+    disable_builtin: tuple[str, ...] = ()
+    rules: tuple[RuleConfig, ...] = ()
+    receivers: tuple[ReceiverConfig, ...] = ()
+    route: RouteConfig = field(default_factory=RouteConfig)
+    inhibit: tuple[InhibitConfig, ...] = ()
+    maintenance: tuple[MaintenanceConfig, ...] = ()
+
+
+BUILTIN_RULES = ("TargetDown", "NodeLagging", "NodeHeadStale", "NodeSyncing",
+                 "CertExpiringSoon", "WebhookDeliveriesFailing", "WebhookQueueBacklog")
+
+
+def check_alerts(d: Decoder, alerts: AlertsSection) -> None:
+    for i, name in enumerate(alerts.disable_builtin):
+        if name not in BUILTIN_RULES:
+            d.error(f"alerts.disable_builtin[{i}]",
+                    "is not a built-in rule (" + ", ".join(BUILTIN_RULES) + ")", name)
+    _unique(d, "alerts.rules", [r.name for r in alerts.rules])
+    _unique(d, "alerts.receivers", [r.name for r in alerts.receivers])
+    receivers = {r.name for r in alerts.receivers}
+
+    def check_route(route: RouteConfig, path: str) -> None:
+        if route.receiver and route.receiver not in receivers:
+            d.error(join(path, "receiver"), "names no [[alerts.receivers]] entry",
+                    route.receiver)
+        for i, sub in enumerate(route.routes):
+            check_route(sub, f"{path}.routes[{i}]")
+
+    check_route(alerts.route, "alerts.route")
+
+
+def _unique(d: Decoder, path: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if name in seen:
+            d.error(f"{path}[{i}].name", "is used twice", name)
+        seen.add(name)
