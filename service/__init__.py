@@ -1,0 +1,23 @@
+"""The embedded webhook delivery service: API, store/queue, dispatcher, chain followers.
+
+`service.models` holds the frozen values, `service.store` the one interface both queue
+backends implement (SQLite embedded, Redis to scale out). Errors raised by this package:
+
+    ServiceError             base of everything below
+    ├── StoreError           the store cannot be reached or answered wrongly
+    └── UnsafeTarget         an endpoint address is refused by the SSRF guard
+"""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """Base of every error the service package raises."""
+
+
+class StoreError(ServiceError):
+    """The store failed; the operation did not happen (or its outcome is unknown)."""
+
+
+class UnsafeTarget(ServiceError):
+    """A destination the SSRF guard refuses: the message names the address and its kind."""

@@ -1,0 +1,120 @@
+"""Frozen values of the delivery service: endpoints, events, deliveries and attempts.
+
+Times are aware UTC datetimes. Ids are opaque strings with a kind prefix (`ep_`, `evt_`,
+`msg_`); a delivery's id is its Standard Webhooks `webhook-id`, the same on every retry.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+def new_id(prefix: str) -> str:
+    """A sortable-enough random id: 16 random bytes are plenty to never collide."""
+    return f"{prefix}_{secrets.token_hex(12)}"
+
+
+class DeliveryState(enum.StrEnum):
+    PENDING = "pending"  # waiting for its first attempt
+    RETRYING = "retrying"  # failed at least once, another attempt is scheduled
+    DELIVERED = "delivered"  # a 2xx arrived
+    DEAD = "dead"  # retries exhausted, or the endpoint is gone (410); replayable
+
+
+ACTIVE_STATES = frozenset({DeliveryState.PENDING, DeliveryState.RETRYING})
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    id: str
+    url: str
+    secret: str  # "whsec_" + base64; never logged
+    event_types: tuple[str, ...] = ()  # empty: every type
+    rate_limit: float | None = None  # deliveries per second, None: unlimited
+    description: str = ""
+    disabled: bool = False
+    disabled_reason: str = ""
+    created_at: datetime | None = None
+    failing_since: datetime | None = None  # first failure of the current failure streak
+
+    def wants(self, event_type: str) -> bool:
+        return not self.disabled and (not self.event_types or event_type in self.event_types)
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event as a client posts it, before the store gives it an id."""
+
+    type: str
+    data: Any  # JSON value
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    type: str
+    data: Any
+    accepted_at: datetime
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    number: int  # 1-based
+    at: datetime
+    duration: float
+    status_code: int | None  # None: no HTTP answer (see error)
+    error: str = ""
+    response_headers: Mapping[str, str] = field(default_factory=dict)
+    response_body: str = ""  # first 4 KB
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: str  # the webhook-id
+    event_id: str
+    endpoint_id: str
+    state: DeliveryState
+    attempts: int
+    next_attempt_at: datetime | None
+    created_at: datetime
+    event_accepted_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A delivery leased to one worker: what it needs to make the next attempt."""
+
+    delivery: Delivery
+    event: Event
+    endpoint: Endpoint
+    lease_token: str  # backend-specific proof of the lease (stream entry id, etc.)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What to do with a claimed delivery after an attempt (from `service.delivery_state`)."""
+
+    state: DeliveryState
+    next_attempt_at: datetime | None = None
+    disable_endpoint: str = ""  # non-empty: disable the endpoint with this reason
+    endpoint_failing_since: datetime | None = None  # None: the endpoint just succeeded
+
+
+@dataclass(frozen=True)
+class EventView:
+    event: Event
+    deliveries: tuple[tuple[Delivery, tuple[Attempt, ...]], ...]
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    depth: int  # deliveries pending or retrying
+    oldest_pending_age: float  # seconds since the oldest active delivery's event was accepted
+    disabled_endpoints: int
