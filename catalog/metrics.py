@@ -121,6 +121,11 @@ WEBHOOK_LATENCY = MetricDef(
     unit="s")
 WEBHOOK_QUEUE_DEPTH = MetricDef(
     "crypitor_webhook_queue_depth", G, "Deliveries waiting to be attempted.")
+WEBHOOK_OLDEST_PENDING = MetricDef(
+    "crypitor_webhook_oldest_pending_age_seconds", G,
+    "Age of the oldest event that still has a delivery waiting.", unit="s")
+WEBHOOK_DISABLED_ENDPOINTS = MetricDef(
+    "crypitor_webhook_disabled_endpoints", G, "Endpoints disabled (410 or failing too long).")
 
 # --- alerting (exported by alerts/) -------------------------------------------------------
 ALERTS_FIRING = MetricDef(

@@ -21,7 +21,7 @@ from aiohttp import web
 from monitor.api import MonitorApi
 from monitor.config import Config
 from monitor.history import UptimeHistory
-from monitor.keys import ensure_api_keys
+from service.keys import ensure_api_keys
 from monitor.metrics import new_registry
 from monitor.scheduler import Job, ProbeScheduler
 from monitor.secrets import SecretError, resolve, resolve_fields

@@ -1,0 +1,53 @@
+"""The service's own Prometheus registry (served on the service's /metrics, also when it
+is embedded in `crypitor run`); names come from `catalog`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+import catalog.metrics as m
+from service.models import QueueStats
+
+OUTCOMES = ("success", "retry", "failed", "dead")
+
+
+@dataclass(frozen=True)
+class ServiceMetrics:
+    registry: CollectorRegistry
+    events: Counter
+    deliveries: Counter
+    latency: Histogram
+    depth: Gauge
+    oldest: Gauge
+    disabled: Gauge
+
+    def observe_stats(self, stats: QueueStats) -> None:
+        self.depth.set(stats.depth)
+        self.oldest.set(stats.oldest_pending_age)
+        self.disabled.set(stats.disabled_endpoints)
+
+
+def new_metrics() -> ServiceMetrics:
+    from prometheus_client import PlatformCollector, ProcessCollector
+
+    r = CollectorRegistry(auto_describe=True)
+    ProcessCollector(registry=r)
+    PlatformCollector(registry=r)
+    deliveries = Counter(m.WEBHOOK_DELIVERIES.name, m.WEBHOOK_DELIVERIES.help,
+                         m.WEBHOOK_DELIVERIES.labels, registry=r)
+    for outcome in OUTCOMES:  # every outcome exists from the start, at 0
+        deliveries.labels(outcome)
+    return ServiceMetrics(
+        registry=r,
+        events=Counter(m.WEBHOOK_EVENTS.name, m.WEBHOOK_EVENTS.help, registry=r),
+        deliveries=deliveries,
+        latency=Histogram(m.WEBHOOK_LATENCY.name, m.WEBHOOK_LATENCY.help,
+                          buckets=m.WEBHOOK_LATENCY.buckets, registry=r),
+        depth=Gauge(m.WEBHOOK_QUEUE_DEPTH.name, m.WEBHOOK_QUEUE_DEPTH.help, registry=r),
+        oldest=Gauge(m.WEBHOOK_OLDEST_PENDING.name, m.WEBHOOK_OLDEST_PENDING.help,
+                     registry=r),
+        disabled=Gauge(m.WEBHOOK_DISABLED_ENDPOINTS.name, m.WEBHOOK_DISABLED_ENDPOINTS.help,
+                       registry=r),
+    )
