@@ -21,7 +21,6 @@ from aiohttp import web
 from monitor.api import MonitorApi
 from monitor.config import Config
 from monitor.history import UptimeHistory
-from service.keys import ensure_api_keys
 from monitor.metrics import new_registry
 from monitor.scheduler import Job, ProbeScheduler
 from monitor.secrets import SecretError, resolve, resolve_fields
@@ -37,6 +36,9 @@ from probes.base import (
     SystemClock,
 )
 from probes.registry import TYPES
+from service import StoreError
+from service.app import Service, Settings
+from service.keys import ensure_api_keys
 
 log = logging.getLogger("crypitor")
 FLUSH_EVERY = 60.0
@@ -61,6 +63,37 @@ def new_session() -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=30, enable_cleanup_closed=True)
     return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=300),
                                  headers={"User-Agent": "crypitor-monitor"})
+
+
+def service_settings(config: Config, env: Mapping[str, str]) -> Settings:
+    """The service's settings from `[service]`, with its env: keys resolved."""
+    s = config.service
+    keys = [resolve(k, f"service.api_keys[{i}]", env) for i, k in enumerate(s.api_keys)]
+    return Settings(listen=s.listen, data_dir=config.data_dir, queue=s.queue, api_keys=keys,
+                    allow_private_targets=s.allow_private_targets,
+                    allowed_networks=s.allowed_networks, retry_schedule=s.retry_schedule,
+                    request_timeout=s.request_timeout,
+                    max_in_flight_per_endpoint=s.max_in_flight_per_endpoint,
+                    disable_after=s.disable_after)
+
+
+async def run_service(config: Config) -> int:
+    """`crypitor service`: the webhook service alone, until SIGTERM/SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        service = Service(service_settings(config, os.environ))
+        await service.start()
+    except (OSError, SecretError, sqlite3.Error, StoreError) as exc:
+        log.error("cannot start the webhook service: %s", exc)
+        return 1
+    await stop.wait()
+    log.info("shutting down")
+    await service.stop()
+    log.info("stopped")
+    return 0
 
 
 def build_probe(target: TargetConfig, index: int, ctx: ProbeContext,
@@ -98,6 +131,7 @@ class Monitor:
         self._runner: web.AppRunner | None = None
         self._scheduler: ProbeScheduler | None = None
         self._flusher: asyncio.Task[None] | None = None
+        self.service: Service | None = None
 
     def context(self) -> ProbeContext:
         assert self.session is not None
@@ -124,8 +158,8 @@ class Monitor:
         await web.TCPSite(self._runner, host.strip("[]"), int(port)).start()
         log.info("monitor listening on http://%s", self.config.monitor.listen)
         if self.config.service.enabled:
-            log.warning("[service] is enabled, but the embedded webhook service is not part of"
-                        " this build yet; nothing listens on %s", self.config.service.listen)
+            self.service = Service(service_settings(self.config, self.env))
+            await self.service.start()
         self._scheduler = ProbeScheduler(self.jobs(), self._sched_metrics, self._on_result)
         self._scheduler.start()
         self._flusher = asyncio.create_task(self._flush_loop())
@@ -157,6 +191,8 @@ class Monitor:
             await self._scheduler.stop()
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.service is not None:
+            await self.service.stop()
         await self.history.flush()
         self.history.close()
         if self.session is not None:
@@ -176,7 +212,7 @@ async def run(config: Config) -> int:
         return 1
     try:
         await monitor.start()
-    except (OSError, SecretError) as exc:  # port in use, unwritable data_dir, unset env:
+    except (OSError, SecretError, StoreError) as exc:  # port in use, data_dir, unset env:
         log.error("cannot start: %s", exc)
         await monitor.stop()
         return 1

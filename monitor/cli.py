@@ -55,6 +55,9 @@ def parser() -> argparse.ArgumentParser:
     run = command("run", "run the monitor until SIGINT/SIGTERM")
     run.add_argument("--log-level", default="info",
                      choices=["debug", "info", "warning", "error"])
+    service = command("service", "run the webhook delivery service alone")
+    service.add_argument("--log-level", default="info",
+                         choices=["debug", "info", "warning", "error"])
     command("check-config", "validate the config and summarise it")
     probe = command("probe", "probe one configured target once and print the result as JSON")
     probe.add_argument("name", help="the target's name")
@@ -76,8 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "probe":
         return _run_async(probe_once(config, args.name))
     setup_logging(args.log_level)
-    from monitor.app import run
+    from monitor.app import run, run_service
 
+    if args.command == "service":
+        return _run_async(run_service(config))
     return _run_async(run(config))
 
 

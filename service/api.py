@@ -46,7 +46,7 @@ class ApiDeps:
     api_keys: Sequence[str]
     check_url: Callable[[str], None]  # ValueError: bad URL; UnsafeTarget is a ValueError too
     new_secret: Callable[[], str]
-    check_secret: Callable[[str], None]
+    check_secret: Callable[[str], object]  # raises ValueError for a bad secret
     wake: Callable[[], None] = lambda: None  # tells the dispatcher new work is due
     clock: Callable[[], datetime] = utc_now
 

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 import aiohttp
 
-from service import ServiceError, StoreError
+from service import ServiceError, StoreError, UnsafeTarget
 from service.delivery_state import Policy, decide
 from service.metrics import ServiceMetrics
 from service.models import Attempt, Claim, DeliveryState, Endpoint, Verdict
@@ -183,8 +183,7 @@ class Dispatcher:
 def _describe(exc: BaseException, timeout: float) -> str:
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
         return f"no answer within {timeout:g}s"
-    cause = exc.__cause__ or exc.__context__
-    if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(cause, ServiceError):
-        return f"refused by the SSRF guard: {cause}"
+    if isinstance(exc, UnsafeTarget):  # aiohttp lets the guard's refusal through as is
+        return str(exc)
     text = str(exc) or type(exc).__name__
     return text if len(text) <= 300 else text[:297] + "..."

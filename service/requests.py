@@ -95,7 +95,7 @@ class EndpointFields:
 
 
 def endpoint_fields(value: Any, creating: bool, check_url: Callable[[str], None],
-                    check_secret: Callable[[str], None]) -> EndpointFields:
+                    check_secret: Callable[[str], object]) -> EndpointFields:
     body = _object(value, None)
     allowed = {"url", "event_types", "secret", "rate_limit", "description"}
     _unknown(body, allowed if creating else allowed - {"secret"} | {"disabled"})

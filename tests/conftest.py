@@ -2,5 +2,7 @@
 
 pytest_plugins = [
     "tests.support.chain_nodes",
+    "tests.support.redis_server",
+    "tests.support.stores",
     "tests.support.web",
 ]

@@ -24,6 +24,7 @@ def shipped_config_copy(tmp_path: Path) -> tuple[Path, int]:
     port = free_port()
     text = (ROOT / "config.toml").read_text()
     text = text.replace("127.0.0.1:9300", f"127.0.0.1:{port}")
+    text = text.replace("127.0.0.1:8080", f"127.0.0.1:{free_port()}")
     text = text.replace('data_dir = "data"', f'data_dir = "{tmp_path / "data"}"')
     text = re.sub(r'interval = "\d+s"', 'interval = "2s"', text)
     text = re.sub(r'timeout = "\d+s"', 'timeout = "2s"', text)
@@ -71,7 +72,8 @@ def test_run_on_shipped_config_offline_then_sigterm(tmp_path: Path) -> None:
         _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
-    for name in ("monitor-healthz", "monitor-metrics", "monitor-port"):
+    for name in ("monitor-healthz", "monitor-metrics", "monitor-port", "webhook-api",
+                 "webhook-store"):
         assert targets[name]["up"] is True, targets[name]
     for name in ("eth-public", "eos-public", "xrpl-public"):
         last = targets[name]["last_result"]

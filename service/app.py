@@ -1,0 +1,125 @@
+"""Assembles the delivery service: store, API server, dispatcher and queue statistics.
+
+Runs on its own (`crypitor service`) or inside `crypitor run`; both build a `Settings`
+from config and call `start()` / `stop()`. Shutdown stops accepting first, then lets
+in-flight deliveries finish or returns them to the queue, then closes the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from service import StoreError, UnsafeTarget, signing, ssrf
+from service.api import ApiDeps, ServiceApi
+from service.delivery_state import Policy
+from service.dispatcher import DispatchConfig, Dispatcher
+from service.keys import ensure_api_keys
+from service.metrics import ServiceMetrics, new_metrics
+from service.models import Endpoint
+from service.store import Store
+
+log = logging.getLogger("crypitor.service")
+STATS_EVERY = 5.0
+SHUTDOWN_GRACE = 10.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    listen: str
+    data_dir: Path
+    queue: str = "sqlite"
+    api_keys: Sequence[str] = ()  # resolved; empty: generated into data_dir
+    allow_private_targets: bool = False
+    allowed_networks: Sequence[str] = ()
+    retry_schedule: Sequence[float] = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+    request_timeout: float = 15.0
+    max_in_flight_per_endpoint: int = 10
+    disable_after: float = 5 * 86400.0
+
+
+def open_store(settings: Settings) -> Store:
+    if settings.queue.startswith(("redis://", "rediss://")):
+        from service.redis_store import RedisStore
+
+        return RedisStore(settings.queue)
+    from service.sqlite_store import SqliteStore
+
+    return SqliteStore(settings.data_dir / "service.sqlite3")
+
+
+class Service:
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+        self.settings = settings
+        self.store = store or open_store(settings)
+        self.metrics: ServiceMetrics = new_metrics()
+        self.guard = ssrf.Guard(settings.allow_private_targets, settings.allowed_networks)
+        self.dispatcher: Dispatcher | None = None
+        self._runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._session: aiohttp.ClientSession | None = None
+        self._signers = signing.SignerCache()
+
+    def _sign(self, endpoint: Endpoint, msg_id: str, timestamp: int,
+              body: bytes) -> dict[str, str]:
+        return self._signers.get(endpoint.secret).headers(msg_id, timestamp, body)
+
+    def _check_url(self, url: str) -> None:
+        try:
+            ssrf.check_url(url, self.guard)
+        except UnsafeTarget as exc:  # registration answers 422 naming the address
+            raise ValueError(str(exc)) from None
+
+    async def start(self) -> None:
+        s = self.settings
+        keys, key_file = ensure_api_keys(s.api_keys, s.data_dir, "service_api_key")
+        if key_file is not None:
+            log.info("service API key: generated, read it from %s", key_file)
+        await self.store.open()
+        # pooled connections, kept per host: deliveries to one endpoint reuse them
+        connector = ssrf.guarded_connector(self.guard, limit=0, keepalive_timeout=30)
+        session = self._session = aiohttp.ClientSession(connector=connector)
+        self.dispatcher = Dispatcher(
+            self.store, session, self._sign, self.metrics,
+            DispatchConfig(Policy(s.retry_schedule, s.disable_after), s.request_timeout,
+                           s.max_in_flight_per_endpoint))
+        api = ServiceApi(ApiDeps(self.store, self.metrics, keys, self._check_url,
+                                 signing.new_secret, signing.parse_secret,
+                                 wake=self.dispatcher.wake))
+        self._runner = web.AppRunner(api.app(), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        host, _, port = s.listen.rpartition(":")
+        await web.TCPSite(self._runner, host.strip("[]"), int(port)).start()
+        self._tasks = [asyncio.create_task(self.dispatcher.run()),
+                       asyncio.create_task(self._stats_loop())]
+        log.info("webhook service listening on http://%s (queue: %s)", s.listen,
+                 "redis" if s.queue != "sqlite" else "sqlite")
+
+    async def _stats_loop(self) -> None:
+        while True:
+            try:
+                self.metrics.observe_stats(await self.store.stats(datetime.now(UTC)))
+            except StoreError:
+                log.warning("cannot read queue statistics", exc_info=True)
+            await asyncio.sleep(STATS_EVERY)
+
+    async def stop(self) -> None:
+        if self._runner is not None:  # stop accepting first
+            await self._runner.cleanup()
+        if self.dispatcher is not None:
+            await self.dispatcher.stop(SHUTDOWN_GRACE)
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._session is not None:
+            await self._session.close()
+        await self.store.close()

@@ -1,0 +1,298 @@
+"""Lua scripts of the Redis store: each store operation that touches more than one key runs
+as one script, so it is atomic between processes and lands in the AOF as one transaction.
+Key layout and invariants are described in `service.redis_store`.
+"""
+
+from __future__ import annotations
+
+# Shared by every script. ARGV[1] is the key prefix. Times are integer microseconds since
+# the epoch, passed and stored as strings: Lua numbers are doubles printed with 14 digits,
+# so a time never goes through tostring(); tonumber() is only used to compare.
+# The shebang makes Redis refuse a writing script up front when memory is full, instead of
+# failing at its first write: Redis does not roll back the writes a failed script made.
+_COMMON = """
+local P = ARGV[1]
+local function k(...) return P .. ':' .. table.concat({...}, ':') end
+local GROUP = 'workers'
+local ACTIVE = {pending = true, retrying = true}
+local function unlease(entry)
+  redis.call('XACK', k('stream'), GROUP, entry)
+  redis.call('XDEL', k('stream'), entry)
+  redis.call('ZREM', k('leases'), entry)
+end
+"""
+_PRELUDE = "#!lua\n" + _COMMON
+_READ = "#!lua flags=no-writes\n" + _COMMON  # reads still answer when memory is full
+
+# ARGV: prefix, now, idempotency window, key ttl (s), count, then per event:
+# event id, type, data (JSON), idempotency key ('' for none). Returns the event ids.
+ACCEPT = _PRELUDE + """
+local now, window, ttl = ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local targets = {}  -- enabled endpoints: {id, set of types or false for every type}
+for _, id in ipairs(redis.call('ZRANGE', k('eps'), 0, -1)) do
+  local ep = redis.call('HMGET', k('ep', id), 'disabled', 'types')
+  if ep[1] == '0' then
+    local types = cjson.decode(ep[2])
+    local wanted = false
+    if #types > 0 then
+      wanted = {}
+      for _, t in ipairs(types) do wanted[t] = true end
+    end
+    targets[#targets + 1] = {id, wanted}
+  end
+end
+local ids = {}
+for i = 0, tonumber(ARGV[5]) - 1 do
+  local id, etype, data, idem = ARGV[6 + 4 * i], ARGV[7 + 4 * i], ARGV[8 + 4 * i], ARGV[9 + 4 * i]
+  local first = nil
+  if idem ~= '' then
+    local key, seen = k('idem', idem), id .. ' ' .. now
+    if not redis.call('SET', key, seen, 'NX', 'EX', ttl) then
+      -- the key's own expiry is only garbage collection: the window runs on the caller's now
+      local old = redis.call('GET', key)
+      local sp = string.find(old, ' ', 1, true)
+      if tonumber(now) - tonumber(string.sub(old, sp + 1)) < window then
+        first = string.sub(old, 1, sp - 1)
+      else
+        redis.call('SET', key, seen, 'EX', ttl)
+      end
+    end
+  end
+  if first then
+    ids[#ids + 1] = first
+  else
+    local dls = {}
+    for _, t in ipairs(targets) do
+      if not t[2] or t[2][etype] then
+        local did = 'msg_' .. string.sub(redis.sha1hex(id .. '/' .. t[1]), 1, 24)
+        local seq = redis.call('INCR', k('seq'))
+        local dk = string.format('%016d', seq) .. ':' .. did  -- ties on due time: oldest first
+        redis.call('HSET', k('dl', did), 'id', did, 'ev', id, 'ep', t[1], 'st', 'pending',
+                   'n', '0', 'next', now, 'created', now, 'acc', now, 'dk', dk)
+        redis.call('ZADD', k('due'), now, dk)
+        redis.call('ZADD', k('active'), now, did)
+        redis.call('ZADD', k('ep', t[1], 'dls'), seq, did)
+        dls[#dls + 1] = did
+      end
+    end
+    redis.call('HSET', k('ev', id), 'id', id, 'type', etype, 'data', data, 'at', now,
+               'idem', idem, 'dls', table.concat(dls, ' '))
+    ids[#ids + 1] = id
+  end
+end
+return ids
+"""
+
+# ARGV: prefix, now, lease deadline, limit, consumer. A lease ending at `now` has ended.
+# Returns {token, delivery, event, endpoint} for each claimed delivery.
+CLAIM = _PRELUDE + """
+local now, deadline, limit, consumer = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local stream, leases, due = k('stream'), k('leases'), k('due')
+if redis.call('EXISTS', stream) == 0 or #redis.call('XINFO', 'GROUPS', stream) == 0 then
+  redis.call('XGROUP', 'CREATE', stream, GROUP, '0', 'MKSTREAM')  -- '0': keep what is there
+end
+local out = {}
+-- An entry this consumer now owns: lease its delivery, or let go of an entry that is stale
+-- (the delivery moved on) or whose endpoint is disabled (parked, state unchanged, until the
+-- endpoint is enabled again) or deleted.
+local function take(entry, did)
+  local dlk = k('dl', did)
+  local d = redis.call('HMGET', dlk, 'entry', 'next', 'dk', 'st', 'ep')
+  local ours = ACTIVE[d[4]] and (not d[1] or d[1] == entry)
+  local disabled = ours and redis.call('HGET', k('ep', d[5]), 'disabled')
+  if disabled == '0' then
+    redis.call('ZADD', leases, deadline, entry)
+    local token = entry .. '/' .. redis.call('HINCRBY', dlk, 'gen', 1)
+    redis.call('HSET', dlk, 'entry', entry, 'lease', token)
+    out[#out + 1] = {token, redis.call('HGETALL', dlk), redis.call('HGETALL',
+                     k('ev', redis.call('HGET', dlk, 'ev'))), redis.call('HGETALL', k('ep', d[5]))}
+    return
+  end
+  unlease(entry)
+  if ours then redis.call('HDEL', dlk, 'entry', 'lease') end
+  if disabled == '1' then redis.call('ZADD', k('ep', d[5], 'parked'), d[2], d[3]) end
+end
+-- Every entry looked at leaves the set it was found in, so both loops end.
+while #out < limit do  -- 1. leases that ran out: their worker died or stalled
+  local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, limit - #out)
+  if #expired == 0 then break end
+  for _, entry in ipairs(expired) do
+    local got = redis.call('XCLAIM', stream, GROUP, consumer, 0, entry)
+    if got[1] then
+      take(entry, got[1][2][2])
+    else  -- gone from the pending list (a consumer deleted by hand): due again, not lost
+      local e = redis.call('XRANGE', stream, entry, entry)
+      unlease(entry)
+      local dlk = e[1] and k('dl', e[1][2][2])
+      local d = dlk and redis.call('HMGET', dlk, 'entry', 'next', 'dk')
+      if d and d[1] == entry then
+        redis.call('HDEL', dlk, 'entry', 'lease')
+        redis.call('ZADD', due, d[2], d[3])
+      end
+    end
+  end
+end
+while #out < limit do  -- 2. due deliveries, oldest first, through the stream to this consumer
+  local need = limit - #out
+  for _, dk in ipairs(redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, need)) do
+    redis.call('ZREM', due, dk)
+    redis.call('XADD', stream, '*', 'd', string.sub(dk, 18))
+  end
+  -- reads what was just added, after anything an earlier call added but could not read
+  local read = redis.call('XREADGROUP', 'GROUP', GROUP, consumer, 'COUNT', need,
+                          'STREAMS', stream, '>')
+  if not read then break end
+  for _, e in ipairs(read[1][2]) do take(e[1], e[2][2]) end
+end
+return out
+"""
+
+# ARGV: prefix, delivery id, token, attempt (JSON), state, next time or '',
+# reason to disable the endpoint or '', endpoint failing since or ''.
+SETTLE = _PRELUDE + """
+local did, token, state, next_at, reason, failing = ARGV[2], ARGV[3], ARGV[5], ARGV[6],
+                                                   ARGV[7], ARGV[8]
+local dlk = k('dl', did)
+local d = redis.call('HMGET', dlk, 'lease', 'entry', 'ep', 'dk', 'created')
+if not d[3] then return -1 end
+redis.call('RPUSH', k('att', did), ARGV[4])
+local n = redis.call('LLEN', k('att', did))
+if d[1] ~= token then  -- the lease ran out and another worker owns the delivery now
+  redis.call('HSET', dlk, 'n', n)
+  return 0
+end
+unlease(d[2])
+redis.call('HDEL', dlk, 'entry', 'lease')
+local epk = k('ep', d[3])
+local exists = redis.call('EXISTS', epk) == 1
+if not exists and ACTIVE[state] then state, next_at = 'dead', '' end
+redis.call('HSET', dlk, 'st', state, 'n', n, 'next', next_at)
+if ACTIVE[state] then
+  redis.call('ZADD', k('due'), next_at, d[4])
+else
+  redis.call('ZREM', k('active'), did)
+  if state == 'dead' and exists then redis.call('ZADD', k('ep', d[3], 'dead'), d[5], did) end
+end
+if exists then
+  if reason ~= '' then
+    redis.call('HSET', epk, 'disabled', '1', 'reason', reason)
+    redis.call('SADD', k('disabled'), d[3])
+  end
+  local current = redis.call('HGET', epk, 'failing')
+  -- concurrent settles of one endpoint: the earliest start of the streak wins
+  if failing == '' or not current or current == '' or tonumber(failing) < tonumber(current) then
+    redis.call('HSET', epk, 'failing', failing)
+  end
+end
+return 1
+"""
+
+# ARGV: prefix, then (delivery id, token) pairs. Leased deliveries become due again at once.
+RELEASE = _PRELUDE + """
+for i = 2, #ARGV, 2 do
+  local dlk = k('dl', ARGV[i])
+  local d = redis.call('HMGET', dlk, 'lease', 'entry', 'next', 'dk')
+  if d[1] == ARGV[i + 1] then
+    unlease(d[2])
+    redis.call('HDEL', dlk, 'entry', 'lease')
+    redis.call('ZADD', k('due'), d[3], d[4])
+  end
+end
+return 0
+"""
+
+# ARGV: prefix, endpoint id, then its field/value pairs. Enabling an endpoint returns its
+# parked deliveries to the due set with their own due times.
+PUT_ENDPOINT = _PRELUDE + """
+local id = ARGV[2]
+local epk = k('ep', id)
+redis.call('DEL', epk)
+redis.call('HSET', epk, unpack(ARGV, 3))
+if not redis.call('ZSCORE', k('eps'), id) then
+  redis.call('ZADD', k('eps'), redis.call('INCR', k('seq')), id)
+end
+if redis.call('HGET', epk, 'disabled') == '1' then
+  redis.call('SADD', k('disabled'), id)
+else
+  redis.call('SREM', k('disabled'), id)
+  local parked = redis.call('ZRANGE', k('ep', id, 'parked'), 0, -1, 'WITHSCORES')
+  for i = 1, #parked, 2 do redis.call('ZADD', k('due'), parked[i + 1], parked[i]) end
+  redis.call('DEL', k('ep', id, 'parked'))
+end
+return 0
+"""
+
+# ARGV: prefix, endpoint id. Its active deliveries become dead, leases included; returns 0
+# when the endpoint is unknown.
+DELETE_ENDPOINT = _PRELUDE + """
+local id = ARGV[2]
+if redis.call('EXISTS', k('ep', id)) == 0 then return 0 end
+for _, did in ipairs(redis.call('ZRANGE', k('ep', id, 'dls'), 0, -1)) do
+  local dlk = k('dl', did)
+  local d = redis.call('HMGET', dlk, 'st', 'dk', 'entry')
+  if ACTIVE[d[1]] then
+    redis.call('HSET', dlk, 'st', 'dead', 'next', '')
+    redis.call('ZREM', k('due'), d[2])
+    redis.call('ZREM', k('active'), did)
+    if d[3] then
+      unlease(d[3])
+      redis.call('HDEL', dlk, 'entry', 'lease')
+    end
+  end
+end
+redis.call('DEL', k('ep', id), k('ep', id, 'parked'), k('ep', id, 'dead'))
+redis.call('ZREM', k('eps'), id)
+redis.call('SREM', k('disabled'), id)
+return 1
+"""
+
+# ARGV: prefix, endpoint id, since ('-inf'), until ('+inf'), now. Returns how many.
+REPLAY = _PRELUDE + """
+local id, now = ARGV[2], ARGV[5]
+local dead = redis.call('ZRANGEBYSCORE', k('ep', id, 'dead'), ARGV[3], ARGV[4])
+for _, did in ipairs(dead) do
+  local dlk = k('dl', did)
+  redis.call('HSET', dlk, 'st', 'pending', 'next', now)
+  local d = redis.call('HMGET', dlk, 'dk', 'acc')
+  redis.call('ZADD', k('due'), now, d[1])
+  redis.call('ZADD', k('active'), d[2], did)
+  redis.call('ZREM', k('ep', id, 'dead'), did)
+end
+return #dead
+"""
+
+# Reads: one round trip and one consistent snapshot each.
+# ARGV: prefix, event id. Returns {event, {{delivery, attempts}...}} or {}.
+GET_EVENT = _READ + """
+local ev = redis.call('HGETALL', k('ev', ARGV[2]))
+if #ev == 0 then return {} end
+local out = {}
+for did in string.gmatch(redis.call('HGET', k('ev', ARGV[2]), 'dls'), '%S+') do
+  out[#out + 1] = {redis.call('HGETALL', k('dl', did)), redis.call('LRANGE', k('att', did), 0, -1)}
+end
+return {ev, out}
+"""
+
+# ARGV: prefix, endpoint id. Its deliveries, oldest first.
+DELIVERIES_OF = _READ + """
+local out = {}
+for _, did in ipairs(redis.call('ZRANGE', k('ep', ARGV[2], 'dls'), 0, -1)) do
+  out[#out + 1] = redis.call('HGETALL', k('dl', did))
+end
+return out
+"""
+
+# ARGV: prefix. Every endpoint, in creation order.
+LIST_ENDPOINTS = _READ + """
+local out = {}
+for _, id in ipairs(redis.call('ZRANGE', k('eps'), 0, -1)) do
+  out[#out + 1] = redis.call('HGETALL', k('ep', id))
+end
+return out
+"""
+
+# ARGV: prefix. Returns {active count, oldest acceptance time or '', disabled endpoints}.
+STATS = _READ + """
+local oldest = redis.call('ZRANGE', k('active'), 0, 0, 'WITHSCORES')
+return {redis.call('ZCARD', k('active')), oldest[2] or '', redis.call('SCARD', k('disabled'))}
+"""

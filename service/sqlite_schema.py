@@ -1,0 +1,283 @@
+"""Tables of the SQLite backend and the statements each store operation runs.
+
+Plain functions of a connection, called by `sqlite_store` inside its transactions; times are
+integer microseconds since the epoch (exact round trips, cheap comparisons and indexes).
+"""
+# SQL text here is assembled only from this module's constants; values always travel as
+# `?` parameters, so the string-built-query warning does not apply.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from service.models import (
+    Attempt,
+    Claim,
+    Delivery,
+    DeliveryState,
+    Endpoint,
+    Event,
+    EventView,
+    NewEvent,
+    QueueStats,
+    Verdict,
+    new_id,
+)
+from service.store import IDEMPOTENCY_WINDOW
+
+VERSION = 1
+ACTIVE = "state IN ('pending', 'retrying')"  # partial indexes below repeat it verbatim
+# A leased delivery becomes claimable when its lease ends, so the claim index orders by the
+# later of the two times: claim then walks due rows only, never past in-flight ones.
+READY = "max(next_attempt_at, ifnull(lease_until, 0))"
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS endpoints (
+    id TEXT PRIMARY KEY, url TEXT NOT NULL, secret TEXT NOT NULL,
+    event_types TEXT NOT NULL, rate_limit REAL, description TEXT NOT NULL,
+    disabled INTEGER NOT NULL, disabled_reason TEXT NOT NULL,
+    created_at INTEGER, failing_since INTEGER
+);
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY, type TEXT NOT NULL, data TEXT NOT NULL,
+    accepted_at INTEGER NOT NULL, idempotency_key TEXT
+);
+CREATE TABLE IF NOT EXISTS idempotency (
+    key TEXT PRIMARY KEY, event_id TEXT NOT NULL, expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idempotency_expiry ON idempotency (expires_at);
+CREATE TABLE IF NOT EXISTS deliveries (
+    id TEXT PRIMARY KEY, event_id TEXT NOT NULL, endpoint_id TEXT NOT NULL,
+    state TEXT NOT NULL, attempts INTEGER NOT NULL, next_attempt_at INTEGER,
+    created_at INTEGER NOT NULL, lease_until INTEGER
+);
+CREATE INDEX IF NOT EXISTS deliveries_ready ON deliveries ({READY}) WHERE {ACTIVE};
+CREATE INDEX IF NOT EXISTS deliveries_active_age ON deliveries (created_at) WHERE {ACTIVE};
+CREATE INDEX IF NOT EXISTS deliveries_endpoint ON deliveries (endpoint_id, created_at);
+CREATE INDEX IF NOT EXISTS deliveries_event ON deliveries (event_id);
+CREATE TABLE IF NOT EXISTS attempts (
+    delivery_id TEXT NOT NULL, number INTEGER NOT NULL, at INTEGER NOT NULL,
+    duration REAL NOT NULL, status_code INTEGER, error TEXT NOT NULL,
+    response_headers TEXT NOT NULL, response_body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attempts_delivery ON attempts (delivery_id, number);
+PRAGMA user_version = {VERSION};
+"""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+_WINDOW_US = int(IDEMPOTENCY_WINDOW * 1_000_000)
+
+_ENDPOINT = ("id, url, secret, event_types, rate_limit, description, disabled, disabled_reason,"
+             " created_at, failing_since")
+_EVENT = "e.id, e.type, e.data, e.accepted_at, e.idempotency_key"
+_DELIVERY = ("d.id, d.event_id, d.endpoint_id, d.state, d.attempts, d.next_attempt_at,"
+             " d.created_at, e.accepted_at")
+_ATTEMPT = ("delivery_id, number, at, duration, status_code, error, response_headers,"
+            " response_body")
+# CROSS JOIN pins deliveries as the outer loop, so the ready index drives the claim; ACTIVE
+# and READY stay unqualified (their columns are only in deliveries) to match the index text.
+CLAIM_SQL = f"""
+SELECT {_DELIVERY}, {_EVENT}, {", ".join("p." + c for c in _ENDPOINT.split(", "))}
+FROM deliveries d CROSS JOIN events e ON e.id = d.event_id
+     CROSS JOIN endpoints p ON p.id = d.endpoint_id
+WHERE {ACTIVE} AND {READY} <= ? AND p.disabled = 0
+ORDER BY {READY}, d.rowid LIMIT ?
+"""
+
+
+def to_us(t: datetime) -> int:
+    return (t - _EPOCH) // _US
+
+
+def _us(t: datetime | None) -> int | None:
+    return None if t is None else to_us(t)
+
+
+def _dt(us: int | None) -> datetime | None:
+    return None if us is None else _EPOCH + timedelta(microseconds=us)
+
+
+def _at(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+def _endpoint(row: Sequence[Any]) -> Endpoint:
+    return Endpoint(row[0], row[1], row[2], tuple(json.loads(row[3])), row[4], row[5],
+                    bool(row[6]), row[7], _dt(row[8]), _dt(row[9]))
+
+
+def _event(row: Sequence[Any]) -> Event:
+    return Event(row[0], row[1], json.loads(row[2]), _at(row[3]), row[4])
+
+
+def _delivery(row: Sequence[Any]) -> Delivery:
+    return Delivery(row[0], row[1], row[2], DeliveryState(row[3]), row[4], _dt(row[5]),
+                    _at(row[6]), _dt(row[7]))
+
+
+def _attempt(row: Sequence[Any]) -> Attempt:
+    return Attempt(row[1], _at(row[2]), row[3], row[4], row[5], json.loads(row[6]), row[7])
+
+
+# --- endpoints ---------------------------------------------------------------------------
+def put_endpoint(conn: sqlite3.Connection, ep: Endpoint) -> None:
+    updates = ", ".join(f"{c} = excluded.{c}" for c in _ENDPOINT.split(", ")[1:])
+    # an upsert, not INSERT OR REPLACE, keeps the row (and so the listing order) stable
+    conn.execute(f"INSERT INTO endpoints ({_ENDPOINT}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                 f" ON CONFLICT (id) DO UPDATE SET {updates}",
+                 (ep.id, ep.url, ep.secret, json.dumps(list(ep.event_types)), ep.rate_limit,
+                  ep.description, int(ep.disabled), ep.disabled_reason, _us(ep.created_at),
+                  _us(ep.failing_since)))
+
+
+def get_endpoint(conn: sqlite3.Connection, endpoint_id: str) -> Endpoint | None:
+    row = conn.execute(f"SELECT {_ENDPOINT} FROM endpoints WHERE id = ?",
+                       (endpoint_id,)).fetchone()
+    return None if row is None else _endpoint(row)
+
+
+def list_endpoints(conn: sqlite3.Connection) -> list[Endpoint]:
+    return [_endpoint(r) for r in conn.execute(f"SELECT {_ENDPOINT} FROM endpoints ORDER BY rowid")]
+
+
+def delete_endpoint(conn: sqlite3.Connection, endpoint_id: str) -> bool:
+    if conn.execute("DELETE FROM endpoints WHERE id = ?", (endpoint_id,)).rowcount == 0:
+        return False
+    conn.execute(f"UPDATE deliveries SET state = 'dead', next_attempt_at = NULL,"
+                 f" lease_until = NULL WHERE endpoint_id = ? AND {ACTIVE}", (endpoint_id,))
+    return True
+
+
+# --- events ------------------------------------------------------------------------------
+def accept(conn: sqlite3.Connection, events: Sequence[NewEvent], now: datetime,
+           endpoints: Sequence[Endpoint], prune: bool) -> list[str]:
+    at = to_us(now)
+    if prune:
+        conn.execute("DELETE FROM idempotency WHERE expires_at <= ?", (at,))
+    ids: list[str] = []
+    fresh: dict[str, str] = {}  # keys first seen in this call
+    event_rows: list[tuple[str, str, str, int, str | None]] = []
+    key_rows: list[tuple[str, str, int]] = []
+    delivery_rows: list[tuple[str, str, str, int, int]] = []
+    for ev in events:
+        key = ev.idempotency_key
+        if key is not None:
+            seen = fresh.get(key) or _known_key(conn, key, at)
+            if seen is not None:
+                ids.append(seen)
+                continue
+        event_id = new_id("evt")
+        ids.append(event_id)
+        event_rows.append((event_id, ev.type, json.dumps(ev.data), at, key))
+        if key is not None:
+            fresh[key] = event_id
+            key_rows.append((key, event_id, at + _WINDOW_US))
+        delivery_rows.extend((new_id("msg"), event_id, ep.id, at, at)
+                             for ep in endpoints if ep.wants(ev.type))
+    conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?)", event_rows)
+    conn.executemany("INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?)", key_rows)
+    conn.executemany("INSERT INTO deliveries (id, event_id, endpoint_id, state, attempts,"
+                     " next_attempt_at, created_at) VALUES (?, ?, ?, 'pending', 0, ?, ?)",
+                     delivery_rows)
+    return ids
+
+
+def _known_key(conn: sqlite3.Connection, key: str, at: int) -> str | None:
+    row = conn.execute("SELECT event_id FROM idempotency WHERE key = ? AND expires_at > ?",
+                       (key, at)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def get_event(conn: sqlite3.Connection, event_id: str) -> EventView | None:
+    row = conn.execute(f"SELECT {_EVENT} FROM events e WHERE e.id = ?", (event_id,)).fetchone()
+    if row is None:
+        return None
+    attempts: dict[str, list[Attempt]] = {}
+    for a in conn.execute(f"SELECT {_ATTEMPT} FROM attempts WHERE delivery_id IN"
+                          " (SELECT id FROM deliveries WHERE event_id = ?)"
+                          " ORDER BY number, rowid", (event_id,)):
+        attempts.setdefault(a[0], []).append(_attempt(a))
+    deliveries = [_delivery(r) for r in conn.execute(
+        f"SELECT {_DELIVERY} FROM deliveries d JOIN events e ON e.id = d.event_id"
+        " WHERE d.event_id = ? ORDER BY d.rowid", (event_id,))]
+    return EventView(_event(row), tuple((d, tuple(attempts.get(d.id, ()))) for d in deliveries))
+
+
+# --- queue -------------------------------------------------------------------------------
+def claim(conn: sqlite3.Connection, limit: int, now: datetime, lease: float) -> list[Claim]:
+    if limit <= 0:
+        return []  # SQLite reads a negative LIMIT as "no limit"
+    until = to_us(now) + int(lease * 1_000_000)
+    rows = conn.execute(CLAIM_SQL, (to_us(now), limit)).fetchall()
+    conn.executemany("UPDATE deliveries SET lease_until = ? WHERE id = ?",
+                     [(until, r[0]) for r in rows])
+    # the lease's end doubles as its token: a later claim always ends later
+    return [Claim(_delivery(r[:8]), _event(r[8:13]), _endpoint(r[13:]), str(until))
+            for r in rows]
+
+
+def settle(conn: sqlite3.Connection, c: Claim, attempt: Attempt, verdict: Verdict) -> None:
+    did = c.delivery.id
+    conn.execute(f"INSERT INTO attempts ({_ATTEMPT}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                 (did, attempt.number, to_us(attempt.at), attempt.duration,
+                  attempt.status_code, attempt.error, json.dumps(dict(attempt.response_headers)),
+                  attempt.response_body))
+    conn.execute("UPDATE deliveries SET attempts = attempts + 1 WHERE id = ?", (did,))
+    due = None
+    if verdict.state in (DeliveryState.PENDING, DeliveryState.RETRYING):
+        due = to_us(verdict.next_attempt_at or attempt.at)
+    # Only the current lease holder moves the state: a worker whose lease ran out and was
+    # claimed again must not overwrite the newer outcome (its attempt is still recorded).
+    conn.execute("UPDATE deliveries SET state = ?, next_attempt_at = ?, lease_until = NULL"
+                 " WHERE id = ? AND lease_until = ?",
+                 (verdict.state.value, due, did, int(c.lease_token)))
+    failing = _us(verdict.endpoint_failing_since)
+    if verdict.disable_endpoint:
+        conn.execute("UPDATE endpoints SET failing_since = ?, disabled = 1, disabled_reason = ?"
+                     " WHERE id = ?", (failing, verdict.disable_endpoint, c.endpoint.id))
+    else:  # the guard spares a page write per success when nothing changes
+        conn.execute("UPDATE endpoints SET failing_since = ? WHERE id = ?"
+                     " AND failing_since IS NOT ?", (failing, c.endpoint.id, failing))
+
+
+def release(conn: sqlite3.Connection, claims: Sequence[Claim]) -> None:
+    conn.executemany("UPDATE deliveries SET lease_until = NULL WHERE id = ? AND lease_until = ?",
+                     [(c.delivery.id, int(c.lease_token)) for c in claims])
+
+
+def clear_leases(conn: sqlite3.Connection) -> None:
+    conn.execute(f"UPDATE deliveries SET lease_until = NULL"
+                 f" WHERE {ACTIVE} AND lease_until IS NOT NULL")
+
+
+def replay(conn: sqlite3.Connection, endpoint_id: str, since: datetime | None,
+           until: datetime | None, now: datetime) -> int:
+    window = "".join(f" AND created_at {op} ?" for op, t in ((">=", since), ("<=", until))
+                     if t is not None)
+    bounds = [to_us(t) for t in (since, until) if t is not None]
+    # a deleted endpoint's deliveries stay dead: nothing could ever claim them again
+    return conn.execute("UPDATE deliveries SET state = 'pending', next_attempt_at = ?,"
+                        " lease_until = NULL WHERE endpoint_id = ? AND state = 'dead'" + window +
+                        " AND EXISTS (SELECT 1 FROM endpoints WHERE id = ?)",
+                        (to_us(now), endpoint_id, *bounds, endpoint_id)).rowcount
+
+
+def stats(conn: sqlite3.Connection, now: datetime) -> QueueStats:
+    # A delivery is created with its event, so its created_at is the event's accepted_at.
+    depth, oldest = conn.execute(
+        f"SELECT count(*), min(created_at) FROM deliveries WHERE {ACTIVE}").fetchone()
+    (disabled,) = conn.execute("SELECT count(*) FROM endpoints WHERE disabled = 1").fetchone()
+    age = 0.0 if oldest is None else max(0.0, (to_us(now) - oldest) / 1_000_000)
+    return QueueStats(depth, age, disabled)
+
+
+def deliveries_of(conn: sqlite3.Connection, endpoint_id: str) -> list[Delivery]:
+    return [_delivery(r) for r in conn.execute(
+        f"SELECT {_DELIVERY} FROM deliveries d JOIN events e ON e.id = d.event_id"
+        " WHERE d.endpoint_id = ? ORDER BY d.created_at, d.rowid", (endpoint_id,))]

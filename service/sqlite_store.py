@@ -1,0 +1,299 @@
+"""SQLite backend of the store: the embedded default, one process, durable before every ack.
+
+All writes go through one writer task that gathers whatever operations are waiting into a
+single transaction on a dedicated thread (group commit); reads have their own connection and
+thread, which WAL lets run beside the writer. The SQL itself is in `sqlite_schema`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+from service import StoreError
+from service import sqlite_schema as sql
+from service.models import (
+    Attempt,
+    Claim,
+    Delivery,
+    Endpoint,
+    EventView,
+    NewEvent,
+    QueueStats,
+    Verdict,
+)
+
+T = TypeVar("T")
+Op = Callable[[sqlite3.Connection], T]
+PRUNE_EVERY = 3600 * 1_000_000  # µs of event time between sweeps of expired idempotency keys
+
+
+@dataclass
+class _Pending:
+    op: Op[Any]
+    future: asyncio.Future[Any]
+
+
+def _failure(exc: BaseException) -> BaseException:
+    if isinstance(exc, sqlite3.Error):
+        error = StoreError(f"sqlite: {exc}")
+        error.__cause__ = exc
+        return error
+    return exc  # our own bug (e.g. data that is not JSON): the caller sees it as it is
+
+
+class SqliteStore:
+    """The `Store` on one SQLite file; `commits` counts the write transactions made."""
+
+    def __init__(self, path: Path, max_batch: int = 1000) -> None:
+        self.path = path
+        self.commits = 0
+        self._max_batch = max_batch
+        self._writer: ThreadPoolExecutor | None = None
+        self._reader: ThreadPoolExecutor | None = None
+        self._wconn: sqlite3.Connection | None = None
+        self._rconn: sqlite3.Connection | None = None
+        self._lock: IO[str] | None = None
+        self._queue: asyncio.Queue[_Pending | None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        # Writer-thread state: the endpoints fan-out reads (reloaded after any endpoint
+        # write) and when idempotency keys were last pruned.
+        self._endpoints: list[Endpoint] | None = None
+        self._pruned_at = -PRUNE_EVERY
+
+    # --- life cycle ----------------------------------------------------------------------
+    async def open(self) -> None:
+        if self._task is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="sqlite-reader")
+        try:
+            self._wconn = await loop.run_in_executor(self._writer, self._connect_writer)
+            self._rconn = await loop.run_in_executor(self._reader, self._connect_reader)
+        except (sqlite3.Error, OSError) as exc:
+            await self._disconnect()
+            raise StoreError(f"cannot open {self.path}: {exc}") from exc
+        except BaseException:
+            await self._disconnect()
+            raise
+        self._queue = asyncio.Queue()
+        self._task = loop.create_task(self._write_loop(self._queue, self._writer, self._wconn))
+
+    async def close(self) -> None:
+        if self._queue is not None:
+            self._queue.put_nowait(None)  # the writer stops after everything already queued
+            self._queue = None  # and new writes are refused
+        if self._task is not None:
+            await self._task
+            self._task = None
+        await self._disconnect()
+
+    async def ping(self) -> bool:
+        try:
+            return await self._read(lambda c: c.execute("SELECT 1").fetchone() == (1,))
+        except StoreError:
+            return False
+
+    def _connect_writer(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Clearing every lease at open is only right if no other process uses the file.
+        lock = open(self.path.with_name(self.path.name + ".lock"), "a")  # noqa: SIM115
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise StoreError(f"{self.path} is in use by another store") from None
+        self._lock = lock
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            conn.execute("PRAGMA busy_timeout = 5000")
+            (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            if mode != "wal":
+                raise sqlite3.OperationalError(f"journal_mode is {mode}, WAL is required")
+            # FULL syncs the WAL at every commit: with NORMAL a power loss may undo the last
+            # commits, i.e. events already acknowledged with a 202.
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.executescript(f"BEGIN IMMEDIATE; {sql.SCHEMA} COMMIT;")
+            # Whatever is leased belonged to a process that is gone: take it up at once.
+            sql.clear_leases(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._endpoints = None
+        return conn
+
+    def _connect_reader(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        conn.execute("PRAGMA query_only = 1")
+        return conn
+
+    async def _disconnect(self) -> None:
+        loop = asyncio.get_running_loop()
+        pairs = ((self._writer, self._wconn), (self._reader, self._rconn))
+        lock = self._lock
+        self._writer = self._reader = self._wconn = self._rconn = self._lock = None
+        for pool, conn in pairs:
+            if pool is not None:
+                if conn is not None:  # closed on the thread that made it
+                    with contextlib.suppress(sqlite3.Error):
+                        await loop.run_in_executor(pool, conn.close)
+                pool.shutdown(wait=False)
+        if lock is not None:
+            lock.close()  # releases the flock
+
+    # --- the writer: group commit ----------------------------------------------------------
+    async def _write(self, op: Op[T]) -> T:
+        if self._queue is None:
+            raise StoreError("the store is not open")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(op, future))
+        return await future
+
+    async def _write_loop(self, queue: asyncio.Queue[_Pending | None], pool: ThreadPoolExecutor,
+                          conn: sqlite3.Connection) -> None:
+        loop = asyncio.get_running_loop()
+        stop = False
+        while not stop:
+            first = await queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self._max_batch and not queue.empty():
+                item = queue.get_nowait()
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            # a caller cancelled before its turn was promised nothing: skip its work
+            live = [p for p in batch if not p.future.done()]
+            if not live:
+                continue
+            try:
+                outcomes = await loop.run_in_executor(pool, self._apply, conn,
+                                                      [p.op for p in live])
+            except Exception as exc:
+                self._endpoints = None  # it may hold rows that were rolled back
+                outcomes = [(False, exc)] * len(live)
+            else:
+                self.commits += 1
+            for pending, (ok, value) in zip(live, outcomes, strict=True):
+                if pending.future.done():
+                    continue
+                if ok:
+                    pending.future.set_result(value)
+                else:
+                    pending.future.set_exception(_failure(value))
+
+    @staticmethod
+    def _apply(conn: sqlite3.Connection, ops: list[Op[Any]]) -> list[tuple[bool, Any]]:
+        """Run on the writer thread: every op in one transaction, each in a savepoint so one
+        failing op is undone alone and the rest still commit."""
+        outcomes: list[tuple[bool, Any]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for op in ops:
+                conn.execute("SAVEPOINT op")
+                try:
+                    outcomes.append((True, op(conn)))
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO op")
+                    outcomes.append((False, exc))
+                conn.execute("RELEASE op")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return outcomes
+
+    async def _read(self, op: Op[T]) -> T:
+        if self._reader is None or self._rconn is None:
+            raise StoreError("the store is not open")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._reader, self._snapshot, self._rconn, op)
+        except sqlite3.Error as exc:
+            raise StoreError(f"sqlite: {exc}") from exc
+
+    @staticmethod
+    def _snapshot(conn: sqlite3.Connection, op: Op[T]) -> T:
+        conn.execute("BEGIN")  # one snapshot for a read of several statements
+        try:
+            return op(conn)
+        finally:
+            conn.execute("ROLLBACK")
+
+    def _fanout(self, conn: sqlite3.Connection) -> list[Endpoint]:
+        if self._endpoints is None:
+            self._endpoints = sql.list_endpoints(conn)
+        return self._endpoints
+
+    # --- endpoints -----------------------------------------------------------------------
+    async def put_endpoint(self, endpoint: Endpoint) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            self._endpoints = None
+            sql.put_endpoint(conn, endpoint)
+        await self._write(op)
+
+    async def get_endpoint(self, endpoint_id: str) -> Endpoint | None:
+        return await self._read(lambda c: sql.get_endpoint(c, endpoint_id))
+
+    async def list_endpoints(self) -> list[Endpoint]:
+        return await self._read(sql.list_endpoints)
+
+    async def delete_endpoint(self, endpoint_id: str) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            self._endpoints = None
+            return sql.delete_endpoint(conn, endpoint_id)
+        return await self._write(op)
+
+    # --- events --------------------------------------------------------------------------
+    async def accept(self, events: Sequence[NewEvent], now: datetime) -> list[str]:
+        events = list(events)  # the caller may change its list while the write waits
+
+        def op(conn: sqlite3.Connection) -> list[str]:
+            at = sql.to_us(now)
+            prune = at - self._pruned_at >= PRUNE_EVERY
+            if prune:
+                self._pruned_at = at
+            return sql.accept(conn, events, now, self._fanout(conn), prune)
+        return await self._write(op)
+
+    async def get_event(self, event_id: str) -> EventView | None:
+        return await self._read(lambda c: sql.get_event(c, event_id))
+
+    # --- queue ---------------------------------------------------------------------------
+    async def claim(self, limit: int, now: datetime, lease: float) -> list[Claim]:
+        # a write: the lease is set in the same serial transaction that picks the rows, so
+        # two concurrent claims can never take the same delivery
+        return await self._write(lambda c: sql.claim(c, limit, now, lease))
+
+    async def settle(self, claim: Claim, attempt: Attempt, verdict: Verdict) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            if verdict.disable_endpoint:
+                self._endpoints = None
+            sql.settle(conn, claim, attempt, verdict)
+        await self._write(op)
+
+    async def release(self, claims: Sequence[Claim]) -> None:
+        claims = list(claims)
+        await self._write(lambda c: sql.release(c, claims))
+
+    async def replay(self, endpoint_id: str, since: datetime | None,
+                     until: datetime | None, now: datetime) -> int:
+        return await self._write(lambda c: sql.replay(c, endpoint_id, since, until, now))
+
+    async def stats(self, now: datetime) -> QueueStats:
+        return await self._read(lambda c: sql.stats(c, now))
+
+    async def deliveries_of(self, endpoint_id: str) -> list[Delivery]:
+        return await self._read(lambda c: sql.deliveries_of(c, endpoint_id))

@@ -1,0 +1,206 @@
+"""What only the SQLite backend promises: group commit, leases cleared at start-up, one process
+per file, and nothing acknowledged lost when the process is killed with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import signal
+import sqlite3
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from service import StoreError
+from service.models import Attempt, DeliveryState, NewEvent, Verdict
+from service.sqlite_schema import CLAIM_SQL
+from service.sqlite_store import SqliteStore
+from tests.support.stores import NOW, endpoint
+
+pytestmark = pytest.mark.timeout(60)
+ROOT = Path(__file__).resolve().parents[1]
+EVENT_ID = re.compile(r"evt_[0-9a-f]{24}")
+S = timedelta(seconds=1)
+
+# Accepts events as fast as it can, eight at a time, printing each id once `accept` returned
+# it, i.e. once the store acknowledged it. Bounded, though the test kills it long before.
+CHILD = """
+import asyncio, sys
+from datetime import UTC, datetime
+from pathlib import Path
+from service.models import Attempt, DeliveryState, NewEvent, Verdict
+from service.sqlite_store import SqliteStore
+
+async def main() -> None:
+    store = SqliteStore(Path(sys.argv[1]))
+    await store.open()
+    for n in range(5000):
+        batch = [store.accept([NewEvent("t", {"n": n, "i": i})], datetime.now(UTC))
+                 for i in range(8)]
+        for (event_id,) in await asyncio.gather(*batch):
+            print(event_id, flush=True)
+
+asyncio.run(main())
+"""
+
+
+async def opened(path: Path) -> SqliteStore:
+    store = SqliteStore(path)
+    await store.open()
+    return store
+
+
+async def test_a_burst_of_accepts_costs_a_few_commits(tmp_path: Path) -> None:
+    store = await opened(tmp_path / "s.sqlite3")
+    await store.put_endpoint(endpoint("ep_a"))
+    before = store.commits
+    ids = await asyncio.gather(*(store.accept([NewEvent("t", i)], NOW) for i in range(200)))
+    burst = store.commits - before
+    for i in range(3):  # one at a time, each waits for its own commit
+        await store.accept([NewEvent("t", i)], NOW)
+    alone = store.commits - before - burst
+    await store.close()
+    assert len({i for (i,) in ids}) == 200
+    assert 1 <= burst < 50, f"200 concurrent accepts took {burst} commits"
+    assert alone == 3
+
+
+async def test_one_failing_write_does_not_spoil_its_batch(tmp_path: Path) -> None:
+    store = await opened(tmp_path / "s.sqlite3")
+    await store.put_endpoint(endpoint("ep_a"))
+    results = await asyncio.gather(
+        *(store.accept([NewEvent("t", object() if i == 5 else i)], NOW) for i in range(10)),
+        return_exceptions=True)
+    assert isinstance(results[5], TypeError)  # not JSON: a caller's bug, reported as is
+    good = [r[0] for i, r in enumerate(results) if i != 5 and isinstance(r, list)]
+    assert len(good) == 9
+    assert len(await store.deliveries_of("ep_a")) == 9
+    assert all([await store.get_event(event_id) for event_id in good])
+    await store.close()
+
+
+async def test_leases_are_cleared_when_the_store_opens(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    store = await opened(path)
+    await store.put_endpoint(endpoint("ep_a"))
+    await store.accept([NewEvent("t", 1)], NOW)
+    (claim,) = await store.claim(10, NOW, 3600)
+    assert await store.claim(10, NOW, 3600) == []
+    await store.close()  # as if the process died holding the lease
+
+    store = await opened(path)
+    (again,) = await store.claim(10, NOW, 3600)
+    await store.close()
+    assert again.delivery.id == claim.delivery.id
+
+
+async def test_one_store_per_file(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    first = await opened(path)
+    with pytest.raises(StoreError, match="in use"):
+        await SqliteStore(path).open()
+    await first.close()
+    second = await opened(path)
+    assert await second.ping()
+    await second.close()
+
+
+async def test_failures_are_store_errors(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StoreError):
+        await SqliteStore(tmp_path / "file" / "s.sqlite3").open()
+    garbage = tmp_path / "garbage.sqlite3"
+    garbage.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="cannot open"):
+        await SqliteStore(garbage).open()
+
+    store = await opened(tmp_path / "s.sqlite3")
+    await store.close()
+    assert await store.ping() is False
+    with pytest.raises(StoreError, match="not open"):
+        await store.accept([NewEvent("t", 1)], NOW)
+    with pytest.raises(StoreError, match="not open"):
+        await store.stats(NOW)
+
+
+async def test_file_layout(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    store = await opened(path)
+    await store.accept([NewEvent("t", 1, "key")], NOW)
+    await store.accept([NewEvent("t", 2)], NOW.replace(day=3))  # 48 h on: the key is swept
+    await store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert db.execute("SELECT count(*) FROM idempotency").fetchone() == (0,)
+        plan = " ".join(r[3] for r in db.execute("EXPLAIN QUERY PLAN " + CLAIM_SQL, (0, 10)))
+    db.close()
+    assert "deliveries_ready" in plan and "TEMP B-TREE" not in plan  # no scan, no sort
+
+
+async def test_a_stale_worker_cannot_overwrite_a_newer_claim(tmp_path: Path) -> None:
+    store = await opened(tmp_path / "s.sqlite3")
+    await store.put_endpoint(endpoint("ep_a"))
+    await store.accept([NewEvent("t", 1)], NOW)
+    assert await store.claim(0, NOW, 30) == []
+    (slow,) = await store.claim(1, NOW, 30)
+    (fresh,) = await store.claim(1, NOW + 31 * S, 30)  # the slow worker's lease ran out
+    await store.settle(fresh, Attempt(1, NOW + 32 * S, 0.1, 200), Verdict(DeliveryState.DELIVERED))
+    await store.settle(slow, Attempt(1, NOW + 40 * S, 9.0, None, "timeout"),
+                       Verdict(DeliveryState.RETRYING, NOW + 100 * S))
+    await store.release([slow])
+    ((delivery, attempts),) = (await store.get_event(slow.event.id) or pytest.fail()).deliveries
+    await store.close()
+    assert delivery.state is DeliveryState.DELIVERED  # the newer outcome stands
+    assert delivery.attempts == 2 and len(attempts) == 2  # but both attempts are on record
+
+
+async def run_child_until(path: Path, lines: int) -> list[str]:
+    """Start the accepting child, SIGKILL it once `lines` ids were printed, return them all."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CHILD, str(path), cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    assert child.stdout is not None
+    acked: list[str] = []
+    try:
+        async with asyncio.timeout(20):
+            while len(acked) < lines:
+                line = await child.stdout.readline()
+                if not line:
+                    break
+                acked.append(line.decode().strip())
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # it may have died on its own
+            child.send_signal(signal.SIGKILL)  # mid-stream: a commit is in flight right now
+        tail, errors = await child.communicate()
+    assert child.returncode == -signal.SIGKILL, errors.decode()
+    acked += EVENT_ID.findall(tail.decode())  # printed before the kill: acknowledged too
+    assert len(acked) >= lines and all(EVENT_ID.fullmatch(a) for a in acked)
+    return acked
+
+
+async def test_sigkill_loses_no_acknowledged_event(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    store = await opened(path)
+    await store.put_endpoint(endpoint("ep_a"))
+    await store.put_endpoint(endpoint("ep_b"))
+    await store.close()
+    acked: list[str] = []
+    for lines in (150, 600, 1000):  # three crashes at different points, recovering each time
+        acked += await run_child_until(path, lines)
+
+    store = await opened(path)
+    try:
+        views = [await store.get_event(event_id) for event_id in acked]
+        missing = [a for a, v in zip(acked, views, strict=True) if v is None]
+        assert missing == [], f"{len(missing)} of {len(acked)} acknowledged events lost"
+        for view in views:
+            assert view is not None
+            assert sorted(d.endpoint_id for d, _ in view.deliveries) == ["ep_a", "ep_b"]
+        claimed = await store.claim(100_000, NOW.replace(year=2100), 30)
+        assert {c.event.id for c in claimed} >= set(acked)
+    finally:
+        await store.close()

@@ -1,0 +1,299 @@
+"""The store contract: every backend in tests/support/stores.py must pass each test here.
+
+Times are passed in (`NOW` and offsets from it), never read from a clock, so leases, retry
+times and the idempotency window are checked exactly and without waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+
+from service.models import DeliveryState, Event, NewEvent, QueueStats, Verdict
+from service.store import Store
+from tests.support.stores import NOW, StoreFactory, accept_one, attempt, endpoint
+
+pytestmark = pytest.mark.timeout(30)
+S = timedelta(seconds=1)
+
+
+async def test_endpoints_round_trip(store: Store) -> None:
+    a, b = endpoint("ep_a", "order.paid", "order.refunded"), endpoint("ep_b", disabled=True)
+    await asyncio.gather(store.put_endpoint(a), store.put_endpoint(b))
+    assert (await store.get_endpoint("ep_a"), await store.get_endpoint("ep_b")) == (a, b)
+    assert await store.get_endpoint("ep_nope") is None
+    assert sorted(e.id for e in await store.list_endpoints()) == ["ep_a", "ep_b"]
+
+    changed = endpoint("ep_a", failing_since=NOW - 60 * S)
+    await store.put_endpoint(changed)
+    assert await store.get_endpoint("ep_a") == changed
+    assert await store.delete_endpoint("ep_a") is True
+    assert await store.delete_endpoint("ep_a") is False
+    assert await store.get_endpoint("ep_a") is None
+    assert [e.id for e in await store.list_endpoints()] == ["ep_b"]
+    assert await store.ping() is True
+
+
+async def test_accept_fans_out_by_event_type(store: Store) -> None:
+    for ep in (endpoint("ep_all"), endpoint("ep_paid", "order.paid"),
+               endpoint("ep_off", disabled=True)):
+        await store.put_endpoint(ep)
+    paid, shipped = await store.accept([NewEvent("order.paid", {"id": 7}),
+                                        NewEvent("order.shipped", [1, "two", None])], NOW)
+    assert paid != shipped
+    assert {d.event_id for d in await store.deliveries_of("ep_all")} == {paid, shipped}
+    assert [d.event_id for d in await store.deliveries_of("ep_paid")] == [paid]
+    assert await store.deliveries_of("ep_off") == []
+
+    view = await store.get_event(paid)
+    assert view is not None
+    assert view.event == Event(paid, "order.paid", {"id": 7}, NOW)
+    assert sorted(d.endpoint_id for d, _ in view.deliveries) == ["ep_all", "ep_paid"]
+    for delivery, attempts in view.deliveries:
+        assert delivery.id.startswith("msg_") and delivery.event_id == paid
+        assert (delivery.state, delivery.attempts, attempts) == (DeliveryState.PENDING, 0, ())
+        assert delivery.next_attempt_at == NOW and delivery.created_at == NOW
+
+
+async def test_accept_with_no_endpoints_stores_the_event(store: Store) -> None:
+    event_id = await accept_one(store, data={"alone": True})
+    view = await store.get_event(event_id)
+    assert view is not None and view.event.data == {"alone": True} and view.deliveries == ()
+    assert await store.claim(10, NOW, 30) == []
+    assert await store.get_event("evt_unknown") is None
+
+
+async def test_idempotency_key_answers_the_first_id(store: Store) -> None:
+    await store.put_endpoint(endpoint("ep_a"))
+    first = await accept_one(store, key="k-1")
+    assert await accept_one(store, key="k-1", at=NOW + 3600 * S, data={"n": 2}) == first
+    ids = await store.accept([NewEvent("t", 1, "k-2"), NewEvent("t", 2, "k-2"),
+                              NewEvent("t", 3, "k-1"), NewEvent("t", 4)], NOW + 5 * S)
+    assert ids[0] == ids[1] and ids[2] == first and len(set(ids)) == 3
+    assert len(await store.deliveries_of("ep_a")) == 3  # first, k-2 and the keyless one
+    view = await store.get_event(first)
+    assert view is not None and view.event.data == {"n": 1} and view.event.idempotency_key == "k-1"
+
+
+async def test_idempotency_key_expires_after_the_window(store: Store) -> None:
+    await store.put_endpoint(endpoint("ep_a"))
+    first = await accept_one(store, key="k")
+    later = await accept_one(store, key="k", at=NOW + 25 * 3600 * S)
+    assert later != first
+    assert await accept_one(store, key="k", at=NOW + 26 * 3600 * S) == later
+    assert len(await store.deliveries_of("ep_a")) == 2
+
+
+async def test_claim_takes_the_oldest_due_first_up_to_the_limit(store: Store) -> None:
+    await store.put_endpoint(endpoint("ep_a"))
+    ids = [await accept_one(store, at=NOW + i * S) for i in range(5)]
+    future = await accept_one(store, at=NOW + 100 * S)  # not due yet at NOW + 10 s
+    first = await store.claim(3, NOW + 10 * S, 3600)
+    assert [c.event.id for c in first] == ids[:3]
+    rest = await store.claim(10, NOW + 10 * S, 3600)
+    assert [c.event.id for c in rest] == ids[3:]
+    assert await store.claim(10, NOW + 10 * S, 3600) == []
+    assert [c.event.id for c in await store.claim(10, NOW + 100 * S, 3600)] == [future]
+
+
+async def test_claim_carries_event_and_endpoint(store: Store) -> None:
+    ep = endpoint("ep_a", failing_since=NOW - 5 * S)
+    await store.put_endpoint(ep)
+    data = {"nested": {"list": [1, 2.5, None, True], "text": "ünïcode"}}
+    event_id = await accept_one(store, "block.new", key="k", data=data)
+    (claim,) = await store.claim(10, NOW, 30)
+    assert claim.endpoint == ep
+    assert (claim.event.id, claim.event.type, claim.event.data) == (event_id, "block.new", data)
+    assert (claim.event.accepted_at, claim.event.idempotency_key) == (NOW, "k")
+    assert (claim.delivery.event_id, claim.delivery.endpoint_id) == (event_id, "ep_a")
+    assert claim.delivery.state is DeliveryState.PENDING and claim.delivery.attempts == 0
+
+
+async def test_a_lease_blocks_other_claims_until_it_expires(store: Store) -> None:
+    await store.put_endpoint(endpoint("ep_a"))
+    await accept_one(store)
+    (claim,) = await store.claim(10, NOW, 30)
+    assert await store.claim(10, NOW + 29 * S, 30) == []
+    (again,) = await store.claim(10, NOW + 31 * S, 30)
+    assert again.delivery.id == claim.delivery.id
+
+
+async def test_concurrent_claims_never_share_a_delivery(store: Store) -> None:
+    await store.put_endpoint(endpoint("ep_a"))
+    await store.accept([NewEvent("t", i) for i in range(50)], NOW)
+    batches = await asyncio.gather(*(store.claim(20, NOW, 30) for _ in range(5)))
+    ids = [c.delivery.id for batch in batches for c in batch]
+    assert len(ids) == len(set(ids)) == 50
+
+
+async def test_settle_delivered_records_the_attempt(store: Store) -> None:
+    await store.put_endpoint(endpoint("ep_a", failing_since=NOW - 60 * S))
+    event_id = await accept_one(store)
+    (claim,) = await store.claim(10, NOW, 30)
+    done = attempt(claim, NOW + S)
+    await store.settle(claim, done, Verdict(DeliveryState.DELIVERED))
+    view = await store.get_event(event_id)
+    assert view is not None
+    ((delivery, attempts),) = view.deliveries
+    assert (delivery.state, delivery.attempts, attempts) == (DeliveryState.DELIVERED, 1, (done,))
+    assert await store.claim(10, NOW + 86400 * S, 30) == []
+    ep = await store.get_endpoint("ep_a")
+    assert ep is not None and ep.failing_since is None  # a success ends the failure streak
+
+
+async def test_settle_retrying_is_due_later(store: Store) -> None:
+    await store.put_endpoint(endpoint("ep_a"))
+    await accept_one(store)
+    (claim,) = await store.claim(10, NOW, 30)
+    verdict = Verdict(DeliveryState.RETRYING, next_attempt_at=NOW + 60 * S,
+                      endpoint_failing_since=NOW)
+    await store.settle(claim, attempt(claim, NOW, 503), verdict)
+    assert await store.claim(10, NOW + 59 * S, 30) == []
+    (again,) = await store.claim(10, NOW + 61 * S, 30)
+    assert again.delivery.id == claim.delivery.id
+    assert (again.delivery.state, again.delivery.attempts) == (DeliveryState.RETRYING, 1)
+    assert again.delivery.next_attempt_at == NOW + 60 * S
+    assert again.endpoint.failing_since == NOW
+
+
+async def test_settle_dead_is_never_claimed_again(store: Store) -> None:
+    await store.put_endpoint(endpoint("ep_a"))
+    await accept_one(store)
+    (claim,) = await store.claim(10, NOW, 30)
+    await store.settle(claim, attempt(claim, NOW, None),
+                       Verdict(DeliveryState.DEAD, endpoint_failing_since=NOW))
+    assert await store.claim(10, NOW + 365 * 86400 * S, 30) == []
+    (delivery,) = await store.deliveries_of("ep_a")
+    assert (delivery.state, delivery.attempts) == (DeliveryState.DEAD, 1)
+
+
+async def test_a_verdict_can_disable_the_endpoint(store: Store) -> None:
+    await store.put_endpoint(endpoint("ep_a"))
+    await store.put_endpoint(endpoint("ep_b"))
+    await accept_one(store)
+    await accept_one(store, at=NOW + S)
+    (first,) = await store.claim(1, NOW + S, 30)
+    gone, kept = first.endpoint.id, ({"ep_a", "ep_b"} - {first.endpoint.id}).pop()
+    await store.settle(first, attempt(first, NOW + S, 410),
+                       Verdict(DeliveryState.DEAD, disable_endpoint="410 Gone",
+                               endpoint_failing_since=NOW))
+    ep = await store.get_endpoint(gone)
+    assert ep is not None and (ep.disabled, ep.disabled_reason) == (True, "410 Gone")
+    assert ep.failing_since == NOW
+    left = await store.claim(10, NOW + S, 30)
+    assert {c.endpoint.id for c in left} == {kept} and len(left) == 2
+    later = await accept_one(store, at=NOW + 2 * S)
+    view = await store.get_event(later)
+    assert view is not None and [d.endpoint_id for d, _ in view.deliveries] == [kept]
+    assert (await store.stats(NOW + 2 * S)).disabled_endpoints == 1
+
+
+async def test_release_makes_claims_due_at_once(store: Store) -> None:
+    await store.put_endpoint(endpoint("ep_a"))
+    await store.accept([NewEvent("t", i) for i in range(3)], NOW)
+    claims = await store.claim(10, NOW, 3600)
+    await store.release(claims)
+    again = await store.claim(10, NOW + S, 3600)
+    assert sorted(c.delivery.id for c in again) == sorted(c.delivery.id for c in claims)
+    assert all(c.delivery.attempts == 0 for c in again)
+
+
+async def test_replay_revives_dead_deliveries_in_the_window(store: Store) -> None:
+    await store.put_endpoint(endpoint("ep_a"))
+    ids = [await accept_one(store, at=NOW + h * 3600 * S) for h in range(3)]
+    for _ in ids:
+        (claim,) = await store.claim(1, NOW + 3 * 3600 * S, 30)
+        await store.settle(claim, attempt(claim, NOW, 500), Verdict(DeliveryState.DEAD))
+    replay_at = NOW + 4 * 3600 * S
+    assert await store.replay("ep_a", NOW + 1800 * S, NOW + 5400 * S, replay_at) == 1
+    (claim,) = await store.claim(10, replay_at, 30)
+    assert claim.event.id == ids[1] and claim.delivery.next_attempt_at == replay_at
+    assert claim.delivery.state is DeliveryState.PENDING
+    assert await store.replay("ep_a", None, None, replay_at) == 2
+    assert await store.replay("ep_a", None, None, replay_at) == 0
+    assert sorted(c.event.id for c in await store.claim(10, replay_at, 30)) == sorted(
+        [ids[0], ids[2]])
+
+
+async def test_delete_endpoint_kills_its_active_deliveries(store: Store) -> None:
+    await store.put_endpoint(endpoint("ep_a"))
+    await store.put_endpoint(endpoint("ep_b"))
+    event_id = await accept_one(store)
+    assert await store.delete_endpoint("ep_a")
+    assert [c.endpoint.id for c in await store.claim(10, NOW, 30)] == ["ep_b"]
+    view = await store.get_event(event_id)
+    assert view is not None
+    states = {d.endpoint_id: d.state for d, _ in view.deliveries}
+    assert states == {"ep_a": DeliveryState.DEAD, "ep_b": DeliveryState.PENDING}
+    assert (await store.stats(NOW)).depth == 1
+
+
+async def test_stats(store: Store) -> None:
+    assert await store.stats(NOW) == QueueStats(0, 0.0, 0)
+    await store.put_endpoint(endpoint("ep_a"))
+    await store.put_endpoint(endpoint("ep_off", disabled=True))
+    await accept_one(store)
+    await accept_one(store, at=NOW + 10 * S)
+    assert await store.stats(NOW + 100 * S) == QueueStats(2, 100.0, 1)
+    (claim,) = await store.claim(1, NOW + 100 * S, 30)
+    assert (await store.stats(NOW + 100 * S)).depth == 2  # in flight is still in the queue
+    await store.settle(claim, attempt(claim, NOW + 100 * S), Verdict(DeliveryState.DELIVERED))
+    assert await store.stats(NOW + 100 * S) == QueueStats(1, 90.0, 1)
+
+
+async def test_get_event_lists_attempts_in_order(store: Store) -> None:
+    await store.put_endpoint(endpoint("ep_a"))
+    event_id = await accept_one(store)
+    made = []
+    for n, status in enumerate((500, None, 200)):
+        (claim,) = await store.claim(1, NOW + n * 60 * S, 30)
+        made.append(attempt(claim, NOW + n * 60 * S, status))
+        state = DeliveryState.DELIVERED if status == 200 else DeliveryState.RETRYING
+        await store.settle(claim, made[-1], Verdict(state, NOW + (n + 1) * 60 * S))
+    view = await store.get_event(event_id)
+    assert view is not None
+    ((delivery, attempts),) = view.deliveries
+    assert attempts == tuple(made) and [a.number for a in attempts] == [1, 2, 3]
+    assert (delivery.state, delivery.attempts) == (DeliveryState.DELIVERED, 3)
+    assert delivery.event_accepted_at in (None, NOW)
+
+
+async def test_everything_survives_a_reopen(store_factory: StoreFactory) -> None:
+    first = store_factory()
+    await first.open()
+    await first.put_endpoint(endpoint("ep_a", failing_since=NOW))
+    await first.put_endpoint(endpoint("ep_b", "other.type"))
+    ids = await first.accept([NewEvent("t", {"i": i}, f"key-{i}") for i in range(5)], NOW)
+    (claim,) = await first.claim(1, NOW, 30)
+    await first.settle(claim, attempt(claim, NOW, 502),
+                       Verdict(DeliveryState.RETRYING, NOW + 60 * S, endpoint_failing_since=NOW))
+    before = ([await first.get_event(i) for i in ids], await first.list_endpoints(),
+              await first.deliveries_of("ep_a"), await first.stats(NOW))
+    await first.close()
+
+    second = store_factory()
+    await second.open()
+    try:
+        after = ([await second.get_event(i) for i in ids], await second.list_endpoints(),
+                 await second.deliveries_of("ep_a"), await second.stats(NOW))
+        assert after == before
+        assert await second.accept([NewEvent("t", None, "key-3")], NOW + S) == [ids[3]]
+        assert len(await second.claim(10, NOW + 61 * S, 30)) == 5
+    finally:
+        await second.close()
+
+
+async def test_concurrent_accepts_each_get_one_id_and_one_delivery(store: Store) -> None:
+    await store.put_endpoint(endpoint("ep_a"))
+    await store.put_endpoint(endpoint("ep_b"))
+    results = await asyncio.gather(*(store.accept([NewEvent("t", {"i": i})], NOW)
+                                     for i in range(200)))
+    ids = [event_id for (event_id,) in results]
+    assert len(set(ids)) == 200
+    for ep in ("ep_a", "ep_b"):
+        deliveries = await store.deliveries_of(ep)
+        assert sorted(d.event_id for d in deliveries) == sorted(ids)
+    claimed = await store.claim(1000, NOW, 30)
+    assert len({c.delivery.id for c in claimed}) == len(claimed) == 400
