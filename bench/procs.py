@@ -70,11 +70,14 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def nginx(ports: int = 8) -> Iterator[list[int]]:
+def nginx(ports: int = 8, keepalive: bool = False) -> Iterator[list[int]]:
     """nginx answering `200 ok` on `ports` loopback ports (several, so hundreds of fresh
-    connections a second do not run one 4-tuple space out of ephemeral ports)."""
+    connections a second do not run one 4-tuple space out of ephemeral ports). Connections
+    close after each answer unless `keepalive` (then they stay open for any number)."""
     binary = need("nginx", "nginx-light")
     listen = [free_port() for _ in range(ports)]
+    alive = ("keepalive_timeout 75s; keepalive_requests 100000000;" if keepalive
+             else "keepalive_timeout 0;")
     with tempfile.TemporaryDirectory() as tmp:
         servers = "\n".join(
             f"server {{ listen 127.0.0.1:{p} reuseport backlog=4096;"
@@ -85,7 +88,7 @@ def nginx(ports: int = 8) -> Iterator[list[int]]:
             " events { worker_connections 16384; }"
             f" http {{ access_log off; client_body_temp_path {tmp}; proxy_temp_path {tmp};"
             f" fastcgi_temp_path {tmp}; uwsgi_temp_path {tmp}; scgi_temp_path {tmp};"
-            f" keepalive_timeout 0; {servers} }}")
+            f" {alive} {servers} }}")
         proc = subprocess.Popen([binary, "-p", tmp, "-c", str(conf)])
         try:
             wait_http(f"http://127.0.0.1:{listen[0]}/")

@@ -52,6 +52,10 @@ PROBE_HTTP_BODY_BYTES = MetricDef(
 PROBE_TCP_CONNECT = MetricDef(
     "crypitor_probe_connect_seconds", G, "TCP connect time of the last tcp probe.",
     per_target=True, unit="s")
+PROBE_CANARY_DELIVERY = MetricDef(
+    "crypitor_webhook_canary_delivery_seconds", G,
+    "End-to-end time of the last canary event: POST to the service until the signed "
+    "delivery reached the monitor's sink.", per_target=True, unit="s")
 PROBES_TOTAL = MetricDef(
     "crypitor_probes_total", C, "Probes run, by result.", ("type", "result"), per_target=True)
 PROBE_FAILURES = MetricDef(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -25,6 +26,8 @@ from prometheus_client.openmetrics.exposition import (
 from monitor.history import UptimeHistory
 from monitor.state import TargetState
 from monitor.statuspage import render_status_page
+from probes.webhook_canary import CanaryInbox
+from service import signing
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -56,7 +59,10 @@ def target_json(state: TargetState, uptime: dict[str, float | None] | None) -> d
 
 class MonitorApi:
     def __init__(self, states: Sequence[TargetState], registry: CollectorRegistry,
-                 history: UptimeHistory, api_keys: Sequence[str]) -> None:
+                 history: UptimeHistory, api_keys: Sequence[str],
+                 inbox: CanaryInbox | None = None) -> None:
+        self._inbox = inbox
+        self._signer = signing.Signer(inbox.secret) if inbox is not None else None
         self._states = states
         self._by_name = {s.name: s for s in states}
         self._registry = registry
@@ -72,6 +78,8 @@ class MonitorApi:
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/api/v1/targets", self.targets)
         app.router.add_get("/api/v1/targets/{name}", self.target)
+        if self._inbox is not None:
+            app.router.add_post("/canary/{key}", self.canary_sink)
         return app
 
     @web.middleware
@@ -88,8 +96,8 @@ class MonitorApi:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.method in ("GET", "HEAD", "OPTIONS"):
-            return await handler(request)
+        if request.method in ("GET", "HEAD", "OPTIONS") or request.path.startswith("/canary/"):
+            return await handler(request)  # the canary sink checks webhook signatures instead
         header = request.headers.get("Authorization", "")
         token = header[7:].encode() if header.startswith("Bearer ") else b""
         # compare against every key so timing does not tell which one came close
@@ -128,6 +136,25 @@ class MonitorApi:
             return error(404, f"no target named {name!r}", "name")
         ratios = await self._history.ratios([name])
         return web.json_response(target_json(state, ratios.get(name)))
+
+    async def canary_sink(self, request: web.Request) -> web.Response:
+        """Deliveries of canary events: counted only when the signature is ours."""
+        arrived = time.monotonic()
+        assert self._inbox is not None and self._signer is not None
+        body = await request.read()
+        msg_id = request.headers.get("webhook-id", "")
+        stamp = request.headers.get("webhook-timestamp", "")
+        given = request.headers.get("webhook-signature", "").split()
+        if not stamp.isdigit() or not any(
+                hmac.compare_digest(sig, self._signer.signature(msg_id, int(stamp), body))
+                for sig in given):
+            return error(401, "bad or missing webhook signature", "webhook-signature")
+        try:
+            nonce = json.loads(body)["data"]["nonce"]
+        except (ValueError, KeyError, TypeError):
+            return error(422, "not a canary event", "data.nonce")
+        self._inbox.arrived(str(nonce), arrived)
+        return web.Response(status=204)
 
     async def status_page(self, _request: web.Request) -> web.Response:
         ratios = await self._history.ratios(self._by_name)

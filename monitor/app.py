@@ -13,7 +13,7 @@ import os
 import signal
 import sqlite3
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import aiohttp
 from aiohttp import web
@@ -36,7 +36,8 @@ from probes.base import (
     SystemClock,
 )
 from probes.registry import TYPES
-from service import StoreError
+from probes.webhook_canary import CanaryInbox, WebhookCanaryOptions, WebhookCanaryProbe
+from service import StoreError, signing
 from service.app import Service, Settings
 from service.keys import ensure_api_keys
 
@@ -65,13 +66,25 @@ def new_session() -> aiohttp.ClientSession:
                                  headers={"User-Agent": "crypitor-monitor"})
 
 
-def service_settings(config: Config, env: Mapping[str, str]) -> Settings:
+def sink_socket(listen: str) -> tuple[str, int]:
+    """Where the service reaches the monitor's canary sink: its listen address, with a
+    wildcard bind reached on loopback."""
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    if host in ("", "0.0.0.0", "::") or host == "localhost":
+        host = "127.0.0.1"
+    return host, int(port)
+
+
+def service_settings(config: Config, env: Mapping[str, str],
+                     allowed_sockets: Sequence[tuple[str, int]] = ()) -> Settings:
     """The service's settings from `[service]`, with its env: keys resolved."""
     s = config.service
     keys = [resolve(k, f"service.api_keys[{i}]", env) for i, k in enumerate(s.api_keys)]
     return Settings(listen=s.listen, data_dir=config.data_dir, queue=s.queue, api_keys=keys,
                     allow_private_targets=s.allow_private_targets,
-                    allowed_networks=s.allowed_networks, retry_schedule=s.retry_schedule,
+                    allowed_networks=s.allowed_networks, allowed_sockets=allowed_sockets,
+                    retry_schedule=s.retry_schedule,
                     request_timeout=s.request_timeout,
                     max_in_flight_per_endpoint=s.max_in_flight_per_endpoint,
                     disable_after=s.disable_after)
@@ -96,17 +109,30 @@ async def run_service(config: Config) -> int:
     return 0
 
 
+@dataclass(frozen=True)
+class Canary:
+    """What webhook_canary probes need from the monitor: its sink, and a default key."""
+
+    inbox: CanaryInbox
+    service_key: str = ""  # the embedded service's API key, when there is one
+
+
 def build_probe(target: TargetConfig, index: int, ctx: ProbeContext,
-                env: Mapping[str, str]) -> Probe:
+                env: Mapping[str, str], canary: Canary | None = None) -> Probe:
     """The target's probe, or a BrokenProbe saying why it cannot run (logged once here)."""
     path = f"targets[{index}]"
     ptype = TYPES[target.type]
-    if ptype.build is None:
-        detail = f"the {target.type} probe needs the embedded webhook service, not in this build"
-        return BrokenProbe(Reason.CONFIG, detail)
     try:
         url = resolve(target.url, f"{path}.url", env)
         options = resolve_fields(target.options, path, env)
+        if isinstance(options, WebhookCanaryOptions):
+            if canary is None:
+                return BrokenProbe(Reason.CONFIG, "the canary needs the monitor's sink: run it"
+                                   " with `crypitor run`")
+            if not options.api_key:
+                options = replace(options, api_key=canary.service_key)
+            return WebhookCanaryProbe(url, target.timeout, options, ctx, canary.inbox)
+        assert ptype.build is not None  # every other type has a constructor
         return ptype.build(url, target.timeout, options, ctx)
     except SecretError as exc:
         log.warning("target %s cannot run: %s", target.name, exc)
@@ -132,6 +158,10 @@ class Monitor:
         self._scheduler: ProbeScheduler | None = None
         self._flusher: asyncio.Task[None] | None = None
         self.service: Service | None = None
+        self.inbox: CanaryInbox | None = None
+        if any(t.type == "webhook_canary" for t in config.targets):
+            host, port = sink_socket(config.monitor.listen)
+            self.inbox = CanaryInbox(f"http://{host}:{port}/canary", signing.new_secret())
 
     def context(self) -> ProbeContext:
         assert self.session is not None
@@ -140,7 +170,11 @@ class Monitor:
 
     def jobs(self) -> Sequence[Job]:
         ctx = self.context()
-        return [Job(state, build_probe(state.config, i, ctx, self.env))
+        canary = None
+        if self.inbox is not None:
+            key = self.service.api_keys[0] if self.service is not None else ""
+            canary = Canary(self.inbox, key)
+        return [Job(state, build_probe(state.config, i, ctx, self.env, canary))
                 for i, state in enumerate(self.states)]
 
     async def start(self) -> None:
@@ -151,14 +185,15 @@ class Monitor:
         if key_file is not None:
             log.info("monitor API key: generated, read it from %s", key_file)
         self.session = new_session()
-        api = MonitorApi(self.states, self.registry, self.history, keys)
+        api = MonitorApi(self.states, self.registry, self.history, keys, self.inbox)
         self._runner = web.AppRunner(api.app(), access_log=None, handle_signals=False)
         await self._runner.setup()
         host, _, port = self.config.monitor.listen.rpartition(":")
         await web.TCPSite(self._runner, host.strip("[]"), int(port)).start()
         log.info("monitor listening on http://%s", self.config.monitor.listen)
         if self.config.service.enabled:
-            self.service = Service(service_settings(self.config, self.env))
+            sink = sink_socket(self.config.monitor.listen)
+            self.service = Service(service_settings(self.config, self.env, [sink]))
             await self.service.start()
         self._scheduler = ProbeScheduler(self.jobs(), self._sched_metrics, self._on_result)
         self._scheduler.start()

@@ -70,6 +70,7 @@ class ProbeCollector(Collector):
         expiry = self._family(m.PROBE_SSL_EXPIRY, extra=ex)
         body = self._family(m.PROBE_HTTP_BODY_BYTES, extra=ex)
         connect = self._family(m.PROBE_TCP_CONNECT, extra=ex)
+        canary = self._family(m.PROBE_CANARY_DELIVERY, extra=ex)
         totals = self._family(m.PROBES_TOTAL, "type", "result", extra=ex)
         failures = self._family(m.PROBE_FAILURES, "type", "reason", extra=ex)
         skipped = self._family(m.PROBE_SKIPPED, extra=ex)
@@ -102,6 +103,8 @@ class ProbeCollector(Collector):
                     expiry.add_metric([name, *lv], r.started_at.timestamp() + days * 86400)
             elif kind == "tcp" and "connect_seconds" in values:
                 connect.add_metric([name, *lv], float(values["connect_seconds"]))
+            elif kind == "webhook_canary" and "delivery_seconds" in values:
+                canary.add_metric([name, *lv], float(values["delivery_seconds"]))
             elif kind in CHAIN_TYPES:
                 clv = [name, s.config.chain, *self._chain_values[name]]
                 for key, d in _CHAIN_VALUES:
@@ -111,7 +114,7 @@ class ProbeCollector(Collector):
                 st = values.get("server_state")
                 if isinstance(st, str) and st in XRPL_STATES:
                     state_rank.add_metric(clv, float(XRPL_STATES.index(st)))
-        yield from (success, duration, last_run, status, phases, expiry, body, connect,
+        yield from (success, duration, last_run, status, phases, expiry, body, connect, canary,
                     totals, failures, skipped, *chain.values(), state_rank)
 
 

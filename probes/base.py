@@ -36,6 +36,7 @@ class Reason(enum.StrEnum):
     PEERS = "peers"
     STATE = "state"  # XRPL server_state not healthy, amendment blocked
     LOAD = "load"  # XRPL load_factor too high
+    SLOW = "slow"  # an answer came, but later than the target allows (webhook canary)
     CONFIG = "config"  # the target cannot run: e.g. an env: variable is not set
     INTERNAL = "internal"  # a bug in the probe: it raised instead of returning a result
 

@@ -17,7 +17,7 @@ class ProbeType:
     name: str
     options: type
     schemes: tuple[str, ...]
-    build: Build | None  # None: the type is configured but its probe runs elsewhere
+    build: Build | None  # None: the monitor builds it (it needs the monitor's own parts)
     chain: bool = False  # publishes the crypitor_chain_* gauges
 
 

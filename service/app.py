@@ -40,6 +40,7 @@ class Settings:
     api_keys: Sequence[str] = ()  # resolved; empty: generated into data_dir
     allow_private_targets: bool = False
     allowed_networks: Sequence[str] = ()
+    allowed_sockets: Sequence[tuple[str, int]] = ()  # exact ip:port, e.g. the canary sink
     retry_schedule: Sequence[float] = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
     request_timeout: float = 15.0
     max_in_flight_per_endpoint: int = 10
@@ -61,12 +62,14 @@ class Service:
         self.settings = settings
         self.store = store or open_store(settings)
         self.metrics: ServiceMetrics = new_metrics()
-        self.guard = ssrf.Guard(settings.allow_private_targets, settings.allowed_networks)
+        self.guard = ssrf.Guard(settings.allow_private_targets, settings.allowed_networks,
+                                settings.allowed_sockets)
         self.dispatcher: Dispatcher | None = None
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
         self._signers = signing.SignerCache()
+        self.api_keys: list[str] = []
 
     def _sign(self, endpoint: Endpoint, msg_id: str, timestamp: int,
               body: bytes) -> dict[str, str]:
@@ -81,6 +84,7 @@ class Service:
     async def start(self) -> None:
         s = self.settings
         keys, key_file = ensure_api_keys(s.api_keys, s.data_dir, "service_api_key")
+        self.api_keys = keys
         if key_file is not None:
             log.info("service API key: generated, read it from %s", key_file)
         await self.store.open()

@@ -64,6 +64,7 @@ for i = 0, tonumber(ARGV[5]) - 1 do
     local dls = {}
     for _, t in ipairs(targets) do
       if not t[2] or t[2][etype] then
+        -- Lua has no good random source; the event id is random, so this is unique too
         local did = 'msg_' .. string.sub(redis.sha1hex(id .. '/' .. t[1]), 1, 24)
         local seq = redis.call('INCR', k('seq'))
         local dk = string.format('%016d', seq) .. ':' .. did  -- ties on due time: oldest first

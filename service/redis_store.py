@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import secrets
 import socket
@@ -66,6 +67,11 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 US = timedelta(microseconds=1)
 GROUP = "workers"
 IDLE_CONSUMER_MS = 3_600_000  # consumers with nothing pending and idle this long are removed
+# Without these an acknowledged event can be lost: to a crash before the AOF write reached the
+# disk, or to eviction under memory pressure.
+ADVISED = {"appendonly": "yes", "appendfsync": "always", "maxmemory-policy": "noeviction"}
+
+log = logging.getLogger(__name__)
 
 
 def _micros(when: datetime) -> int:
@@ -162,6 +168,18 @@ class RedisStore:
             for c in await self._redis.xinfo_consumers(stream, GROUP):
                 if c["pending"] == 0 and c["idle"] > IDLE_CONSUMER_MS:
                     await self._redis.xgroup_delconsumer(stream, GROUP, c["name"])
+            await self._check_config()
+
+    async def _check_config(self) -> None:
+        try:
+            found = {k: v for name in ADVISED for k, v in
+                     (await self._redis.config_get(name)).items()}
+        except ResponseError:  # managed services often disable CONFIG: nothing to check
+            return
+        for name, advised in ADVISED.items():
+            if found.get(name) != advised:
+                log.warning("redis %s is %r, not %r: acknowledged events may be lost",
+                            name, found.get(name), advised)
 
     async def close(self) -> None:
         await self._redis.aclose()

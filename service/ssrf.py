@@ -134,8 +134,12 @@ class Guard:
     the address lies in `allowed_networks` (e.g. the monitor's own canary sink)."""
 
     def __init__(self, allow_private: bool = False,
-                 allowed_networks: Sequence[str | IPNetwork] = ()) -> None:
+                 allowed_networks: Sequence[str | IPNetwork] = (),
+                 allowed_sockets: Sequence[tuple[str, int]] = ()) -> None:
         self.allow_private = allow_private
+        # exact address + port pairs, e.g. the monitor's canary sink: one port on loopback,
+        # not the whole of loopback
+        self.allowed_sockets = frozenset((ipaddress.ip_address(h), p) for h, p in allowed_sockets)
         networks: list[IPNetwork] = []
         for item in allowed_networks:
             try:
@@ -144,17 +148,17 @@ class Guard:
                 raise ValueError(f"allowed_networks: {item!r} is not a network ({exc})") from None
         self.allowed_networks = tuple(networks)
 
-    def refusal(self, ip: IPAddress) -> str | None:
-        """The kind that refuses `ip`, or None when the guard lets it through."""
-        if self.allow_private:
+    def refusal(self, ip: IPAddress, port: int | None = None) -> str | None:
+        """The kind that refuses `ip` (on `port`), or None when the guard lets it through."""
+        if self.allow_private or (ip, port) in self.allowed_sockets:
             return None
         kind = classify(ip)
         if kind is None or self._allowed(ip):
             return None
         return kind
 
-    def check(self, ip: IPAddress) -> None:
-        kind = self.refusal(ip)
+    def check(self, ip: IPAddress, port: int | None = None) -> None:
+        kind = self.refusal(ip, port)
         if kind is not None:
             raise UnsafeTarget(f"{ip} is refused by the SSRF guard ({kind})")
 
@@ -190,7 +194,7 @@ def check_url(url: str, guard: Guard | None = None) -> None:
     except ValueError:
         ip = None
     if ip is not None:
-        (guard or _STRICT).check(ip)
+        (guard or _STRICT).check(ip, parsed.port)
         return
     try:  # "127.1", "2130706433", "0x7f.1": getaddrinfo would dial them as IPv4
         socket.inet_aton(host)
@@ -206,7 +210,7 @@ def _keep_safe(guard: Guard, host: str, results: list[ResolveResult]) -> list[Re
     safe, refused = [], []
     for result in results:
         try:
-            kind = guard.refusal(ipaddress.ip_address(result["host"]))
+            kind = guard.refusal(ipaddress.ip_address(result["host"]), result["port"])
         except ValueError:
             kind = "unparsable"  # fail closed on anything we cannot judge
         if kind is None:

@@ -73,7 +73,7 @@ def test_run_on_shipped_config_offline_then_sigterm(tmp_path: Path) -> None:
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     for name in ("monitor-healthz", "monitor-metrics", "monitor-port", "webhook-api",
-                 "webhook-store"):
+                 "webhook-store", "webhook-canary"):
         assert targets[name]["up"] is True, targets[name]
     for name in ("eth-public", "eos-public", "xrpl-public"):
         last = targets[name]["last_result"]
@@ -83,6 +83,8 @@ def test_run_on_shipped_config_offline_then_sigterm(tmp_path: Path) -> None:
         assert last["detail"]
         # one line when it went down, not one per probe
         assert err.count(f"target {name} is DOWN") == 1, err
+    canary = targets["webhook-canary"]["last_result"]["values"]
+    assert canary["delivery_seconds"] > 0  # through the SSRF guard, which is on here
     assert "shutting down" in err and "stopped" in err
 
 

@@ -24,15 +24,15 @@ from tests.support.stores import NOW, endpoint
 
 pytestmark = pytest.mark.timeout(30)
 S = timedelta(seconds=1)
-Open = Callable[..., Awaitable[RedisStore]]
+Open = Callable[[], Awaitable[RedisStore]]
 
 
 @pytest_asyncio.fixture
 async def open_store(redis_keyspace: RedisKeyspace) -> AsyncIterator[Open]:
-    """Opens stores ("processes") on the test's keyspace, or another url; closes them all."""
+    """Opens stores ("processes") on the test's keyspace; closes them all at the end."""
     async with AsyncExitStack() as stack:
-        async def start(url: str = redis_keyspace.url) -> RedisStore:
-            store = RedisStore(url, prefix=redis_keyspace.prefix)
+        async def start() -> RedisStore:
+            store = RedisStore(redis_keyspace.url, prefix=redis_keyspace.prefix)
             await store.open()
             stack.push_async_callback(store.close)
             return store
@@ -234,3 +234,19 @@ async def test_work_of_a_forgotten_consumer_is_not_lost(
     assert await idle.claim(10, NOW + 29 * S, 30) == []
     back = await idle.claim(10, NOW + 31 * S, 30)
     assert sorted(c.delivery.id for c in back) == sorted(c.delivery.id for c in lost)
+
+
+async def test_a_redis_that_may_lose_writes_is_named_at_start(
+        open_store: Open, raw: aioredis.Redis, caplog: pytest.LogCaptureFixture) -> None:
+    def warnings() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "service.redis_store"]
+
+    await open_store()
+    assert warnings() == []  # the fixture's server is configured as production should be
+    await raw.config_set("appendfsync", "everysec")
+    try:
+        await open_store()
+    finally:
+        await raw.config_set("appendfsync", "always")
+    assert warnings() == [
+        "redis appendfsync is 'everysec', not 'always': acknowledged events may be lost"]

@@ -270,3 +270,16 @@ async def test_repeated_and_concurrent_requests_are_all_refused() -> None:
                 return_exceptions=True)
             assert all(isinstance(outcome, UnsafeTarget) for outcome in outcomes), outcomes
         assert hits == []
+
+
+async def test_an_allowed_socket_opens_one_port_not_the_whole_host() -> None:
+    async with serve("127.0.0.1") as (port, hits), serve("127.0.0.1") as (other, _):
+        guard = Guard(allowed_sockets=[("127.0.0.1", port)])
+        assert await post(guard, f"http://127.0.0.1:{port}/hook") == 204
+        assert await post(guard, f"http://localhost:{port}/hook") == 204
+        with pytest.raises(UnsafeTarget):
+            await post(guard, f"http://127.0.0.1:{other}/hook")
+        check_url(f"http://127.0.0.1:{port}/hook", guard)
+        with pytest.raises(UnsafeTarget):
+            check_url(f"http://127.0.0.1:{other}/hook", guard)
+        assert len(hits) == 2
