@@ -98,6 +98,9 @@ class Dispatcher:
             except StoreError:
                 log.exception("cannot claim deliveries; retrying")
                 claims = []
+            if self._stopping:  # stop() began while we were claiming: hand them back
+                await self._store.release(claims)
+                return
             for claim in claims:
                 task = asyncio.create_task(self._deliver(claim))
                 self._tasks[task] = claim
@@ -112,8 +115,12 @@ class Dispatcher:
         rest untouched so they are due again at once (nothing accepted is lost)."""
         self._stopping = True
         self.wake()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=grace)
+        deadline = asyncio.get_running_loop().time() + grace
+        while self._tasks:  # the set may grow once more from a claim under way
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                break
+            await asyncio.wait(list(self._tasks), timeout=remaining)
         left = dict(self._tasks)
         for task in left:
             task.cancel()
