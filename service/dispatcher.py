@@ -86,6 +86,10 @@ class Dispatcher:
     def wake(self) -> None:
         self._wakeup.set()
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
     async def run(self) -> None:
         while not self._stopping:
             free = self._cfg.max_in_flight - len(self._tasks)
@@ -98,7 +102,7 @@ class Dispatcher:
             except StoreError:
                 log.exception("cannot claim deliveries; retrying")
                 claims = []
-            if self._stopping:  # stop() began while we were claiming: hand them back
+            if self.stopping:  # stop() began while we were claiming: hand them back
                 await self._store.release(claims)
                 return
             for claim in claims:
