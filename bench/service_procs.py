@@ -150,8 +150,8 @@ def wait_delivered(ports: list[int], target: float, seconds: float) -> tuple[flo
     it was seen, deliveries seen)."""
     deadline = time.monotonic() + seconds
     while True:
+        now = time.monotonic()  # before the scrape, as the drain's start is taken
         _, delivered = counters(ports)
-        now = time.monotonic()
         if delivered >= target or now > deadline:
             return now, delivered
         time.sleep(0.05)

@@ -43,8 +43,9 @@ class DispatchConfig:
 
     @property
     def lease(self) -> float:
-        # long enough for a wait on a busy endpoint plus the request itself
-        return self.request_timeout * 4 + 30
+        # long enough for a wait on a busy endpoint plus the request itself; short enough
+        # that another process takes over a dead one's work soon
+        return max(10.0, self.request_timeout * 4)
 
 
 class _RateLimit:

@@ -3,6 +3,7 @@
 pytest_plugins = [
     "tests.support.chain_nodes",
     "tests.support.redis_server",
+    "tests.support.service_proc",
     "tests.support.stores",
     "tests.support.web",
 ]
