@@ -275,3 +275,65 @@ async def test_generated_key_file_when_none_configured(tmp_path: Path) -> None:
     await svc.stop()
     key_file = tmp_path / "service_api_key"
     assert key_file.stat().st_mode & 0o077 == 0 and len(key_file.read_text().strip()) >= 32
+
+
+@dataclass
+class SlowSink:
+    url: str = ""
+    active: int = 0
+    peak: int = 0
+    times: list[float] = field(default_factory=list)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        self.times.append(asyncio.get_running_loop().time())
+        await asyncio.sleep(0.05)
+        self.active -= 1
+        return web.Response(status=204)
+
+
+async def test_per_endpoint_concurrency_and_rate_limit(service: Any) -> None:
+    slow = SlowSink()
+    app = web.Application()
+    app.router.add_post("/hook", slow.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        base = await service(max_in_flight_per_endpoint=2)
+        _, endpoint = await call("POST", f"{base}/v1/endpoints",
+                                 {"url": f"http://127.0.0.1:{port}/hook"})
+        _, accepted = await call("POST", f"{base}/v1/events/batch",
+                                 [{"type": "t", "data": i} for i in range(20)])
+        for event_id in accepted["ids"]:
+            await wait_state(base, event_id, "delivered")
+        assert slow.peak == 2  # the limit, and it was reached
+        # a rate limit of 5/s: ten more deliveries need at least a second after the burst
+        await call("PATCH", f"{base}/v1/endpoints/{endpoint['id']}", {"rate_limit": 5})
+        slow.times.clear()
+        _, accepted = await call("POST", f"{base}/v1/events/batch",
+                                 [{"type": "t", "data": i} for i in range(10)])
+        for event_id in accepted["ids"]:
+            await wait_state(base, event_id, "delivered")
+        assert len(slow.times) == 10 and slow.times[-1] - slow.times[0] >= 0.9
+    finally:
+        await runner.cleanup()
+
+
+async def test_queue_gauges(service: Any, sink: Sink) -> None:
+    base = await service()
+    sink.script = [(410, {})]
+    await call("POST", f"{base}/v1/endpoints", {"url": sink.url})
+    _, accepted = await call("POST", f"{base}/v1/events", {"type": "t", "data": {}})
+    await wait_state(base, accepted["id"], "dead")
+    async with asyncio.timeout(20):
+        while True:  # the statistics refresh every few seconds
+            _, text = await call("GET", f"{base}/metrics", headers={})
+            if "crypitor_webhook_disabled_endpoints 1.0" in text:
+                break
+            await asyncio.sleep(0.2)
+    assert "crypitor_webhook_queue_depth 0.0" in text
+    assert "crypitor_webhook_oldest_pending_age_seconds 0.0" in text
+    assert 'crypitor_webhook_deliveries_total{outcome="failed"} 1.0' in text
