@@ -36,6 +36,8 @@ bench-deps:
 	@missing=""; \
 	command -v prometheus-blackbox-exporter >/dev/null || missing="$$missing prometheus-blackbox-exporter"; \
 	command -v nginx >/dev/null || missing="$$missing nginx-light"; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	if [ -n "$$missing" ]; then \
 	  $(APT) update -qq && $(APT) install -y -qq --no-install-recommends $$missing; \
 	fi
@@ -53,6 +55,7 @@ test: setup lint
 bench: $(STAMP) bench-deps
 	$(VENV)/bin/python -m bench.http_cpu
 	$(VENV)/bin/python -m bench.capacity
+	$(VENV)/bin/python -m bench.service
 
 clean:
 	rm -rf $(VENV) node_modules data .mypy_cache .ruff_cache .pytest_cache

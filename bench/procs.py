@@ -33,6 +33,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def tree_cpu(pid: int) -> float:
+    """`cpu_seconds` of `pid` plus its live children (e.g. nginx's master and worker)."""
+    total = cpu_seconds(pid)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone since the listing
+            continue
+        if int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return total
+
+
 def rss_bytes(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -74,6 +87,13 @@ def nginx(ports: int = 8, keepalive: bool = False) -> Iterator[list[int]]:
     """nginx answering `200 ok` on `ports` loopback ports (several, so hundreds of fresh
     connections a second do not run one 4-tuple space out of ephemeral ports). Connections
     close after each answer unless `keepalive` (then they stay open for any number)."""
+    with nginx_server(ports, keepalive) as (listen, _):
+        yield listen
+
+
+@contextlib.contextmanager
+def nginx_server(ports: int = 8, keepalive: bool = False) -> Iterator[tuple[list[int], int]]:
+    """`nginx()`, yielding (ports, master pid); `tree_cpu(pid)` includes its worker."""
     binary = need("nginx", "nginx-light")
     listen = [free_port() for _ in range(ports)]
     alive = ("keepalive_timeout 75s; keepalive_requests 100000000;" if keepalive
@@ -92,7 +112,7 @@ def nginx(ports: int = 8, keepalive: bool = False) -> Iterator[list[int]]:
         proc = subprocess.Popen([binary, "-p", tmp, "-c", str(conf)])
         try:
             wait_http(f"http://127.0.0.1:{listen[0]}/")
-            yield listen
+            yield listen, proc.pid
         finally:
             stop(proc)
 

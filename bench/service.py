@@ -15,7 +15,7 @@ import argparse
 import os
 import time
 
-from bench.procs import nginx
+from bench.procs import nginx_server
 from bench.service_runs import (
     Latency,
     Measure,
@@ -38,7 +38,7 @@ def row(label: str, m: Measure, note: str = "") -> str:
     cpu = f"{m.cpu:8.2f}" if m.cpu is not None else f"{'-':>8}"
     cores = f"{m.cores:7.2f}" if m.cores is not None else f"{'-':>7}"
     per = f"{m.cpu_ms:10.3f}" if m.cpu_ms is not None else f"{'-':>10}"
-    return (f"{label:34}{m.rate:>11,.0f} {m.unit:13}{cpu}{cores}{per}{m.errors:>8}"
+    return (f"{label:36}{m.rate:>11,.0f} {m.unit:13}{cpu}{cores}{per}{m.errors:>8}"
             f"  {note}").rstrip()
 
 
@@ -49,63 +49,67 @@ def ratio(label: str, value: float, goal: float | None) -> str:
     return f"  {label:44}{value:>7.2f}x   goal >= {goal:g}x: {verdict}"
 
 
-def fleet(single: dict[str, Measure], batch: Measure, drain: Measure,
+def fleet(single: dict[str, Measure], batch: dict[str, Measure], drain: Measure,
           scale: dict[int, Scale] | None) -> list[str]:
-    """Cores for 1M requests/s from the CPU each unit of work cost here. Ingest windows also
-    delivered; their delivery CPU (at the drain's cost per delivery) is taken out."""
-    ours, hello, ngx = single["crypitor"], single["aiohttp"], single["nginx"]
-    if not (drain.cpu and drain.count and ours.cpu and ours.count and batch.cpu):
+    """Cores for 1M requests/s from the CPU each unit of work cost here: the ingest path
+    alone (the runs without fan-out) plus one delivery (the drain)."""
+    alone, batched, hello, ngx = (single["crypitor alone"], batch["crypitor alone"],
+                                  single["aiohttp"], single["nginx"])
+    if not (drain.cpu and drain.count and alone.cpu_ms and batched.cpu_ms):
         return ["  (not enough measured to estimate)"]
-    per_delivery = drain.cpu / drain.count
-    per_request = max(0.0, ours.cpu - ours.side * per_delivery) / ours.count
-    per_batched = max(0.0, batch.cpu - batch.side * per_delivery) / batch.count
-    process = ours.cores or 1.0
+    ingest, per_event, deliver = alone.cpu_ms / 1e3, batched.cpu_ms / 1e3, drain.cpu / drain.count
+    both = ingest + deliver
+    process = single["crypitor"].cores or 1.0
     lines = [
-        f"  CPU per unit here: {per_request * 1e3:.3f} ms per single-event request, "
-        f"{per_batched * 1e3:.4f} ms per event in 1000-event batches, "
-        f"{per_delivery * 1e3:.3f} ms per delivery.",
-        f"  1M single-event requests/s: ~{MILLION * per_request:,.0f} cores to ingest, "
-        f"~{MILLION * (per_request + per_delivery):,.0f} cores to ingest and deliver each once "
-        f"(~{MILLION * (per_request + per_delivery) / process:,.0f} service processes at the "
-        f"{process:.2f} cores one used).",
-        f"  1M events/s arriving in 1000-event batches: ~{MILLION * per_batched:,.0f} cores to "
-        f"ingest, ~{MILLION * (per_batched + per_delivery):,.0f} with delivery; delivery "
-        "dominates.",
-        f"  Peers for 1M requests/s: nginx ~{MILLION / ngx.rate:,.0f} cores (one worker, at "
-        f"most one core), bare aiohttp ~{MILLION * (hello.cpu_ms or 0) / 1e3:,.0f} cores.",
+        f"  CPU here: {ingest * 1e3:.3f} ms per single-event request, "
+        f"{per_event * 1e3:.4f} ms per event in 1000-event batches, "
+        f"{deliver * 1e3:.3f} ms per delivery (one process tops out near {process:.2f} cores).",
+        f"  1M single-event requests/s, each delivered once: ~{MILLION * both:,.0f} cores "
+        f"(~{MILLION * ingest:,.0f} ingest + ~{MILLION * deliver:,.0f} delivery), i.e. "
+        f"~{MILLION * both / process:,.0f} service processes, ~{MILLION * both / 2:,.0f} "
+        "machines like this one at 100 % (plan ~2x that for headroom).",
+        f"  1M events/s in 1000-event batches: ~{MILLION * (per_event + deliver):,.0f} cores; "
+        f"delivery is {deliver / (per_event + deliver):.0%} of it.",
+        f"  Peers: nginx ~{MILLION * (ngx.cpu_ms or 0) / 1e3:,.0f} cores and bare aiohttp "
+        f"~{MILLION * (hello.cpu_ms or 0) / 1e3:,.0f} cores for 1M requests/s that do nothing.",
     ]
     if scale and 1 in scale and scale[1].drain.count:
         s = scale[1]
-        redis_per_event = s.redis_cpu / s.drain.count
+        redis = s.redis_cpu / s.drain.count
         lines.append(
-            f"  Scaling out needs the Redis queue (SQLite is one process per file): Redis "
-            f"spent {redis_per_event * 1e3:.3f} ms CPU per event (accept + deliver), so 1M "
-            f"events/s needs ~{MILLION * redis_per_event:,.0f} Redis cores; Redis runs "
-            "commands on one thread, so that many shards (endpoints partitioned across them).")
+            "  A fleet needs the Redis queue (SQLite is one process per file). Redis spent "
+            f"{redis * 1e3:.3f} ms CPU per event (accept + deliver, fsync always): 1M events/s "
+            f"needs ~{MILLION * redis:,.0f} Redis cores, and Redis runs commands on one "
+            "thread, so as many Redis shards (endpoints partitioned across them), or batching.")
     return lines
 
 
-def report(args: argparse.Namespace, single: dict[str, Measure], batch: Measure,
+def report(args: argparse.Namespace, single: dict[str, Measure], batch: dict[str, Measure],
            drains: dict[str, Measure], lat: Latency, scale: dict[int, Scale] | str) -> None:
     print(f"\nWebhook service on {os.cpu_count()} cores, all on 127.0.0.1 (wrk -t1: "
           f"-c{args.connections} single, -c{args.batch_clients} batch; "
-          f"{args.seconds:g} s per ingest figure; {args.events:,} events per drain; "
-          f"{args.concurrency} deliveries in flight)")
-    print(f"{'':34}{'rate':>11} {'unit':13}{'CPU s':>8}{'cores':>7}{'ms CPU/u':>10}"
+          f"{args.seconds:g}/{args.batch_seconds:g} s per ingest figure; "
+          f"{args.events:,} events per drain; {args.concurrency} deliveries in flight)")
+    print(f"{'':36}{'rate':>11} {'unit':13}{'CPU s':>8}{'cores':>7}{'ms CPU/u':>10}"
           f"{'errors':>8}")
     print(row("single ingest: bare aiohttp", single["aiohttp"]))
     print(row("single ingest: nginx", single["nginx"]))
     print(row("single ingest: crypitor (sqlite)", single["crypitor"],
               f"delivered {single['crypitor'].side:,} meanwhile"))
-    print(row("batch ingest: crypitor (sqlite)", batch,
-              f"delivered {batch.side:,} meanwhile"))
-    print(row("delivery: bare aiohttp client", drains["aiohttp"]))
-    print(row("delivery: crypitor (sqlite)", drains["crypitor"]))
+    print(row("  same, no endpoint wants them", single["crypitor alone"],
+              "ingest path alone, for comparison"))
+    print(row("batch ingest: crypitor (sqlite)", batch["crypitor"],
+              f"delivered {batch['crypitor'].side:,} meanwhile"))
+    print(row("  same, no endpoint wants them", batch["crypitor alone"]))
+    print(row("delivery: bare aiohttp client loop", drains["aiohttp"]))
+    print(row("delivery: crypitor (sqlite)", drains["crypitor"],
+              f"machine busy {drains['crypitor'].busy or 0:.2f} of {os.cpu_count()} cores"))
     if isinstance(scale, dict):
         for n, s in scale.items():
-            print(row(f"ingest (batch load): redis x{n}", s.ingest,
+            print(row(f"batch load: crypitor, redis x{n}", s.ingest,
                       f"Redis CPU {s.redis_cpu:.1f} s over load+drain"))
-            print(row(f"delivery: crypitor, redis x{n}", s.drain))
+            print(row(f"delivery: crypitor, redis x{n}", s.drain,
+                      f"machine busy {s.drain.busy or 0:.2f} of {os.cpu_count()} cores"))
     print(f"\nLatency, acceptance to delivery, {args.rate:g} events/s for "
           f"{args.latency_seconds:g} s ({lat.sent:,} accepted, {lat.failed} refused, "
           f"{lat.delivered:,} delivered):")
@@ -113,18 +117,26 @@ def report(args: argparse.Namespace, single: dict[str, Measure], batch: Measure,
           f"max {lat.worst * 1e3:.1f} ms; service histogram: p50 <= {lat.hist_p50:g} s, "
           f"p99 <= {lat.hist_p99:g} s")
 
-    ours = single["crypitor"]
+    ours, hello = single["crypitor"], single["aiohttp"]
     print("\nRatios:")
-    print(ratio("single ingest / bare aiohttp req/s", ours.rate / single["aiohttp"].rate, 0.6))
+    print(ratio("single ingest / bare aiohttp req/s", ours.rate / hello.rate, 0.6))
+    print(ratio("  the same without fan-out (diagnostic)",
+                single["crypitor alone"].rate / hello.rate, None))
     print(ratio("single ingest / nginx req/s", ours.rate / single["nginx"].rate, None))
-    print(ratio("batch ingest events/s / bare aiohttp req/s",
-                batch.rate / single["aiohttp"].rate, 10))
+    print(ratio("batch ingest events/s / bare aiohttp req/s", batch["crypitor"].rate /
+                hello.rate, 10))
+    print(ratio("  the same without fan-out (diagnostic)",
+                batch["crypitor alone"].rate / hello.rate, None))
     print(ratio("delivery / bare client loop", drains["crypitor"].rate /
                 drains["aiohttp"].rate, 0.5))
     if isinstance(scale, dict) and scale[1].drain.rate:
         print(ratio("redis delivery: two processes / one",
                     scale[2].drain.rate / scale[1].drain.rate, 1.6))
-        print(ratio("redis ingest: two processes / one",
+        one, two = scale[1].drain, scale[2].drain
+        if one.cores and two.cores:
+            print(ratio("  per service core, two / one (diagnostic)",
+                        (two.rate / two.cores) / (one.rate / one.cores), None))
+        print(ratio("redis batch load: two processes / one",
                     scale[2].ingest.rate / scale[1].ingest.rate, None))
     else:
         print(f"  redis, two processes / one: not measured\n    {scale}".replace(
@@ -142,7 +154,7 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--batch-seconds", type=float, default=8.0)
     ap.add_argument("--batch-clients", type=int, default=4)
-    ap.add_argument("--events", type=int, default=20_000, help="pre-loaded per drain")
+    ap.add_argument("--events", type=int, default=50_000, help="pre-loaded per drain")
     ap.add_argument("--concurrency", type=int, default=10,
                     help="max_in_flight_per_endpoint, and the bare client's workers")
     ap.add_argument("--rate", type=float, default=200.0, help="events/s for latency")
@@ -150,10 +162,10 @@ def main() -> None:
     ap.add_argument("--no-redis", action="store_true")
     args = ap.parse_args()
     started = time.monotonic()
-    with nginx(ports=2, keepalive=True) as ports:
+    with nginx_server(ports=2, keepalive=True) as (ports, nginx_pid):
         sink = f"http://127.0.0.1:{ports[1]}/hook"
-        step("single-event ingest: bare aiohttp, nginx, crypitor")
-        single = single_ingest(ports[0], sink, args.connections, args.seconds)
+        step("single-event ingest: bare aiohttp, nginx, crypitor with and without fan-out")
+        single = single_ingest(ports[0], nginx_pid, sink, args.connections, args.seconds)
         step("batch ingest")
         batch = batch_ingest(sink, args.batch_clients, args.batch_seconds)
         step("delivery drain: crypitor, then the bare client loop")

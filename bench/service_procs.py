@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.procs import ROOT, free_port, need, sample_sum, scrape, stop, wait_http
+from bench.procs import CLK_TCK, ROOT, free_port, need, sample_sum, scrape, stop, wait_http
 
 API_KEY = "bench-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
@@ -130,8 +130,11 @@ def api(port: int, method: str, path: str, body: Any = None) -> Any:
         return json.loads(resp.read() or b"null")
 
 
-def add_endpoint(port: int, url: str) -> str:
-    endpoint_id: str = api(port, "POST", "/v1/endpoints", {"url": url})["id"]
+def add_endpoint(port: int, url: str, event_types: list[str] | None = None) -> str:
+    body: dict[str, Any] = {"url": url}
+    if event_types is not None:
+        body["event_types"] = event_types
+    endpoint_id: str = api(port, "POST", "/v1/endpoints", body)["id"]
     return endpoint_id
 
 
@@ -154,7 +157,14 @@ def wait_delivered(ports: list[int], target: float, seconds: float) -> tuple[flo
         _, delivered = counters(ports)
         if delivered >= target or now > deadline:
             return now, delivered
-        time.sleep(0.05)
+        time.sleep(0.1)
+
+
+def machine_busy() -> float:
+    """CPU-seconds the whole machine has spent busy (all cores), from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields) - idle) / CLK_TCK
 
 
 # --- wrk -----------------------------------------------------------------------------------

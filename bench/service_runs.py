@@ -8,9 +8,10 @@ import contextlib
 import json
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from bench.procs import cpu_seconds, scrape
+from bench.procs import cpu_seconds, scrape, tree_cpu
 from bench.service_load import BATCH, batch_body, event_body, load, paced
 from bench.service_procs import (
     Proc,
@@ -18,6 +19,7 @@ from bench.service_procs import (
     add_endpoint,
     client_loop,
     counters,
+    machine_busy,
     peer,
     redis_server,
     service,
@@ -28,6 +30,7 @@ from bench.service_procs import (
 WARMUP = 2.0
 DRAIN_LIMIT = 120.0  # seconds a backlog may take to drain before the run gives up on it
 LATENCY = "crypitor_webhook_delivery_latency_seconds"
+UNMATCHED = "bench.nobody-wants-this"
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class Measure:
     cpu: float | None = None  # CPU-seconds of the measured process(es) in the window
     errors: int = 0
     side: int = 0  # deliveries the service made during an ingest window
+    busy: float | None = None  # cores the whole machine kept busy in the window
 
     @property
     def cpu_ms(self) -> float | None:
@@ -49,12 +53,12 @@ class Measure:
         return None if self.cpu is None or not self.seconds else self.cpu / self.seconds
 
 
-def _wrk_on(pid: int | None, url: str, body: bytes, connections: int,
-            seconds: float) -> tuple[WrkResult, float | None]:
+def _wrk_cpu(cpu: Callable[[], float], url: str, body: bytes, connections: int,
+             seconds: float) -> tuple[WrkResult, float]:
     wrk(url, body, connections, WARMUP)
-    cpu0 = cpu_seconds(pid) if pid else 0.0
+    cpu0 = cpu()
     result = wrk(url, body, connections, seconds)
-    return result, (cpu_seconds(pid) - cpu0 if pid else None)
+    return result, cpu() - cpu0
 
 
 def _req(result: WrkResult, cpu: float | None, per_request: int = 1, side: int = 0) -> Measure:
@@ -62,42 +66,48 @@ def _req(result: WrkResult, cpu: float | None, per_request: int = 1, side: int =
                    result.requests * per_request, result.seconds, cpu, result.errors, side)
 
 
-def single_ingest(nginx_port: int, sink_url: str, connections: int,
-                  seconds: float) -> dict[str, Measure]:
-    """POST /v1/events-shaped requests: bare aiohttp, nginx, and the service (one endpoint
-    registered, delivering to `sink_url` while it ingests)."""
-    body = event_body()
-    out: dict[str, Measure] = {}
-    with peer("hello") as hello:
-        result, cpu = _wrk_on(hello.pid, f"{hello.base}/v1/events", body, connections, seconds)
-        out["aiohttp"] = _req(result, cpu)
-    result, _ = _wrk_on(None, f"http://127.0.0.1:{nginx_port}/v1/events", body, connections,
-                        seconds)
-    out["nginx"] = _req(result, None)
+def _service_ingest(path: str, body: bytes, per_request: int, sink_url: str,
+                    connections: int, seconds: float, fan_out: bool) -> Measure:
+    """wrk on a fresh service with one endpoint; with `fan_out` every event is delivered to
+    `sink_url` meanwhile, without it the endpoint wants another event type (the ingest path
+    alone: no delivery rows, no deliveries)."""
     with service() as svc:
-        add_endpoint(svc.port, sink_url)
-        wrk(f"{svc.base}/v1/events", body, connections, WARMUP)
-        _, delivered0 = counters([svc.port])
-        cpu0 = cpu_seconds(svc.pid)
-        result = wrk(f"{svc.base}/v1/events", body, connections, seconds)
-        cpu = cpu_seconds(svc.pid) - cpu0
-        _, delivered1 = counters([svc.port])
-        out["crypitor"] = _req(result, cpu, side=int(delivered1 - delivered0))
-    return out
-
-
-def batch_ingest(sink_url: str, connections: int, seconds: float) -> Measure:
-    """POST /v1/events/batch with 1000 events each, the service delivering meanwhile."""
-    with service() as svc:
-        add_endpoint(svc.port, sink_url)
-        url, body = f"{svc.base}/v1/events/batch", batch_body()
-        wrk(url, body, connections, 1.0)
+        add_endpoint(svc.port, sink_url, None if fan_out else [UNMATCHED])
+        url = f"{svc.base}{path}"
+        wrk(url, body, connections, WARMUP)
         _, delivered0 = counters([svc.port])
         cpu0 = cpu_seconds(svc.pid)
         result = wrk(url, body, connections, seconds)
         cpu = cpu_seconds(svc.pid) - cpu0
         _, delivered1 = counters([svc.port])
-    return _req(result, cpu, BATCH, int(delivered1 - delivered0))
+    return _req(result, cpu, per_request, int(delivered1 - delivered0))
+
+
+def single_ingest(nginx_port: int, nginx_pid: int, sink_url: str, connections: int,
+                  seconds: float) -> dict[str, Measure]:
+    """POST /v1/events-shaped requests: bare aiohttp, nginx, and the service with and
+    without delivering what it ingests."""
+    body = event_body()
+    out: dict[str, Measure] = {}
+    with peer("hello") as hello:
+        result, cpu = _wrk_cpu(lambda: cpu_seconds(hello.pid), f"{hello.base}/v1/events",
+                               body, connections, seconds)
+        out["aiohttp"] = _req(result, cpu)
+    result, cpu = _wrk_cpu(lambda: tree_cpu(nginx_pid),
+                           f"http://127.0.0.1:{nginx_port}/v1/events", body, connections,
+                           seconds)
+    out["nginx"] = _req(result, cpu)
+    for name, fan_out in (("crypitor", True), ("crypitor alone", False)):
+        out[name] = _service_ingest("/v1/events", body, 1, sink_url, connections, seconds,
+                                    fan_out)
+    return out
+
+
+def batch_ingest(sink_url: str, connections: int, seconds: float) -> dict[str, Measure]:
+    """POST /v1/events/batch with 1000 events each, with and without delivering."""
+    return {name: _service_ingest("/v1/events/batch", batch_body(), BATCH, sink_url,
+                                  connections, seconds, fan_out)
+            for name, fan_out in (("crypitor", True), ("crypitor alone", False))}
 
 
 def _drain(procs: list[Proc]) -> Measure:
@@ -105,12 +115,13 @@ def _drain(procs: list[Proc]) -> Measure:
     ports = [p.port for p in procs]
     t0 = time.monotonic()
     received, delivered0 = counters(ports)
-    cpu0 = sum(cpu_seconds(p.pid) for p in procs)
+    cpu0, busy0 = sum(cpu_seconds(p.pid) for p in procs), machine_busy()
     t1, delivered1 = wait_delivered(ports, received, DRAIN_LIMIT)
     cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu0
+    busy = (machine_busy() - busy0) / (t1 - t0)
     done = int(delivered1 - delivered0)
     return Measure(done / (t1 - t0), "deliveries/s", done, t1 - t0, cpu,
-                   errors=int(received - delivered1))
+                   errors=int(received - delivered1), busy=busy)
 
 
 def delivery(sink_url: str, count: int, concurrency: int) -> dict[str, Measure]:

@@ -22,12 +22,13 @@ from aiohttp import web
 
 from bench.procs import cpu_seconds
 
-# A delivery's body as the dispatcher builds it (`service.dispatcher.payload`).
+# The event every scenario posts (single, in batches, and as delivery bodies).
 EVENT = {"type": "tx.confirmed",
          "data": {"chain": "ethereum", "hash": "0x" + "ab" * 32, "value": "1.25"}}
 
 
 def delivery_body(n: int) -> bytes:
+    """A delivery's body shaped as the dispatcher builds it (`service.dispatcher.payload`)."""
     return json.dumps({"id": f"evt_{n:024x}", "type": EVENT["type"],
                        "timestamp": datetime.now(UTC).isoformat(),
                        "data": EVENT["data"]}, separators=(",", ":")).encode()
