@@ -121,7 +121,8 @@ WEBHOOK_DELIVERIES = MetricDef(
 WEBHOOK_LATENCY = MetricDef(
     "crypitor_webhook_delivery_latency_seconds", H,
     "Time from an event's acceptance to a 2xx answer from the endpoint.",
-    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+             30.0, 60.0, 300.0),
     unit="s")
 WEBHOOK_QUEUE_DEPTH = MetricDef(
     "crypitor_webhook_queue_depth", G, "Deliveries waiting to be attempted.")

@@ -7,6 +7,7 @@ Times are aware UTC datetimes. Ids are opaque strings with a kind prefix (`ep_`,
 from __future__ import annotations
 
 import enum
+import json
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -53,6 +54,10 @@ class NewEvent:
     type: str
     data: Any  # JSON value
     idempotency_key: str | None = None
+    data_json: str | None = None  # `data` serialised, when the caller already has it
+
+    def serialised(self) -> str:
+        return self.data_json if self.data_json is not None else json.dumps(self.data)
 
 
 @dataclass(frozen=True)

@@ -226,7 +226,7 @@ class RedisStore:
         args: list[str | int | float] = [_us(now), int(IDEMPOTENCY_WINDOW * 1e6),
                                          int(IDEMPOTENCY_WINDOW), len(events)]
         for e in events:
-            args += [new_id("evt"), e.type, json.dumps(e.data), e.idempotency_key or ""]
+            args += [new_id("evt"), e.type, e.serialised(), e.idempotency_key or ""]
         with _translated("accept"):
             ids = await self._run(redis_scripts.ACCEPT, *args)
         return [str(i) for i in ids]

@@ -65,10 +65,11 @@ def event(value: Any, prefix: str = "") -> NewEvent:
     if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 256):
         raise BadRequest(422, "must be a string of 1-256 characters",
                          _join(prefix, "idempotency_key"))
-    if len(json.dumps(body["data"], separators=(",", ":"))) > MAX_EVENT_BYTES:
+    serialised = json.dumps(body["data"], separators=(",", ":"))
+    if len(serialised) > MAX_EVENT_BYTES:
         raise BadRequest(413, f"is larger than {MAX_EVENT_BYTES // 1024} KB",
                          _join(prefix, "data"))
-    return NewEvent(kind, body["data"], key)
+    return NewEvent(kind, body["data"], key, serialised)  # the store reuses the string
 
 
 def batch(value: Any) -> list[NewEvent]:

@@ -174,7 +174,7 @@ def accept(conn: sqlite3.Connection, events: Sequence[NewEvent], now: datetime,
                 continue
         event_id = new_id("evt")
         ids.append(event_id)
-        event_rows.append((event_id, ev.type, json.dumps(ev.data), at, key))
+        event_rows.append((event_id, ev.type, ev.serialised(), at, key))
         if key is not None:
             fresh[key] = event_id
             key_rows.append((key, event_id, at + _WINDOW_US))
