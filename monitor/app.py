@@ -90,12 +90,18 @@ def service_settings(config: Config, env: Mapping[str, str],
                     disable_after=s.disable_after)
 
 
-async def run_service(config: Config) -> int:
-    """`crypitor service`: the webhook service alone, until SIGTERM/SIGINT."""
+def stop_on_signals() -> asyncio.Event:
+    """An event that SIGTERM or SIGINT sets: the cue for a graceful shutdown."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def run_service(config: Config) -> int:
+    """`crypitor service`: the webhook service alone, until SIGTERM/SIGINT."""
+    stop = stop_on_signals()
     try:
         service = Service(service_settings(config, os.environ))
         await service.start()
@@ -236,10 +242,7 @@ class Monitor:
 
 async def run(config: Config) -> int:
     """`crypitor run`: start, wait for SIGTERM/SIGINT, shut down; the exit code."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     try:
         monitor = Monitor(config)
     except (OSError, sqlite3.Error) as exc:
