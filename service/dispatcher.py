@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -66,23 +66,49 @@ class _RateLimit:
 
 
 def payload(claim: Claim) -> bytes:
+    """`{"id", "type", "timestamp", "data"}` with the data exactly as the client sent it. The
+    id (ours) and the type (letters, digits and `._:-`) never need escaping."""
     e = claim.event
-    return json.dumps({"id": e.id, "type": e.type, "timestamp": e.accepted_at.isoformat(),
-                       "data": e.data}, separators=(",", ":"), ensure_ascii=False).encode()
+    return (f'{{"id":"{e.id}","type":"{e.type}","timestamp":"{e.accepted_at.isoformat()}",'
+            f'"data":{e.data_json}}}').encode()
+
+
+class _Lane:
+    """One endpoint's claimed deliveries, in claim order, and how many workers take from it."""
+
+    __slots__ = ("waiting", "workers")
+
+    def __init__(self) -> None:
+        self.waiting: deque[Claim] = deque()
+        self.workers = 0
 
 
 class Dispatcher:
+    """Claims in batches into per-endpoint lanes; each lane is worked by up to
+    `max_in_flight_per_endpoint` worker tasks that deliver one claim after another, so a
+    delivery costs no task, semaphore or wait of its own."""
+
     def __init__(self, store: Store, session: aiohttp.ClientSession, sign: Sign,
                  metrics: ServiceMetrics, config: DispatchConfig,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  rand: Callable[[], float] = random.random) -> None:
         self._store, self._session, self._sign = store, session, sign
         self._metrics, self._cfg, self._clock, self._rand = metrics, config, clock, rand
+        self._timeout = aiohttp.ClientTimeout(total=config.request_timeout)
         self._wakeup = asyncio.Event()
+        self._room = asyncio.Event()  # set whenever a held claim is settled
         self._stopping = False
-        self._tasks: dict[asyncio.Task[None], Claim] = {}
-        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._held = 0  # claimed and not yet settled: waiting in a lane or in flight
+        self._running = 0  # of which in flight
+        self._lanes: dict[str, _Lane] = {}
+        self._workers: set[asyncio.Task[None]] = set()
+        self._current: dict[asyncio.Task[None], Claim] = {}  # what each worker is attempting
+        self._outbox: list[tuple[Claim, Attempt, Verdict, datetime]] = []  # to record
+        self._settler: asyncio.Task[None] | None = None  # records the outbox, in batches
         self._limits: dict[str, _RateLimit] = {}
+        outcome = metrics.deliveries.labels
+        self._counted = {"success": outcome("success"), "retry": outcome("retry"),
+                         "failed": outcome("failed"), "dead": outcome("dead")}
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -92,14 +118,18 @@ class Dispatcher:
         return self._stopping
 
     async def run(self) -> None:
+        batch = min(self._cfg.claim_batch, self._cfg.max_in_flight)
         while not self._stopping:
-            free = self._cfg.max_in_flight - len(self._tasks)
-            if free <= 0:
-                await asyncio.wait(list(self._tasks), return_when=asyncio.FIRST_COMPLETED)
+            free = self._cfg.max_in_flight - self._held
+            # claim in whole batches while work is still waiting in the lanes: one claim per
+            # settled delivery would double the store's writes
+            if free <= 0 or (free < batch and self._held > self._running):
+                self._room.clear()
+                await self._room.wait()
                 continue
+            want = min(free, batch)
             try:
-                claims = await self._store.claim(min(free, self._cfg.claim_batch),
-                                                 self._clock(), self._cfg.lease)
+                claims = await self._store.claim(want, self._clock(), self._cfg.lease)
             except StoreError:
                 log.exception("cannot claim deliveries; retrying")
                 claims = []
@@ -107,54 +137,105 @@ class Dispatcher:
                 await self._store.release(claims)
                 return
             for claim in claims:
-                task = asyncio.create_task(self._deliver(claim))
-                self._tasks[task] = claim
-                task.add_done_callback(self._tasks.pop)
-            if len(claims) < min(free, self._cfg.claim_batch):
+                self._enqueue(claim)
+            if len(claims) < want:
                 self._wakeup.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), IDLE_POLL)
 
+    def _enqueue(self, claim: Claim) -> None:
+        self._held += 1
+        key = claim.endpoint.id
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = _Lane()
+        lane.waiting.append(claim)
+        if lane.workers < self._cfg.max_in_flight_per_endpoint:
+            lane.workers += 1
+            task = asyncio.create_task(self._work(key, lane))
+            self._workers.add(task)
+            task.add_done_callback(self._workers.discard)
+
+    async def _work(self, key: str, lane: _Lane) -> None:
+        me = asyncio.current_task()
+        assert me is not None
+        try:
+            while lane.waiting and not self._stopping:
+                claim = lane.waiting.popleft()
+                self._current[me] = claim
+                self._running += 1
+                try:
+                    attempt, verdict, now = await self._try(claim)
+                except BaseException:
+                    self._held -= 1  # cancelled: stop() releases the claim
+                    self._room.set()
+                    raise
+                finally:
+                    del self._current[me]
+                    self._running -= 1
+                # the slot is free for the next attempt while this one is recorded
+                self._outbox.append((claim, attempt, verdict, now))
+                if self._settler is None or self._settler.done():
+                    self._settler = asyncio.create_task(self._settle())
+        finally:
+            lane.workers -= 1
+            if not lane.workers and not lane.waiting and self._lanes.get(key) is lane:
+                del self._lanes[key]
+
     async def stop(self, grace: float) -> None:
-        """Stop claiming; let in-flight deliveries finish for `grace` seconds; release the
-        rest untouched so they are due again at once (nothing accepted is lost)."""
+        """Stop claiming; give deliveries in flight `grace` seconds to finish; release the
+        rest untouched (in flight and still waiting) so they are due again at once."""
         self._stopping = True
         self.wake()
-        deadline = asyncio.get_running_loop().time() + grace
-        while self._tasks:  # the set may grow once more from a claim under way
-            remaining = deadline - asyncio.get_running_loop().time()
+        self._room.set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self._workers:  # workers end after their current delivery
+            remaining = deadline - loop.time()
             if remaining <= 0:
                 break
-            await asyncio.wait(list(self._tasks), timeout=remaining)
-        left = dict(self._tasks)
-        for task in left:
+            await asyncio.wait(list(self._workers), timeout=remaining)
+        left = list(self._current.values())
+        workers = list(self._workers)
+        for task in workers:
             task.cancel()
+        if workers:
+            await asyncio.gather(*workers, return_exceptions=True)
+        left += [claim for lane in self._lanes.values() for claim in lane.waiting]
+        self._lanes.clear()
+        if self._settler is not None:  # attempts made are recorded, not repeated
+            await asyncio.gather(self._settler, return_exceptions=True)
         if left:
-            await asyncio.gather(*left, return_exceptions=True)
-            await self._store.release(list(left.values()))
+            await self._store.release(left)
 
-    async def _deliver(self, claim: Claim) -> None:
+    async def _try(self, claim: Claim) -> tuple[Attempt, Verdict, datetime]:
         endpoint = claim.endpoint
-        slots = self._slots.get(endpoint.id)
-        if slots is None:
-            slots = self._slots[endpoint.id] = asyncio.Semaphore(
-                self._cfg.max_in_flight_per_endpoint)
-        async with slots:
-            if endpoint.rate_limit:
-                limit = self._limits.get(endpoint.id)
-                if limit is None or limit.rate != endpoint.rate_limit:
-                    limit = self._limits[endpoint.id] = _RateLimit(endpoint.rate_limit)
-                await limit.take()
-            attempt, headers = await self._attempt(claim)
+        if endpoint.rate_limit:
+            limit = self._limits.get(endpoint.id)
+            if limit is None or limit.rate != endpoint.rate_limit:
+                limit = self._limits[endpoint.id] = _RateLimit(endpoint.rate_limit)
+            await limit.take()
+        attempt, headers = await self._attempt(claim)
         now = self._clock()
-        verdict = decide(claim, attempt.status_code, headers, now, self._cfg.policy,
-                         self._rand)
-        try:
-            await self._store.settle(claim, attempt, verdict)
-        except StoreError:  # the lease runs out and the delivery is tried again
-            log.exception("cannot record delivery %s; it will be retried", claim.delivery.id)
-            return
-        self._count(claim, verdict, now)
+        return attempt, decide(claim, attempt.status_code, headers, now, self._cfg.policy,
+                               self._rand), now
+
+    async def _settle(self) -> None:
+        """Record finished attempts: whatever finished while the last write ran goes into
+        the next one, so a busy dispatcher writes once per batch, not once per delivery."""
+        while self._outbox:
+            done, self._outbox = self._outbox, []
+            try:
+                await self._store.settle_many([(c, a, v) for c, a, v, _ in done])
+            except StoreError:  # the leases run out and the deliveries are tried again
+                log.exception("cannot record %d delivery attempts; they will be retried",
+                              len(done))
+                continue
+            finally:
+                self._held -= len(done)
+                self._room.set()
+            for claim, _, verdict, now in done:
+                self._count(claim, verdict, now)
 
     async def _attempt(self, claim: Claim) -> tuple[Attempt, Mapping[str, str]]:
         body = payload(claim)
@@ -163,10 +244,9 @@ class Dispatcher:
         headers = {"Content-Type": "application/json", "User-Agent": "crypitor-webhooks/1",
                    **self._sign(claim.endpoint, claim.delivery.id, int(started.timestamp()),
                                 body)}
-        timeout = aiohttp.ClientTimeout(total=self._cfg.request_timeout)
         try:
             async with self._session.post(claim.endpoint.url, data=body, headers=headers,
-                                          allow_redirects=False, timeout=timeout) as resp:
+                                          allow_redirects=False, timeout=self._timeout) as resp:
                 kept = resp.content.read(BODY_KEPT)
                 text = (await kept).decode("utf-8", "replace")
                 got = {k: v for k, v in resp.headers.items() if k.lower() in KEPT_HEADERS}
@@ -177,17 +257,17 @@ class Dispatcher:
                            error=_describe(exc, self._cfg.request_timeout)), {}
 
     def _count(self, claim: Claim, verdict: Verdict, now: datetime) -> None:
-        deliveries = self._metrics.deliveries
+        counted = self._counted
         if verdict.state is DeliveryState.DELIVERED:
-            deliveries.labels("success").inc()
+            counted["success"].inc()
             accepted = claim.event.accepted_at
             self._metrics.latency.observe(max(0.0, (now - accepted).total_seconds()))
         elif verdict.state is DeliveryState.RETRYING:
-            deliveries.labels("retry").inc()
+            counted["retry"].inc()
         elif verdict.disable_endpoint:  # ended early: the endpoint is gone or disabled
-            deliveries.labels("failed").inc()
+            counted["failed"].inc()
         else:  # retries exhausted
-            deliveries.labels("dead").inc()
+            counted["dead"].inc()
         if verdict.disable_endpoint:
             log.warning("endpoint %s disabled: %s", claim.endpoint.id, verdict.disable_endpoint)
 

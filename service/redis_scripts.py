@@ -148,44 +148,50 @@ end
 return out
 """
 
-# ARGV: prefix, delivery id, token, attempt (JSON), state, next time or '',
-# reason to disable the endpoint or '', endpoint failing since or ''.
+# ARGV: prefix, then groups of seven: delivery id, token, attempt (JSON), state, next time
+# or '', reason to disable the endpoint or '', endpoint failing since or ''.
 SETTLE = _PRELUDE + """
-local did, token, state, next_at, reason, failing = ARGV[2], ARGV[3], ARGV[5], ARGV[6],
-                                                   ARGV[7], ARGV[8]
-local dlk = k('dl', did)
-local d = redis.call('HMGET', dlk, 'lease', 'entry', 'ep', 'dk', 'created')
-if not d[3] then return -1 end
-redis.call('RPUSH', k('att', did), ARGV[4])
-local n = redis.call('LLEN', k('att', did))
-if d[1] ~= token then  -- the lease ran out and another worker owns the delivery now
-  redis.call('HSET', dlk, 'n', n)
-  return 0
-end
-unlease(d[2])
-redis.call('HDEL', dlk, 'entry', 'lease')
-local epk = k('ep', d[3])
-local exists = redis.call('EXISTS', epk) == 1
-if not exists and ACTIVE[state] then state, next_at = 'dead', '' end
-redis.call('HSET', dlk, 'st', state, 'n', n, 'next', next_at)
-if ACTIVE[state] then
-  redis.call('ZADD', k('due'), next_at, d[4])
-else
-  redis.call('ZREM', k('active'), did)
-  if state == 'dead' and exists then redis.call('ZADD', k('ep', d[3], 'dead'), d[5], did) end
-end
-if exists then
-  if reason ~= '' then
-    redis.call('HSET', epk, 'disabled', '1', 'reason', reason)
-    redis.call('SADD', k('disabled'), d[3])
+local function settle(did, token, attempt, state, next_at, reason, failing)
+  local dlk = k('dl', did)
+  local d = redis.call('HMGET', dlk, 'lease', 'entry', 'ep', 'dk', 'created')
+  if not d[3] then return -1 end
+  redis.call('RPUSH', k('att', did), attempt)
+  local n = redis.call('LLEN', k('att', did))
+  if d[1] ~= token then  -- the lease ran out and another worker owns the delivery now
+    redis.call('HSET', dlk, 'n', n)
+    return 0
   end
-  local current = redis.call('HGET', epk, 'failing')
-  -- concurrent settles of one endpoint: the earliest start of the streak wins
-  if failing == '' or not current or current == '' or tonumber(failing) < tonumber(current) then
-    redis.call('HSET', epk, 'failing', failing)
+  unlease(d[2])
+  redis.call('HDEL', dlk, 'entry', 'lease')
+  local epk = k('ep', d[3])
+  local exists = redis.call('EXISTS', epk) == 1
+  if not exists and ACTIVE[state] then state, next_at = 'dead', '' end
+  redis.call('HSET', dlk, 'st', state, 'n', n, 'next', next_at)
+  if ACTIVE[state] then
+    redis.call('ZADD', k('due'), next_at, d[4])
+  else
+    redis.call('ZREM', k('active'), did)
+    if state == 'dead' and exists then redis.call('ZADD', k('ep', d[3], 'dead'), d[5], did) end
   end
+  if exists then
+    if reason ~= '' then
+      redis.call('HSET', epk, 'disabled', '1', 'reason', reason)
+      redis.call('SADD', k('disabled'), d[3])
+    end
+    local current = redis.call('HGET', epk, 'failing')
+    -- concurrent settles of one endpoint: the earliest start of the streak wins
+    if failing == '' or not current or current == '' or tonumber(failing) < tonumber(current) then
+      redis.call('HSET', epk, 'failing', failing)
+    end
+  end
+  return 1
 end
-return 1
+local out = {}
+for i = 2, #ARGV, 7 do
+  out[#out + 1] = settle(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4],
+                         ARGV[i + 5], ARGV[i + 6])
+end
+return out
 """
 
 # ARGV: prefix, then (delivery id, token) pairs. Leased deliveries become due again at once.

@@ -61,7 +61,7 @@ from service.models import (
     Verdict,
     new_id,
 )
-from service.store import IDEMPOTENCY_WINDOW
+from service.store import IDEMPOTENCY_WINDOW, Settled
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 US = timedelta(microseconds=1)
@@ -101,7 +101,7 @@ def _endpoint(h: dict[str, str]) -> Endpoint:
 
 
 def _event(h: dict[str, str]) -> Event:
-    return Event(h["id"], h["type"], json.loads(h["data"]), _at(h["at"]), h["idem"] or None)
+    return Event(h["id"], h["type"], h["data"], _at(h["at"]), h["idem"] or None)
 
 
 def _delivery(h: dict[str, str]) -> Delivery:
@@ -253,15 +253,22 @@ class RedisStore:
                 for token, d, ev, ep in found]
 
     async def settle(self, claim: Claim, attempt: Attempt, verdict: Verdict) -> None:
-        next_at = None
-        if verdict.state in ACTIVE_STATES:  # an active delivery is always due at some time
-            next_at = verdict.next_attempt_at or attempt.at
-        failing = verdict.endpoint_failing_since
-        with _translated("settle"):
-            await self._run(redis_scripts.SETTLE, claim.delivery.id, claim.lease_token,
-                            _attempt_json(attempt), verdict.state.value,
-                            "" if next_at is None else _us(next_at), verdict.disable_endpoint,
-                            "" if failing is None else _us(failing))
+        await self.settle_many([(claim, attempt, verdict)])
+
+    async def settle_many(self, outcomes: Sequence[Settled]) -> None:
+        if not outcomes:
+            return
+        args: list[str | int] = []
+        for claim, attempt, verdict in outcomes:
+            next_at = None
+            if verdict.state in ACTIVE_STATES:  # an active delivery is always due at some time
+                next_at = verdict.next_attempt_at or attempt.at
+            failing = verdict.endpoint_failing_since
+            args += [claim.delivery.id, claim.lease_token, _attempt_json(attempt),
+                     verdict.state.value, "" if next_at is None else _us(next_at),
+                     verdict.disable_endpoint, "" if failing is None else _us(failing)]
+        with _translated("settle"):  # one round trip and one script run for the lot
+            await self._run(redis_scripts.SETTLE, *args)
 
     async def release(self, claims: Sequence[Claim]) -> None:
         if not claims:

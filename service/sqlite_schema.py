@@ -25,10 +25,9 @@ from service.models import (
     EventView,
     NewEvent,
     QueueStats,
-    Verdict,
     new_id,
 )
-from service.store import IDEMPOTENCY_WINDOW
+from service.store import IDEMPOTENCY_WINDOW, Settled
 
 VERSION = 1
 ACTIVE = "state IN ('pending', 'retrying')"  # partial indexes below repeat it verbatim
@@ -113,7 +112,7 @@ def _endpoint(row: Sequence[Any]) -> Endpoint:
 
 
 def _event(row: Sequence[Any]) -> Event:
-    return Event(row[0], row[1], json.loads(row[2]), _at(row[3]), row[4])
+    return Event(row[0], row[1], row[2], _at(row[3]), row[4])
 
 
 def _delivery(row: Sequence[Any]) -> Delivery:
@@ -218,32 +217,54 @@ def claim(conn: sqlite3.Connection, limit: int, now: datetime, lease: float) -> 
     conn.executemany("UPDATE deliveries SET lease_until = ? WHERE id = ?",
                      [(until, r[0]) for r in rows])
     # the lease's end doubles as its token: a later claim always ends later
-    return [Claim(_delivery(r[:8]), _event(r[8:13]), _endpoint(r[13:]), str(until))
-            for r in rows]
+    token = str(until)
+    endpoints: dict[tuple[Any, ...], Endpoint] = {}
+    claims = []
+    for r in rows:
+        ep_row = r[13:]  # a batch mostly repeats a few endpoints: build each once
+        ep = endpoints.get(ep_row)
+        if ep is None:
+            ep = endpoints[ep_row] = _endpoint(ep_row)
+        claims.append(Claim(_delivery(r[:8]), _event(r[8:13]), ep, token))
+    return claims
 
 
-def settle(conn: sqlite3.Connection, c: Claim, attempt: Attempt, verdict: Verdict) -> None:
-    did = c.delivery.id
-    conn.execute(f"INSERT INTO attempts ({_ATTEMPT}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                 (did, attempt.number, to_us(attempt.at), attempt.duration,
-                  attempt.status_code, attempt.error, json.dumps(dict(attempt.response_headers)),
-                  attempt.response_body))
-    conn.execute("UPDATE deliveries SET attempts = attempts + 1 WHERE id = ?", (did,))
-    due = None
-    if verdict.state in (DeliveryState.PENDING, DeliveryState.RETRYING):
-        due = to_us(verdict.next_attempt_at or attempt.at)
-    # Only the current lease holder moves the state: a worker whose lease ran out and was
-    # claimed again must not overwrite the newer outcome (its attempt is still recorded).
-    conn.execute("UPDATE deliveries SET state = ?, next_attempt_at = ?, lease_until = NULL"
-                 " WHERE id = ? AND lease_until = ?",
-                 (verdict.state.value, due, did, int(c.lease_token)))
-    failing = _us(verdict.endpoint_failing_since)
-    if verdict.disable_endpoint:
-        conn.execute("UPDATE endpoints SET failing_since = ?, disabled = 1, disabled_reason = ?"
-                     " WHERE id = ?", (failing, verdict.disable_endpoint, c.endpoint.id))
-    else:  # the guard spares a page write per success when nothing changes
-        conn.execute("UPDATE endpoints SET failing_since = ? WHERE id = ?"
-                     " AND failing_since IS NOT ?", (failing, c.endpoint.id, failing))
+# Only the current lease holder moves the state: a worker whose lease ran out and was claimed
+# again must not overwrite the newer outcome (its attempt is still recorded and counted).
+# SET expressions all see the row as it was, so each CASE tests the old lease.
+_SETTLE = """UPDATE deliveries SET attempts = attempts + 1,
+    state = CASE WHEN lease_until = ?1 THEN ?2 ELSE state END,
+    next_attempt_at = CASE WHEN lease_until = ?1 THEN ?3 ELSE next_attempt_at END,
+    lease_until = CASE WHEN lease_until = ?1 THEN NULL ELSE lease_until END
+WHERE id = ?4"""
+
+
+def settle(conn: sqlite3.Connection, outcomes: Sequence[Settled]) -> None:
+    attempts, updates = [], []
+    streaks: dict[str, tuple[int | None, str]] = {}  # endpoint: (failing since, disable)
+    for c, attempt, verdict in outcomes:
+        did = c.delivery.id
+        attempts.append((did, attempt.number, to_us(attempt.at), attempt.duration,
+                         attempt.status_code, attempt.error,
+                         json.dumps(dict(attempt.response_headers)), attempt.response_body))
+        due = None
+        if verdict.state in (DeliveryState.PENDING, DeliveryState.RETRYING):
+            due = to_us(verdict.next_attempt_at or attempt.at)
+        updates.append((int(c.lease_token), verdict.state.value, due, did))
+        # in order, as one settle after another would: the last verdict sets the streak,
+        # and a disabling one is never undone by a later one in the same batch
+        reason = verdict.disable_endpoint or streaks.get(c.endpoint.id, (None, ""))[1]
+        streaks[c.endpoint.id] = (_us(verdict.endpoint_failing_since), reason)
+    conn.executemany(f"INSERT INTO attempts ({_ATTEMPT}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                     attempts)
+    conn.executemany(_SETTLE, updates)
+    for endpoint_id, (failing, reason) in streaks.items():
+        if reason:
+            conn.execute("UPDATE endpoints SET failing_since = ?, disabled = 1,"
+                         " disabled_reason = ? WHERE id = ?", (failing, reason, endpoint_id))
+        else:  # the guard spares a page write per success when nothing changes
+            conn.execute("UPDATE endpoints SET failing_since = ? WHERE id = ?"
+                         " AND failing_since IS NOT ?", (failing, endpoint_id, failing))
 
 
 def release(conn: sqlite3.Connection, claims: Sequence[Claim]) -> None:

@@ -30,6 +30,7 @@ from service.models import (
     QueueStats,
     Verdict,
 )
+from service.store import Settled
 
 T = TypeVar("T")
 Op = Callable[[sqlite3.Connection], T]
@@ -40,6 +41,7 @@ PRUNE_EVERY = 3600 * 1_000_000  # µs of event time between sweeps of expired id
 class _Pending:
     op: Op[Any]
     future: asyncio.Future[Any]
+    durable: bool  # must survive a power loss before the caller hears back
 
 
 def _failure(exc: BaseException) -> BaseException:
@@ -68,6 +70,7 @@ class SqliteStore:
         # write) and when idempotency keys were last pruned.
         self._endpoints: list[Endpoint] | None = None
         self._pruned_at = -PRUNE_EVERY
+        self._synced = True  # the writer connection's synchronous mode is FULL
 
     # --- life cycle ----------------------------------------------------------------------
     async def open(self) -> None:
@@ -113,7 +116,9 @@ class SqliteStore:
             lock.close()
             raise StoreError(f"{self.path} is in use by another store") from None
         self._lock = lock
-        conn = sqlite3.connect(self.path, isolation_level=None)
+        # used by the loop for statements and by the writer thread for commits, never both
+        # at once (the write loop awaits each commit)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             conn.execute("PRAGMA busy_timeout = 5000")
             (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
@@ -122,6 +127,7 @@ class SqliteStore:
             # FULL syncs the WAL at every commit: with NORMAL a power loss may undo the last
             # commits, i.e. events already acknowledged with a 202.
             conn.execute("PRAGMA synchronous = FULL")
+            self._synced = True
             conn.executescript(f"BEGIN IMMEDIATE; {sql.SCHEMA} COMMIT;")
             # Whatever is leased belonged to a process that is gone: take it up at once.
             sql.clear_leases(conn)
@@ -151,11 +157,14 @@ class SqliteStore:
             lock.close()  # releases the flock
 
     # --- the writer: group commit ----------------------------------------------------------
-    async def _write(self, op: Op[T]) -> T:
+    async def _write(self, op: Op[T], durable: bool = True) -> T:
+        """Run `op` in the next group commit. `durable=False` is for writes whose loss in a
+        power cut only repeats work (a settled attempt is delivered again, a lease ends):
+        a commit holding only those skips the fsync. A process crash loses neither kind."""
         if self._queue is None:
             raise StoreError("the store is not open")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(op, future))
+        self._queue.put_nowait(_Pending(op, future, durable))
         return await future
 
     async def _write_loop(self, queue: asyncio.Queue[_Pending | None], pool: ThreadPoolExecutor,
@@ -178,8 +187,9 @@ class SqliteStore:
             if not live:
                 continue
             try:
-                outcomes = await loop.run_in_executor(pool, self._apply, conn,
-                                                      [p.op for p in live])
+                outcomes = self._apply(conn, [p.op for p in live],
+                                       any(p.durable for p in live))
+                await loop.run_in_executor(pool, self._commit, conn)
             except Exception as exc:
                 self._endpoints = None  # it may hold rows that were rolled back
                 outcomes = [(False, exc)] * len(live)
@@ -193,10 +203,18 @@ class SqliteStore:
                 else:
                     pending.future.set_exception(_failure(value))
 
-    @staticmethod
-    def _apply(conn: sqlite3.Connection, ops: list[Op[Any]]) -> list[tuple[bool, Any]]:
-        """Run on the writer thread: every op in one transaction, each in a savepoint so one
-        failing op is undone alone and the rest still commit."""
+    def _apply(self, conn: sqlite3.Connection, ops: list[Op[Any]],
+               durable: bool) -> list[tuple[bool, Any]]:
+        """Every op in one transaction, each in a savepoint so one failing op is undone alone
+        and the rest still commit; the transaction is left open for `_commit`.
+
+        This runs on the event loop: the statements take microseconds each, and a thread
+        would hand the GIL back and forth at every row SQLite returns (a third of the
+        delivery path's time went there). Only the commit, which waits for the disk, runs
+        on the writer thread."""
+        if durable != self._synced:  # FULL syncs the WAL at commit; NORMAL at checkpoints
+            conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+            self._synced = durable
         outcomes: list[tuple[bool, Any]] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -208,12 +226,20 @@ class SqliteStore:
                     conn.execute("ROLLBACK TO op")
                     outcomes.append((False, exc))
                 conn.execute("RELEASE op")
-            conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
         return outcomes
+
+    @staticmethod
+    def _commit(conn: sqlite3.Connection) -> None:
+        try:
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     async def _read(self, op: Op[T]) -> T:
         if self._reader is None or self._rconn is None:
@@ -275,18 +301,25 @@ class SqliteStore:
     async def claim(self, limit: int, now: datetime, lease: float) -> list[Claim]:
         # a write: the lease is set in the same serial transaction that picks the rows, so
         # two concurrent claims can never take the same delivery
-        return await self._write(lambda c: sql.claim(c, limit, now, lease))
+        return await self._write(lambda c: sql.claim(c, limit, now, lease), durable=False)
 
     async def settle(self, claim: Claim, attempt: Attempt, verdict: Verdict) -> None:
+        await self.settle_many([(claim, attempt, verdict)])
+
+    async def settle_many(self, outcomes: Sequence[Settled]) -> None:
+        outcomes = list(outcomes)
+
         def op(conn: sqlite3.Connection) -> None:
-            if verdict.disable_endpoint:
+            if any(v.disable_endpoint for _, _, v in outcomes):
                 self._endpoints = None
-            sql.settle(conn, claim, attempt, verdict)
-        await self._write(op)
+            sql.settle(conn, outcomes)
+        # lost in a power cut, an attempt is simply made again (at least once); disabling
+        # an endpoint is kept like any change a person makes
+        await self._write(op, durable=any(v.disable_endpoint for _, _, v in outcomes))
 
     async def release(self, claims: Sequence[Claim]) -> None:
         claims = list(claims)
-        await self._write(lambda c: sql.release(c, claims))
+        await self._write(lambda c: sql.release(c, claims), durable=False)
 
     async def replay(self, endpoint_id: str, since: datetime | None,
                      until: datetime | None, now: datetime) -> int:

@@ -28,6 +28,7 @@ from service.models import (
     Verdict,
 )
 
+Settled = tuple[Claim, Attempt, Verdict]  # a delivery attempt made, with its verdict
 IDEMPOTENCY_WINDOW = 24 * 3600.0  # seconds an idempotency key keeps answering the same id
 
 
@@ -69,6 +70,10 @@ class Store(Protocol):
     async def settle(self, claim: Claim, attempt: Attempt, verdict: Verdict) -> None:
         """Record the attempt and apply the verdict (new state, next time, endpoint
         disabling or failure streak), releasing the lease."""
+
+    async def settle_many(self, outcomes: Sequence[Settled]) -> None:
+        """`settle` for several deliveries in one write (one transaction or one script
+        run); the dispatcher records attempts this way, as they finish."""
 
     async def release(self, claims: Sequence[Claim]) -> None:
         """Give leased deliveries back untouched (graceful shutdown): due again at once."""

@@ -16,7 +16,7 @@ POLICY = Policy(retry_schedule=(5.0, 300.0, 1800.0), disable_after=5 * 86400.0)
 def claim(attempts: int = 0, failing_since: datetime | None = None) -> Claim:
     endpoint = Endpoint("ep_1", "https://example.com/hook", "whsec_x",
                         failing_since=failing_since)
-    event = Event("evt_1", "transfer.detected", {"a": 1}, NOW)
+    event = Event("evt_1", "transfer.detected", '{"a": 1}', NOW)
     delivery = Delivery("msg_1", "evt_1", "ep_1", DeliveryState.PENDING, attempts, NOW, NOW)
     return Claim(delivery, event, endpoint, "lease")
 

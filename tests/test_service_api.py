@@ -337,3 +337,36 @@ async def test_queue_gauges(service: Any, sink: Sink) -> None:
     assert "crypitor_webhook_queue_depth 0.0" in text
     assert "crypitor_webhook_oldest_pending_age_seconds 0.0" in text
     assert 'crypitor_webhook_deliveries_total{outcome="failed"} 1.0' in text
+
+
+async def test_event_data_is_delivered_byte_for_byte(service: Any, sink: Sink) -> None:
+    """Numbers past 64 bits (wei amounts) and the client's own spacing survive the trip."""
+    base = await service()
+    await call("POST", f"{base}/v1/endpoints", {"url": sink.url})
+    raw = b'{"type": "t", "data": {"wei": 123456789012345678901234567890, "s": "\\u00e9"}}'
+    status, accepted = await call("POST", f"{base}/v1/events", raw=raw)
+    assert status == 202
+    await wait_state(base, accepted["id"], "delivered")
+    body = sink.hits[-1][1]
+    assert body.endswith(b',"data":{"wei": 123456789012345678901234567890, "s": "\\u00e9"}}')
+    assert json.loads(body)["data"]["wei"] == 123456789012345678901234567890
+    _, view = await call("GET", f"{base}/v1/events/{accepted['id']}")
+    assert view["data"] == {"wei": 123456789012345678901234567890, "s": "é"}
+
+
+async def test_batch_errors_name_the_event_and_field(service: Any) -> None:
+    base = await service()
+    cases = [
+        (b'[{"type": "t", "data": 1}, {"type": "t", "data": 1, "x": 2}]', 422, "[1].x"),
+        (b'[{"type": "t", "data": 1}, {"type": 7, "data": 1}]', 422, "[1].type"),
+        (b'[{"type": "bad type!", "data": 1}]', 422, "[0].type"),
+        (b'[{"type": "t", "data": 1, "idempotency_key": ""}]', 422, "[0].idempotency_key"),
+        (b'[{"type": "t", "data": "\xff"}]', 400, "[0].data"),
+        (b'[{"type": "t", "data": [1,]}]', 400, None),
+        (b'[5]', 422, "[0]"),
+        (b'[]', 422, None),
+    ]
+    for raw, status, field_name in cases:
+        got, body = await call("POST", f"{base}/v1/events/batch", raw=raw)
+        assert (got, body["field"]) == (status, field_name), (raw, body)
+        assert "Traceback" not in body["error"]

@@ -23,7 +23,7 @@ from tests.support.stores import NOW, endpoint
 
 pytestmark = pytest.mark.timeout(60)
 ROOT = Path(__file__).resolve().parents[1]
-EVENT_ID = re.compile(r"evt_[0-9a-f]{24}")
+EVENT_ID = re.compile(r"evt_[0-9a-f]{30}")
 S = timedelta(seconds=1)
 
 # Accepts events as fast as it can, eight at a time, printing each id once `accept` returned

@@ -49,7 +49,8 @@ async def test_accept_fans_out_by_event_type(store: Store) -> None:
 
     view = await store.get_event(paid)
     assert view is not None
-    assert view.event == Event(paid, "order.paid", {"id": 7}, NOW)
+    assert view.event == Event(paid, "order.paid", '{"id": 7}', NOW)
+    assert view.event.data == {"id": 7}
     assert sorted(d.endpoint_id for d, _ in view.deliveries) == ["ep_all", "ep_paid"]
     for delivery, attempts in view.deliveries:
         assert delivery.id.startswith("msg_") and delivery.event_id == paid
@@ -141,6 +142,39 @@ async def test_settle_delivered_records_the_attempt(store: Store) -> None:
     assert await store.claim(10, NOW + 86400 * S, 30) == []
     ep = await store.get_endpoint("ep_a")
     assert ep is not None and ep.failing_since is None  # a success ends the failure streak
+
+
+async def test_settle_many_applies_each_outcome_in_order(store: Store) -> None:
+    for name in ("ep_a", "ep_b"):
+        await store.put_endpoint(endpoint(name))
+    await store.accept([NewEvent("t", i) for i in range(3)], NOW)
+    claims = await store.claim(10, NOW, 30)
+    by_ep = {(c.endpoint.id, c.event.data): c for c in claims}
+    a0, a1, a2 = (by_ep["ep_a", i] for i in range(3))
+    b0, b1 = by_ep["ep_b", 0], by_ep["ep_b", 1]
+    failing = Verdict(DeliveryState.RETRYING, next_attempt_at=NOW + 60 * S,
+                      endpoint_failing_since=NOW)
+    await store.settle_many([
+        (a0, attempt(a0, NOW, 503), failing),
+        (a1, attempt(a1, NOW), Verdict(DeliveryState.DELIVERED)),  # ends ep_a's streak
+        (a2, attempt(a2, NOW, 500), Verdict(DeliveryState.DEAD, endpoint_failing_since=NOW)),
+        (b0, attempt(b0, NOW, 410), Verdict(DeliveryState.DEAD, disable_endpoint="410 Gone",
+                                            endpoint_failing_since=NOW)),
+        (b1, attempt(b1, NOW), Verdict(DeliveryState.DELIVERED)),  # does not re-enable
+    ])
+    await store.settle_many([])
+    states = {d.id: (d.state, d.attempts) for e in ("ep_a", "ep_b")
+              for d in await store.deliveries_of(e)}
+    assert states[a0.delivery.id] == (DeliveryState.RETRYING, 1)
+    assert states[a1.delivery.id] == (DeliveryState.DELIVERED, 1)
+    assert states[a2.delivery.id] == (DeliveryState.DEAD, 1)
+    assert states[b0.delivery.id] == (DeliveryState.DEAD, 1)
+    assert states[b1.delivery.id] == (DeliveryState.DELIVERED, 1)
+    ep_a, ep_b = await store.get_endpoint("ep_a"), await store.get_endpoint("ep_b")
+    assert ep_a is not None and not ep_a.disabled and ep_a.failing_since == NOW
+    assert ep_b is not None and ep_b.disabled and ep_b.disabled_reason == "410 Gone"
+    (again,) = await store.claim(10, NOW + 61 * S, 30)  # ep_b is disabled: only a0 is due
+    assert again.delivery.id == a0.delivery.id
 
 
 async def test_settle_retrying_is_due_later(store: Store) -> None:
