@@ -130,10 +130,13 @@ def api(port: int, method: str, path: str, body: Any = None) -> Any:
         return json.loads(resp.read() or b"null")
 
 
-def add_endpoint(port: int, url: str, event_types: list[str] | None = None) -> str:
+def add_endpoint(port: int, url: str, event_types: list[str] | None = None,
+                 rate_limit: float | None = None) -> str:
     body: dict[str, Any] = {"url": url}
     if event_types is not None:
         body["event_types"] = event_types
+    if rate_limit is not None:
+        body["rate_limit"] = rate_limit
     endpoint_id: str = api(port, "POST", "/v1/endpoints", body)["id"]
     return endpoint_id
 

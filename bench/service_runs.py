@@ -66,13 +66,20 @@ def _req(result: WrkResult, cpu: float | None, per_request: int = 1, side: int =
                    result.requests * per_request, result.seconds, cpu, result.errors, side)
 
 
+# How the service's one endpoint takes what is ingested:
+#   "rows":    it wants every event, so each one writes its delivery row (the whole ingest
+#              path), but its rate limit (1/s) keeps the dispatcher idle: ingest measured alone
+#   "deliver": it wants every event and nothing holds delivery back: the sustained rate of
+#              ingesting and delivering on the same cores
+#   "none":    it wants another event type: events stored, no delivery rows
+FAN_OUT = ("rows", "deliver", "none")
+
+
 def _service_ingest(path: str, body: bytes, per_request: int, sink_url: str,
-                    connections: int, seconds: float, fan_out: bool) -> Measure:
-    """wrk on a fresh service with one endpoint; with `fan_out` every event is delivered to
-    `sink_url` meanwhile, without it the endpoint wants another event type (the ingest path
-    alone: no delivery rows, no deliveries)."""
+                    connections: int, seconds: float, fan_out: str) -> Measure:
     with service() as svc:
-        add_endpoint(svc.port, sink_url, None if fan_out else [UNMATCHED])
+        add_endpoint(svc.port, sink_url, [UNMATCHED] if fan_out == "none" else None,
+                     1.0 if fan_out == "rows" else None)
         url = f"{svc.base}{path}"
         wrk(url, body, connections, WARMUP)
         _, delivered0 = counters([svc.port])
@@ -85,8 +92,8 @@ def _service_ingest(path: str, body: bytes, per_request: int, sink_url: str,
 
 def single_ingest(nginx_port: int, nginx_pid: int, sink_url: str, connections: int,
                   seconds: float) -> dict[str, Measure]:
-    """POST /v1/events-shaped requests: bare aiohttp, nginx, and the service with and
-    without delivering what it ingests."""
+    """POST /v1/events-shaped requests: bare aiohttp, nginx, and the service in each
+    `FAN_OUT` mode."""
     body = event_body()
     out: dict[str, Measure] = {}
     with peer("hello") as hello:
@@ -97,17 +104,17 @@ def single_ingest(nginx_port: int, nginx_pid: int, sink_url: str, connections: i
                            f"http://127.0.0.1:{nginx_port}/v1/events", body, connections,
                            seconds)
     out["nginx"] = _req(result, cpu)
-    for name, fan_out in (("crypitor", True), ("crypitor alone", False)):
-        out[name] = _service_ingest("/v1/events", body, 1, sink_url, connections, seconds,
-                                    fan_out)
+    for mode in FAN_OUT:
+        out[mode] = _service_ingest("/v1/events", body, 1, sink_url, connections, seconds,
+                                    mode)
     return out
 
 
 def batch_ingest(sink_url: str, connections: int, seconds: float) -> dict[str, Measure]:
-    """POST /v1/events/batch with 1000 events each, with and without delivering."""
-    return {name: _service_ingest("/v1/events/batch", batch_body(), BATCH, sink_url,
-                                  connections, seconds, fan_out)
-            for name, fan_out in (("crypitor", True), ("crypitor alone", False))}
+    """POST /v1/events/batch with 1000 events each, in each `FAN_OUT` mode."""
+    return {mode: _service_ingest("/v1/events/batch", batch_body(), BATCH, sink_url,
+                                  connections, seconds, mode)
+            for mode in FAN_OUT}
 
 
 def _drain(procs: list[Proc]) -> Measure:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,11 +26,10 @@ from service.models import (
     EventView,
     NewEvent,
     QueueStats,
-    new_id,
 )
 from service.store import IDEMPOTENCY_WINDOW, Settled
 
-VERSION = 1
+VERSION = 2  # 2: integer row ids for events and deliveries
 ACTIVE = "state IN ('pending', 'retrying')"  # partial indexes below repeat it verbatim
 # A leased delivery becomes claimable when its lease ends, so the claim index orders by the
 # later of the two times: claim then walks due rows only, never past in-flight ones.
@@ -43,24 +43,24 @@ CREATE TABLE IF NOT EXISTS endpoints (
     created_at INTEGER, failing_since INTEGER
 );
 CREATE TABLE IF NOT EXISTS events (
-    id TEXT PRIMARY KEY, type TEXT NOT NULL, data TEXT NOT NULL,
+    id INTEGER PRIMARY KEY, type TEXT NOT NULL, data TEXT NOT NULL,
     accepted_at INTEGER NOT NULL, idempotency_key TEXT
 );
 CREATE TABLE IF NOT EXISTS idempotency (
-    key TEXT PRIMARY KEY, event_id TEXT NOT NULL, expires_at INTEGER NOT NULL
+    key TEXT PRIMARY KEY, event_id INTEGER NOT NULL, expires_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS idempotency_expiry ON idempotency (expires_at);
 CREATE TABLE IF NOT EXISTS deliveries (
-    id TEXT PRIMARY KEY, event_id TEXT NOT NULL, endpoint_id TEXT NOT NULL,
+    id INTEGER PRIMARY KEY, event_id INTEGER NOT NULL, endpoint_id TEXT NOT NULL,
     state TEXT NOT NULL, attempts INTEGER NOT NULL, next_attempt_at INTEGER,
     created_at INTEGER NOT NULL, lease_until INTEGER
 );
-CREATE INDEX IF NOT EXISTS deliveries_ready ON deliveries ({READY}) WHERE {ACTIVE};
-CREATE INDEX IF NOT EXISTS deliveries_active_age ON deliveries (created_at) WHERE {ACTIVE};
-CREATE INDEX IF NOT EXISTS deliveries_endpoint ON deliveries (endpoint_id, created_at);
+CREATE INDEX IF NOT EXISTS deliveries_ready ON deliveries ({READY}, created_at) WHERE {ACTIVE};
 CREATE INDEX IF NOT EXISTS deliveries_event ON deliveries (event_id);
+CREATE INDEX IF NOT EXISTS deliveries_dead ON deliveries (endpoint_id, created_at)
+    WHERE state = 'dead';
 CREATE TABLE IF NOT EXISTS attempts (
-    delivery_id TEXT NOT NULL, number INTEGER NOT NULL, at INTEGER NOT NULL,
+    delivery_id INTEGER NOT NULL, number INTEGER NOT NULL, at INTEGER NOT NULL,
     duration REAL NOT NULL, status_code INTEGER, error TEXT NOT NULL,
     response_headers TEXT NOT NULL, response_body TEXT NOT NULL
 );
@@ -86,7 +86,7 @@ SELECT {_DELIVERY}, {_EVENT}, {", ".join("p." + c for c in _ENDPOINT.split(", ")
 FROM deliveries d CROSS JOIN events e ON e.id = d.event_id
      CROSS JOIN endpoints p ON p.id = d.endpoint_id
 WHERE {ACTIVE} AND {READY} <= ? AND p.disabled = 0
-ORDER BY {READY}, d.rowid LIMIT ?
+ORDER BY {READY}, d.created_at, d.rowid LIMIT ?
 """
 
 
@@ -111,12 +111,61 @@ def _endpoint(row: Sequence[Any]) -> Endpoint:
                     bool(row[6]), row[7], _dt(row[8]), _dt(row[9]))
 
 
+class IdClock:
+    """Row ids of events and deliveries: microseconds << 12 | a sequence, so they sort by
+    time (inserts append to the tables' b-trees) and carry it (a wiped data_dir does not
+    hand out the same webhook-ids again). Strictly increasing within the file, even when
+    the clock steps back. Shown as `evt_` / `msg_` and 16 hex digits."""
+
+    def __init__(self, last: int = 0) -> None:
+        self.last = last
+
+    def take(self, n: int) -> int:
+        """The first of `n` consecutive fresh ids."""
+        first = max((time.time_ns() // 1000) << 12, self.last + 1)
+        self.last = first + n - 1
+        return first
+
+    @staticmethod
+    def resume(conn: sqlite3.Connection) -> IdClock:
+        (last,) = conn.execute("SELECT max(ifnull((SELECT max(id) FROM events), 0),"
+                               " ifnull((SELECT max(id) FROM deliveries), 0))").fetchone()
+        return IdClock(last)
+
+
+def event_ref(n: int) -> str:
+    return f"evt_{n:016x}"
+
+
+def delivery_ref(n: int) -> str:
+    return f"msg_{n:016x}"
+
+
+def row_id(text: str, prefix: str) -> int | None:
+    """The row id an `evt_`/`msg_` id names; None for anything this store never made."""
+    if len(text) != 20 or not text.startswith(prefix):
+        return None
+    try:
+        return int(text[4:], 16)
+    except ValueError:
+        return None
+
+
+def check_version(conn: sqlite3.Connection) -> None:
+    (found,) = conn.execute("PRAGMA user_version").fetchone()
+    if found not in (0, VERSION):
+        raise sqlite3.DatabaseError(
+            f"the file has schema version {found}, this build reads version {VERSION}; "
+            "move the file away to start afresh")
+
+
 def _event(row: Sequence[Any]) -> Event:
-    return Event(row[0], row[1], row[2], _at(row[3]), row[4])
+    return Event(event_ref(row[0]), row[1], row[2], _at(row[3]), row[4])
 
 
 def _delivery(row: Sequence[Any]) -> Delivery:
-    return Delivery(row[0], row[1], row[2], DeliveryState(row[3]), row[4], _dt(row[5]),
+    return Delivery(delivery_ref(row[0]), event_ref(row[1]), row[2], DeliveryState(row[3]),
+                    row[4], _dt(row[5]),
                     _at(row[6]), _dt(row[7]))
 
 
@@ -155,57 +204,62 @@ def delete_endpoint(conn: sqlite3.Connection, endpoint_id: str) -> bool:
 
 # --- events ------------------------------------------------------------------------------
 def accept(conn: sqlite3.Connection, events: Sequence[NewEvent], now: datetime,
-           endpoints: Sequence[Endpoint], prune: bool) -> list[str]:
+           endpoints: Sequence[Endpoint], prune: bool, clock: IdClock) -> list[str]:
     at = to_us(now)
     if prune:
         conn.execute("DELETE FROM idempotency WHERE expires_at <= ?", (at,))
     ids: list[str] = []
-    fresh: dict[str, str] = {}  # keys first seen in this call
-    event_rows: list[tuple[str, str, str, int, str | None]] = []
-    key_rows: list[tuple[str, str, int]] = []
-    delivery_rows: list[tuple[str, str, str, int, int]] = []
+    fresh: dict[str, int] = {}  # keys first seen in this call
+    event_rows: list[tuple[int, str, str, int, str | None]] = []
+    key_rows: list[tuple[str, int, int]] = []
+    fan_out: list[tuple[int, str]] = []
+    n = clock.take(len(events))
     for ev in events:
         key = ev.idempotency_key
         if key is not None:
             seen = fresh.get(key) or _known_key(conn, key, at)
             if seen is not None:
-                ids.append(seen)
+                ids.append(event_ref(seen))
                 continue
-        event_id = new_id("evt")
-        ids.append(event_id)
-        event_rows.append((event_id, ev.type, ev.serialised(), at, key))
+        ids.append(event_ref(n))
+        event_rows.append((n, ev.type, ev.serialised(), at, key))
         if key is not None:
-            fresh[key] = event_id
-            key_rows.append((key, event_id, at + _WINDOW_US))
-        delivery_rows.extend((new_id("msg"), event_id, ep.id, at, at)
-                             for ep in endpoints if ep.wants(ev.type))
+            fresh[key] = n
+            key_rows.append((key, n, at + _WINDOW_US))
+        fan_out.extend((n, ep.id) for ep in endpoints if ep.wants(ev.type))
+        n += 1
     conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?)", event_rows)
-    conn.executemany("INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?)", key_rows)
-    conn.executemany("INSERT INTO deliveries (id, event_id, endpoint_id, state, attempts,"
-                     " next_attempt_at, created_at) VALUES (?, ?, ?, 'pending', 0, ?, ?)",
-                     delivery_rows)
+    if key_rows:
+        conn.executemany("INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?)", key_rows)
+    if fan_out:
+        d = clock.take(len(fan_out))
+        conn.executemany("INSERT INTO deliveries (id, event_id, endpoint_id, state, attempts,"
+                         " next_attempt_at, created_at) VALUES (?, ?, ?, 'pending', 0, ?, ?)",
+                         [(d + i, e, ep, at, at) for i, (e, ep) in enumerate(fan_out)])
     return ids
 
 
-def _known_key(conn: sqlite3.Connection, key: str, at: int) -> str | None:
+def _known_key(conn: sqlite3.Connection, key: str, at: int) -> int | None:
     row = conn.execute("SELECT event_id FROM idempotency WHERE key = ? AND expires_at > ?",
                        (key, at)).fetchone()
-    return None if row is None else str(row[0])
+    return None if row is None else int(row[0])
 
 
-def get_event(conn: sqlite3.Connection, event_id: str) -> EventView | None:
-    row = conn.execute(f"SELECT {_EVENT} FROM events e WHERE e.id = ?", (event_id,)).fetchone()
+def get_event(conn: sqlite3.Connection, ref: str) -> EventView | None:
+    n = row_id(ref, "evt_")
+    row = None if n is None else conn.execute(f"SELECT {_EVENT} FROM events e WHERE e.id = ?",
+                                              (n,)).fetchone()
     if row is None:
         return None
-    attempts: dict[str, list[Attempt]] = {}
+    attempts: dict[int, list[Attempt]] = {}
     for a in conn.execute(f"SELECT {_ATTEMPT} FROM attempts WHERE delivery_id IN"
                           " (SELECT id FROM deliveries WHERE event_id = ?)"
-                          " ORDER BY number, rowid", (event_id,)):
+                          " ORDER BY number, rowid", (n,)):
         attempts.setdefault(a[0], []).append(_attempt(a))
-    deliveries = [_delivery(r) for r in conn.execute(
-        f"SELECT {_DELIVERY} FROM deliveries d JOIN events e ON e.id = d.event_id"
-        " WHERE d.event_id = ? ORDER BY d.rowid", (event_id,))]
-    return EventView(_event(row), tuple((d, tuple(attempts.get(d.id, ()))) for d in deliveries))
+    rows = conn.execute(f"SELECT {_DELIVERY} FROM deliveries d JOIN events e ON e.id = d.event_id"
+                        " WHERE d.event_id = ? ORDER BY d.rowid", (n,)).fetchall()
+    return EventView(_event(row), tuple((_delivery(r), tuple(attempts.get(r[0], ())))
+                                        for r in rows))
 
 
 # --- queue -------------------------------------------------------------------------------
@@ -243,7 +297,7 @@ def settle(conn: sqlite3.Connection, outcomes: Sequence[Settled]) -> None:
     attempts, updates = [], []
     streaks: dict[str, tuple[int | None, str]] = {}  # endpoint: (failing since, disable)
     for c, attempt, verdict in outcomes:
-        did = c.delivery.id
+        did = row_id(c.delivery.id, "msg_")
         attempts.append((did, attempt.number, to_us(attempt.at), attempt.duration,
                          attempt.status_code, attempt.error,
                          json.dumps(dict(attempt.response_headers)), attempt.response_body))
@@ -269,7 +323,7 @@ def settle(conn: sqlite3.Connection, outcomes: Sequence[Settled]) -> None:
 
 def release(conn: sqlite3.Connection, claims: Sequence[Claim]) -> None:
     conn.executemany("UPDATE deliveries SET lease_until = NULL WHERE id = ? AND lease_until = ?",
-                     [(c.delivery.id, int(c.lease_token)) for c in claims])
+                     [(row_id(c.delivery.id, "msg_"), int(c.lease_token)) for c in claims])
 
 
 def clear_leases(conn: sqlite3.Connection) -> None:

@@ -71,6 +71,7 @@ class SqliteStore:
         self._endpoints: list[Endpoint] | None = None
         self._pruned_at = -PRUNE_EVERY
         self._synced = True  # the writer connection's synchronous mode is FULL
+        self._ids = sql.IdClock()
 
     # --- life cycle ----------------------------------------------------------------------
     async def open(self) -> None:
@@ -128,7 +129,9 @@ class SqliteStore:
             # commits, i.e. events already acknowledged with a 202.
             conn.execute("PRAGMA synchronous = FULL")
             self._synced = True
+            sql.check_version(conn)
             conn.executescript(f"BEGIN IMMEDIATE; {sql.SCHEMA} COMMIT;")
+            self._ids = sql.IdClock.resume(conn)
             # Whatever is leased belonged to a process that is gone: take it up at once.
             sql.clear_leases(conn)
         except BaseException:
@@ -291,7 +294,7 @@ class SqliteStore:
             prune = at - self._pruned_at >= PRUNE_EVERY
             if prune:
                 self._pruned_at = at
-            return sql.accept(conn, events, now, self._fanout(conn), prune)
+            return sql.accept(conn, events, now, self._fanout(conn), prune, self._ids)
         return await self._write(op)
 
     async def get_event(self, event_id: str) -> EventView | None:

@@ -10,12 +10,14 @@ import re
 import signal
 import sqlite3
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from service import StoreError
+from service import sqlite_schema as sql
 from service.models import Attempt, DeliveryState, NewEvent, Verdict
 from service.sqlite_schema import CLAIM_SQL
 from service.sqlite_store import SqliteStore
@@ -23,7 +25,7 @@ from tests.support.stores import NOW, endpoint
 
 pytestmark = pytest.mark.timeout(60)
 ROOT = Path(__file__).resolve().parents[1]
-EVENT_ID = re.compile(r"evt_[0-9a-f]{30}")
+EVENT_ID = re.compile(r"evt_[0-9a-f]{16}")
 S = timedelta(seconds=1)
 
 # Accepts events as fast as it can, eight at a time, printing each id once `accept` returned
@@ -204,3 +206,22 @@ async def test_sigkill_loses_no_acknowledged_event(tmp_path: Path) -> None:
         assert {c.event.id for c in claimed} >= set(acked)
     finally:
         await store.close()
+
+
+async def test_a_file_of_another_schema_version_is_refused_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 1")
+    conn.close()
+    with pytest.raises(StoreError, match=r"old\.db.*schema version 1.*version 2"):
+        await SqliteStore(path).open()
+
+
+def test_row_ids_increase_even_when_the_clock_steps_back() -> None:
+    ahead = (time.time_ns() // 1000 + 3_600_000_000) << 12  # an hour in the future
+    clock = sql.IdClock(ahead)
+    first = clock.take(3)
+    assert first == ahead + 1 and clock.take(1) == ahead + 4
+    assert sql.row_id(sql.event_ref(first), "evt_") == first
+    assert sql.row_id(sql.event_ref(first), "msg_") is None
+    assert sql.row_id("evt_nothex!!nothex!!", "evt_") is None
