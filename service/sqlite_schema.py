@@ -1,5 +1,14 @@
 """Tables of the SQLite backend and the statements each store operation runs.
 
+Fan-out is written as one `fanouts` row per accept call and endpoint, not one delivery row
+per event and endpoint: a 1000-event batch costs its event rows and one row per endpoint
+that wants any of them. Each fan-out row holds the call's event id range, which of those
+events the endpoint wants (`offsets`, uint32 offsets from `first_event`; NULL: all, in
+order), and the ids its deliveries will have (`first_delivery` + k). `claim` turns the oldest
+fan-out rows into delivery rows, `done` at a time, just before it leases; until then a
+delivery is pending with no attempts, which is what every read reports for it. Which
+endpoints get an event is decided at acceptance, as before; only the rows come later.
+
 Plain functions of a connection, called by `sqlite_store` inside its transactions; times are
 integer microseconds since the epoch (exact round trips, cheap comparisons and indexes).
 """
@@ -9,9 +18,11 @@ integer microseconds since the epoch (exact round trips, cheap comparisons and i
 
 from __future__ import annotations
 
+import bisect
 import json
 import sqlite3
 import time
+from array import array
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,7 +40,7 @@ from service.models import (
 )
 from service.store import IDEMPOTENCY_WINDOW, Settled
 
-VERSION = 2  # 2: integer row ids for events and deliveries
+VERSION = 3  # 2: integer row ids; 3: fan-out rows, deliveries made when claimed
 ACTIVE = "state IN ('pending', 'retrying')"  # partial indexes below repeat it verbatim
 # A leased delivery becomes claimable when its lease ends, so the claim index orders by the
 # later of the two times: claim then walks due rows only, never past in-flight ones.
@@ -56,7 +67,6 @@ CREATE TABLE IF NOT EXISTS deliveries (
     created_at INTEGER NOT NULL, lease_until INTEGER
 );
 CREATE INDEX IF NOT EXISTS deliveries_ready ON deliveries ({READY}, created_at) WHERE {ACTIVE};
-CREATE INDEX IF NOT EXISTS deliveries_event ON deliveries (event_id);
 CREATE INDEX IF NOT EXISTS deliveries_dead ON deliveries (endpoint_id, created_at)
     WHERE state = 'dead';
 CREATE TABLE IF NOT EXISTS attempts (
@@ -65,6 +75,13 @@ CREATE TABLE IF NOT EXISTS attempts (
     response_headers TEXT NOT NULL, response_body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS attempts_delivery ON attempts (delivery_id, number);
+CREATE TABLE IF NOT EXISTS fanouts (
+    id INTEGER PRIMARY KEY, endpoint_id TEXT NOT NULL, first_event INTEGER NOT NULL,
+    last_event INTEGER NOT NULL, offsets BLOB, first_delivery INTEGER NOT NULL,
+    total INTEGER NOT NULL, done INTEGER NOT NULL, created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS fanouts_open ON fanouts (id) WHERE done < total;
+CREATE INDEX IF NOT EXISTS fanouts_range ON fanouts (first_event);
 PRAGMA user_version = {VERSION};
 """
 
@@ -197,6 +214,9 @@ def list_endpoints(conn: sqlite3.Connection) -> list[Endpoint]:
 def delete_endpoint(conn: sqlite3.Connection, endpoint_id: str) -> bool:
     if conn.execute("DELETE FROM endpoints WHERE id = ?", (endpoint_id,)).rowcount == 0:
         return False
+    for row in conn.execute(f"SELECT {_FANOUT} FROM fanouts WHERE endpoint_id = ?"
+                            " AND done < total", (endpoint_id,)).fetchall():
+        _make_deliveries(conn, row, row[5], "dead")  # rare: made now, and dead at once
     conn.execute(f"UPDATE deliveries SET state = 'dead', next_attempt_at = NULL,"
                  f" lease_until = NULL WHERE endpoint_id = ? AND {ACTIVE}", (endpoint_id,))
     return True
@@ -212,8 +232,9 @@ def accept(conn: sqlite3.Connection, events: Sequence[NewEvent], now: datetime,
     fresh: dict[str, int] = {}  # keys first seen in this call
     event_rows: list[tuple[int, str, str, int, str | None]] = []
     key_rows: list[tuple[str, int, int]] = []
-    fan_out: list[tuple[int, str]] = []
-    n = clock.take(len(events))
+    wanted: dict[str, list[int]] = {}  # endpoint: offsets of the events it wants
+    by_type: dict[str, list[list[int]]] = {}
+    first = n = clock.take(len(events))
     for ev in events:
         key = ev.idempotency_key
         if key is not None:
@@ -226,17 +247,86 @@ def accept(conn: sqlite3.Connection, events: Sequence[NewEvent], now: datetime,
         if key is not None:
             fresh[key] = n
             key_rows.append((key, n, at + _WINDOW_US))
-        fan_out.extend((n, ep.id) for ep in endpoints if ep.wants(ev.type))
+        lists = by_type.get(ev.type)
+        if lists is None:
+            lists = by_type[ev.type] = [wanted.setdefault(ep.id, []) for ep in endpoints
+                                        if ep.wants(ev.type)]
+        for offsets in lists:
+            offsets.append(n - first)
         n += 1
     conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?)", event_rows)
     if key_rows:
         conn.executemany("INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?)", key_rows)
-    if fan_out:
-        d = clock.take(len(fan_out))
-        conn.executemany("INSERT INTO deliveries (id, event_id, endpoint_id, state, attempts,"
-                         " next_attempt_at, created_at) VALUES (?, ?, ?, 'pending', 0, ?, ?)",
-                         [(d + i, e, ep, at, at) for i, (e, ep) in enumerate(fan_out)])
+    fanouts = []
+    for endpoint_id, offsets in wanted.items():
+        if not offsets:
+            continue
+        total = len(offsets)  # offsets increase, so the last one tells whether all are there
+        packed = None if offsets[-1] == total - 1 else array("I", offsets).tobytes()
+        fanouts.append((endpoint_id, first, n - 1, packed, clock.take(total), total, at))
+    conn.executemany("INSERT INTO fanouts (endpoint_id, first_event, last_event, offsets,"
+                     " first_delivery, total, done, created_at) VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
+                     fanouts)
     return ids
+
+
+_FANOUT = "id, endpoint_id, first_event, offsets, first_delivery, total, done, created_at"
+_MAKE = ("INSERT INTO deliveries (id, event_id, endpoint_id, state, attempts, next_attempt_at,"
+         " created_at) VALUES (?, ?, ?, ?, 0, ?, ?)")
+
+
+def _offsets(packed: bytes | None, total: int) -> Sequence[int]:
+    return range(total) if packed is None else array("I", packed)
+
+
+def _make_deliveries(conn: sqlite3.Connection, row: Sequence[Any], upto: int,
+                     state: str = "pending") -> None:
+    """Delivery rows done..upto-1 of fan-out `row` (columns as in _FANOUT)."""
+    fid, endpoint_id, first, packed, first_delivery, total, done, created = row
+    offsets = _offsets(packed, total)
+    due = created if state == "pending" else None
+    conn.executemany(_MAKE, [(first_delivery + k, first + offsets[k], endpoint_id, state, due,
+                              created) for k in range(done, upto)])
+    conn.execute("UPDATE fanouts SET done = ? WHERE id = ?", (upto, fid))
+
+
+def materialise(conn: sqlite3.Connection, budget: int) -> None:
+    """Turn up to `budget` of the oldest not-yet-made deliveries into rows."""
+    for row in conn.execute(f"SELECT {_FANOUT} FROM fanouts WHERE done < total ORDER BY id"
+                            " LIMIT ?", (budget,)).fetchall():
+        if budget <= 0:
+            break
+        upto = min(row[5], row[6] + budget)
+        _make_deliveries(conn, row, upto)
+        budget -= upto - row[6]
+
+
+def _unmade(conn: sqlite3.Connection, event: int) -> list[tuple[int, str, int, bool]]:
+    """The deliveries of one event by fan-out: (delivery id, endpoint, created, made)."""
+    (base,) = conn.execute("SELECT max(first_event) FROM fanouts WHERE first_event <= ?",
+                           (event,)).fetchone()
+    if base is None:
+        return []
+    out = []
+    for _, endpoint_id, first, packed, first_delivery, total, done, created in conn.execute(
+            f"SELECT {_FANOUT} FROM fanouts WHERE first_event = ? AND last_event >= ?"
+            " ORDER BY id", (base, event)):
+        offset = event - first
+        if packed is None:
+            k = offset
+        else:
+            offsets = array("I", packed)
+            k = bisect.bisect_left(offsets, offset)
+            if k == total or offsets[k] != offset:
+                continue  # this endpoint did not want this event
+        out.append((first_delivery + k, endpoint_id, created, k < done))
+    return out
+
+
+def _pending(delivery: int, event: int, endpoint_id: str, created: int) -> Delivery:
+    at = _at(created)
+    return Delivery(delivery_ref(delivery), event_ref(event), endpoint_id,
+                    DeliveryState.PENDING, 0, at, at, at)
 
 
 def _known_key(conn: sqlite3.Connection, key: str, at: int) -> int | None:
@@ -249,17 +339,26 @@ def get_event(conn: sqlite3.Connection, ref: str) -> EventView | None:
     n = row_id(ref, "evt_")
     row = None if n is None else conn.execute(f"SELECT {_EVENT} FROM events e WHERE e.id = ?",
                                               (n,)).fetchone()
-    if row is None:
+    if row is None or n is None:
         return None
+    fanned = _unmade(conn, n)
+    made = [d for d, _, _, is_made in fanned if is_made]
+    marks = ", ".join("?" * len(made))
     attempts: dict[int, list[Attempt]] = {}
-    for a in conn.execute(f"SELECT {_ATTEMPT} FROM attempts WHERE delivery_id IN"
-                          " (SELECT id FROM deliveries WHERE event_id = ?)"
-                          " ORDER BY number, rowid", (n,)):
-        attempts.setdefault(a[0], []).append(_attempt(a))
-    rows = conn.execute(f"SELECT {_DELIVERY} FROM deliveries d JOIN events e ON e.id = d.event_id"
-                        " WHERE d.event_id = ? ORDER BY d.rowid", (n,)).fetchall()
-    return EventView(_event(row), tuple((_delivery(r), tuple(attempts.get(r[0], ())))
-                                        for r in rows))
+    rows: dict[int, Delivery] = {}
+    if made:
+        for a in conn.execute(f"SELECT {_ATTEMPT} FROM attempts WHERE delivery_id IN ({marks})"
+                              " ORDER BY number, rowid", made):
+            attempts.setdefault(a[0], []).append(_attempt(a))
+        rows = {r[0]: _delivery(r) for r in conn.execute(
+            f"SELECT {_DELIVERY} FROM deliveries d JOIN events e ON e.id = d.event_id"
+            f" WHERE d.id IN ({marks})", made)}
+    views = []
+    for did, endpoint_id, created, is_made in fanned:
+        delivery = rows.get(did) if is_made else _pending(did, n, endpoint_id, created)
+        if delivery is not None:
+            views.append((delivery, tuple(attempts.get(did, ()))))
+    return EventView(_event(row), tuple(views))
 
 
 # --- queue -------------------------------------------------------------------------------
@@ -267,6 +366,7 @@ def claim(conn: sqlite3.Connection, limit: int, now: datetime, lease: float) -> 
     if limit <= 0:
         return []  # SQLite reads a negative LIMIT as "no limit"
     until = to_us(now) + int(lease * 1_000_000)
+    materialise(conn, limit)
     rows = conn.execute(CLAIM_SQL, (to_us(now), limit)).fetchall()
     conn.executemany("UPDATE deliveries SET lease_until = ? WHERE id = ?",
                      [(until, r[0]) for r in rows])
@@ -347,12 +447,24 @@ def stats(conn: sqlite3.Connection, now: datetime) -> QueueStats:
     # A delivery is created with its event, so its created_at is the event's accepted_at.
     depth, oldest = conn.execute(
         f"SELECT count(*), min(created_at) FROM deliveries WHERE {ACTIVE}").fetchone()
+    unmade, first = conn.execute("SELECT ifnull(sum(total - done), 0), min(created_at)"
+                                 " FROM fanouts WHERE done < total").fetchone()
+    depth += unmade
+    oldest = min((t for t in (oldest, first) if t is not None), default=None)
     (disabled,) = conn.execute("SELECT count(*) FROM endpoints WHERE disabled = 1").fetchone()
     age = 0.0 if oldest is None else max(0.0, (to_us(now) - oldest) / 1_000_000)
     return QueueStats(depth, age, disabled)
 
 
 def deliveries_of(conn: sqlite3.Connection, endpoint_id: str) -> list[Delivery]:
-    return [_delivery(r) for r in conn.execute(
+    out = [_delivery(r) for r in conn.execute(
         f"SELECT {_DELIVERY} FROM deliveries d JOIN events e ON e.id = d.event_id"
-        " WHERE d.endpoint_id = ? ORDER BY d.created_at, d.rowid", (endpoint_id,))]
+        " WHERE d.endpoint_id = ?", (endpoint_id,))]
+    for _, _, first, packed, first_delivery, total, done, created in conn.execute(
+            f"SELECT {_FANOUT} FROM fanouts WHERE endpoint_id = ? AND done < total",
+            (endpoint_id,)):
+        offsets = _offsets(packed, total)
+        out += [_pending(first_delivery + k, first + offsets[k], endpoint_id, created)
+                for k in range(done, total)]
+    out.sort(key=lambda d: (d.created_at, d.id))
+    return out

@@ -251,6 +251,37 @@ async def test_replay_revives_dead_deliveries_in_the_window(store: Store) -> Non
         [ids[0], ids[2]])
 
 
+async def test_a_mixed_batch_reads_the_same_before_and_after_each_claim(store: Store) -> None:
+    """Deliveries read alike whether a backend has made their rows yet or not."""
+    await store.put_endpoint(endpoint("ep_paid", "order.paid"))
+    await store.put_endpoint(endpoint("ep_all"))
+    kinds = ["order.paid", "order.shipped", "order.paid", "order.shipped", "order.paid"]
+    ids = await store.accept([NewEvent(k, i) for i, k in enumerate(kinds)], NOW)
+    paid = [ids[i] for i in (0, 2, 4)]
+    assert [d.event_id for d in await store.deliveries_of("ep_paid")] == paid
+    assert (await store.stats(NOW + 10 * S)).depth == 8
+    seen: list[tuple[str, str]] = []
+    for _ in range(4):
+        claims = await store.claim(2, NOW, 30)
+        seen += [(c.endpoint.id, c.event.id) for c in claims]
+        for c in claims:
+            await store.settle(c, attempt(c, NOW), Verdict(DeliveryState.DELIVERED))
+        for event_id in (ids[1], ids[2]):  # a view mid-way holds every delivery, each once
+            view = await store.get_event(event_id)
+            assert view is not None
+            wanted = ["ep_all", "ep_paid"] if event_id == ids[2] else ["ep_all"]
+            assert sorted(d.endpoint_id for d, _ in view.deliveries) == wanted
+            for delivery, attempts in view.deliveries:
+                done = (delivery.endpoint_id, event_id) in seen
+                assert delivery.state is (DeliveryState.DELIVERED if done else
+                                          DeliveryState.PENDING)
+                assert len(attempts) == delivery.attempts == int(done)
+    assert sorted(seen) == sorted([("ep_all", i) for i in ids] + [("ep_paid", i) for i in paid])
+    assert await store.claim(10, NOW + 3600 * S, 30) == []
+    stats = await store.stats(NOW + 10 * S)
+    assert (stats.depth, stats.oldest_pending_age) == (0, 0.0)
+
+
 async def test_delete_endpoint_kills_its_active_deliveries(store: Store) -> None:
     await store.put_endpoint(endpoint("ep_a"))
     await store.put_endpoint(endpoint("ep_b"))
