@@ -1,0 +1,28 @@
+"""Alerting: rules over probe values, the alert state machine, routing (groups, silences,
+maintenance windows, inhibition), a durable outbox and the Telegram notifier.
+
+Errors:
+
+    AlertError          base class
+    ├── ConditionError  a rule condition does not parse (`.position` points at the spot)
+    └── NotifyError     a notifier could not deliver (`.retry_after`: seconds, or None
+                        when retrying cannot help)
+"""
+
+from __future__ import annotations
+
+
+class AlertError(Exception):
+    pass
+
+
+class ConditionError(AlertError):
+    def __init__(self, message: str, text: str, position: int) -> None:
+        super().__init__(f"{message} at position {position}: {text[:position]}>>>{text[position:]}")
+        self.message, self.text, self.position = message, text, position
+
+
+class NotifyError(AlertError):
+    def __init__(self, message: str, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
