@@ -1,0 +1,182 @@
+"""What alerting keeps in `data_dir/alerts.db`: alert states, small documents (the router's
+group state, silences, the Telegram update offset and migrated chats) and the outbox.
+
+The outbox is the durability seam: a notification is written, in the same transaction as
+the router state that produced it, before anything is sent, and marked after Telegram
+answered. A restart or a Telegram outage therefore delays notifications but loses none; the
+only way to send one twice is a crash in the instant between Telegram's answer and the mark.
+Every method is synchronous and short; callers run them through `asyncio.to_thread`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from alerts.state import AlertState
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS alert_states (
+    rule TEXT NOT NULL, target TEXT NOT NULL, state TEXT NOT NULL, PRIMARY KEY (rule, target)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS documents (name TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, receiver TEXT NOT NULL, kind TEXT NOT NULL,
+    group_key TEXT NOT NULL, alerts TEXT NOT NULL, text TEXT NOT NULL, buttons TEXT NOT NULL,
+    created_at TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL,
+    next_try_at TEXT NOT NULL, sent_at TEXT, chat_id TEXT, message_id INTEGER, error TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (receiver, id) WHERE status = 'pending';
+"""
+StateKey = tuple[str, str]  # (rule, target)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A notification to write into the outbox: already rendered for its receiver."""
+
+    receiver: str
+    kind: str  # firing | resolved | reply
+    group_key: str
+    alerts: Sequence[Mapping[str, str]]  # alertname, target, status, fingerprint: for history
+    text: str
+    buttons: Sequence[Sequence[str]] = ()  # (label, callback data) pairs
+
+
+@dataclass(frozen=True)
+class Queued:
+    id: int
+    receiver: str
+    kind: str
+    text: str
+    buttons: tuple[tuple[str, str], ...]
+    attempts: int
+
+
+class AlertStore:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode = WAL")
+        self._conn.execute("PRAGMA synchronous = FULL")  # a raised alert survives power loss
+        self._conn.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    # --- alert states ----------------------------------------------------------------------
+    def load_states(self) -> dict[StateKey, AlertState]:
+        with self._lock:
+            rows = self._conn.execute("SELECT rule, target, state FROM alert_states").fetchall()
+        return {(r, t): AlertState.from_json(json.loads(s)) for r, t, s in rows}
+
+    def save_states(self, changed: Mapping[StateKey, AlertState]) -> None:
+        """Inactive states with nothing to remember are deleted, the rest replaced."""
+        with self._tx() as conn:
+            for (rule, target), state in changed.items():
+                if state.phase == "inactive" and state.streak == 0:
+                    conn.execute("DELETE FROM alert_states WHERE rule = ? AND target = ?",
+                                 (rule, target))
+                else:
+                    conn.execute("INSERT OR REPLACE INTO alert_states VALUES (?, ?, ?)",
+                                 (rule, target, json.dumps(state.to_json())))
+
+    # --- documents -------------------------------------------------------------------------
+    def get(self, name: str) -> Any:
+        with self._lock:
+            row = self._conn.execute("SELECT body FROM documents WHERE name = ?",
+                                     (name,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def put(self, name: str, body: Any) -> None:
+        with self._tx() as conn:
+            conn.execute("INSERT OR REPLACE INTO documents VALUES (?, ?)",
+                         (name, json.dumps(body)))
+
+    # --- outbox ----------------------------------------------------------------------------
+    def enqueue(self, items: Sequence[Outgoing], now: datetime,
+                documents: Mapping[str, Any] | None = None) -> None:
+        """Write notifications and the documents that record them as produced, atomically."""
+        with self._tx() as conn:
+            for name, body in (documents or {}).items():
+                conn.execute("INSERT OR REPLACE INTO documents VALUES (?, ?)",
+                             (name, json.dumps(body)))
+            conn.executemany(
+                "INSERT INTO outbox (receiver, kind, group_key, alerts, text, buttons,"
+                " created_at, status, attempts, next_try_at) VALUES (?, ?, ?, ?, ?, ?, ?,"
+                " 'pending', 0, ?)",
+                [(i.receiver, i.kind, i.group_key, json.dumps([dict(a) for a in i.alerts]),
+                  i.text, json.dumps([list(b) for b in i.buttons]), now.isoformat(),
+                  now.isoformat()) for i in items])
+
+    def next_pending(self, receiver: str) -> tuple[Queued, datetime] | None:
+        """The oldest unsent notification of a receiver (order is kept per receiver) and
+        when it may be tried."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT id, receiver, kind, text, buttons, attempts, next_try_at FROM outbox"
+                " WHERE status = 'pending' AND receiver = ? ORDER BY id LIMIT 1",
+                (receiver,)).fetchone()
+        if row is None:
+            return None
+        buttons = tuple((str(a), str(b)) for a, b in json.loads(row[4]))
+        return (Queued(row[0], row[1], row[2], row[3], buttons, row[5]),
+                datetime.fromisoformat(row[6]))
+
+    def mark_sent(self, item_id: int, chat_id: str, message_id: int, now: datetime) -> None:
+        with self._tx() as conn:
+            conn.execute("UPDATE outbox SET status = 'sent', sent_at = ?, chat_id = ?,"
+                         " message_id = ?, attempts = attempts + 1, error = NULL WHERE id = ?",
+                         (now.isoformat(), chat_id, message_id, item_id))
+
+    def mark_retry(self, item_id: int, error: str, next_try_at: datetime) -> None:
+        with self._tx() as conn:
+            conn.execute("UPDATE outbox SET attempts = attempts + 1, error = ?, next_try_at = ?"
+                         " WHERE id = ?", (error, next_try_at.isoformat(), item_id))
+
+    def mark_failed(self, item_id: int, error: str) -> None:
+        with self._tx() as conn:
+            conn.execute("UPDATE outbox SET status = 'failed', attempts = attempts + 1,"
+                         " error = ? WHERE id = ?", (error, item_id))
+
+    def history(self, limit: int = 100) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, receiver, kind, group_key, alerts, text, created_at, status,"
+                " attempts, sent_at, chat_id, message_id, error FROM outbox"
+                " ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        keys = ("id", "receiver", "kind", "group_key", "alerts", "text", "created_at",
+                "status", "attempts", "sent_at", "chat_id", "message_id", "error")
+        out = [dict(zip(keys, r, strict=True)) for r in rows]
+        for item in out:
+            item["alerts"] = json.loads(item["alerts"])
+        return out
+
+    def message_of(self, chat_id: str, message_id: int) -> dict[str, Any] | None:
+        """The sent notification behind a Telegram message (for button presses)."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT id, text, alerts FROM outbox WHERE chat_id = ? AND message_id = ?",
+                (chat_id, message_id)).fetchone()
+        return None if row is None else {"id": row[0], "text": row[1],
+                                         "alerts": json.loads(row[2])}
