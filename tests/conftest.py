@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.support.service_proc",
     "tests.support.stores",
     "tests.support.web",
+    "tests.support.fake_telegram",
 ]

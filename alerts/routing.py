@@ -1,0 +1,436 @@
+"""Routing: which receiver hears an alert, when, and whether at all.
+
+The route tree picks a receiver and timing per alert; alerts are grouped per route and
+`group_by` values, and each group runs Alertmanager's timers (group_wait, group_interval,
+repeat_interval). Silences, maintenance windows and inhibition mute alerts. Pure logic: the
+clock is passed in and the caller persists `snapshot()` and feeds it back to `restore()`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from alerts import AlertError
+from alerts.model import Alert, Notification
+from alerts.silences import Silences
+
+# The shapes of monitor/alertconfig.py's RouteConfig, InhibitConfig and MaintenanceConfig:
+# alerts/ may not import monitor/, so it states what it reads. Durations are in seconds.
+
+
+class RouteSpec(Protocol):
+    @property
+    def receiver(self) -> str: ...
+    @property
+    def match(self) -> Mapping[str, str]: ...
+    @property
+    def group_by(self) -> Sequence[str]: ...
+    @property
+    def group_wait(self) -> float: ...
+    @property
+    def group_interval(self) -> float: ...
+    @property
+    def repeat_interval(self) -> float: ...
+    @property
+    def routes(self) -> Sequence[RouteSpec]: ...
+
+
+class InhibitSpec(Protocol):
+    @property
+    def source_match(self) -> Mapping[str, str]: ...
+    @property
+    def target_match(self) -> Mapping[str, str]: ...
+    @property
+    def equal(self) -> Sequence[str]: ...
+
+
+class WindowSpec(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def start(self) -> str: ...
+    @property
+    def duration(self) -> float: ...
+    @property
+    def match(self) -> Mapping[str, str]: ...
+    @property
+    def every(self) -> Sequence[str]: ...
+    @property
+    def timezone(self) -> str: ...
+
+
+def matches(matchers: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in matchers.items())
+
+
+# --- the route tree -------------------------------------------------------------------------
+
+_INHERITED = ("group_by", "group_wait", "group_interval", "repeat_interval")
+
+
+@dataclass(frozen=True)
+class Route:
+    """A route with inheritance applied: what an alert routed here gets."""
+
+    id: str  # the path of matchers from the root: stable while the config keeps its shape
+    receiver: str
+    match: Mapping[str, str]
+    group_by: tuple[str, ...]
+    group_wait: float
+    group_interval: float
+    repeat_interval: float
+    routes: tuple[Route, ...] = ()
+
+    @classmethod
+    def build(cls, spec: RouteSpec, parent: Route | None = None, rid: str = "root") -> Route:
+        """Applies inheritance: a child's "" receiver, and a child's group_by or timing left
+        at the config default, take the parent's value (the root keeps its own)."""
+        own: dict[str, Any] = {n: getattr(spec, n) for n in _INHERITED}
+        if parent is not None:
+            for n in _INHERITED:
+                if _is_default(spec, n):
+                    own[n] = getattr(parent, n)
+        route = cls(id=rid, receiver=spec.receiver or (parent.receiver if parent else ""),
+                    match=dict(spec.match), **{**own, "group_by": tuple(own["group_by"])})
+        ids = [_matcher_text(s.match) for s in spec.routes]
+        children = tuple(
+            cls.build(s, route, f"{rid}/{text}" + (f"#{i}" if ids.count(text) > 1 else ""))
+            for i, (s, text) in enumerate(zip(spec.routes, ids, strict=True)))
+        return dataclasses.replace(route, routes=children)
+
+    def find(self, labels: Mapping[str, str]) -> Route:
+        """Depth-first: the first child whose matchers all hold takes the alert, else self."""
+        for child in self.routes:
+            if matches(child.match, labels):
+                return child.find(labels)
+        return self
+
+    def group_labels(self, labels: Mapping[str, str]) -> dict[str, str]:
+        return {n: labels[n] for n in self.group_by if n in labels}
+
+
+def _is_default(spec: object, name: str) -> bool:
+    """Whether `spec.name` still holds its dataclass default (read as "not set")."""
+    if not dataclasses.is_dataclass(spec):
+        return False
+    for f in dataclasses.fields(spec):
+        if f.name == name:
+            if f.default is not dataclasses.MISSING:
+                return bool(getattr(spec, name) == f.default)
+            if f.default_factory is not dataclasses.MISSING:
+                return bool(getattr(spec, name) == f.default_factory())
+    return False
+
+
+def _matcher_text(labels: Mapping[str, str]) -> str:
+    return "{" + ",".join(f"{k}={json.dumps(v)}" for k, v in sorted(labels.items())) + "}"
+
+
+# --- inhibition ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InhibitRule:
+    source_match: Mapping[str, str]
+    target_match: Mapping[str, str]
+    equal: tuple[str, ...] = ("target",)
+
+
+BUILTIN_INHIBIT = tuple(InhibitRule({"alertname": "TargetDown"}, {"alertname": name})
+                        for name in ("NodeLagging", "NodeHeadStale", "NodeSyncing"))
+
+
+class _Inhibitor:
+    """The firing source alerts of every rule, indexed by their `equal` label values."""
+
+    def __init__(self, rules: Sequence[InhibitRule], firing: Iterable[Alert]) -> None:
+        firing = list(firing)
+        self._rules: list[tuple[InhibitRule, dict[tuple[str, ...], list[Alert]]]] = []
+        for rule in rules:
+            index: dict[tuple[str, ...], list[Alert]] = {}
+            for a in firing:
+                if matches(rule.source_match, a.labels):
+                    index.setdefault(_values(a.labels, rule.equal), []).append(a)
+            self._rules.append((rule, index))
+
+    def source(self, alert: Alert) -> Alert | None:
+        for rule, index in self._rules:
+            if matches(rule.target_match, alert.labels):
+                for src in index.get(_values(alert.labels, rule.equal), ()):
+                    if src.fingerprint != alert.fingerprint:  # an alert never mutes itself
+                        return src
+        return None
+
+
+def _values(labels: Mapping[str, str], names: Sequence[str]) -> tuple[str, ...]:
+    return tuple(labels.get(n, "") for n in names)  # absent on both sides counts as equal
+
+
+# --- maintenance windows --------------------------------------------------------------------
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def window_span(w: WindowSpec, now: datetime) -> tuple[datetime, datetime] | None:
+    """The (start, end) in UTC of the occurrence of `w` that contains `now`, or None.
+
+    Recurring windows start at `start` local time in `w.timezone` on each `every` weekday
+    (every day when empty) and last `duration` seconds of real time, so they may cross
+    midnight and DST changes. A start inside the spring-forward gap keeps the offset from
+    before the jump (02:30 on that day begins at 03:30 summer time); an ambiguous start in
+    autumn takes its first occurrence. A one-off `start` is a date-time in `w.timezone`
+    unless it carries its own offset.
+    """
+    tz = ZoneInfo(w.timezone)
+    length = timedelta(seconds=w.duration)
+    if "T" in w.start:
+        begin = datetime.fromisoformat(w.start)
+        candidates = [begin if begin.tzinfo else begin.replace(tzinfo=tz)]
+    else:
+        at = time(int(w.start[:2]), int(w.start[3:5]))
+        today = now.astimezone(tz).date()
+        days = [today - timedelta(days=back) for back in range(math.ceil(w.duration / 86400) + 2)]
+        candidates = [datetime.combine(day, at, tzinfo=tz) for day in days
+                      if not w.every or WEEKDAYS[day.weekday()] in w.every]
+    for local in candidates:
+        start = local.astimezone(UTC)  # UTC first: aware arithmetic in one zone is wall-clock
+        if start <= now < start + length:
+            return start, start + length
+    return None
+
+
+def in_window(w: WindowSpec, labels: Mapping[str, str], now: datetime) -> bool:
+    """Whether `w` covers an alert with `labels` at `now`."""
+    return matches(w.match, labels) and window_span(w, now) is not None
+
+
+def active_windows(windows: Iterable[WindowSpec], labels: Mapping[str, str] | None,
+                   now: datetime) -> list[WindowSpec]:
+    """The windows in force at `now`: those covering `labels`, or all when labels is None."""
+    return [w for w in windows if window_span(w, now) is not None
+            and (labels is None or matches(w.match, labels))]
+
+
+# --- groups and their timers ---------------------------------------------------------------
+
+
+@dataclass
+class _Group:
+    key: str
+    route: Route
+    labels: dict[str, str]
+    first_seen: datetime
+    next_flush: datetime
+    last_notified: datetime | None = None
+    notified: set[str] = field(default_factory=set)  # firing fingerprints last sent
+    firing: dict[str, Alert] = field(default_factory=dict)
+    resolved: dict[str, Alert] = field(default_factory=dict)  # since the last flush
+
+
+def _group_key(route: Route, labels: Mapping[str, str]) -> str:
+    return f"{route.id}:{_matcher_text(labels)}"
+
+
+def _order(alerts: Iterable[Alert]) -> tuple[Alert, ...]:
+    return tuple(sorted(alerts, key=lambda a: sorted(a.labels.items())))
+
+
+class Router:
+    """Groups alerts per route, decides what to notify when, and mutes what must not be.
+
+    `update()` feeds alert states in; `due()` at the times `next_due()` names returns the
+    notifications to send. A group's first flush is `group_wait` after its first alert;
+    after that it flushes every `group_interval`, until a flush finds nothing firing and
+    nothing to report, which removes it. A flush notifies when an unmuted alert
+    fires that was not in the last notification, when a notified alert resolved, or, with
+    nothing changed, when `repeat_interval` has passed since the last notification. A muted
+    alert is dropped from the notified set at a flush, so it is notified again once its mute
+    ends while it still fires; its resolution is never sent.
+
+    Inhibition looks at every firing source alert, silenced or in maintenance or not:
+    silencing TargetDown means "I know", not "tell me about its consequences instead".
+    """
+
+    def __init__(self, route: RouteSpec, inhibit: Sequence[InhibitSpec] = (),
+                 windows: Sequence[WindowSpec] = ()) -> None:
+        self.root = Route.build(route)
+        self._inhibit = BUILTIN_INHIBIT + tuple(
+            InhibitRule(dict(i.source_match), dict(i.target_match), tuple(i.equal))
+            for i in inhibit)
+        self._windows = tuple(windows)
+        self._groups: dict[str, _Group] = {}
+
+    def update(self, alerts: Iterable[Alert], now: datetime) -> None:
+        """Merges alert states in; an alert not mentioned keeps its state.
+
+        A firing alert joins (or stays in) its group, creating the group if needed. A
+        resolved alert is reported at the group's next flush if its firing was notified;
+        a resolved alert the router never saw firing is ignored. Absence is not resolution:
+        the caller sends resolved alerts explicitly (passing the full set is harmless).
+        """
+        for alert in alerts:
+            route = self.root.find(alert.labels)
+            labels = route.group_labels(alert.labels)
+            key = _group_key(route, labels)
+            fp, group = alert.fingerprint, self._groups.get(key)
+            if alert.status == "resolved":
+                if group is not None and (fp in group.firing or fp in group.resolved):
+                    group.firing.pop(fp, None)
+                    group.resolved[fp] = alert
+                continue
+            if group is None:
+                group = self._groups[key] = _Group(
+                    key, route, labels, first_seen=now,
+                    next_flush=now + timedelta(seconds=route.group_wait))
+            group.resolved.pop(fp, None)
+            group.firing[fp] = alert
+
+    def firing(self) -> list[Alert]:
+        """Every alert firing now, muted or not."""
+        return list(_order(a for g in self._groups.values() for a in g.firing.values()))
+
+    def muted(self, alert: Alert, now: datetime, silences: Silences) -> str | None:
+        """Why `alert` is muted at `now`, or None when it is not."""
+        return self._mute_reason(alert, now, silences, self._inhibitor())
+
+    def _inhibitor(self) -> _Inhibitor:
+        return _Inhibitor(self._inhibit, (a for g in self._groups.values()
+                                          for a in g.firing.values()))
+
+    def _mute_reason(self, alert: Alert, now: datetime, silences: Silences,
+                     inhibitor: _Inhibitor) -> str | None:
+        if (silence := silences.match(alert.labels, now)) is not None:
+            return f"silenced by {silence.id}"
+        for w in self._windows:
+            if in_window(w, alert.labels, now):
+                return f"maintenance {w.name}"
+        if (source := inhibitor.source(alert)) is not None:
+            return f"inhibited by {source.name}"
+        return None
+
+    def due(self, now: datetime, silences: Silences) -> list[Notification]:
+        """Flushes every group whose time has come; returns what to send, by group key."""
+        inhibitor = self._inhibitor()
+        out: list[Notification] = []
+        for key in sorted(self._groups):
+            group = self._groups[key]
+            if group.next_flush > now:
+                continue
+            note = self._flush(group, now, silences, inhibitor)
+            if note is not None:
+                out.append(note)
+            if not group.firing and note is None:
+                # kept one interval after its last message, a flapping alert re-firing
+                # joins it and waits for the next tick instead of a fresh group_wait
+                del self._groups[key]
+            else:
+                interval = max(group.route.group_interval, 1.0)
+                missed = (now - group.next_flush).total_seconds() // interval
+                group.next_flush += timedelta(seconds=interval * (missed + 1))
+        return out
+
+    def _flush(self, group: _Group, now: datetime, silences: Silences,
+               inhibitor: _Inhibitor) -> Notification | None:
+        def shown(a: Alert) -> bool:
+            return self._mute_reason(a, now, silences, inhibitor) is None
+
+        visible = {fp: a for fp, a in group.firing.items() if shown(a)}
+        resolved = [a for fp, a in group.resolved.items() if fp in group.notified and shown(a)]
+        group.resolved.clear()
+        repeat = (visible and group.last_notified is not None and now - group.last_notified
+                  >= timedelta(seconds=group.route.repeat_interval))
+        send = bool(visible.keys() - group.notified) or bool(resolved) or bool(repeat)
+        group.notified = set(visible)
+        if not send:
+            return None
+        group.last_notified = now
+        return Notification(receiver=group.route.receiver, group_key=group.key,
+                            group_labels=dict(group.labels), firing=_order(visible.values()),
+                            resolved=_order(resolved))
+
+    def next_due(self, now: datetime) -> datetime | None:
+        """When to call `due()` next (`now` when overdue), or None with no groups at all.
+
+        Every group is looked at on each of its ticks, even with nothing new: a mute may
+        end (a silence expiring, a window closing) without any `update()`.
+        """
+        if not self._groups:
+            return None
+        return max(now, min(g.next_flush for g in self._groups.values()))
+
+    # --- persistence ------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """JSON-able group state: alerts, what was last notified and when, the timers."""
+        return {"version": 1, "groups": [
+            {"key": g.key, "first_seen": g.first_seen.isoformat(),
+             "next_flush": g.next_flush.isoformat(),
+             "last_notified": g.last_notified.isoformat() if g.last_notified else None,
+             "notified": sorted(g.notified),
+             "firing": [_alert_to_json(a) for a in _order(g.firing.values())],
+             "resolved": [_alert_to_json(a) for a in _order(g.resolved.values())]}
+            for g in sorted(self._groups.values(), key=lambda g: g.key)]}
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        """Replaces the group state with a `snapshot()`, so a restart neither re-notifies
+        nor restarts repeat_interval. Alerts are routed again under the current config;
+        groups that now coincide are merged (earliest timers, latest notification)."""
+        if data.get("version") != 1:
+            raise AlertError(f"router snapshot version {data.get('version')!r} is unknown")
+        self._groups = {}
+        try:
+            for item in data["groups"]:
+                first_seen = datetime.fromisoformat(item["first_seen"])
+                next_flush = datetime.fromisoformat(item["next_flush"])
+                last = item["last_notified"]
+                last_notified = datetime.fromisoformat(last) if last else None
+                notified = set(item["notified"])
+                alerts = [_alert_from_json(a) for a in item["firing"] + item["resolved"]]
+                for alert in alerts:
+                    self._restore_alert(alert, first_seen, next_flush, last_notified,
+                                        notified)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise AlertError(f"router snapshot does not parse: {exc!r}") from exc
+
+    def _restore_alert(self, alert: Alert, first_seen: datetime, next_flush: datetime,
+                       last_notified: datetime | None, notified: set[str]) -> None:
+        route = self.root.find(alert.labels)
+        labels = route.group_labels(alert.labels)
+        key = _group_key(route, labels)
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = _Group(key, route, labels, first_seen, next_flush,
+                                               last_notified)
+        else:
+            group.first_seen = min(group.first_seen, first_seen)
+            group.next_flush = min(group.next_flush, next_flush)
+            if last_notified and (not group.last_notified or group.last_notified
+                                  < last_notified):
+                group.last_notified = last_notified
+        fp = alert.fingerprint
+        (group.firing if alert.status == "firing" else group.resolved)[fp] = alert
+        if fp in notified:
+            group.notified.add(fp)
+
+
+def _alert_to_json(a: Alert) -> dict[str, Any]:
+    return {"labels": dict(a.labels), "annotations": dict(a.annotations), "status": a.status,
+            "starts_at": a.starts_at.isoformat() if a.starts_at else None,
+            "ends_at": a.ends_at.isoformat() if a.ends_at else None, "source": a.source}
+
+
+def _alert_from_json(d: Mapping[str, Any]) -> Alert:
+    if d["status"] not in ("firing", "resolved") or d["source"] not in ("native",
+                                                                         "alertmanager"):
+        raise ValueError(f"bad alert status or source: {d['status']!r}, {d['source']!r}")
+    return Alert(labels=dict(d["labels"]), annotations=dict(d["annotations"]),
+                 status=d["status"], source=d["source"],
+                 starts_at=datetime.fromisoformat(d["starts_at"]) if d["starts_at"] else None,
+                 ends_at=datetime.fromisoformat(d["ends_at"]) if d["ends_at"] else None)

@@ -1,0 +1,192 @@
+"""A `Notification` as one Telegram message in HTML parse mode, with its inline buttons.
+
+Every label and annotation is user-controlled: it is clipped first, then escaped, so a clip
+never cuts an entity; a field's limit counts its escaped UTF-16 length, so one alert always
+fits, whatever its labels hold. The message is built from whole lines and stays within
+Telegram's 4096 limit counted in UTF-16 code units, as Telegram counts; alerts that do not fit
+are summed up in a last "… and N more" line.
+
+Buttons name the first firing alert's fingerprint (`s1h:<fp>`, `ack:<fp>`): with the default
+grouping by alertname and target a group is one alert, and for a larger group the bot finds the
+group from that alert. `parse_callback()` reads the data back.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from alerts.model import Alert, Notification
+
+MAX_TEXT = 4096  # UTF-16 code units, after Telegram's entity parsing; we count before
+MAX_FIELD = 300  # UTF-16 units one label or annotation may take, once escaped
+MAX_CALLBACK_DATA = 64  # bytes
+SILENCE_1H, ACK = "s1h", "ack"
+
+Buttons = tuple[tuple[str, str], ...]  # (label, callback_data), one row
+_SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+
+
+@dataclass(frozen=True)
+class Message:
+    text: str  # HTML parse mode
+    buttons: Buttons = ()
+
+
+def tg_len(text: str) -> int:
+    """The length Telegram counts: UTF-16 code units (an emoji outside the BMP counts 2)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def clip(text: str, limit: int = MAX_FIELD) -> str:
+    """At most `limit` characters, the last one "…" when something was cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def escape(text: str, limit: int | None = MAX_FIELD) -> str:
+    """`text` escaped for HTML mode, clipped first (with "…") so that the result takes at
+    most `limit` UTF-16 units; None: no clip. Clipping works on whole characters, before
+    their escaping, so it never splits an entity or a surrogate pair."""
+    escaped = html.escape(text, quote=False)
+    if limit is None or tg_len(escaped) <= limit:
+        return escaped
+    pieces: list[str] = []
+    used = 0
+    for i, char in enumerate(text):
+        piece = html.escape(char, quote=False)
+        size = tg_len(piece)
+        # keep room for the "…" unless this is the last character
+        if used + size + (1 if i < len(text) - 1 else 0) > limit:
+            pieces.append("…")
+            break
+        pieces.append(piece)
+        used += size
+    return "".join(pieces)
+
+
+def callback_data(action: str, fingerprint: str) -> str:
+    data = f"{action}:{fingerprint}"
+    if len(data.encode()) > MAX_CALLBACK_DATA:
+        raise ValueError(f"callback data over {MAX_CALLBACK_DATA} bytes: {data!r}")
+    return data
+
+
+def parse_callback(data: str) -> tuple[str, str] | None:
+    """(action, fingerprint) of a button's data, or None when it is not one of ours."""
+    action, sep, fp = data.partition(":")
+    return (action, fp) if sep and action in (SILENCE_1H, ACK) and fp else None
+
+
+def short_duration(seconds: float) -> str:
+    """45s, 3m, 2h 5m, 3d 4h: the two largest units."""
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    if s < 86400:
+        h, m = divmod(s // 60, 60)
+        return f"{h}h {m}m" if m else f"{h}h"
+    d, h = divmod(s // 3600, 24)
+    return f"{d}d {h}h" if h else f"{d}d"
+
+
+def utc(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def format_notification(notification: Notification, now: datetime) -> Message:
+    firing, resolved = notification.firing, notification.resolved
+    lines = _header(notification)
+    blocks = [_firing_block(a, now) for a in firing]
+    resolved_blocks = [_resolved_block(a, now) for a in resolved]
+    if resolved_blocks and firing:
+        # the section title travels with its first alert, so it is never left dangling
+        resolved_blocks[0] = f"✅ <b>RESOLVED</b> ({len(resolved)})\n{resolved_blocks[0]}"
+    text = _fit(lines, [*blocks, *resolved_blocks])
+    buttons: Buttons = ()
+    if firing:
+        fp = firing[0].fingerprint
+        buttons = (("Silence 1h", callback_data(SILENCE_1H, fp)),
+                   ("Ack", callback_data(ACK, fp)))
+    return Message(text, buttons)
+
+
+def _fit(header: Sequence[str], blocks: Sequence[str]) -> str:
+    text = "\n".join(header)
+    # room for the longest possible footer is kept until every block is in
+    reserve = tg_len(_more(len(blocks)))
+    used = tg_len(text)
+    for i, block in enumerate(blocks):
+        piece = "\n\n" + block
+        size = tg_len(piece)
+        last = i == len(blocks) - 1
+        if used + size + (0 if last else reserve) > MAX_TEXT:
+            return text + _more(len(blocks) - i)
+        text, used = text + piece, used + size
+    return text
+
+
+def _more(n: int) -> str:
+    return f"\n\n… and {n} more"
+
+
+def _header(n: Notification) -> list[str]:
+    alerts = n.firing or n.resolved
+    severity = _worst(a.labels.get("severity", "") for a in alerts)
+    names = {a.name for a in alerts}
+    name = n.group_labels.get("alertname") or (names.pop() if len(names) == 1 else "")
+    count = f"{len(alerts)} alert{'' if len(alerts) == 1 else 's'}"
+    status = "🔴 <b>FIRING</b>" if n.firing else "✅ <b>RESOLVED</b>"
+    parts = [status]
+    if severity:
+        parts.append(escape(severity.upper(), 40))
+    if name:
+        parts.append(f"<b>{escape(name, 120)}</b>")
+    parts.append(count)
+    lines = [" · ".join(parts)]
+    rest = [f"{k}={v}" for k, v in sorted(n.group_labels.items()) if k != "alertname"]
+    if rest:
+        lines.append(f"<i>{escape(', '.join(rest))}</i>")
+    return lines
+
+
+def _worst(severities: Iterable[str]) -> str:
+    known = sorted((s for s in severities if s), key=lambda s: _SEVERITY_ORDER.get(s, 9))
+    return known[0] if known else ""
+
+
+def _what_where(a: Alert) -> list[str]:
+    summary = a.annotations.get("summary") or a.name or "alert"
+    lines = [f"• <b>{escape(summary)}</b>"]
+    target = a.labels.get("target")
+    if target:
+        lines.append(f"  on <code>{escape(target, 120)}</code>")
+    return lines
+
+
+def _firing_block(a: Alert, now: datetime) -> str:
+    lines = _what_where(a)
+    value = a.annotations.get("value")
+    if value:
+        lines.append(f"  value <code>{escape(value, 120)}</code>")
+    if a.starts_at is not None:
+        lines.append(f"  since {utc(a.starts_at)} "
+                     f"(for {short_duration((now - a.starts_at).total_seconds())})")
+    detail = a.annotations.get("detail")
+    if detail:
+        lines.append(f"  <i>{escape(detail)}</i>")
+    return "\n".join(lines)
+
+
+def _resolved_block(a: Alert, now: datetime) -> str:
+    lines = _what_where(a)
+    if a.starts_at is not None:
+        end = a.ends_at or now
+        lines.append(f"  lasted {short_duration((end - a.starts_at).total_seconds())} "
+                     f"({utc(a.starts_at)} → {utc(end)})")
+    elif a.ends_at is not None:
+        lines.append(f"  resolved {utc(a.ends_at)}")
+    return "\n".join(lines)
