@@ -11,6 +11,10 @@ from datetime import datetime
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from alerts import ConditionError
+from alerts.builtin import BUILTIN_NAMES
+from alerts.expr import parse as parse_condition
+from alerts.template import check as check_template
 from monitor.decode import KEY, Decoder, join
 from probes.base import OptionError, duration, secret
 
@@ -29,6 +33,13 @@ class RuleConfig:
             raise OptionError("name", "must be a name like EthNodeLagging", self.name)
         if not self.condition.strip():
             raise OptionError("condition", "must not be empty", self.condition)
+        try:
+            parse_condition(self.condition)  # cached: the rule engine parses it again for free
+        except ConditionError as exc:
+            raise OptionError("condition", str(exc), self.condition) from None
+        problems = check_template(self.summary)
+        if problems:
+            raise OptionError("summary", problems[0], self.summary)
 
 
 @dataclass(frozen=True)
@@ -111,15 +122,11 @@ class AlertsSection:
     maintenance: tuple[MaintenanceConfig, ...] = ()
 
 
-BUILTIN_RULES = ("TargetDown", "NodeLagging", "NodeHeadStale", "NodeSyncing",
-                 "CertExpiringSoon", "WebhookDeliveriesFailing", "WebhookQueueBacklog")
-
-
 def check_alerts(d: Decoder, alerts: AlertsSection) -> None:
     for i, name in enumerate(alerts.disable_builtin):
-        if name not in BUILTIN_RULES:
+        if name not in BUILTIN_NAMES:
             d.error(f"alerts.disable_builtin[{i}]",
-                    "is not a built-in rule (" + ", ".join(BUILTIN_RULES) + ")", name)
+                    "is not a built-in rule (" + ", ".join(BUILTIN_NAMES) + ")", name)
     _unique(d, "alerts.rules", [r.name for r in alerts.rules])
     _unique(d, "alerts.receivers", [r.name for r in alerts.receivers])
     receivers = {r.name for r in alerts.receivers}

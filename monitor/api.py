@@ -1,4 +1,5 @@
-"""The monitor's HTTP server: /metrics, /healthz, /api/v1/targets and the status page.
+"""The monitor's HTTP server: /metrics, /healthz, /api/v1/targets, the status page, and the
+alerting routes of `monitor.alerts_api`.
 
 Errors are JSON `{"error", "field"}`, never a stack trace. Methods other than GET/HEAD need
 `Authorization: Bearer <monitor api key>`; keys are compared in constant time.
@@ -60,8 +61,10 @@ def target_json(state: TargetState, uptime: dict[str, float | None] | None) -> d
 class MonitorApi:
     def __init__(self, states: Sequence[TargetState], registry: CollectorRegistry,
                  history: UptimeHistory, api_keys: Sequence[str],
-                 inbox: CanaryInbox | None = None) -> None:
+                 inbox: CanaryInbox | None = None,
+                 extra_routes: Callable[[web.UrlDispatcher], None] | None = None) -> None:
         self._inbox = inbox
+        self._extra_routes = extra_routes
         self._signer = signing.Signer(inbox.secret) if inbox is not None else None
         self._states = states
         self._by_name = {s.name: s for s in states}
@@ -78,6 +81,8 @@ class MonitorApi:
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/api/v1/targets", self.targets)
         app.router.add_get("/api/v1/targets/{name}", self.target)
+        if self._extra_routes is not None:  # alerting, when configured
+            self._extra_routes(app.router)
         if self._inbox is not None:
             app.router.add_post("/canary/{key}", self.canary_sink)
         return app

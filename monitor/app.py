@@ -18,6 +18,8 @@ from dataclasses import dataclass, replace
 import aiohttp
 from aiohttp import web
 
+from monitor.alerting_setup import MonitorAlerting
+from monitor.alerts_api import AlertsApi
 from monitor.api import MonitorApi
 from monitor.config import Config
 from monitor.history import UptimeHistory
@@ -164,6 +166,7 @@ class Monitor:
         self._scheduler: ProbeScheduler | None = None
         self._flusher: asyncio.Task[None] | None = None
         self.service: Service | None = None
+        self.alerting: MonitorAlerting | None = None
         self.inbox: CanaryInbox | None = None
         if any(t.type == "webhook_canary" for t in config.targets):
             host, port = sink_socket(config.monitor.listen)
@@ -191,7 +194,10 @@ class Monitor:
         if key_file is not None:
             log.info("monitor API key: generated, read it from %s", key_file)
         self.session = new_session()
-        api = MonitorApi(self.states, self.registry, self.history, keys, self.inbox)
+        self.alerting = MonitorAlerting(self.config.alerts, self.config.data_dir, self.states,
+                                        self.registry, self.env, self.config.service.enabled)
+        api = MonitorApi(self.states, self.registry, self.history, keys, self.inbox,
+                         AlertsApi(self.alerting.alerting).routes)
         self._runner = web.AppRunner(api.app(), access_log=None, handle_signals=False)
         await self._runner.setup()
         host, _, port = self.config.monitor.listen.rpartition(":")
@@ -201,6 +207,7 @@ class Monitor:
             sink = sink_socket(self.config.monitor.listen)
             self.service = Service(service_settings(self.config, self.env, [sink]))
             await self.service.start()
+        await self.alerting.start(self.service)
         self._scheduler = ProbeScheduler(self.jobs(), self._sched_metrics, self._on_result)
         self._scheduler.start()
         self._flusher = asyncio.create_task(self._flush_loop())
@@ -209,6 +216,8 @@ class Monitor:
         state = job.state
         flip = state.record(result)
         self.history.record(state.name, result.success, result.started_at.timestamp())
+        if self.alerting is not None:
+            self.alerting.observe(state, result.named_values(), result.detail)
         if flip == "down":
             reason = result.reason.value if result.reason else "unknown"
             log.warning("target %s is DOWN: %s: %s", state.name, reason, result.detail)
@@ -234,6 +243,8 @@ class Monitor:
             await self._runner.cleanup()
         if self.service is not None:
             await self.service.stop()
+        if self.alerting is not None:
+            await self.alerting.stop()
         await self.history.flush()
         self.history.close()
         if self.session is not None:

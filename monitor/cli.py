@@ -61,6 +61,15 @@ def parser() -> argparse.ArgumentParser:
     command("check-config", "validate the config and summarise it")
     probe = command("probe", "probe one configured target once and print the result as JSON")
     probe.add_argument("name", help="the target's name")
+    rules = sub.add_parser("rules", help="export the alert rules",
+                           description="export the alert rules")
+    rules_sub = rules.add_subparsers(dest="rules_command", required=True, metavar="COMMAND")
+    export = rules_sub.add_parser(
+        "export", help="write Prometheus alerting rules equivalent to the configured rules",
+        description="write Prometheus alerting rules equivalent to the configured rules")
+    export.add_argument("-c", "--config", default="config.toml",
+                        help="config file (default: ./config.toml)")
+    export.add_argument("-o", "--out", help="the file to write (default: standard output)")
     return p
 
 
@@ -78,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "probe":
         return _run_async(probe_once(config, args.name))
+    if args.command == "rules":
+        return export_rules(config, args.out)
     setup_logging(args.log_level)
     from monitor.app import run, run_service
 
@@ -111,6 +122,23 @@ def summary(config: Config) -> str:
     if config.gcp:
         parts.append("gcp export on")
     return "; ".join(parts)
+
+
+def export_rules(config: Config, out: str | None) -> int:
+    from alerts.builtin import all_rules
+    from alerts.promrules import export
+
+    text = export(all_rules(config.alerts), str(config.path))
+    if out is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        with open(out, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as exc:
+        print(f"cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 async def probe_once(config: Config, name: str) -> int:

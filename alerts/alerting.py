@@ -1,0 +1,265 @@
+"""The alerting loop: probe results in, Telegram messages out, nothing lost on the way.
+
+    observe() ──▶ Evaluator (state machine) ──▶ Router (groups, silences, windows,
+    inhibition) ──▶ outbox (SQLite, written with the router state) ──▶ one sender per receiver
+
+`observe` is synchronous and cheap (called for every probe result); a flush task persists
+changed states, asks the router what is due and writes it to the outbox; each receiver's
+sender sends its outbox in order, waiting out 429s and backing off on network errors.
+Alerts from Alertmanager join the same router through `receive_external`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from alerts import NotifyError
+from alerts.evaluate import Evaluator
+from alerts.model import Alert, Notification
+from alerts.routing import Router
+from alerts.silences import Silence, Silences
+from alerts.store import AlertStore, Outgoing
+
+log = logging.getLogger(__name__)
+ROUTER_DOC, SILENCES_DOC, EXTERNAL_DOC = "router", "silences", "external"
+MAX_BACKOFF = 300.0
+FLUSH_EVERY = 1.0  # seconds between looks at the router when nothing woke the loop
+
+
+class Receiver(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    def render(self, note: Notification) -> tuple[str, tuple[tuple[str, str], ...]]:
+        """The message text and its buttons (label, callback data)."""
+
+    async def send(self, text: str, buttons: Sequence[tuple[str, str]]) -> tuple[str, int]:
+        """Deliver one message; returns (chat id, message id); raises NotifyError."""
+
+
+class Counters(Protocol):
+    def notified(self, receiver: str, outcome: str) -> None: ...
+
+    def firing(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """(alertname, severity) → alerts firing now."""
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _brief(alert: Alert) -> dict[str, str]:
+    return {"alertname": alert.name, "target": alert.labels.get("target", ""),
+            "status": alert.status, "fingerprint": alert.fingerprint}
+
+
+class Alerting:
+    def __init__(self, evaluator: Evaluator, router: Router, store: AlertStore,
+                 receivers: Mapping[str, Receiver], counters: Counters | None = None,
+                 clock: Callable[[], datetime] = utc_now) -> None:
+        self.evaluator, self.router, self.store = evaluator, router, store
+        self.receivers = dict(receivers)
+        self._counters, self._clock = counters, clock
+        self.silences = Silences()
+        self._external: dict[str, Alert] = {}  # fingerprint: alert from Alertmanager
+        self._resolved: list[Alert] = []  # resolved since the last flush
+        self._wake = asyncio.Event()
+        self._send_wake = {name: asyncio.Event() for name in self.receivers}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # --- life cycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Restore silences, router groups and external alerts; start the loops."""
+        silences = await asyncio.to_thread(self.store.get, SILENCES_DOC)
+        if silences is not None:
+            self.silences = Silences.from_json(silences)
+        groups = await asyncio.to_thread(self.store.get, ROUTER_DOC)
+        if groups is not None:
+            self.router.restore(groups)
+        for item in await asyncio.to_thread(self.store.get, EXTERNAL_DOC) or []:
+            alert = _external_from_json(item)
+            self._external[alert.fingerprint] = alert
+        self._tasks = [asyncio.create_task(self._flush_loop())]
+        self._tasks += [asyncio.create_task(self._send_loop(r)) for r in self.receivers.values()]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        with contextlib.suppress(Exception):  # what the flush had not written yet
+            await asyncio.to_thread(self.store.save_states, self.evaluator.take_dirty())
+
+    # --- inputs ----------------------------------------------------------------------------
+    def observe(self, target: str, labels: Mapping[str, str], values: Mapping[str, Any],
+                detail: str = "") -> None:
+        for t in self.evaluator.observe(target, labels, values, self._clock(), detail):
+            if t.change == "firing":
+                log.warning("alert %s FIRING for %s: %s", t.key[0], t.key[1],
+                            t.alert.annotations.get("value", ""))
+                self._wake.set()
+            elif t.change == "resolved":
+                log.info("alert %s resolved for %s", t.key[0], t.key[1])
+                self._resolved.append(t.alert)
+                self._wake.set()
+
+    def receive_external(self, alerts: Sequence[Alert]) -> None:
+        """Alerts from Alertmanager: firing ones are kept until resolved or past ends_at."""
+        for alert in alerts:
+            if alert.status == "resolved":
+                if self._external.pop(alert.fingerprint, None) is not None:
+                    self._resolved.append(alert)
+            else:
+                self._external[alert.fingerprint] = alert
+        self._wake.set()
+
+    async def add_silence(self, silence: Silence) -> None:
+        self.silences.add(silence)
+        await asyncio.to_thread(self.store.put, SILENCES_DOC, self.silences.to_json())
+        self._wake.set()
+
+    async def expire_silence(self, silence_id: str) -> Silence | None:
+        expired = self.silences.expire(silence_id, self._clock())
+        if expired is not None:
+            await asyncio.to_thread(self.store.put, SILENCES_DOC, self.silences.to_json())
+            self._wake.set()
+        return expired
+
+    # --- views -----------------------------------------------------------------------------
+    def current(self) -> list[tuple[Alert, str, str | None]]:
+        """(alert, pending|firing, why muted or None): native ones, then Alertmanager's."""
+        now = self._clock()
+        out = [(a, phase, self.router.muted(a, now, self.silences))
+               for a, phase in self.evaluator.current()]
+        out += [(a, "firing", self.router.muted(a, now, self.silences))
+                for a in self._live_external(now)]
+        return out
+
+    def _live_external(self, now: datetime) -> list[Alert]:
+        expired = [fp for fp, a in self._external.items() if a.ends_at and a.ends_at <= now]
+        for fp in expired:
+            self._resolved.append(replace(self._external.pop(fp), status="resolved"))
+        return list(self._external.values())
+
+    # --- the flush loop --------------------------------------------------------------------
+    async def _flush_loop(self) -> None:
+        while True:
+            try:
+                delay = await self.flush()
+            except Exception:  # a full disk must not stop alerting for good
+                log.exception("alert flush failed; retrying")
+                delay = 5.0
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def flush(self) -> float:
+        """Persist state changes, route, and write due notifications to the outbox; returns
+        seconds until the router next needs a look."""
+        now = self._clock()
+        dirty = self.evaluator.take_dirty()
+        if dirty:
+            await asyncio.to_thread(self.store.save_states, dirty)
+        alerts = self.evaluator.firing() + self._live_external(now) + self._resolved
+        self._resolved = []
+        self.router.update(alerts, now)
+        if self._counters is not None:
+            counts: dict[tuple[str, str], int] = {}
+            for a in alerts:
+                if a.status == "firing":
+                    key = (a.name, a.labels.get("severity", ""))
+                    counts[key] = counts.get(key, 0) + 1
+            self._counters.firing(counts)
+        notes = self.router.due(now, self.silences)
+        if notes:
+            outgoing = [self._outgoing(n) for n in notes if n.receiver in self.receivers]
+            for n in notes:
+                if n.receiver not in self.receivers:
+                    log.error("no receiver named %r: notification for %s dropped",
+                              n.receiver, n.group_key)
+            documents = {ROUTER_DOC: self.router.snapshot(),
+                         EXTERNAL_DOC: [_external_to_json(a) for a in self._external.values()]}
+            await asyncio.to_thread(self.store.enqueue, outgoing, now, documents)
+            for item in outgoing:
+                self._send_wake[item.receiver].set()
+        due = self.router.next_due(now)
+        return FLUSH_EVERY if due is None else max(0.05, min(FLUSH_EVERY,
+                                                             (due - now).total_seconds()))
+
+    def _outgoing(self, note: Notification) -> Outgoing:
+        text, buttons = self.receivers[note.receiver].render(note)
+        kind = "firing" if note.firing else "resolved"
+        return Outgoing(note.receiver, kind, note.group_key,
+                        [_brief(a) for a in (*note.firing, *note.resolved)], text, buttons)
+
+    # --- senders ---------------------------------------------------------------------------
+    async def _send_loop(self, receiver: Receiver) -> None:
+        wake = self._send_wake[receiver.name]
+        while True:
+            try:
+                wait = await self.send_next(receiver)
+            except Exception:
+                log.exception("sending for receiver %s failed; retrying", receiver.name)
+                wait = 5.0
+            if wait is None:
+                continue
+            wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), wait)
+
+    async def send_next(self, receiver: Receiver) -> float | None:
+        """Send the receiver's oldest unsent notification if it is due. Returns seconds to
+        wait before looking again, or None to look again at once."""
+        head = await asyncio.to_thread(self.store.next_pending, receiver.name)
+        if head is None:
+            return 30.0
+        item, due = head
+        now = self._clock()
+        if due > now:
+            return (due - now).total_seconds()
+        try:
+            chat_id, message_id = await receiver.send(item.text, item.buttons)
+        except NotifyError as exc:
+            if exc.retry_after is None:
+                log.error("notification %d to %s failed for good: %s", item.id,
+                          receiver.name, exc)
+                await asyncio.to_thread(self.store.mark_failed, item.id, str(exc))
+                self._count(receiver.name, "failed")
+                return None
+            delay = max(exc.retry_after, min(MAX_BACKOFF, 2.0 ** item.attempts))
+            log.warning("notification %d to %s not sent (%s); next try in %.0f s", item.id,
+                        receiver.name, exc, delay)
+            await asyncio.to_thread(self.store.mark_retry, item.id, str(exc),
+                                    now + timedelta(seconds=delay))
+            self._count(receiver.name, "retry")
+            return delay
+        await asyncio.to_thread(self.store.mark_sent, item.id, chat_id, message_id,
+                                self._clock())
+        self._count(receiver.name, "sent")
+        return None
+
+    def _count(self, receiver: str, outcome: str) -> None:
+        if self._counters is not None:
+            self._counters.notified(receiver, outcome)
+
+
+def _external_to_json(alert: Alert) -> dict[str, Any]:
+    return {"labels": dict(alert.labels), "annotations": dict(alert.annotations),
+            "starts_at": alert.starts_at.isoformat() if alert.starts_at else None,
+            "ends_at": alert.ends_at.isoformat() if alert.ends_at else None}
+
+
+def _external_from_json(data: Mapping[str, Any]) -> Alert:
+    def when(key: str) -> datetime | None:
+        return datetime.fromisoformat(data[key]) if data.get(key) else None
+
+    return Alert(dict(data.get("labels", {})), dict(data.get("annotations", {})), "firing",
+                 when("starts_at"), when("ends_at"), "alertmanager")

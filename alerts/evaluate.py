@@ -1,0 +1,135 @@
+"""Rules applied to probe results: for each result, every rule whose `match` selects the
+target is evaluated, and `alerts.state.step` moves that (rule, target) pair along.
+
+The evaluator only keeps the states and turns them into `Alert` values; what to send and
+when is the router's business. States that changed are collected for the caller to persist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from alerts.builtin import RuleSpec, matches
+from alerts.model import Alert
+from alerts.state import AlertState, Change, Timing, step
+from alerts.store import StateKey
+from alerts.template import pieces, render
+
+DETAIL = "failure_detail"  # kept with the values: the probe's words for what went wrong
+
+
+@dataclass(frozen=True)
+class Transition:
+    key: StateKey
+    change: Change
+    alert: Alert
+
+
+def _value(rule: RuleSpec, values: Mapping[str, Any]) -> str:
+    """The values that tripped the rule, as "block_lag = 12"."""
+    return ", ".join(f"{n} = {_fmt(values[n])}" for n in rule.condition.names if n in values)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.3f}".rstrip("0").rstrip(".")
+    return str(value)
+
+
+class Evaluator:
+    def __init__(self, rules: Sequence[RuleSpec], states: Mapping[StateKey, AlertState],
+                 targets: Mapping[str, Mapping[str, str]], resolve_after: int = 2) -> None:
+        """`targets`: every target's labels (with `type`), known up front so that an alert
+        restored after a restart has the same labels, hence the same fingerprint."""
+        self._rules = list(rules)
+        self._timing = {r.name: Timing(r.for_, r.failures, resolve_after) for r in rules}
+        known = {r.name for r in rules}
+        # states of rules no longer configured are dropped, quietly
+        self._states = {k: s for k, s in states.items() if k[0] in known}
+        self._labels = {name: {**labels, "target": name} for name, labels in targets.items()}
+        self._dirty: dict[StateKey, AlertState] = {}
+
+    @property
+    def rules(self) -> list[RuleSpec]:
+        return list(self._rules)
+
+    def observe(self, target: str, labels: Mapping[str, str], values: Mapping[str, Any],
+                now: datetime, detail: str = "") -> list[Transition]:
+        """Evaluate every rule for one target's new values; returns the phase changes."""
+        full = {**labels, "target": target}
+        self._labels[target] = full
+        out: list[Transition] = []
+        for rule in self._rules:
+            if not matches(rule.match, full):
+                continue
+            key = (rule.name, target)
+            before = self._states.get(key, AlertState())
+            holds = rule.condition.evaluate(values)
+            kept = self._kept(rule, values)
+            if detail:
+                kept[DETAIL] = detail[:500]
+            after, change = step(before, holds, now, self._timing[rule.name],
+                                 kept if holds else before.values)
+            if after != before:
+                self._states[key] = after
+                self._dirty[key] = after
+            if change is not None:
+                context = {**values, **full, "alertname": rule.name, "severity": rule.severity}
+                alert = self._alert(rule, target, after, change, now,
+                                    render(rule.summary, context) if rule.summary else "",
+                                    detail)
+                out.append(Transition(key, change, alert))
+        return out
+
+    def _alert(self, rule: RuleSpec, target: str, state: AlertState, change: Change,
+               now: datetime, summary: str, detail: str) -> Alert:
+        labels = {**self._labels.get(target, {"target": target}), "alertname": rule.name,
+                  "severity": rule.severity}
+        annotations = {"summary": summary or f"{rule.name} on {target}",
+                       "value": _value(rule, state.values), "condition": rule.condition.text}
+        if detail:
+            annotations["detail"] = detail
+        if change == "resolved":
+            return Alert(labels, annotations, "resolved", None, now)
+        return Alert(labels, annotations, "firing", state.since)
+
+    def firing(self) -> list[Alert]:
+        """Every alert that is firing now (with its last rendered annotations)."""
+        return [a for a, phase in self._current() if phase == "firing"]
+
+    def current(self) -> list[tuple[Alert, str]]:
+        """Pending and firing alerts with their phase, for the API and the bot."""
+        return list(self._current())
+
+    def _current(self) -> Iterable[tuple[Alert, str]]:
+        by_name = {r.name: r for r in self._rules}
+        for (rule_name, target), state in sorted(self._states.items()):
+            if state.phase == "inactive":
+                continue
+            rule = by_name[rule_name]
+            labels = {**self._labels.get(target, {"target": target}),
+                      "alertname": rule_name, "severity": rule.severity}
+            context = {**state.values, **labels}
+            summary = render(rule.summary, context) if rule.summary else f"{rule_name} on {target}"
+            annotations = {"summary": summary, "condition": rule.condition.text,
+                           "value": _value(rule, state.values)}
+            if state.values.get(DETAIL):
+                annotations["detail"] = str(state.values[DETAIL])
+            yield Alert(labels, annotations, "firing", state.since), state.phase
+
+    @staticmethod
+    def _kept(rule: RuleSpec, values: Mapping[str, Any]) -> dict[str, Any]:
+        """What a state remembers of the values that made it hold: those the condition and
+        the summary name (so messages after a restart still read right)."""
+        wanted = [*rule.condition.names, *(n for kind, n in pieces(rule.summary)
+                                           if kind == "name")]
+        return {n: values[n] for n in wanted if n in values}
+
+    def take_dirty(self) -> dict[StateKey, AlertState]:
+        dirty, self._dirty = self._dirty, {}
+        return dirty

@@ -1,0 +1,277 @@
+"""Prometheus alerting rules equivalent to ours (`crypitor rules export`), for operators who
+alert from Prometheus: each condition becomes PromQL over the series we export, named by
+`catalog`, so a renamed metric cannot leave the exported rules behind.
+
+How a condition translates. Ours fires for a target when it is True under three-valued
+logic, where an absent value makes a comparison unknown. A PromQL filter keeps the series for
+which it holds, and an absent series is neither kept nor negated, which is the same unknown.
+So the condition is first put in negation normal form: `not` is pushed down with De Morgan's
+laws (which hold in three-valued logic) onto the comparisons, where it flips the operator
+(`not block_lag > 5` is `block_lag <= 5`: absent stays absent, as `not unknown` is unknown).
+Then a comparison is a filter (`crypitor_chain_block_lag > 5`), `and` is `and on(target)`
+(keep the targets that pass both sides) and `or` is `or on(target)` (targets passing either).
+`true`/`false` are 1/0. `match` becomes label matchers where every metric of the rule carries
+those labels, else a join with `probe_success{...}`, which carries `type` and every target
+label. A rule is left out, with a comment saying why, when a value has no series (text values
+such as `failure_reason`) or when it mixes the webhook service's values with a target's.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import catalog.metrics as m
+from alerts import AlertError
+from alerts.builtin import RuleSpec
+from alerts.expr import VALUE_KINDS, And, Compare, Node, Not, Operand, compare
+from alerts.template import pieces
+from catalog import MetricDef
+
+# value name → the metric holding it, and the PromQL giving the value from its selector
+_SERIES: Mapping[str, tuple[MetricDef, Callable[[str], str]]] = {
+    "success": (m.PROBE_SUCCESS, str),
+    "duration_seconds": (m.PROBE_DURATION, str),
+    # the exporter writes 0 when no answer came; for us the value is then absent
+    "status_code": (m.PROBE_HTTP_STATUS, lambda s: f"({s} != 0)"),
+    "cert_expiry_days": (m.PROBE_SSL_EXPIRY, lambda s: f"(({s} - time()) / 86400)"),
+    "body_bytes": (m.PROBE_HTTP_BODY_BYTES, str),
+    "connect_seconds": (m.PROBE_TCP_CONNECT, str),
+    "delivery_seconds": (m.PROBE_CANARY_DELIVERY, str),
+    "head_block": (m.CHAIN_HEAD, str),
+    "block_lag": (m.CHAIN_LAG, str),
+    "head_age_seconds": (m.CHAIN_HEAD_AGE, str),
+    "peers": (m.CHAIN_PEERS, str),
+    "syncing": (m.CHAIN_SYNCING, str),
+    "chain_id": (m.CHAIN_ID, str),
+    "lib_lag": (m.CHAIN_LIB_LAG, str),
+    "load_factor": (m.CHAIN_LOAD_FACTOR, str),
+    "queue_depth": (m.WEBHOOK_QUEUE_DEPTH, str),
+    "oldest_pending_age_seconds": (m.WEBHOOK_OLDEST_PENDING, str),
+}
+_NO_SERIES = {
+    "failure_reason": "is text; no series holds it",
+    "server_state": "is text; the exported rank gauge is not a faithful stand-in",
+    "delivery_failure_ratio": "is computed by the monitor; no series holds it",
+}
+# label names our metrics define themselves; any other match key is a target's own label,
+# which every per-target series carries
+_OWN_LABELS = frozenset({"target"} | {label for d in m.ALL for label in d.labels})
+_NEGATED = {"==": "!=", "!=": "==", "<": ">=", ">=": "<", ">": "<=", "<=": ">"}
+_FLIPPED = {"==": "==", "!=": "!=", "<": ">", ">": "<", "<=": ">=", ">=": "<="}
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+class _Skip(AlertError):
+    """The rule has no PromQL equivalent; the message says why."""
+
+
+@dataclass(frozen=True)
+class PromRule:
+    name: str
+    expr: str
+    for_: float
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    notes: tuple[str, ...] = ()  # caveats, written as comments above the rule
+
+
+@dataclass(frozen=True)
+class Skipped:
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class _Query:
+    text: str
+    value: str | None  # the value name whose number the result's samples carry ($value)
+    compound: bool = False
+
+
+@dataclass(frozen=True)
+class _Translator:
+    matchers: str = ""  # `{k="v", ...}` put into every selector, or "" when joined instead
+    per_target: bool = True  # series carry `target`: match sides on it
+
+    def node(self, node: Node, negate: bool) -> _Query | bool:
+        if isinstance(node, Not):
+            return self.node(node.operand, not negate)
+        if isinstance(node, Compare):
+            return self.compare(node, negate)
+        # De Morgan: a negated `and` is an `or` of the negated operands, and the reverse
+        conjunction = isinstance(node, And) != negate
+        parts = [self.node(o, negate) for o in node.operands]
+        if (not conjunction) in parts:  # False in an and, True in an or: decides it
+            return not conjunction
+        queries = [p for p in parts if isinstance(p, _Query)]
+        if not queries:
+            return conjunction
+        if len(queries) == 1:
+            return queries[0]
+        op = ("and" if conjunction else "or") + (" on(target)" if self.per_target else "")
+        text = f" {op} ".join(f"({q.text})" if q.compound else q.text for q in queries)
+        values = {q.value for q in queries}
+        value = queries[0].value if conjunction else (values.pop() if len(values) == 1 else None)
+        return _Query(text, value, compound=True)
+
+    def compare(self, node: Compare, negate: bool) -> _Query | bool:
+        op = _NEGATED[node.op] if negate else node.op
+        left, right = node.left, node.right
+        if not left.name and not right.name:
+            return bool(compare(left.literal, op, right.literal))
+        if not left.name:
+            left, right, op = right, left, _FLIPPED[op]
+        if right.name:
+            on = " on(target)" if self.per_target else ""
+            return _Query(f"{self.series(left)} {op}{on} {self.series(right)}", left.name)
+        return _Query(f"{self.series(left)} {op} {_number(right.literal)}", left.name)
+
+    def series(self, operand: Operand) -> str:
+        metric, expression = _SERIES[operand.name]
+        return expression(metric.name + self.matchers)
+
+
+def translate(rule: RuleSpec) -> PromRule | Skipped:
+    try:
+        return _translate(rule)
+    except _Skip as exc:
+        return Skipped(rule.name, str(exc))
+
+
+def _translate(rule: RuleSpec) -> PromRule:
+    names = rule.condition.names
+    for name in names:
+        if name not in _SERIES:
+            raise _Skip(f"{name} {_NO_SERIES.get(name, 'has no series')}")
+    scopes = {_SERIES[n][0].per_target for n in names}
+    if len(scopes) > 1:
+        raise _Skip("it mixes the webhook service's values with a target's")
+    for key in rule.match:
+        if not _LABEL_NAME.fullmatch(key):
+            raise _Skip(f"match key {key!r} is not a Prometheus label name")
+    per_target = scopes != {False}
+    if not per_target and rule.match and dict(rule.match) != {"type": "service"}:
+        raise _Skip("the webhook service's series carry no target labels to match "
+                    f"{dict(rule.match)} on")
+    matchers = _matchers(rule.match) if per_target else ""
+    metrics = {_SERIES[n][0] for n in names}
+    inline = all(_carries(d, key) for d in metrics for key in rule.match)
+    translator = _Translator(matchers if inline else "", per_target)
+    query = translator.node(rule.condition.root, negate=False)
+    if isinstance(query, bool):
+        raise _Skip(f"the condition is always {str(query).lower()}")
+    expr = query.text
+    if matchers and not inline:
+        expr = f"({expr}) and on(target) {m.PROBE_SUCCESS.name}{matchers}"
+    notes: tuple[str, ...] = ()
+    if rule.failures:
+        notes = (f"fires natively after {rule.failures} failed evaluations in a row; Prometheus "
+                 "counts time, not probes, so choose a `for` that suits your scrape interval",)
+    annotations = {"summary": _summary(rule, query.value),
+                   "condition": _go_text(rule.condition.text)}
+    return PromRule(rule.name, expr, rule.for_, {"severity": rule.severity}, annotations, notes)
+
+
+def _carries(metric: MetricDef, key: str) -> bool:
+    """Whether every series of `metric` has label `key` meaning what the target's label does."""
+    return key == "target" or (key == "type" and key in metric.labels) or key not in _OWN_LABELS
+
+
+def _matchers(match: Mapping[str, str]) -> str:
+    if not match:
+        return ""
+    # a PromQL string takes JSON's escapes, but raw (not surrogate-paired) non-ASCII text
+    pairs = (f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in sorted(match.items()))
+    return "{" + ", ".join(pairs) + "}"
+
+
+def _number(value: object) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return repr(value)
+
+
+def _go_text(text: str) -> str:
+    """Literal text in a Prometheus (Go) template: a `{` could open an action, so each is
+    written as an action printing it."""
+    return text.replace("{", '{{ "{" }}')
+
+
+def _summary(rule: RuleSpec, value: str | None) -> str:
+    out: list[str] = []
+    for kind, text in pieces(rule.summary or f"{rule.name} on {{target}}"):
+        if kind == "text":
+            out.append(_go_text(text))
+        elif text == value:
+            out.append("{{ $value }}")
+        elif text in ("alertname", "severity"):
+            out.append(_go_text(rule.name if text == "alertname" else rule.severity))
+        elif text in VALUE_KINDS:
+            out.append("?")  # as when the value is absent: the result carries one number only
+        else:
+            out.append(f"{{{{ $labels.{text} }}}}")
+    return "".join(out)
+
+
+def export(rules: Sequence[RuleSpec], source: str = "") -> str:
+    """A Prometheus rule file with one group, `crypitor`, holding every rule that translates."""
+    lines = [
+        "# Prometheus alerting rules generated by `crypitor rules export`"
+        + (f" from {_comment(source)}" if source else "") + ".",
+        "# Each condition is translated to PromQL over the series Crypitor exports; see",
+        "# alerts/promrules.py for how three-valued conditions map to PromQL.",
+        "groups:",
+        "  - name: crypitor",
+    ]
+    body: list[str] = []
+    translated = 0
+    for rule in rules:
+        result = translate(rule)
+        if isinstance(result, Skipped):
+            body.append(f"      # {result.name} is not exported: {_comment(result.reason)}")
+            continue
+        translated += 1
+        body += [f"      # {result.name}: {_comment(n)}" for n in result.notes]
+        body += [f"      - alert: {_quote(result.name)}", f"        expr: {_quote(result.expr)}"]
+        if result.for_ > 0:
+            body.append(f"        for: {_duration(result.for_)}")
+        for section, entries in (("labels", result.labels),
+                                 ("annotations", result.annotations)):
+            body.append(f"        {section}:")
+            body += [f"          {k}: {_quote(v)}" for k, v in entries.items()]
+    lines.append("    rules:" if translated else "    rules: []")
+    return "\n".join(lines + body) + "\n"
+
+
+def _quote(text: str) -> str:
+    """A YAML double-quoted scalar; everything outside printable ASCII is escaped, so no
+    character can end the scalar, fold a line or be read differently by another parser."""
+    out = ['"']
+    for char in text:
+        code = ord(char)
+        if char in '"\\':
+            out.append("\\" + char)
+        elif 0x20 <= code < 0x7F:
+            out.append(char)
+        elif code <= 0xFFFF:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    out.append('"')
+    return "".join(out)
+
+
+def _comment(text: str) -> str:
+    return " ".join(text.split())  # one line, whatever the text held
+
+
+def _duration(seconds: float) -> str:
+    """Seconds as a Prometheus duration in the largest unit that keeps it exact: `2m`."""
+    ms = round(seconds * 1000)
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"

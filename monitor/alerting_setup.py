@@ -1,0 +1,197 @@
+"""Alerting wired into the monitor: rules, router, store and Telegram receivers built from
+`[alerts]`, probe results fed in, the embedded webhook service watched as a target of type
+`service`, and the on-call bots started. `crypitor run` uses `MonitorAlerting`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+import catalog.metrics as m
+from alerts import NotifyError
+from alerts.alerting import Alerting
+from alerts.bot import Down, OnCallBot
+from alerts.builtin import all_rules
+from alerts.evaluate import Evaluator
+from alerts.model import Notification
+from alerts.routing import Router
+from alerts.store import AlertStore
+from alerts.telegram import TelegramSender
+from alerts.telegram_format import Message, format_notification
+from monitor.alertconfig import AlertsSection
+from monitor.secrets import resolve
+from monitor.state import TargetState
+
+log = logging.getLogger(__name__)
+SERVICE_TARGET = "webhook-service"
+SERVICE_EVERY = 30.0  # seconds between looks at the embedded service
+CHAT_DOC = "telegram-chat:"
+
+
+class TelegramReceiver:
+    """One `[[alerts.receivers]]` entry: renders notifications and sends them, starting the
+    bot on first use so that Telegram being down at start-up delays, never stops, the
+    monitor."""
+
+    def __init__(self, name: str, sender: TelegramSender) -> None:
+        self._name, self.sender = name, sender
+        self._started = False
+        self._lock = asyncio.Lock()
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def ready(self) -> None:
+        async with self._lock:
+            if not self._started:
+                await self.sender.start()  # NotifyError when Telegram cannot be reached
+                self._started = True
+
+    def render(self, note: Notification) -> tuple[str, tuple[tuple[str, str], ...]]:
+        message = format_notification(note, datetime.now(UTC))
+        return message.text, message.buttons
+
+    async def send(self, text: str, buttons: Sequence[tuple[str, str]]) -> tuple[str, int]:
+        await self.ready()
+        sent = await self.sender.send(Message(text, tuple((a, b) for a, b in buttons)))
+        return sent.chat_id, sent.message_id
+
+    async def close(self) -> None:
+        if self._started:
+            await self.sender.close()
+
+
+class _Counters:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._sent = Counter(m.NOTIFICATIONS.name, m.NOTIFICATIONS.help,
+                             m.NOTIFICATIONS.labels, registry=registry)
+        self._firing = Gauge(m.ALERTS_FIRING.name, m.ALERTS_FIRING.help,
+                             m.ALERTS_FIRING.labels, registry=registry)
+        self._shown: set[tuple[str, str]] = set()
+
+    def notified(self, receiver: str, outcome: str) -> None:
+        self._sent.labels(receiver, outcome).inc()
+
+    def firing(self, counts: Mapping[tuple[str, str], int]) -> None:
+        for key in self._shown - counts.keys():
+            self._firing.labels(*key).set(0)
+        for key, n in counts.items():
+            self._firing.labels(*key).set(n)
+        self._shown |= counts.keys()
+
+
+class MonitorAlerting:
+    def __init__(self, section: AlertsSection, data_dir: Path,
+                 states: Sequence[TargetState], registry: CollectorRegistry,
+                 env: Mapping[str, str], watch_service: bool) -> None:
+        self.states = states
+        self.store = AlertStore(data_dir / "alerts.sqlite3")
+        targets: dict[str, Mapping[str, str]] = {
+            s.name: {**s.config.labels, "type": s.config.type} for s in states}
+        if watch_service:
+            targets[SERVICE_TARGET] = {"type": "service"}
+        evaluator = Evaluator(all_rules(section), self.store.load_states(), targets)
+        route = section.route
+        if not route.receiver and section.receivers:
+            route = replace(route, receiver=section.receivers[0].name)
+        self.receivers: dict[str, TelegramReceiver] = {}
+        self.bots: list[OnCallBot] = []
+        for i, rc in enumerate(section.receivers):
+            token = resolve(rc.bot_token, f"alerts.receivers[{i}].bot_token", env)
+            chat = resolve(rc.chat_id, f"alerts.receivers[{i}].chat_id", env)
+            chat = self.store.get(CHAT_DOC + rc.name) or chat  # a migrated group's new id
+            sender = TelegramSender(token, chat, message_thread_id=rc.message_thread_id,
+                                    api_url=rc.api_url, on_migrate=self._migrated(rc.name))
+            self.receivers[rc.name] = TelegramReceiver(rc.name, sender)
+        self.alerting = Alerting(evaluator, Router(route, section.inhibit, section.maintenance),
+                                 self.store, self.receivers, _Counters(registry))
+        for rc in section.receivers:
+            allowed = [resolve(c, f"alerts.receivers.{rc.name}.command_chat_ids", env)
+                       for c in rc.command_chat_ids] or [self.receivers[rc.name].sender.chat_id]
+            self.bots.append(OnCallBot(rc.name, self.alerting, self.receivers[rc.name].sender,
+                                       allowed, [s.name for s in states], self.down))
+        if not section.receivers:
+            log.info("no [[alerts.receivers]]: alerts are evaluated and listed at "
+                     "/api/v1/alerts, but nothing is sent")
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _migrated(self, name: str) -> Any:
+        def remember(old: str, new: str) -> None:
+            log.warning("Telegram chat %s of receiver %s became %s; following it", old, name,
+                        new)
+            self.store.put(CHAT_DOC + name, new)
+        return remember
+
+    def down(self) -> list[Down]:
+        return [(s.name, s.last.reason.value if s.last and s.last.reason else "down", s.since)
+                for s in self.states if s.up is False]
+
+    async def start(self, service: Any = None) -> None:
+        await self.alerting.start()
+        for bot, receiver in zip(self.bots, self.receivers.values(), strict=True):
+            self._tasks.append(asyncio.create_task(self._run_bot(bot, receiver)))
+        if service is not None:
+            self._tasks.append(asyncio.create_task(self._watch_service(service)))
+
+    async def _run_bot(self, bot: OnCallBot, receiver: TelegramReceiver) -> None:
+        delay = 1.0
+        while True:
+            try:
+                await receiver.ready()
+                break
+            except NotifyError as exc:
+                log.warning("Telegram receiver %s not reachable yet (%s); retrying in %.0f s",
+                            receiver.name, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(60.0, delay * 2)
+        await bot.run()
+
+    async def _watch_service(self, service: Any) -> None:
+        """The embedded service as a target: queue age and depth, and the share of failed
+        delivery attempts since the last look."""
+        registry = service.metrics.registry
+        name = m.WEBHOOK_DELIVERIES.name + "_total"
+        last: dict[str, float] = {}
+        while True:
+            await asyncio.sleep(SERVICE_EVERY)
+            try:
+                stats = await service.store.stats(datetime.now(UTC))
+            except Exception as exc:  # the store is down: that is what the probes report
+                log.debug("cannot read the service's queue: %s", exc)
+                continue
+            now = {o: registry.get_sample_value(name, {"outcome": o}) or 0.0
+                   for o in ("success", "retry", "failed", "dead")}
+            delta = {o: now[o] - last.get(o, 0.0) for o in now}
+            last = now
+            values: dict[str, Any] = {"success": True, "queue_depth": stats.depth,
+                                      "oldest_pending_age_seconds": stats.oldest_pending_age}
+            total = sum(delta.values())
+            if total > 0:
+                values["delivery_failure_ratio"] = (total - delta["success"]) / total
+            self.alerting.observe(SERVICE_TARGET, {"type": "service"}, values)
+
+    def observe(self, state: TargetState, values: Mapping[str, Any], detail: str) -> None:
+        self.alerting.observe(state.name, {**state.config.labels, "type": state.config.type},
+                              values, detail)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.alerting.stop()
+        for receiver in self.receivers.values():
+            with contextlib.suppress(Exception):
+                await receiver.close()
+        self.store.close()

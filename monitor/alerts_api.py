@@ -1,0 +1,140 @@
+"""The monitor's alerting endpoints: alerts, the notification history, silences and the
+Alertmanager bridge. Mounted by `monitor.api.MonitorApi`, whose middlewares make errors JSON
+and demand the API key on POST and DELETE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+
+from alerts import alertmanager
+from alerts.alerting import Alerting
+from alerts.model import Alert
+from alerts.silences import Silence, SilenceError, parse_duration, silence_id
+
+
+def _error(status: int, message: str, field: str | None = None) -> web.Response:
+    return web.json_response({"error": message, "field": field}, status=status)
+
+
+def alert_json(alert: Alert, state: str, muted: str | None) -> dict[str, Any]:
+    return {"alertname": alert.name, "target": alert.labels.get("target"), "state": state,
+            "severity": alert.labels.get("severity"), "fingerprint": alert.fingerprint,
+            "since": alert.starts_at.isoformat() if alert.starts_at else None,
+            "muted": muted, "source": alert.source, "labels": dict(alert.labels),
+            "annotations": dict(alert.annotations)}
+
+
+def silence_json(s: Silence, now: datetime) -> dict[str, Any]:
+    return {"id": s.id, "matchers": dict(s.matchers), "starts_at": s.starts_at.isoformat(),
+            "ends_at": s.ends_at.isoformat(), "comment": s.comment,
+            "created_by": s.created_by, "active": s.is_active(now)}
+
+
+class AlertsApi:
+    def __init__(self, alerting: Alerting) -> None:
+        self.alerting = alerting
+
+    def routes(self, router: web.UrlDispatcher) -> None:
+        router.add_get("/api/v1/alerts", self.alerts)
+        router.add_get("/api/v1/notifications", self.notifications)
+        router.add_get("/api/v1/silences", self.silences)
+        router.add_post("/api/v1/silences", self.add_silence)
+        router.add_delete("/api/v1/silences/{id}", self.delete_silence)
+        router.add_post("/api/v1/alertmanager", self.from_alertmanager)
+
+    async def alerts(self, _r: web.Request) -> web.Response:
+        return web.json_response([alert_json(a, state, muted)
+                                  for a, state, muted in self.alerting.current()])
+
+    async def notifications(self, request: web.Request) -> web.Response:
+        try:
+            limit = min(1000, max(1, int(request.query.get("limit", "100"))))
+        except ValueError:
+            return _error(400, "must be a whole number", "limit")
+        return web.json_response(await asyncio.to_thread(self.alerting.store.history, limit))
+
+    async def silences(self, _r: web.Request) -> web.Response:
+        now = datetime.now(UTC)
+        return web.json_response([silence_json(s, now)
+                                  for s in self.alerting.silences.active(now)])
+
+    async def add_silence(self, request: web.Request) -> web.Response:
+        body = await _json(request)
+        if not isinstance(body, dict):
+            return _error(422, "must be a JSON object")
+        now = datetime.now(UTC)
+        matchers = body.get("matchers")
+        if (not isinstance(matchers, dict) or not matchers
+                or not all(isinstance(v, str) for v in matchers.values())):
+            return _error(422, 'must be an object of label values, like {"target": "eth"}',
+                          "matchers")
+        try:
+            starts = _when(body.get("starts_at"), now, "starts_at")
+            if "ends_at" in body:
+                ends = _when(body["ends_at"], now, "ends_at")
+            else:
+                duration = body.get("duration", "1h")
+                if not isinstance(duration, str):
+                    raise _Bad('must be a duration like "2h"', "duration")
+                try:
+                    ends = starts + parse_duration(duration)
+                except SilenceError as exc:
+                    raise _Bad(str(exc), "duration") from None
+            comment, who = body.get("comment", ""), body.get("created_by", "api")
+            if not isinstance(comment, str) or not isinstance(who, str):
+                raise _Bad("must be a string", "comment" if not isinstance(comment, str)
+                           else "created_by")
+            silence = Silence(silence_id(matchers, who, now), dict(matchers), starts, ends,
+                              comment[:500], who[:100])
+        except _Bad as bad:
+            return _error(422, bad.message, bad.field)
+        except SilenceError as exc:
+            return _error(422, str(exc), "ends_at")
+        await self.alerting.add_silence(silence)
+        return web.json_response(silence_json(silence, now), status=201)
+
+    async def delete_silence(self, request: web.Request) -> web.Response:
+        expired = await self.alerting.expire_silence(request.match_info["id"])
+        if expired is None:
+            return _error(404, "no such silence", "id")
+        return web.json_response(silence_json(expired, datetime.now(UTC)))
+
+    async def from_alertmanager(self, request: web.Request) -> web.Response:
+        body = await _json(request)
+        try:
+            alerts = alertmanager.parse(body)
+        except alertmanager.PayloadError as exc:
+            return _error(422, exc.message, exc.field)
+        self.alerting.receive_external(alerts)
+        return web.json_response({"received": len(alerts)})
+
+
+class _Bad(Exception):
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.message, self.field = message, field
+
+
+async def _json(request: web.Request) -> Any:
+    try:
+        return json.loads(await request.read())
+    except (ValueError, RecursionError):
+        raise web.HTTPBadRequest(reason="body is not valid JSON") from None
+
+
+def _when(value: Any, now: datetime, field: str) -> datetime:
+    if value is None:
+        return now
+    try:
+        when = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise _Bad('must be an ISO 8601 time with a zone, like "2026-11-26T12:00:00Z"', field)
+    return when if when > now - timedelta(days=3650) else now

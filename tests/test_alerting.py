@@ -1,0 +1,283 @@
+"""Alerting end to end: a real local target goes down and comes back, `crypitor run`'s
+monitor (in process) evaluates, routes and sends through the fake Telegram Bot API."""
+
+from __future__ import annotations
+
+import asyncio
+import tomllib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from monitor.app import Monitor
+from monitor.config import Config, parse
+from tests.support.fake_telegram import FakeTelegram
+from tests.support.net import free_port
+
+pytestmark = pytest.mark.timeout(90)
+CHAT = "-1001234567890"
+OTHER_CHAT = "-1009999"
+KEY = "test-monitor-key"
+
+
+@dataclass
+class Site:
+    url: str = ""
+    status: int = 200
+
+
+@pytest.fixture
+async def site() -> AsyncIterator[Site]:
+    s = Site()
+
+    async def handle(_r: web.Request) -> web.Response:
+        return web.Response(status=s.status, text="ok" if s.status == 200 else "broken")
+
+    app = web.Application()
+    app.router.add_get("/", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    s.url = f"http://127.0.0.1:{port}/"
+    yield s
+    await runner.cleanup()
+
+
+def config(tmp_path: Path, site: Site, fake: FakeTelegram, extra: str = "") -> Config:
+    text = f"""
+[monitor]
+listen = "127.0.0.1:{free_port()}"
+data_dir = "{tmp_path / 'data'}"
+api_keys = ["{KEY}"]
+[service]
+enabled = false
+[[targets]]
+name = "eth-main"
+type = "http"
+url = "{site.url}"
+interval = "200ms"
+timeout = "150ms"
+labels = {{ team = "<b>chain</b> & co" }}
+[alerts]
+[[alerts.receivers]]
+name = "oncall"
+bot_token = "env:TEST_BOT_TOKEN"
+chat_id = "{CHAT}"
+api_url = "{fake.url}"
+command_chat_ids = ["{CHAT}"]
+[alerts.route]
+receiver = "oncall"
+group_wait = "0s"
+group_interval = "1s"
+{extra}
+"""
+    return parse(tomllib.loads(text), tmp_path / "config.toml")
+
+
+Started = Callable[..., Any]
+
+
+@pytest.fixture
+async def monitor(tmp_path: Path, site: Site,
+                  fake_telegram: FakeTelegram) -> AsyncIterator[Started]:
+    running: list[Monitor] = []
+
+    async def start(extra: str = "") -> Monitor:
+        m = Monitor(config(tmp_path, site, fake_telegram, extra),
+                    {"TEST_BOT_TOKEN": fake_telegram.token})
+        await m.start()
+        running.append(m)
+        return m
+
+    yield start
+    for m in running:
+        await m.stop()
+
+
+async def until(check: Callable[[], bool], seconds: float = 20.0) -> None:
+    async with asyncio.timeout(seconds):
+        while not check():
+            await asyncio.sleep(0.05)
+
+
+def texts(fake: FakeTelegram) -> list[str]:
+    return [s.text for s in fake.sent if s.chat_id == CHAT]
+
+
+async def api(m: Monitor, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    base = f"http://{m.config.monitor.listen}"
+    async with aiohttp.ClientSession() as http, http.request(
+            method, base + path, json=body,
+            headers={"Authorization": f"Bearer {KEY}"}) as resp:
+        return resp.status, await resp.json()
+
+
+async def test_down_fires_once_and_recovery_resolves_once(
+        monitor: Started, site: Site, fake_telegram: FakeTelegram) -> None:
+    m = await monitor()
+    await asyncio.sleep(0.6)
+    assert texts(fake_telegram) == []
+    site.status = 500
+    await until(lambda: len(texts(fake_telegram)) == 1)
+    firing = fake_telegram.sent[0]
+    assert "FIRING" in firing.text and "TargetDown" in firing.text
+    assert "eth-main is down: status" in firing.text and "status 500" in firing.text
+    assert firing.parse_mode == "HTML" and firing.reply_markup is not None
+    await asyncio.sleep(1.5)  # still down: no storm
+    assert len(texts(fake_telegram)) == 1
+    _, alerts = await api(m, "GET", "/api/v1/alerts")
+    assert [(a["alertname"], a["target"], a["state"]) for a in alerts] == [
+        ("TargetDown", "eth-main", "firing")]
+    site.status = 200
+    await until(lambda: len(texts(fake_telegram)) == 2)
+    assert "RESOLVED" in texts(fake_telegram)[1]
+    await asyncio.sleep(1.5)
+    assert len(texts(fake_telegram)) == 2
+    _, history = await api(m, "GET", "/api/v1/notifications")
+    assert [(h["kind"], h["status"]) for h in history] == [("resolved", "sent"),
+                                                          ("firing", "sent")]
+
+
+async def test_a_restart_while_firing_neither_forgets_nor_repeats(
+        monitor: Started, site: Site, fake_telegram: FakeTelegram) -> None:
+    first = await monitor()
+    site.status = 500
+    await until(lambda: len(texts(fake_telegram)) == 1)
+    await first.stop()
+    second = await monitor()
+    await asyncio.sleep(2.0)
+    assert len(texts(fake_telegram)) == 1  # firing remembered, not sent again
+    _, alerts = await api(second, "GET", "/api/v1/alerts")
+    assert [a["state"] for a in alerts] == ["firing"]
+    site.status = 200
+    await until(lambda: len(texts(fake_telegram)) == 2)
+    assert "RESOLVED" in texts(fake_telegram)[1]
+
+
+async def test_telegram_failures_delay_but_lose_and_repeat_nothing(
+        monitor: Started, site: Site, fake_telegram: FakeTelegram) -> None:
+    fake_telegram.fail("sendMessage", 429, "Too Many Requests: retry after 1", retry_after=1)
+    fake_telegram.fail("sendMessage", 500, "Internal Server Error")
+    fake_telegram.fail("sendMessage", 502, "Bad Gateway")
+    m = await monitor()
+    site.status = 500
+    await until(lambda: len(texts(fake_telegram)) == 1, 30)
+    _, history = await api(m, "GET", "/api/v1/notifications")
+    assert len(history) == 1 and history[0]["status"] == "sent"
+    assert history[0]["attempts"] == 4
+    await asyncio.sleep(1.0)
+    assert len(texts(fake_telegram)) == 1
+
+
+async def test_an_outbox_of_unsent_messages_survives_a_restart(
+        monitor: Started, site: Site, fake_telegram: FakeTelegram) -> None:
+    fake_telegram.fail("sendMessage", 429, "Too Many Requests: retry after 3", retry_after=3)
+    first = await monitor()
+    site.status = 500
+
+    async def attempts() -> list[tuple[str, int]]:
+        _, history = await api(first, "GET", "/api/v1/notifications")
+        return [(h["status"], h["attempts"]) for h in history]
+
+    async with asyncio.timeout(20):
+        while await attempts() != [("pending", 1)]:
+            await asyncio.sleep(0.05)
+    await first.stop()  # the message is written, Telegram has not taken it yet
+    assert texts(fake_telegram) == []
+    await monitor()
+    await until(lambda: len(texts(fake_telegram)) == 1)
+    await asyncio.sleep(1.0)
+    assert len(texts(fake_telegram)) == 1
+
+
+async def test_a_silence_mutes_then_the_alert_is_sent_when_it_ends(
+        monitor: Started, site: Site, fake_telegram: FakeTelegram) -> None:
+    m = await monitor()
+    status, silence = await api(m, "POST", "/api/v1/silences",
+                                {"matchers": {"target": "eth-main"}, "duration": "2s",
+                                 "comment": "node upgrade"})
+    assert status == 201 and silence["active"]
+    site.status = 500
+    await asyncio.sleep(1.2)
+    assert texts(fake_telegram) == []
+    _, alerts = await api(m, "GET", "/api/v1/alerts")
+    assert alerts[0]["muted"] == f"silenced by {silence['id']}"
+    await until(lambda: len(texts(fake_telegram)) == 1)
+    assert "FIRING" in texts(fake_telegram)[0]
+
+
+async def test_a_maintenance_window_mutes(
+        monitor: Started, site: Site, fake_telegram: FakeTelegram) -> None:
+    windows = """
+[[alerts.maintenance]]
+name = "always"
+start = "00:00"
+duration = "1d"
+"""
+    m = await monitor(windows)
+    site.status = 500
+    await asyncio.sleep(1.5)
+    _, alerts = await api(m, "GET", "/api/v1/alerts")
+    assert alerts and alerts[0]["muted"] == "maintenance always"
+    assert texts(fake_telegram) == []
+
+
+async def test_bot_commands_obey_only_allowed_chats(
+        monitor: Started, site: Site, fake_telegram: FakeTelegram) -> None:
+    m = await monitor()
+    site.status = 500
+    await until(lambda: len(texts(fake_telegram)) == 1)
+    fake_telegram.add_command(OTHER_CHAT, "/status", user_id=7, username="mallory")
+    fake_telegram.add_command(CHAT, "/status", user_id=42, username="alice")
+    await until(lambda: len(texts(fake_telegram)) == 2)
+    status = texts(fake_telegram)[1]
+    assert "1 of 1 targets down" in status and "eth-main" in status
+    assert not [s for s in fake_telegram.sent if s.chat_id == OTHER_CHAT]
+
+    fake_telegram.add_command(CHAT, "/silence eth-main 1h planned work", user_id=42,
+                              username="alice")
+    await until(lambda: len(texts(fake_telegram)) == 3)
+    assert "Silenced target=eth-main" in texts(fake_telegram)[2]
+    _, silences = await api(m, "GET", "/api/v1/silences")
+    assert [(s["matchers"], s["created_by"]) for s in silences] == [
+        ({"target": "eth-main"}, "@alice")]
+    fake_telegram.add_command(CHAT, "/unsilence eth-main", user_id=42, username="alice")
+    await until(lambda: len(texts(fake_telegram)) == 4)
+    assert "Ended 1 silence" in texts(fake_telegram)[3]
+
+    firing = fake_telegram.sent[0]
+    fake_telegram.add_callback(firing, f"ack:{_fingerprint(firing.reply_markup)}")
+    await until(lambda: bool(fake_telegram.answered) and bool(fake_telegram.edits))
+    assert "Acknowledged by @" in str(fake_telegram.edits[-1]["text"])
+
+
+async def test_alertmanager_payloads_reach_telegram(
+        monitor: Started, fake_telegram: FakeTelegram) -> None:
+    m = await monitor()
+    payload: dict[str, Any] = {"version": "4", "status": "firing", "receiver": "crypitor",
+                               "alerts": [
+        {"status": "firing", "labels": {"alertname": "DiskFull", "instance": "db-1",
+                                        "severity": "critical"},
+         "annotations": {"summary": "disk <95%> full"},
+         "startsAt": "2026-11-26T10:00:00Z", "endsAt": "0001-01-01T00:00:00Z"}]}
+    status, body = await api(m, "POST", "/api/v1/alertmanager", payload)
+    assert (status, body) == (200, {"received": 1})
+    await until(lambda: len(texts(fake_telegram)) == 1)
+    assert "DiskFull" in texts(fake_telegram)[0]
+    assert "disk &lt;95%&gt; full" in texts(fake_telegram)[0]
+    payload["alerts"][0]["status"] = "resolved"
+    await api(m, "POST", "/api/v1/alertmanager", payload)
+    await until(lambda: len(texts(fake_telegram)) == 2)
+    assert "RESOLVED" in texts(fake_telegram)[1]
+    status, err = await api(m, "POST", "/api/v1/alertmanager", {"version": "3", "alerts": []})
+    assert (status, err["field"]) == (422, "version")
+
+
+def _fingerprint(markup: Any) -> str:
+    return str(markup["inline_keyboard"][0][0]["callback_data"]).split(":", 1)[1]

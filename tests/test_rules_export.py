@@ -1,0 +1,363 @@
+"""`crypitor rules export`: the built-in and configured rules as a Prometheus rule file that
+the real promtool accepts, and whose expressions select, over the series our exporters
+write, exactly the targets for which our own evaluator says the condition holds."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from alerts.builtin import RuleSpec, all_rules, matches
+from alerts.expr import parse
+from alerts.promrules import PromRule, Skipped, _duration, _quote, export, translate
+from monitor.config import Config
+from monitor.config import parse as parse_config
+from monitor.metrics import ProbeCollector
+from monitor.state import TargetState
+from probes.base import ProbeResult, Reason, Value
+from service.metrics import new_metrics
+from service.models import QueueStats
+from tests.test_monitor_app import promtool
+
+CONFIG = """
+[[targets]]
+name = "eth-ok"
+type = "ethereum"
+url = "http://127.0.0.1:8545"
+labels = { team = "core" }
+
+[[targets]]
+name = "eth-lag"
+type = "ethereum"
+url = "http://127.0.0.1:8546"
+labels = { team = "core" }
+
+[[targets]]
+name = "eth-sync"
+type = "ethereum"
+url = "http://127.0.0.1:8547"
+
+[[targets]]
+name = "eth-partial"
+type = "ethereum"
+url = "http://127.0.0.1:8548"
+
+[[targets]]
+name = "btc"
+type = "bitcoin"
+url = "http://127.0.0.1:8332"
+
+[[targets]]
+name = "web"
+type = "http"
+url = "https://127.0.0.1:8443/"
+labels = { team = "web" }
+
+[[targets]]
+name = "web-ok"
+type = "http"
+url = "https://127.0.0.1:8444/"
+
+[[targets]]
+name = "web-down"
+type = "http"
+url = "https://127.0.0.1:8445/"
+
+[[targets]]
+name = "db"
+type = "tcp"
+url = "tcp://127.0.0.1:5432"
+
+[alerts]
+disable_builtin = ["NodeSyncing"]
+
+[[alerts.rules]]
+name = "EthNodeLagging"
+match = { type = "ethereum" }
+condition = "not (block_lag <= 5 or syncing) and peers < 3"
+for = "2m"
+severity = "critical"
+summary = "{target} is {block_lag} blocks behind ({team}, {alertname}/{severity})"
+
+[[alerts.rules]]
+name = "CertExpiringSoon"
+condition = "cert_expiry_days < 7"
+summary = "{target}'s certificate: {cert_expiry_days} days left"
+
+[[alerts.rules]]
+name = "WebErrors"
+match = { team = "web" }
+condition = "success == false or status_code >= 500"
+severity = "info"
+summary = "web \\"{target}\\" ✓ {{literal}} {{{target}}} {status_code}\\nsecond line"
+
+[[alerts.rules]]
+name = "NotHealthy"
+condition = "not (success and peers >= 3)"
+
+[[alerts.rules]]
+name = "NotOk"
+condition = "status_code != 200"
+
+[[alerts.rules]]
+name = "HeadVsPeers"
+condition = "head_block > peers and chain_id == 1"
+
+[[alerts.rules]]
+name = "Backlog"
+match = { type = "service" }
+condition = "queue_depth > 0 and not oldest_pending_age_seconds < 300"
+
+[[alerts.rules]]
+name = "Folded"
+condition = "block_lag > 5 and 1 < 2 or false"
+
+[[alerts.rules]]
+name = "CertAndSync"
+condition = "cert_expiry_days < 14 and not syncing"
+
+[[alerts.rules]]
+name = "ChainOne"
+condition = "chain_id == 1 or not success"
+
+[[alerts.rules]]
+name = "Reason"
+condition = 'failure_reason == "status"'
+
+[[alerts.rules]]
+name = "ServiceOrNode"
+condition = "queue_depth > 0 or block_lag > 5"
+"""
+
+# what each target's probe said (success, failure reason, values)
+RESULTS: dict[str, tuple[bool, Reason | None, dict[str, Value]]] = {
+    "eth-ok": (True, None, {"head_block": 100, "block_lag": 1, "head_age_seconds": 5.0,
+                            "peers": 10, "syncing": False, "chain_id": 1}),
+    "eth-lag": (True, None, {"head_block": 90, "block_lag": 10, "head_age_seconds": 400.0,
+                             "peers": 2, "syncing": False, "chain_id": 1}),
+    "eth-sync": (False, Reason.SYNCING, {"head_block": 80, "block_lag": 10, "peers": 2,
+                                         "syncing": True, "chain_id": 5}),
+    "eth-partial": (True, None, {"block_lag": 9}),
+    "btc": (True, None, {"head_block": 5, "block_lag": 7, "peers": 1, "syncing": False}),
+    "web": (False, Reason.STATUS, {"status_code": 503, "cert_expiry_days": 3.0,
+                                   "body_bytes": 10}),
+    "web-ok": (True, None, {"status_code": 200, "cert_expiry_days": 10.0, "body_bytes": 2}),
+    "web-down": (False, Reason.REFUSED, {}),
+    "db": (True, None, {"connect_seconds": 0.01}),
+}
+SERVICE: dict[str, Value] = {"queue_depth": 4, "oldest_pending_age_seconds": 900.0}
+EPOCH = datetime.fromtimestamp(0, UTC)  # promtool's clock starts at 0: expiry = days * 86400
+
+
+def load_config(tmp_path: Path) -> tuple[Path, Config]:
+    path = tmp_path / "config.toml"
+    path.write_text(CONFIG)
+    return path, parse_config(tomllib.loads(CONFIG), path)
+
+
+def export_file(tmp_path: Path, config: Path) -> Path:
+    out = tmp_path / "rules.yml"
+    proc = subprocess.run([sys.executable, "-m", "monitor", "rules", "export", "-c",
+                           str(config), "-o", str(out)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def test_export_passes_promtool_check(tmp_path: Path) -> None:
+    config, _ = load_config(tmp_path)
+    out = export_file(tmp_path, config)
+    check = subprocess.run([promtool(), "check", "rules", str(out)], capture_output=True,
+                           text=True, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "SUCCESS: 14 rules found" in check.stdout, check.stdout
+    text = out.read_text()
+    stdout = subprocess.run([sys.executable, "-m", "monitor", "rules", "export", "-c",
+                             str(config)], capture_output=True, text=True, timeout=60)
+    assert stdout.returncode == 0 and stdout.stdout == text
+    assert "NodeSyncing" not in text  # disabled
+    for name, why in (("WebhookDeliveriesFailing", "delivery_failure_ratio is computed by "
+                       "the monitor"),
+                      ("Reason", "failure_reason is text"),
+                      ("ServiceOrNode", "it mixes the webhook service's values with a target's")):
+        assert f"      # {name} is not exported: {why}" in text
+    assert '      - alert: "NodeLagging"\n        expr: "crypitor_chain_block_lag > 5"\n' \
+           "        for: 2m\n" in text
+    assert "      # TargetDown: fires natively after 3 failed evaluations in a row" in text
+
+
+def test_missing_output_directory_is_a_runtime_failure(tmp_path: Path) -> None:
+    config, _ = load_config(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "monitor", "rules", "export", "-c",
+                           str(config), "-o", str(tmp_path / "no" / "rules.yml")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "cannot write" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def exported_series(config: Config) -> list[tuple[str, float]]:
+    """The gauges our exporters write for RESULTS and SERVICE, as `name{labels}` strings."""
+    states = [TargetState(t) for t in config.targets]
+    for state in states:
+        success, reason, values = RESULTS[state.name]
+        state.record(ProbeResult(success, 0.1, EPOCH, values, reason))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ProbeCollector(states))
+    service = new_metrics()
+    service.observe_stats(QueueStats(int(SERVICE["queue_depth"]),
+                                     float(SERVICE["oldest_pending_age_seconds"]), 0))
+    out: list[tuple[str, float]] = []
+    for reg in (registry, service.registry):
+        for family in reg.collect():
+            if family.type != "gauge":
+                continue
+            for s in family.samples:
+                labels = ",".join(f"{k}={json.dumps(v)}" for k, v in sorted(s.labels.items()))
+                out.append((f"{s.name}{{{labels}}}", float(s.value)))
+    return out
+
+
+def natively_firing(rule: RuleSpec, config: Config) -> list[str]:
+    """The targets our own evaluator says the rule holds for ("" for the service)."""
+    targets: list[tuple[str, Mapping[str, str], Mapping[str, Value]]] = [
+        ("", {"target": "service", "type": "service"}, SERVICE)]
+    for t in config.targets:
+        success, reason, values = RESULTS[t.name]
+        result = ProbeResult(success, 0.1, EPOCH, values, reason)
+        targets.append((t.name, {**t.labels, "type": t.type, "target": t.name},
+                        result.named_values()))
+    return sorted(name for name, labels, values in targets
+                  if matches(rule.match, labels) and rule.condition.evaluate(values) is True)
+
+
+def _yaml_list(items: Iterable[str], indent: str) -> str:
+    return "".join(f"\n{indent}- {item}" for item in items) or " []"
+
+
+def test_exported_expressions_select_what_we_evaluate(tmp_path: Path) -> None:
+    """promtool evaluates each exported expression over the series our exporters write;
+    the targets it selects must be those for which our evaluator says the rule holds."""
+    config_path, config = load_config(tmp_path)
+    rules_file = export_file(tmp_path, config_path)
+    series = _yaml_list((f"series: {_quote(name)}\n        values: "
+                         f"{_quote(' '.join([repr(value)] * 16))}"
+                         for name, value in exported_series(config)), "      ")
+    tests: list[str] = []
+    exported = 0
+    for rule in all_rules(config.alerts):
+        result = translate(rule)
+        if isinstance(result, Skipped):
+            continue
+        exported += 1
+        samples = _yaml_list(
+            (f"labels: {_quote('{target=' + json.dumps(t) + '}' if t else '{}')}\n"
+             f"            value: 1" for t in natively_firing(rule, config)), "          ")
+        tests.append(f"      - expr: {_quote(f'count by (target) ({result.expr})')}\n"
+                     f"        eval_time: 10m\n        exp_samples:{samples}")
+    assert exported == 14
+    lagging = natively_firing(next(r for r in all_rules(config.alerts)
+                                   if r.name == "EthNodeLagging"), config)
+    assert lagging == ["eth-lag"]  # eth-sync is syncing, eth-partial has no peers value
+    unit = tmp_path / "unit.yml"
+    unit.write_text(f"""rule_files:
+  - {rules_file.name}
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:{series}
+    promql_expr_test:
+{chr(10).join(tests)}
+    alert_rule_test:
+      - alertname: EthNodeLagging
+        eval_time: 10m
+        exp_alerts:
+          - exp_labels:
+              severity: critical
+              target: eth-lag
+              chain: ethereum
+              team: core
+            exp_annotations:
+              summary: "eth-lag is 10 blocks behind (core, EthNodeLagging/critical)"
+              condition: "not (block_lag <= 5 or syncing) and peers < 3"
+      - alertname: EthNodeLagging
+        eval_time: 1m
+        exp_alerts: []
+      - alertname: WebErrors
+        eval_time: 10m
+        exp_alerts:
+          - exp_labels:
+              severity: info
+              target: web
+              type: http
+              team: web
+            exp_annotations:
+              summary: "web \\"web\\" \\u2713 {{literal}} {{web}} ?\\nsecond line"
+              condition: "success == false or status_code >= 500"
+""")
+    proc = subprocess.run([promtool(), "test", "rules", str(unit)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr + unit.read_text()
+
+
+TRANSLATIONS = [
+    # (condition, match, PromQL)
+    ("success == false", {}, "probe_success == 0"),
+    ("syncing", {}, "crypitor_chain_syncing == 1"),
+    ("not syncing", {}, "crypitor_chain_syncing != 1"),
+    ("5 < block_lag", {}, "crypitor_chain_block_lag > 5"),
+    ("not (block_lag > 5 or peers < 3)", {},
+     "crypitor_chain_block_lag <= 5 and on(target) crypitor_chain_peers >= 3"),
+    ("block_lag > 5 and (peers < 3 or syncing)", {},
+     "crypitor_chain_block_lag > 5 and on(target) "
+     "(crypitor_chain_peers < 3 or on(target) crypitor_chain_syncing == 1)"),
+    ("head_block > peers", {}, "crypitor_chain_head_block > on(target) crypitor_chain_peers"),
+    ("status_code >= 500", {"team": "web"}, '(probe_http_status_code{team="web"} != 0) >= 500'),
+    ("cert_expiry_days < 14", {}, "((probe_ssl_earliest_cert_expiry - time()) / 86400) < 14"),
+    ("success == false", {"type": "http", "target": "a"},
+     'probe_success{target="a", type="http"} == 0'),
+    ("block_lag > 5", {"type": "ethereum"},
+     '(crypitor_chain_block_lag > 5) and on(target) probe_success{type="ethereum"}'),
+    ("block_lag > 5 and true", {"chain": "eth"},
+     '(crypitor_chain_block_lag > 5) and on(target) probe_success{chain="eth"}'),
+    ("queue_depth > 10 or oldest_pending_age_seconds > 60", {"type": "service"},
+     "crypitor_webhook_queue_depth > 10 or crypitor_webhook_oldest_pending_age_seconds > 60"),
+]
+
+
+@pytest.mark.parametrize(("condition", "match", "promql"), TRANSLATIONS,
+                         ids=[t[0] for t in TRANSLATIONS])
+def test_translation(condition: str, match: dict[str, str], promql: str) -> None:
+    result = translate(RuleSpec("R", parse(condition), match))
+    assert isinstance(result, PromRule), result
+    assert result.expr == promql
+
+
+SKIPS = [
+    ('server_state != "full"', {}, "server_state is text"),
+    ("block_lag > 5 or true", {}, "the condition is always true"),
+    ("queue_depth > 1", {"team": "x"}, "the webhook service's series carry no target labels"),
+    ("success == false", {"bad-key": "x"}, "match key 'bad-key' is not a Prometheus label"),
+]
+
+
+@pytest.mark.parametrize(("condition", "match", "reason"), SKIPS, ids=[s[0] for s in SKIPS])
+def test_untranslatable_rules_say_why(condition: str, match: dict[str, str],
+                                      reason: str) -> None:
+    result = translate(RuleSpec("R", parse(condition), match))
+    assert isinstance(result, Skipped) and result.reason.startswith(reason), result
+
+
+def test_yaml_and_duration_formatting() -> None:
+    assert _quote('a "b" \\ c\nd é 😀') == '"a \\"b\\" \\\\ c\\u000ad \\u00e9 \\U0001f600"'
+    assert [_duration(s) for s in (120, 90, 0.5, 3600, 86400 * 2, 61.5)] == \
+        ["2m", "90s", "500ms", "1h", "2d", "61500ms"]
+    empty = export([], "x.toml")
+    assert empty.endswith("groups:\n  - name: crypitor\n    rules: []\n")
