@@ -5,8 +5,12 @@ Errors:
 
     AlertError          base class
     ├── ConditionError  a rule condition does not parse (`.position` points at the spot)
-    └── NotifyError     a notifier could not deliver (`.retry_after`: seconds, or None
-                        when retrying cannot help)
+    ├── NotifyError     a notifier could not deliver (`.retry_after`: seconds, or None
+    │                   when retrying cannot help)
+    ├── SilenceError    a silence that cannot be (bad duration, unknown name; also a
+    │                   ValueError), in `alerts.silences`
+    └── PayloadError    an Alertmanager payload that does not parse (`.field`: its JSON
+                        path; also a ValueError), in `alerts.alertmanager`
 """
 
 from __future__ import annotations

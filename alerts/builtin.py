@@ -98,7 +98,3 @@ def all_rules(section: RulesSource) -> list[RuleSpec]:
             rules.append(builtin)
     return rules + list(configured.values())
 
-
-def matches(match: Mapping[str, str], labels: Mapping[str, str]) -> bool:
-    """Whether a target with `labels` (including `type` and `target`) is selected."""
-    return all(labels.get(key) == value for key, value in match.items())

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from alerts.builtin import RuleSpec, matches
-from alerts.model import Alert
+from alerts.builtin import RuleSpec
+from alerts.model import Alert, matches
 from alerts.state import AlertState, Change, Timing, step
 from alerts.store import StateKey
 from alerts.template import pieces, render

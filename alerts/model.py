@@ -18,6 +18,12 @@ Severity = Literal["critical", "warning", "info"]
 AlertStatus = Literal["firing", "resolved"]
 
 
+def matches(matchers: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    """Label equality matching, as rules, routes, silences and windows use it: every matcher
+    label must be present with that value."""
+    return all(labels.get(k) == v for k, v in matchers.items())
+
+
 def fingerprint(labels: Mapping[str, str]) -> str:
     """A stable 16-hex-digit id of a label set (order does not matter)."""
     text = "\x00".join(f"{k}\x01{v}" for k, v in sorted(labels.items()))

@@ -144,6 +144,25 @@ async def test_down_fires_once_and_recovery_resolves_once(
                                                           ("firing", "sent")]
 
 
+async def test_a_flapping_target_makes_no_storm(
+        monitor: Started, site: Site, fake_telegram: FakeTelegram) -> None:
+    m = await monitor()
+    for _ in range(5):  # down long enough to fire, up too briefly to resolve
+        site.status = 500
+        await asyncio.sleep(0.9)
+        site.status = 200
+        await asyncio.sleep(0.2)
+    site.status = 200
+    await until(lambda: any("RESOLVED" in t for t in texts(fake_telegram)))
+    await asyncio.sleep(1.2)
+    assert ["FIRING" in t for t in texts(fake_telegram)] == [True, False]
+    async with aiohttp.ClientSession() as http, http.get(
+            f"http://{m.config.monitor.listen}/metrics") as resp:
+        metrics = await resp.text()
+    assert 'crypitor_notifications_total{outcome="sent",receiver="oncall"} 2.0' in metrics
+    assert 'crypitor_alerts_firing{alertname="TargetDown",severity="critical"} 0.0' in metrics
+
+
 async def test_a_restart_while_firing_neither_forgets_nor_repeats(
         monitor: Started, site: Site, fake_telegram: FakeTelegram) -> None:
     first = await monitor()

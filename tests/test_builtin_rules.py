@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from alerts.builtin import BUILTIN_NAMES, BUILTINS, RuleSpec, all_rules, from_config, matches
+from alerts.builtin import BUILTIN_NAMES, BUILTINS, RuleSpec, all_rules, from_config
 from alerts.expr import parse
+from alerts.model import matches
 from alerts.template import check, render
 from monitor.alertconfig import AlertsSection, RuleConfig
 from monitor.config import parse as parse_config

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from alerts.routing import active_windows, in_window, window_span
+from alerts.maintenance import active_windows, in_window, window_span
 from monitor.alertconfig import MaintenanceConfig
 
 ETH = {"alertname": "NodeLagging", "target": "eth-main", "type": "ethereum"}

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from alerts.builtin import RuleSpec, all_rules, matches
+from alerts.builtin import RuleSpec, all_rules
 from alerts.expr import parse
+from alerts.model import matches
 from alerts.promrules import PromRule, Skipped, _duration, _quote, export, translate
 from monitor.config import Config
 from monitor.config import parse as parse_config
