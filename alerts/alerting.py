@@ -182,7 +182,7 @@ class Alerting:
         if notes:
             outgoing = [self._outgoing(n) for n in notes if n.receiver in self.receivers]
             for n in notes:
-                if n.receiver not in self.receivers:
+                if self.receivers and n.receiver not in self.receivers:
                     log.error("no receiver named %r: notification for %s dropped",
                               n.receiver, n.group_key)
             documents = {ROUTER_DOC: self.router.snapshot(),

@@ -15,6 +15,7 @@ import time
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
+from alerts.builtin import all_rules
 from monitor import __version__
 from monitor.config import Config, ConfigError, load
 
@@ -115,7 +116,8 @@ def summary(config: Config) -> str:
         f"{len(config.targets)} targets ({by_type})",
         f"monitor on {config.monitor.listen}",
         f"service {'on ' + config.service.listen if config.service.enabled else 'disabled'}",
-        f"{len(config.alerts.rules)} alert rules, {len(config.alerts.receivers)} receivers",
+        f"{len(all_rules(config.alerts))} alert rules ({len(config.alerts.rules)} configured),"
+        f" {len(config.alerts.receivers)} receivers",
     ]
     if config.grafana:
         parts.append(f"grafana at {config.grafana.url}")
