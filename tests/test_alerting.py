@@ -7,6 +7,7 @@ import asyncio
 import tomllib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -231,20 +232,40 @@ async def test_a_silence_mutes_then_the_alert_is_sent_when_it_ends(
     assert "FIRING" in texts(fake_telegram)[0]
 
 
-async def test_a_maintenance_window_mutes(
+async def test_a_maintenance_window_mutes_then_the_alert_is_sent(
         monitor: Started, site: Site, fake_telegram: FakeTelegram) -> None:
-    windows = """
+    start = datetime.now(UTC).replace(microsecond=0)
+    windows = f"""
 [[alerts.maintenance]]
-name = "always"
-start = "00:00"
-duration = "1d"
+name = "node-upgrade"
+match = {{ type = "http" }}
+start = "{start.isoformat()}"
+duration = "4s"
 """
     m = await monitor(windows)
     site.status = 500
     await asyncio.sleep(1.5)
     _, alerts = await api(m, "GET", "/api/v1/alerts")
-    assert alerts and alerts[0]["muted"] == "maintenance always"
+    assert alerts and alerts[0]["muted"] == "maintenance node-upgrade"
     assert texts(fake_telegram) == []
+    await until(lambda: len(texts(fake_telegram)) == 1)  # the window closed, still down
+    assert datetime.now(UTC) >= start + timedelta(seconds=4)
+    assert "FIRING" in texts(fake_telegram)[0]
+
+
+async def test_mutating_alert_endpoints_need_the_key(monitor: Started) -> None:
+    m = await monitor()
+    base = f"http://{m.config.monitor.listen}"
+    async with aiohttp.ClientSession() as http:
+        for method, path in (("POST", "/api/v1/silences"), ("DELETE", "/api/v1/silences/x"),
+                             ("POST", "/api/v1/alertmanager")):
+            async with http.request(method, base + path, json={}) as resp:
+                assert resp.status == 401, (method, path)
+                assert (await resp.json())["field"] == "Authorization"
+    status, err = await api(m, "POST", "/api/v1/silences", {"matchers": {}})
+    assert (status, err["field"]) == (422, "matchers")
+    status, err = await api(m, "DELETE", "/api/v1/silences/nope")
+    assert (status, err["field"]) == (404, "id")
 
 
 async def test_bot_commands_obey_only_allowed_chats(
