@@ -111,14 +111,17 @@ class Alerting:
                 self._resolved.append(t.alert)
                 self._wake.set()
 
-    def receive_external(self, alerts: Sequence[Alert]) -> None:
-        """Alerts from Alertmanager: firing ones are kept until resolved or past ends_at."""
+    async def receive_external(self, alerts: Sequence[Alert]) -> None:
+        """Alerts from Alertmanager: firing ones are kept until resolved or past ends_at.
+        Written down before this returns, so an acknowledged alert survives a crash."""
         for alert in alerts:
             if alert.status == "resolved":
                 if self._external.pop(alert.fingerprint, None) is not None:
                     self._resolved.append(alert)
             else:
                 self._external[alert.fingerprint] = alert
+        await asyncio.to_thread(self.store.put, EXTERNAL_DOC,
+                                [_external_to_json(a) for a in self._external.values()])
         self._wake.set()
 
     async def add_silence(self, silence: Silence) -> None:

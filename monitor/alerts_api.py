@@ -111,7 +111,7 @@ class AlertsApi:
             alerts = alertmanager.parse(body)
         except alertmanager.PayloadError as exc:
             return _error(422, exc.message, exc.field)
-        self.alerting.receive_external(alerts)
+        await self.alerting.receive_external(alerts)
         return web.json_response({"received": len(alerts)})
 
 

@@ -4,6 +4,7 @@ monitor (in process) evaluates, routes and sends through the fake Telegram Bot A
 from __future__ import annotations
 
 import asyncio
+import logging
 import tomllib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -120,7 +121,9 @@ async def api(m: Monitor, method: str, path: str, body: Any = None) -> tuple[int
 
 
 async def test_down_fires_once_and_recovery_resolves_once(
-        monitor: Started, site: Site, fake_telegram: FakeTelegram) -> None:
+        monitor: Started, site: Site, fake_telegram: FakeTelegram,
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     m = await monitor()
     await asyncio.sleep(0.6)
     assert texts(fake_telegram) == []
@@ -143,6 +146,9 @@ async def test_down_fires_once_and_recovery_resolves_once(
     _, history = await api(m, "GET", "/api/v1/notifications")
     assert [(h["kind"], h["status"]) for h in history] == [("resolved", "sent"),
                                                           ("firing", "sent")]
+    assert "TargetDown FIRING" in caplog.text
+    assert fake_telegram.token not in caplog.text
+    assert fake_telegram.token.split(":")[1] not in caplog.text
 
 
 async def test_a_flapping_target_makes_no_storm(
