@@ -16,7 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 
@@ -162,6 +162,12 @@ class Dispatcher:
         try:
             while lane.waiting and not self._stopping:
                 claim = lane.waiting.popleft()
+                if self._expiring(claim):
+                    # it waited in the lane too long: another claim (ours or another
+                    # process's) takes it once the lease ends; sending now could duplicate
+                    self._held -= 1
+                    self._room.set()
+                    continue
                 self._current[me] = claim
                 self._running += 1
                 try:
@@ -181,6 +187,13 @@ class Dispatcher:
             lane.workers -= 1
             if not lane.workers and not lane.waiting and self._lanes.get(key) is lane:
                 del self._lanes[key]
+
+    def _expiring(self, claim: Claim) -> bool:
+        """Whether the lease may end before an attempt started now could be recorded."""
+        if claim.leased_until is None:
+            return False
+        margin = timedelta(seconds=self._cfg.request_timeout + 1.0)
+        return self._clock() + margin >= claim.leased_until
 
     async def stop(self, grace: float) -> None:
         """Stop claiming; give deliveries in flight `grace` seconds to finish; release the

@@ -116,6 +116,7 @@ class Claim:
     event: Event
     endpoint: Endpoint
     lease_token: str  # backend-specific proof of the lease (stream entry id, etc.)
+    leased_until: datetime | None = None  # after this another worker may claim it
 
 
 @dataclass(frozen=True)

@@ -249,8 +249,9 @@ class RedisStore:
         with _translated("claim"):
             found = await self._run(redis_scripts.CLAIM, _us(now), deadline, limit,
                                     self.consumer)
-        return [Claim(_delivery(_hash(d)), _event(_hash(ev)), _endpoint(_hash(ep)), token)
-                for token, d, ev, ep in found]
+        until = now + timedelta(seconds=lease)
+        return [Claim(_delivery(_hash(d)), _event(_hash(ev)), _endpoint(_hash(ep)), token,
+                      until) for token, d, ev, ep in found]
 
     async def settle(self, claim: Claim, attempt: Attempt, verdict: Verdict) -> None:
         await self.settle_many([(claim, attempt, verdict)])

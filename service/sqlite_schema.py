@@ -379,7 +379,7 @@ def claim(conn: sqlite3.Connection, limit: int, now: datetime, lease: float) -> 
         ep = endpoints.get(ep_row)
         if ep is None:
             ep = endpoints[ep_row] = _endpoint(ep_row)
-        claims.append(Claim(_delivery(r[:8]), _event(r[8:13]), ep, token))
+        claims.append(Claim(_delivery(r[:8]), _event(r[8:13]), ep, token, _at(until)))
     return claims
 
 

@@ -322,6 +322,36 @@ async def test_per_endpoint_concurrency_and_rate_limit(service: Any) -> None:
         await runner.cleanup()
 
 
+async def test_claims_that_waited_past_their_lease_are_not_sent_twice(service: Any) -> None:
+    """One slow endpoint, one delivery at a time: claims queued behind the others would
+    outlive their 10 s lease; they are left for the next claim instead of being sent while
+    another claim of them may run."""
+    hits: dict[str, int] = {}
+
+    async def slow(request: web.Request) -> web.Response:
+        hits[request.headers["webhook-id"]] = hits.get(request.headers["webhook-id"], 0) + 1
+        await asyncio.sleep(1.5)
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", slow)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        base = await service(max_in_flight_per_endpoint=1, request_timeout=2.5)
+        await call("POST", f"{base}/v1/endpoints", {"url": f"http://127.0.0.1:{port}/hook"})
+        _, accepted = await call("POST", f"{base}/v1/events/batch",
+                                 [{"type": "t", "data": i} for i in range(8)])
+        async with asyncio.timeout(40):
+            for event_id in accepted["ids"]:
+                await wait_state(base, event_id, "delivered")
+        assert len(hits) == 8 and set(hits.values()) == {1}
+    finally:
+        await runner.cleanup()
+
+
 async def test_queue_gauges(service: Any, sink: Sink) -> None:
     base = await service()
     sink.script = [(410, {})]
