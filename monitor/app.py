@@ -18,10 +18,13 @@ from dataclasses import dataclass, replace
 import aiohttp
 from aiohttp import web
 
+from dashboards.build import all_dashboards
+from dashboards.pusher import GrafanaPusher
 from monitor.alerting_setup import MonitorAlerting
 from monitor.alerts_api import AlertsApi
 from monitor.api import MonitorApi
 from monitor.config import Config
+from monitor.gcp import GcpExporter
 from monitor.history import UptimeHistory
 from monitor.metrics import new_registry
 from monitor.scheduler import Job, ProbeScheduler
@@ -167,6 +170,8 @@ class Monitor:
         self._flusher: asyncio.Task[None] | None = None
         self.service: Service | None = None
         self.alerting: MonitorAlerting | None = None
+        self.gcp: GcpExporter | None = None
+        self.grafana: GrafanaPusher | None = None
         self.inbox: CanaryInbox | None = None
         if any(t.type == "webhook_canary" for t in config.targets):
             host, port = sink_socket(config.monitor.listen)
@@ -208,9 +213,28 @@ class Monitor:
             self.service = Service(service_settings(self.config, self.env, [sink]))
             await self.service.start()
         await self.alerting.start(self.service)
+        await self._start_exports()
         self._scheduler = ProbeScheduler(self.jobs(), self._sched_metrics, self._on_result)
         self._scheduler.start()
         self._flusher = asyncio.create_task(self._flush_loop())
+
+    async def _start_exports(self) -> None:
+        """Grafana and Google Cloud Monitoring, when configured: both work in the
+        background, and neither can stop monitoring (they log and retry)."""
+        if self.config.gcp is not None:
+            section = resolve_fields(self.config.gcp, "gcp", self.env)
+            self.gcp = GcpExporter(section, self.registry)
+            await self.gcp.start()
+        g = self.config.grafana
+        if g is not None:
+            try:
+                token = resolve(g.token, "grafana.token", self.env)
+            except SecretError as exc:
+                log.error("dashboards not pushed to Grafana: %s", exc)
+                return
+            self.grafana = GrafanaPusher(g.url, token, g.folder, g.prometheus_url,
+                                         all_dashboards(g.prometheus_url))
+            self.grafana.start()
 
     def _on_result(self, job: Job, result: ProbeResult) -> None:
         state = job.state
@@ -233,6 +257,10 @@ class Monitor:
                 log.exception("could not write uptime history")
 
     async def stop(self) -> None:
+        if self.grafana is not None:
+            await self.grafana.stop()
+        if self.gcp is not None:
+            await self.gcp.stop()
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

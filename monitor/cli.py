@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Coroutine, Sequence
@@ -17,7 +18,8 @@ from typing import Any
 
 from alerts.builtin import all_rules
 from monitor import __version__
-from monitor.config import Config, ConfigError, load
+from monitor.config import Config, ConfigError, GrafanaSection, load
+from monitor.secrets import SecretError, resolve
 
 log = logging.getLogger("crypitor")
 
@@ -71,6 +73,21 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("-c", "--config", default="config.toml",
                         help="config file (default: ./config.toml)")
     export.add_argument("-o", "--out", help="the file to write (default: standard output)")
+    boards = sub.add_parser("dashboards", help="export or push the Grafana dashboards",
+                            description="export or push the Grafana dashboards")
+    boards_sub = boards.add_subparsers(dest="dashboards_command", required=True,
+                                       metavar="COMMAND")
+    to_files = boards_sub.add_parser(
+        "export", help="write dashboard JSON and Grafana provisioning YAML",
+        description="write dashboard JSON and Grafana provisioning YAML")
+    to_files.add_argument("-c", "--config", default="config.toml",
+                          help="config file (default: ./config.toml)")
+    to_files.add_argument("--out", required=True, help="the directory to write")
+    push = boards_sub.add_parser(
+        "push", help="create or update the dashboards through Grafana's HTTP API",
+        description="create or update the dashboards through Grafana's HTTP API")
+    push.add_argument("-c", "--config", default="config.toml",
+                      help="config file (default: ./config.toml)")
     return p
 
 
@@ -90,12 +107,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_async(probe_once(config, args.name))
     if args.command == "rules":
         return export_rules(config, args.out)
+    if args.command == "dashboards":
+        if args.dashboards_command == "export":
+            from dashboards.export import export_command
+
+            g = config.grafana or GrafanaSection()
+            return export_command(args.out, g.prometheus_url, g.folder)
+        return _run_async(push_dashboards(config))
     setup_logging(args.log_level)
     from monitor.app import run, run_service
 
     if args.command == "service":
         return _run_async(run_service(config))
     return _run_async(run(config))
+
+
+async def push_dashboards(config: Config) -> int:
+    """`crypitor dashboards push`: 0 pushed, 1 Grafana refused or is unreachable, 2 no
+    `[grafana]` section or its token's variable is unset."""
+    from dashboards.build import all_dashboards
+    from dashboards.grafana import GrafanaError, push, shown_url
+
+    g = config.grafana
+    if g is None:
+        print(f"{config.path}: [grafana] is not configured", file=sys.stderr)
+        return 2
+    try:
+        token = resolve(g.token, "grafana.token", os.environ)
+    except SecretError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        report = await push(g.url, token, g.folder, g.prometheus_url,
+                            all_dashboards(g.prometheus_url))
+    except GrafanaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{shown_url(g.url)}: {report.summary()}")
+    return 0
 
 
 def _run_async(coro: Coroutine[Any, Any, int]) -> int:
@@ -127,7 +176,6 @@ def summary(config: Config) -> str:
 
 
 def export_rules(config: Config, out: str | None) -> int:
-    from alerts.builtin import all_rules
     from alerts.promrules import export
 
     text = export(all_rules(config.alerts), str(config.path))

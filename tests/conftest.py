@@ -7,4 +7,6 @@ pytest_plugins = [
     "tests.support.stores",
     "tests.support.web",
     "tests.support.fake_telegram",
+    "tests.support.fake_gcp",
+    "tests.support.fake_grafana",
 ]

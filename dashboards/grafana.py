@@ -1,0 +1,343 @@
+"""Pushes dashboards to Grafana through its HTTP API (grafana-client, run in a worker thread).
+
+A push checks `/api/health`, makes sure our folder (uid `crypitor`) and Prometheus data source
+(uid `crypitor-prometheus`) exist, then saves each dashboard that differs from what Grafana
+holds, so pushing the same dashboards twice creates no new version. `dashboards.pusher` runs
+it in the background for `crypitor run`.
+
+Errors: every failure talking to Grafana is one `GrafanaError` whose message an operator can
+act on; `retryable` says whether trying later may help (unreachable, timeout, 5xx). The token
+travels only in the Authorization header and never appears in a message or a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from grafana_client.api import GrafanaApi
+from grafana_client.client import (
+    GrafanaClientError,
+    GrafanaException,
+    GrafanaServerError,
+    GrafanaTimeoutError,
+)
+
+log = logging.getLogger(__name__)
+
+FOLDER_UID = "crypitor"
+DATASOURCE_UID = "crypitor-prometheus"
+DATASOURCE_NAME = "Crypitor Prometheus"
+SAVE_MESSAGE = "crypitor dashboards push"
+# Fields Grafana sets on every save; they differ between installs and versions of one
+# dashboard, so they are left out when deciding whether a dashboard changed. Null values
+# count as absent too: storage backends differ in whether they keep them.
+GRAFANA_MANAGED = frozenset({"id", "version"})
+REDACTED = "<redacted>"
+
+
+class GrafanaError(Exception):
+    """A push failed: Grafana unreachable, the token refused or short of rights, or an error
+    answer. `status` is the HTTP status when Grafana answered; `retryable` is true when the
+    same push may succeed later (unreachable, timeout, 5xx)."""
+
+    def __init__(self, message: str, *, status: int | None = None,
+                 retryable: bool = False) -> None:
+        super().__init__(message)
+        self.message, self.status, self.retryable = message, status, retryable
+
+
+@dataclass(frozen=True)
+class PushReport:
+    """What one push did; dashboards are named by uid, in the order they were given."""
+
+    created: tuple[str, ...] = ()
+    updated: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+    folder_created: bool = False
+    datasource_created: bool = False
+    datasource_updated: bool = False  # its URL differed from prometheus_url
+
+    def summary(self) -> str:
+        parts = [f"{len(self.created)} created", f"{len(self.updated)} updated",
+                 f"{len(self.unchanged)} unchanged"]
+        if self.folder_created:
+            parts.append("folder created")
+        if self.datasource_created:
+            parts.append("data source created")
+        if self.datasource_updated:
+            parts.append("data source URL updated")
+        return "dashboards: " + ", ".join(parts)
+
+
+async def push(url: str, token: str, folder: str, prometheus_url: str,
+               dashboards: Sequence[Mapping[str, Any]], timeout: float = 10.0) -> PushReport:
+    """Provisions `dashboards` into the Grafana at `url`; raises GrafanaError.
+
+    `timeout` bounds each HTTP request. Cancelling stops the worker thread before its next
+    request (the one in flight ends within `timeout`)."""
+    if timeout <= 0:
+        raise ValueError(f"timeout must be positive (got {timeout!r})")
+    models = _checked(dashboards)
+    stop = threading.Event()
+    try:
+        return await asyncio.to_thread(_push, url, token, folder, prometheus_url, models,
+                                       timeout, stop)
+    except asyncio.CancelledError:
+        stop.set()
+        raise
+
+
+def same_content(stored: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
+    """Whether a dashboard Grafana holds equals ours, ignoring what Grafana manages."""
+    return bool(_content(stored) == _content(desired))
+
+
+# ---- one push, in the worker thread ----
+
+def _push(url: str, token: str, folder: str, prometheus_url: str,
+          models: list[dict[str, Any]], timeout: float, stop: threading.Event) -> PushReport:
+    session = _Session(url, token, timeout, stop)
+    try:
+        session.call("the health check", session.api.client.GET, "/health")
+        folder_uid, folder_created = session.ensure_folder(folder)
+        ds_created, ds_updated = session.ensure_datasource(prometheus_url)
+        outcome: dict[str, list[str]] = {"created": [], "updated": [], "unchanged": []}
+        for model in models:
+            outcome[session.upsert(model, folder_uid)].append(model["uid"])
+    finally:
+        session.close()
+    return PushReport(tuple(outcome["created"]), tuple(outcome["updated"]),
+                      tuple(outcome["unchanged"]), folder_created, ds_created, ds_updated)
+
+
+class _Session:
+    """One GrafanaApi and the translation of its errors into GrafanaError."""
+
+    def __init__(self, url: str, token: str, timeout: float, stop: threading.Event) -> None:
+        parts = urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
+            raise GrafanaError(f"[grafana].url must be an http(s) URL (got {shown_url(url)!r})")
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        prefix = parts.path.strip("/")
+        # the URL as messages show it: no user info, no query
+        netloc = f"{host}:{port}" if port else host
+        self.url = f"{parts.scheme}://{netloc}/{prefix}".rstrip("/")
+        self.token, self.timeout, self.stop = token, timeout, stop
+        # a str auth becomes grafana-client's TokenAuth: `Authorization: Bearer <token>`
+        self.api = GrafanaApi(auth=token or None, host=host,
+                              port=port, url_path_prefix=f"{prefix}/" if prefix else "",
+                              protocol=parts.scheme, timeout=timeout)
+
+    def close(self) -> None:
+        self.api.client.s.close()
+
+    def call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if self.stop.is_set():
+            raise GrafanaError("push cancelled")
+        try:
+            return fn(*args, **kwargs)
+        except GrafanaServerError as exc:
+            raise self._error(f"Grafana answered {exc.status_code} for {what}",
+                              exc.status_code, retryable=True) from exc
+        except GrafanaClientError as exc:
+            status = exc.status_code
+            if status == 401:
+                raise self._error("Grafana rejected the token (401): check [grafana].token",
+                                  status) from exc
+            if status == 403:
+                raise self._error(f"the token lacks permission (403) for {what}",
+                                  status) from exc
+            raise self._error(f"Grafana refused {what} ({status}): {_message(exc.response)}",
+                              status) from exc
+        except GrafanaTimeoutError as exc:
+            raise self._error(f"cannot reach Grafana at {self.url}: no answer within "
+                              f"{self.timeout:g}s", retryable=True) from exc
+        except ValueError as exc:  # a 2xx answer that is not JSON (niquests' JSONDecodeError)
+            raise self._error(f"Grafana's answer to {what} is not JSON: is {self.url} "
+                              "a Grafana?") from exc
+        except (GrafanaException, OSError) as exc:
+            # GrafanaException with status 0 wraps niquests' HTTPError; its ConnectionError
+            # (refused, DNS, TLS) comes through unwrapped, and is an OSError
+            raise self._error(f"cannot reach Grafana at {self.url}: {_reason(exc)}",
+                              retryable=True) from exc
+
+    def _error(self, message: str, status: int | None = None, *,
+               retryable: bool = False) -> GrafanaError:
+        # Grafana's own messages and transport reasons are quoted; none should hold the
+        # token, but a message is the one place it could escape through.
+        if len(self.token) >= 6:
+            message = message.replace(self.token, REDACTED)
+        return GrafanaError(message, status=status, retryable=retryable)
+
+    def ensure_folder(self, title: str) -> tuple[str, bool]:
+        """Our folder's uid, and whether it was created now."""
+        try:
+            self.call(f"reading folder {FOLDER_UID}", self.api.folder.get_folder, FOLDER_UID)
+            return FOLDER_UID, False
+        except GrafanaError as exc:
+            if exc.status != 404:
+                raise
+        try:
+            self.call(f"creating folder {title!r}", self.api.folder.create_folder, title,
+                      uid=FOLDER_UID)
+            return FOLDER_UID, True
+        except GrafanaError as exc:
+            if exc.status != 409:
+                raise
+        # a folder with this title but another uid (made by hand): use it
+        hits = self.call(f"searching folder {title!r}", self.api.search.search_dashboards,
+                         query=title, type_="dash-folder")
+        for hit in hits if isinstance(hits, list) else []:
+            if isinstance(hit, dict) and hit.get("title") == title and hit.get("uid"):
+                return str(hit["uid"]), False
+        raise GrafanaError(f"Grafana refused creating folder {title!r} (409) and no folder "
+                           "of that title was found", status=409)
+
+    def ensure_datasource(self, prometheus_url: str) -> tuple[bool, bool]:
+        """(created, updated) for our Prometheus data source."""
+        what = f"data source {DATASOURCE_UID}"
+        try:
+            current = self.call(f"reading {what}", self.api.datasource.get_datasource_by_uid,
+                                DATASOURCE_UID)
+        except GrafanaError as exc:
+            if exc.status != 404:
+                raise
+            current = None
+        if current is None:
+            body = {"uid": DATASOURCE_UID, "name": DATASOURCE_NAME, "type": "prometheus",
+                    "url": prometheus_url, "access": "proxy", "basicAuth": False,
+                    "jsonData": {"httpMethod": "POST"}}
+            try:
+                self.call(f"creating {what}", self.api.datasource.create_datasource, body)
+            except GrafanaError as exc:
+                if exc.status != 409:
+                    raise
+                # the name is taken by a data source of another uid; the dashboards' data
+                # source variable still lets a viewer pick it
+                log.warning("Grafana already has a data source named %r with another uid; "
+                            "%s not created", DATASOURCE_NAME, DATASOURCE_UID)
+                return False, False
+            return True, False
+        if isinstance(current, dict) and current.get("url") != prometheus_url:
+            self.call(f"updating {what}", self.api.datasource.update_datasource_by_uid,
+                      DATASOURCE_UID, {**current, "url": prometheus_url})
+            return False, True
+        return False, False
+
+    def upsert(self, model: dict[str, Any], folder_uid: str) -> str:
+        """Saves one dashboard unless Grafana already holds it: created/updated/unchanged."""
+        uid = model["uid"]
+        existing = self._fetch(uid)
+        if existing is not None:
+            stored, meta = existing.get("dashboard"), existing.get("meta")
+            if (isinstance(stored, dict) and isinstance(meta, dict)
+                    and meta.get("folderUid") == folder_uid and same_content(stored, model)):
+                return "unchanged"
+        try:
+            self._save(model, folder_uid, existing)
+        except GrafanaError as exc:
+            if exc.status != 412:
+                raise
+            # changed by someone between our read and our save: read again, overwrite once
+            log.debug("dashboard %s changed while pushing; retrying once", uid)
+            existing = self._fetch(uid)
+            self._save(model, folder_uid, existing)
+        return "created" if existing is None else "updated"
+
+    def _fetch(self, uid: str) -> dict[str, Any] | None:
+        try:
+            found = self.call(f"reading dashboard {uid}", self.api.dashboard.get_dashboard, uid)
+        except GrafanaError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return found if isinstance(found, dict) else None
+
+    def _save(self, model: dict[str, Any], folder_uid: str,
+              existing: dict[str, Any] | None) -> None:
+        dashboard: dict[str, Any] = {**model, "id": None}
+        stored = existing.get("dashboard") if existing else None
+        if isinstance(stored, dict) and isinstance(stored.get("version"), int):
+            dashboard["version"] = stored["version"]
+        else:
+            dashboard.pop("version", None)
+        body = {"dashboard": dashboard, "folderUid": folder_uid, "overwrite": True,
+                "message": SAVE_MESSAGE}
+        self.call(f"saving dashboard {model['uid']}", self.api.dashboard.update_dashboard, body)
+
+
+def _checked(dashboards: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Plain JSON copies of the dashboards; a malformed one is our bug, hence ValueError."""
+    models: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for i, dashboard in enumerate(dashboards):
+        model = json.loads(json.dumps(dashboard))
+        uid, title = model.get("uid"), model.get("title")
+        if not isinstance(uid, str) or not 0 < len(uid) <= 40:
+            raise ValueError(f"dashboards[{i}]: uid must be a string of 1 to 40 characters")
+        if not isinstance(title, str) or not title:
+            raise ValueError(f"dashboards[{i}] ({uid}): title must be a non-empty string")
+        if uid in seen:
+            raise ValueError(f"dashboards[{i}]: uid {uid!r} appears twice")
+        seen.add(uid)
+        models.append(model)
+    return models
+
+
+def _content(model: Mapping[str, Any]) -> Any:
+    plain = json.loads(json.dumps(model))
+    return _without_nulls({k: v for k, v in plain.items() if k not in GRAFANA_MANAGED})
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
+def _message(response: Any) -> str:
+    if isinstance(response, dict) and isinstance(response.get("message"), str):
+        return str(response["message"])[:300]
+    return str(response)[:300] or "no message"
+
+
+def _reason(exc: BaseException) -> str:
+    """A short reason from a transport error ("Connection refused", "timed out", …)."""
+    inner: BaseException = exc
+    for _ in range(8):  # niquests error -> urllib3 MaxRetryError -> .reason -> …
+        nxt = getattr(inner, "reason", None)
+        if not isinstance(nxt, BaseException) and inner.args:
+            nxt = inner.args[0]
+        if not isinstance(nxt, BaseException):
+            break
+        inner = nxt
+    text = str(inner)
+    if errno := re.search(r"\[Errno -?\d+\]\s*([^'\"()]+)", text):
+        return errno.group(1).strip()
+    if "resolve" in text.lower():
+        return "cannot resolve the host name"
+    if "timed out" in text.lower() or "timeout" in type(inner).__name__.lower():
+        return "timed out"
+    return re.sub(r"^<[^>]*>:\s*", "", text)[:200] or type(inner).__name__
+
+
+def shown_url(url: str) -> str:
+    """`url` without its user info, fit for messages."""
+    parts = urlsplit(url)
+    if parts.password or parts.username:
+        return url.replace(parts.netloc, parts.netloc.rsplit("@", 1)[-1])
+    return url
