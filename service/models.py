@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 _sequence = itertools.count(secrets.randbelow(1 << 16))
 _PROCESS = f"{secrets.randbits(48):012x}"  # drawn once: keeps ids of processes apart
@@ -140,3 +140,41 @@ class QueueStats:
     depth: int  # deliveries pending or retrying
     oldest_pending_age: float  # seconds since the oldest active delivery's event was accepted
     disabled_endpoints: int
+
+
+# --- address-activity monitors (issue: on-chain transfers become webhooks) ------------------
+Direction = Literal["in", "out", "all"]
+Category = Literal["native", "erc20", "erc721"]
+
+
+@dataclass(frozen=True)
+class Monitor:
+    """A customer's watch on addresses of one chain. Addresses and contracts are stored
+    lower-case `0x` + 40 hex (matching is case-insensitive); `confirmations` None means the
+    chain's default from `[service.chains.NAME]`."""
+
+    id: str
+    chain: str
+    addresses: frozenset[str]
+    endpoint_id: str
+    native: bool = True
+    erc20: bool = True
+    erc721: bool = True
+    contracts: frozenset[str] = frozenset()  # empty: any contract
+    direction: Direction = "all"
+    confirmations: int | None = None
+    tags: tuple[str, ...] = ()
+    enabled: bool = True
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class MatchRecord:
+    """What the history of a monitor keeps about one event it caused (aligned one-to-one
+    with the events a follower enqueues in the same write)."""
+
+    monitor_id: str
+    kind: str  # transfer.detected | transfer.confirmed | transfer.reverted
+    tx_hash: str  # lower-case 0x + 64 hex
+    addresses: tuple[str, ...]  # the watched addresses involved, lower-case
+    block_number: int
