@@ -92,7 +92,8 @@ def service_settings(config: Config, env: Mapping[str, str],
                     retry_schedule=s.retry_schedule,
                     request_timeout=s.request_timeout,
                     max_in_flight_per_endpoint=s.max_in_flight_per_endpoint,
-                    disable_after=s.disable_after)
+                    disable_after=s.disable_after,
+                    chains={name: c.confirmations for name, c in s.chains.items()})
 
 
 def stop_on_signals() -> asyncio.Event:

@@ -1,4 +1,5 @@
-"""The service's HTTP API on aiohttp: endpoints, events, replay, health, metrics, OpenAPI.
+"""The service's HTTP API on aiohttp: endpoints, events, replay, address monitors and their
+history, health, metrics, OpenAPI.
 
 `/v1/*` needs `Authorization: Bearer <key>` (compared in constant time against every key).
 Errors are JSON `{"error", "field"}`; a client can make a request fail, never a worker.
@@ -11,7 +12,7 @@ import asyncio
 import dataclasses
 import hmac
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,13 +20,13 @@ import msgspec
 from aiohttp import web
 from prometheus_client import generate_latest
 
-from service import StoreError
+from service import StoreError, monitors
 from service import requests as parse
 from service.metrics import ServiceMetrics
-from service.models import Endpoint, new_id
+from service.models import Endpoint, Monitor, new_id
 from service.openapi import OPENAPI
 from service.store import Store
-from service.views import endpoint_json, event_view_json
+from service.views import endpoint_json, event_view_json, monitor_event_json, monitor_json
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -56,12 +57,17 @@ class ApiDeps:
     check_secret: Callable[[str], object]  # raises ValueError for a bad secret
     wake: Callable[[], None] = lambda: None  # tells the dispatcher new work is due
     clock: Callable[[], datetime] = utc_now
+    # the configured chains ([service.chains.NAME]): name -> default confirmations
+    chains: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
 
 class ServiceApi:
     def __init__(self, deps: ApiDeps) -> None:
         self.d = deps
         self._keys = [k.encode() for k in deps.api_keys]
+        # PATCH reads, changes and writes a whole monitor: one at a time in this process, so
+        # two concurrent PATCHes (or a PATCH and a DELETE) cannot undo each other
+        self._monitor_writes = asyncio.Lock()
 
     def app(self) -> web.Application:
         # one middleware, not two: on the ingest hot path each layer costs a coroutine
@@ -80,6 +86,12 @@ class ServiceApi:
         r.add_post("/v1/events", self.post_event)
         r.add_post("/v1/events/batch", self.post_batch)
         r.add_get("/v1/events/{id}", self.get_event)
+        r.add_post("/v1/monitors", self.create_monitor)
+        r.add_get("/v1/monitors", self.list_monitors)
+        r.add_get("/v1/monitors/{id}", self.get_monitor)
+        r.add_patch("/v1/monitors/{id}", self.patch_monitor)
+        r.add_delete("/v1/monitors/{id}", self.delete_monitor)
+        r.add_get("/v1/monitors/{id}/events", self.monitor_events)
         return app
 
     @web.middleware
@@ -216,3 +228,59 @@ class ServiceApi:
         if view is None:
             raise parse.BadRequest(404, "no such event", "id")
         return json_response(event_view_json(view))
+
+    # --- address monitors ------------------------------------------------------------
+    # Bodies are parsed on a worker thread: 100,000 addresses take a second to check, and
+    # the loop keeps serving meanwhile.
+    async def create_monitor(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        monitor = await asyncio.to_thread(
+            lambda: monitors.new_monitor(parse.parse_json(raw), self.d.chains.keys(),
+                                         new_id("mon"), self.d.clock()))
+        await self._endpoint_exists(monitor.endpoint_id)
+        await self.d.store.put_monitor(monitor)
+        return json_response(monitor_json(monitor, self.d.chains), status=201)
+
+    async def _endpoint_exists(self, endpoint_id: str) -> None:
+        if await self.d.store.get_endpoint(endpoint_id) is None:
+            raise parse.BadRequest(422, "no such endpoint", "endpoint_id")
+
+    async def _monitor(self, request: web.Request) -> Monitor:
+        monitor = await self.d.store.get_monitor(request.match_info["id"])
+        if monitor is None:
+            raise parse.BadRequest(404, "no such monitor", "id")
+        return monitor
+
+    async def list_monitors(self, request: web.Request) -> web.Response:
+        chain = monitors.list_query(request.query)
+        return json_response([monitor_json(m, self.d.chains)
+                              for m in await self.d.store.list_monitors(chain)])
+
+    async def get_monitor(self, request: web.Request) -> web.Response:
+        monitor = await self._monitor(request)
+        return json_response(monitor_json(monitor, self.d.chains, with_addresses=True))
+
+    async def patch_monitor(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        changes = await asyncio.to_thread(
+            lambda: monitors.monitor_changes(parse.parse_json(raw)))
+        if changes.endpoint_id is not None:
+            await self._endpoint_exists(changes.endpoint_id)
+        async with self._monitor_writes:
+            monitor = changes.apply(await self._monitor(request))
+            await self.d.store.put_monitor(monitor)
+        return json_response(monitor_json(monitor, self.d.chains))
+
+    async def delete_monitor(self, request: web.Request) -> web.Response:
+        async with self._monitor_writes:
+            if not await self.d.store.delete_monitor(request.match_info["id"]):
+                raise parse.BadRequest(404, "no such monitor", "id")
+        return web.Response(status=204)
+
+    async def monitor_events(self, request: web.Request) -> web.Response:
+        query = monitors.history_query(request.query)
+        found = await self.d.store.monitor_events(request.match_info["id"], query.tx_hash,
+                                                  query.address, query.limit)
+        if not found:  # no history, or no monitor: only then is the monitor read
+            await self._monitor(request)
+        return json_response([monitor_event_json(e) for e in found])

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -45,6 +45,8 @@ class Settings:
     request_timeout: float = 15.0
     max_in_flight_per_endpoint: int = 10
     disable_after: float = 5 * 86400.0
+    # [service.chains.NAME]: name -> default confirmations; monitors may name only these
+    chains: Mapping[str, int] = field(default_factory=dict)
 
 
 def open_store(settings: Settings) -> Store:
@@ -97,7 +99,7 @@ class Service:
                            s.max_in_flight_per_endpoint))
         api = ServiceApi(ApiDeps(self.store, self.metrics, keys, self._check_url,
                                  signing.new_secret, signing.parse_secret,
-                                 wake=self.dispatcher.wake))
+                                 wake=self.dispatcher.wake, chains=s.chains))
         self._runner = web.AppRunner(api.app(), access_log=None, handle_signals=False)
         await self._runner.setup()
         host, _, port = s.listen.rpartition(":")

@@ -178,3 +178,18 @@ class MatchRecord:
     tx_hash: str  # lower-case 0x + 64 hex
     addresses: tuple[str, ...]  # the watched addresses involved, lower-case
     block_number: int
+
+
+@dataclass(frozen=True)
+class MonitorEvent:
+    """One entry of a monitor's event history: the match and the event it caused."""
+
+    match: MatchRecord
+    event_id: str
+    event_type: str
+    accepted_at: datetime
+    data_json: str  # the event's data as stored, delivered byte for byte
+
+    @functools.cached_property
+    def data(self) -> Any:
+        return json.loads(self.data_json)

@@ -44,6 +44,29 @@ _ENDPOINT_FIELDS = {
     "rate_limit": {"type": ["number", "null"], "exclusiveMinimum": 0},
     "description": {"type": "string", "maxLength": 1000},
 }
+_ADDRESS = {"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$",
+            "description": "lower- or upper-case hex, or a valid EIP-55 checksum when mixed"}
+_ADDRESSES = {"type": "array", "items": _ADDRESS, "maxItems": 100_000}
+_MONITOR_FIELDS = {
+    "conditions": {
+        "type": "object", "additionalProperties": False,
+        "description": "the kinds set true are watched (absent ones are not; at least one "
+                       "true); absent: every kind, any contract",
+        "properties": {"native": {"type": "boolean"}, "erc20": {"type": "boolean"},
+                       "erc721": {"type": "boolean"},
+                       "contracts": {"type": "array", "items": _ADDRESS, "maxItems": 1000,
+                                     "description": "token contracts allowed; empty: any"}}},
+    "direction": {"enum": ["in", "out", "all"], "default": "all"},
+    "confirmations": {"type": ["integer", "null"], "minimum": 0, "maximum": 10_000,
+                      "description": "null or absent: the chain's default"},
+    "endpoint_id": {"type": "string", "description": "an existing endpoint"},
+    "tags": {"type": "array", "maxItems": 32,
+             "items": {"type": "string", "minLength": 1, "maxLength": 64}},
+    "enabled": {"type": "boolean", "default": True},
+}
+_LOWER_ADDRESSES = {"type": "array", "items": {"type": "string",
+                                                "pattern": "^0x[0-9a-f]{40}$"}}
+_Q = {"in": "query", "required": False}
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -88,6 +111,37 @@ OPENAPI: dict[str, Any] = {
                 "idempotency_key": {"type": ["string", "null"]},
                 "accepted_at": {"type": "string", "format": "date-time"},
                 "deliveries": {"type": "array", "items": _ref("Delivery")}}},
+            "MonitorIn": {"type": "object", "additionalProperties": False,
+                          "required": ["chain", "addresses", "endpoint_id"],
+                          "properties": {"chain": {"type": "string",
+                                                   "description": "a [service.chains.NAME]"},
+                                         "addresses": _ADDRESSES, **_MONITOR_FIELDS}},
+            "MonitorPatch": {"type": "object", "additionalProperties": False,
+                             "properties": {"add_addresses": _ADDRESSES,
+                                            "remove_addresses": _ADDRESSES,
+                                            **_MONITOR_FIELDS}},
+            "Monitor": {"type": "object", "properties": {
+                "id": {"type": "string"}, "chain": {"type": "string"},
+                **_MONITOR_FIELDS,
+                "conditions": {"type": "object", "properties": {
+                    "native": {"type": "boolean"}, "erc20": {"type": "boolean"},
+                    "erc721": {"type": "boolean"}, "contracts": _LOWER_ADDRESSES}},
+                "effective_confirmations": {"type": ["integer", "null"],
+                                            "description": "what applies: the monitor's or "
+                                                           "its chain's default"},
+                "address_count": {"type": "integer"},
+                "addresses": {**_LOWER_ADDRESSES,
+                              "description": "lower-case, sorted; only in GET /v1/monitors/{id}"},
+                "created_at": {"type": ["string", "null"], "format": "date-time"}}},
+            "MonitorEvent": {"type": "object", "properties": {
+                "event_id": {"type": "string", "description": "see GET /v1/events/{id}"},
+                "type": {"type": "string",
+                         "description": "transfer.detected, transfer.confirmed, ..."},
+                "tx_hash": {"type": "string"}, "block_number": {"type": "integer"},
+                "addresses": {**_LOWER_ADDRESSES,
+                              "description": "the watched addresses involved"},
+                "accepted_at": {"type": "string", "format": "date-time"},
+                "data": {"description": "the payload delivered"}}},
         },
     },
     "paths": {
@@ -143,6 +197,40 @@ OPENAPI: dict[str, Any] = {
             "get": _op("an event with its deliveries and every attempt", {
                 "200": {"description": "the event", **_json(_ref("Event"))}, "404": _ERROR},
                 params=[_ID]),
+        },
+        "/v1/monitors": {
+            "post": _op("watch addresses of one chain; answers without the address list", {
+                "201": {"description": "created", **_json(_ref("Monitor"))},
+                "400": _ERROR, "413": _ERROR, "422": _ERROR}, body=_ref("MonitorIn")),
+            "get": _op("list monitors (address_count, no address lists), oldest first", {
+                "200": {"description": "monitors", **_json(
+                    {"type": "array", "items": _ref("Monitor")})}, "422": _ERROR},
+                params=[{"name": "chain", **_Q, "schema": {"type": "string"}}]),
+        },
+        "/v1/monitors/{id}": {
+            "get": _op("one monitor with every address", {
+                "200": {"description": "the monitor", **_json(_ref("Monitor"))},
+                "404": _ERROR}, params=[_ID]),
+            "patch": _op("enable, disable, add or remove addresses, change fields; answers "
+                         "without the address list", {
+                "200": {"description": "changed", **_json(_ref("Monitor"))},
+                "400": _ERROR, "404": _ERROR, "413": _ERROR, "422": _ERROR},
+                body=_ref("MonitorPatch"), params=[_ID]),
+            "delete": _op("stop watching (the history stays with its events)", {
+                "204": {"description": "removed"}, "404": _ERROR}, params=[_ID]),
+        },
+        "/v1/monitors/{id}/events": {
+            "get": _op("the monitor's event history, newest first", {
+                "200": {"description": "entries", **_json(
+                    {"type": "array", "items": _ref("MonitorEvent")})},
+                "404": _ERROR, "422": _ERROR},
+                params=[_ID,
+                        {"name": "tx_hash", **_Q, "schema": {
+                            "type": "string", "pattern": "^0x[0-9a-fA-F]{64}$"}},
+                        {"name": "address", **_Q, "schema": _ADDRESS},
+                        {"name": "limit", **_Q, "schema": {
+                            "type": "integer", "minimum": 1, "maximum": 1000,
+                            "default": 100}}]),
         },
     },
 }

@@ -24,64 +24,75 @@ end
 _PRELUDE = "#!lua\n" + _COMMON
 _READ = "#!lua flags=no-writes\n" + _COMMON  # reads still answer when memory is full
 
-# ARGV: prefix, now, idempotency window, key ttl (s), count, then per event:
-# event id, type, data (JSON), idempotency key ('' for none). Returns the event ids.
-ACCEPT = _PRELUDE + """
-local now, window, ttl = ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local targets = {}  -- enabled endpoints: {id, set of types or false for every type}
-for _, id in ipairs(redis.call('ZRANGE', k('eps'), 0, -1)) do
-  local ep = redis.call('HMGET', k('ep', id), 'disabled', 'types')
-  if ep[1] == '0' then
-    local types = cjson.decode(ep[2])
-    local wanted = false
-    if #types > 0 then
-      wanted = {}
-      for _, t in ipairs(types) do wanted[t] = true end
+# Accepting events, shared by ACCEPT and ADVANCE. ARGV from `base`: four values per event
+# (event id, type, data JSON, idempotency key or ''). `routes` is nil to fan each event out
+# to every enabled endpoint that wants its type, or per event the one endpoint id it may go
+# to ('' for none). Returns the event ids.
+_ACCEPT_FN = """
+local function accept(now, window, ttl, count, base, routes)
+  local targets = {}  -- enabled endpoints: {id, set of types or false for every type}
+  for _, id in ipairs(redis.call('ZRANGE', k('eps'), 0, -1)) do
+    local ep = redis.call('HMGET', k('ep', id), 'disabled', 'types')
+    if ep[1] == '0' then
+      local types = cjson.decode(ep[2])
+      local wanted = false
+      if #types > 0 then
+        wanted = {}
+        for _, t in ipairs(types) do wanted[t] = true end
+      end
+      targets[#targets + 1] = {id, wanted}
     end
-    targets[#targets + 1] = {id, wanted}
   end
-end
-local ids = {}
-for i = 0, tonumber(ARGV[5]) - 1 do
-  local id, etype, data, idem = ARGV[6 + 4 * i], ARGV[7 + 4 * i], ARGV[8 + 4 * i], ARGV[9 + 4 * i]
-  local first = nil
-  if idem ~= '' then
-    local key, seen = k('idem', idem), id .. ' ' .. now
-    if not redis.call('SET', key, seen, 'NX', 'EX', ttl) then
-      -- the key's own expiry is only garbage collection: the window runs on the caller's now
-      local old = redis.call('GET', key)
-      local sp = string.find(old, ' ', 1, true)
-      if tonumber(now) - tonumber(string.sub(old, sp + 1)) < window then
-        first = string.sub(old, 1, sp - 1)
-      else
-        redis.call('SET', key, seen, 'EX', ttl)
+  local ids = {}
+  for i = 0, count - 1 do
+    local at = base + 4 * i
+    local id, etype, data, idem = ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
+    local first = nil
+    if idem ~= '' then
+      local key, seen = k('idem', idem), id .. ' ' .. now
+      if not redis.call('SET', key, seen, 'NX', 'EX', ttl) then
+        -- the key's own expiry is only garbage collection: the window runs on the caller's now
+        local old = redis.call('GET', key)
+        local sp = string.find(old, ' ', 1, true)
+        if tonumber(now) - tonumber(string.sub(old, sp + 1)) < window then
+          first = string.sub(old, 1, sp - 1)
+        else
+          redis.call('SET', key, seen, 'EX', ttl)
+        end
       end
     end
-  end
-  if first then
-    ids[#ids + 1] = first
-  else
-    local dls = {}
-    for _, t in ipairs(targets) do
-      if not t[2] or t[2][etype] then
-        -- Lua has no good random source; the event id is random, so this is unique too
-        local did = 'msg_' .. string.sub(redis.sha1hex(id .. '/' .. t[1]), 1, 24)
-        local seq = redis.call('INCR', k('seq'))
-        local dk = string.format('%016d', seq) .. ':' .. did  -- ties on due time: oldest first
-        redis.call('HSET', k('dl', did), 'id', did, 'ev', id, 'ep', t[1], 'st', 'pending',
-                   'n', '0', 'next', now, 'created', now, 'acc', now, 'dk', dk)
-        redis.call('ZADD', k('due'), now, dk)
-        redis.call('ZADD', k('active'), now, did)
-        redis.call('ZADD', k('ep', t[1], 'dls'), seq, did)
-        dls[#dls + 1] = did
+    if first then
+      ids[#ids + 1] = first
+    else
+      local only = routes and routes[i + 1]
+      local dls = {}
+      for _, t in ipairs(targets) do
+        if (not only or only == t[1]) and (not t[2] or t[2][etype]) then
+          -- Lua has no good random source; the event id is random, so this is unique too
+          local did = 'msg_' .. string.sub(redis.sha1hex(id .. '/' .. t[1]), 1, 24)
+          local seq = redis.call('INCR', k('seq'))
+          local dk = string.format('%016d', seq) .. ':' .. did  -- ties on due time: oldest first
+          redis.call('HSET', k('dl', did), 'id', did, 'ev', id, 'ep', t[1], 'st', 'pending',
+                     'n', '0', 'next', now, 'created', now, 'acc', now, 'dk', dk)
+          redis.call('ZADD', k('due'), now, dk)
+          redis.call('ZADD', k('active'), now, did)
+          redis.call('ZADD', k('ep', t[1], 'dls'), seq, did)
+          dls[#dls + 1] = did
+        end
       end
+      redis.call('HSET', k('ev', id), 'id', id, 'type', etype, 'data', data, 'at', now,
+                 'idem', idem, 'dls', table.concat(dls, ' '))
+      ids[#ids + 1] = id
     end
-    redis.call('HSET', k('ev', id), 'id', id, 'type', etype, 'data', data, 'at', now,
-               'idem', idem, 'dls', table.concat(dls, ' '))
-    ids[#ids + 1] = id
   end
+  return ids
 end
-return ids
+"""
+
+# ARGV: prefix, now, idempotency window, key ttl (s), count, then per event: event id, type,
+# data (JSON), idempotency key ('' for none). Returns the event ids.
+ACCEPT = _PRELUDE + _ACCEPT_FN + """
+return accept(ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5]), 6, nil)
 """
 
 # ARGV: prefix, now, lease deadline, limit, consumer. A lease ending at `now` has ended.
@@ -302,4 +313,110 @@ return out
 STATS = _READ + """
 local oldest = redis.call('ZRANGE', k('active'), 0, 0, 'WITHSCORES')
 return {redis.call('ZCARD', k('active')), oldest[2] or '', redis.call('SCARD', k('disabled'))}
+"""
+
+# --- address monitors and followers ------------------------------------------------------
+# ARGV: prefix, monitor id, then its field/value pairs. Returns the new monitors version.
+PUT_MONITOR = _PRELUDE + """
+local id = ARGV[2]
+redis.call('DEL', k('mon', id))
+redis.call('HSET', k('mon', id), unpack(ARGV, 3))
+if not redis.call('ZSCORE', k('mons'), id) then
+  redis.call('ZADD', k('mons'), redis.call('INCR', k('seq')), id)
+end
+return redis.call('INCR', k('monver'))
+"""
+
+# ARGV: prefix, monitor id. Returns 0 when unknown (the version stays).
+DELETE_MONITOR = _PRELUDE + """
+if redis.call('DEL', k('mon', ARGV[2])) == 0 then return 0 end
+redis.call('ZREM', k('mons'), ARGV[2])
+redis.call('INCR', k('monver'))
+return 1
+"""
+
+# ARGV: prefix, then a chain name to list only its monitors. Monitors in creation order.
+LIST_MONITORS = _READ + """
+local out = {}
+for _, id in ipairs(redis.call('ZRANGE', k('mons'), 0, -1)) do
+  if not ARGV[2] or redis.call('HGET', k('mon', id), 'chain') == ARGV[2] then
+    out[#out + 1] = redis.call('HGETALL', k('mon', id))
+  end
+end
+return out
+"""
+
+# A follower's step, in one script: the events (routed to their monitor's endpoint while the
+# monitor exists and is enabled), one history entry per event, then the cursor. One script is
+# one transaction in the AOF, so the cursor can never be on disk without the events.
+# ARGV: prefix, now, idempotency window, key ttl (s), count, cursor name, state (JSON), then
+# four values per event as in ACCEPT, then five per match: monitor id, kind, tx hash,
+# addresses (space-separated), block number. Returns the event ids.
+# History of monitor M: mh:M zset event id -> sequence (newest highest); mhx:M and mha:M
+# hold "<tx hash>:<seq>:<event id>" and "<address>:<seq>:<event id>" at score 0, so a
+# lexicographic range finds one transaction's or one address's entries, newest last.
+ADVANCE = _PRELUDE + _ACCEPT_FN + """
+local now, window, ttl, count = ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+local mbase = 8 + 4 * count
+local routes, endpoint_of = {}, {}
+for i = 0, count - 1 do
+  local mon = ARGV[mbase + 5 * i]
+  if endpoint_of[mon] == nil then
+    local m = redis.call('HMGET', k('mon', mon), 'ep', 'enabled')
+    endpoint_of[mon] = (m[1] and m[2] == '1') and m[1] or ''
+  end
+  routes[i + 1] = endpoint_of[mon]
+end
+local ids = accept(now, window, ttl, count, 8, routes)
+for i = 0, count - 1 do
+  local at = mbase + 5 * i
+  local mon, kind, tx, addrs, block = ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3],
+                                      ARGV[at + 4]
+  local id = ids[i + 1]
+  -- an event already known (its idempotency key) keeps the one history entry it has
+  if redis.call('HSETNX', k('ev', id), 'mon', mon) == 1 then
+    redis.call('HSET', k('ev', id), 'kind', kind, 'tx', tx, 'addrs', addrs, 'block', block)
+    local seq = redis.call('INCR', k('seq'))
+    local tail = ':' .. string.format('%016d', seq) .. ':' .. id
+    redis.call('ZADD', k('mh', mon), seq, id)
+    redis.call('ZADD', k('mhx', mon), 0, tx .. tail)
+    for a in string.gmatch(addrs, '%S+') do redis.call('ZADD', k('mha', mon), 0, a .. tail) end
+  end
+end
+redis.call('SET', k('cursor', ARGV[6]), ARGV[7])
+return ids
+"""
+
+# ARGV: prefix, monitor id, tx hash ('' for any), address ('' for any), limit. Newest first:
+# {event hash fields...} per entry.
+MONITOR_EVENTS = _READ + """
+local mon, tx, addr, limit = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local ids = {}
+-- entries "<prefix>:<16-digit seq>:<event id>" of a lexicographic index, newest first
+local function newest(key, prefix, max)
+  local found = redis.call('ZREVRANGEBYLEX', key, '(' .. prefix .. ';', '(' .. prefix .. ':',
+                           'LIMIT', 0, max)
+  local out = {}
+  for _, entry in ipairs(found) do out[#out + 1] = string.sub(entry, #prefix + 19) end
+  return out
+end
+if limit <= 0 then return {} end
+if tx ~= '' then
+  for _, id in ipairs(newest(k('mhx', mon), tx, -1)) do
+    local addrs = ' ' .. (redis.call('HGET', k('ev', id), 'addrs') or '') .. ' '
+    if #ids < limit and (addr == '' or string.find(addrs, ' ' .. addr .. ' ', 1, true)) then
+      ids[#ids + 1] = id
+    end
+  end
+elseif addr ~= '' then
+  ids = newest(k('mha', mon), addr, limit)
+else
+  ids = redis.call('ZREVRANGE', k('mh', mon), 0, limit - 1)
+end
+local out = {}
+for _, id in ipairs(ids) do
+  out[#out + 1] = redis.call('HMGET', k('ev', id), 'id', 'type', 'at', 'data', 'mon', 'kind',
+                             'tx', 'addrs', 'block')
+end
+return out
 """

@@ -16,6 +16,13 @@ Keys, all under `<prefix>:` (times are integer microseconds since the epoch):
     stream               stream with consumer group `workers`: leased deliveries
     leases               zset  stream entry id -> lease deadline
     active               zset  delivery id -> its event's acceptance time (depth, oldest age)
+    mons                 zset  monitor id -> creation sequence
+    mon:<id>             hash  the monitor; its addresses are one field of 40-hex-digit runs
+                               (100,000 addresses: one 4 MB value, not 100,000 keys)
+    monver               str   monitors version, INCR by every put and delete
+    cursor:<name>        str   a follower's state (JSON)
+    mh:<id>, mhx:<id>, mha:<id>  zsets: a monitor's history (all, by tx hash, by address);
+                               the match itself is kept in its event's hash (see ADVANCE)
 An active delivery is in exactly one of `due`, the stream (leased) or a `parked` set.
 
 Claiming first takes over expired leases, then moves due deliveries (oldest first, ties in
@@ -38,7 +45,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -56,6 +63,9 @@ from service.models import (
     Endpoint,
     Event,
     EventView,
+    MatchRecord,
+    Monitor,
+    MonitorEvent,
     NewEvent,
     QueueStats,
     Verdict,
@@ -119,6 +129,35 @@ def _attempt_json(a: Attempt) -> str:
     return json.dumps({"number": a.number, "at": _micros(a.at), "duration": a.duration,
                        "status": a.status_code, "error": a.error,
                        "headers": dict(a.response_headers), "body": a.response_body})
+
+
+def _addresses(packed: str) -> frozenset[str]:
+    return frozenset(["0x" + packed[i:i + 40] for i in range(0, len(packed), 40)])
+
+
+def _monitor(h: dict[str, str]) -> Monitor:
+    direction: Any = h["dir"]  # written from a Monitor: one of its Direction values
+    return Monitor(id=h["id"], chain=h["chain"], endpoint_id=h["ep"],
+                   addresses=_addresses(h["addrs"]), native=h["native"] == "1",
+                   erc20=h["erc20"] == "1", erc721=h["erc721"] == "1",
+                   contracts=_addresses(h["contracts"]), direction=direction,
+                   confirmations=int(h["conf"]) if h["conf"] else None,
+                   tags=tuple(json.loads(h["tags"])), enabled=h["enabled"] == "1",
+                   created_at=_time(h["created"]))
+
+
+def _monitor_event(fields: list[str | None]) -> MonitorEvent:
+    eid, etype, at, data, mon, kind, tx, addrs, block = (f or "" for f in fields)
+    return MonitorEvent(MatchRecord(mon, kind, tx, tuple(addrs.split()), int(block)), eid,
+                        etype, _at(at), data)
+
+
+def _events_args(events: Sequence[NewEvent], now: datetime) -> list[str | int | float]:
+    args: list[str | int | float] = [_us(now), int(IDEMPOTENCY_WINDOW * 1e6),
+                                     int(IDEMPOTENCY_WINDOW), len(events)]
+    for e in events:
+        args += [new_id("evt"), e.type, e.serialised(), e.idempotency_key or ""]
+    return args
 
 
 @contextmanager
@@ -223,12 +262,8 @@ class RedisStore:
     async def accept(self, events: Sequence[NewEvent], now: datetime) -> list[str]:
         if not events:
             return []
-        args: list[str | int | float] = [_us(now), int(IDEMPOTENCY_WINDOW * 1e6),
-                                         int(IDEMPOTENCY_WINDOW), len(events)]
-        for e in events:
-            args += [new_id("evt"), e.type, e.serialised(), e.idempotency_key or ""]
         with _translated("accept"):
-            ids = await self._run(redis_scripts.ACCEPT, *args)
+            ids = await self._run(redis_scripts.ACCEPT, *_events_args(events, now))
         return [str(i) for i in ids]
 
     async def get_event(self, event_id: str) -> EventView | None:
@@ -297,3 +332,65 @@ class RedisStore:
         with _translated("deliveries_of"):
             found = await self._run(redis_scripts.DELIVERIES_OF, endpoint_id)
         return [_delivery(_hash(h)) for h in found]
+
+    # --- address monitors and followers ------------------------------------------------
+
+    async def put_monitor(self, monitor: Monitor) -> None:
+        m = monitor
+        with _translated("put_monitor"):
+            await self._run(redis_scripts.PUT_MONITOR, m.id, "id", m.id, "chain", m.chain,
+                            "ep", m.endpoint_id,
+                            "addrs", "".join(a[2:] for a in m.addresses),
+                            "native", int(m.native), "erc20", int(m.erc20),
+                            "erc721", int(m.erc721),
+                            "contracts", "".join(a[2:] for a in m.contracts),
+                            "dir", m.direction,
+                            "conf", "" if m.confirmations is None else m.confirmations,
+                            "tags", json.dumps(list(m.tags)), "enabled", int(m.enabled),
+                            "created", "" if m.created_at is None else _us(m.created_at))
+
+    async def get_monitor(self, monitor_id: str) -> Monitor | None:
+        with _translated("get_monitor"):
+            h = await self._redis.hgetall(f"{self._prefix}:mon:{monitor_id}")
+        return _monitor({str(k): str(v) for k, v in h.items()}) if h else None
+
+    async def list_monitors(self, chain: str | None = None) -> list[Monitor]:
+        with _translated("list_monitors"):
+            found = await self._run(redis_scripts.LIST_MONITORS,
+                                    *(() if chain is None else (chain,)))
+        return [_monitor(_hash(h)) for h in found]
+
+    async def delete_monitor(self, monitor_id: str) -> bool:
+        with _translated("delete_monitor"):
+            return bool(await self._run(redis_scripts.DELETE_MONITOR, monitor_id))
+
+    async def monitors_version(self) -> int:
+        with _translated("monitors_version"):
+            value = await self._redis.get(f"{self._prefix}:monver")
+        return int(value or 0)
+
+    async def get_cursor(self, name: str) -> dict[str, Any] | None:
+        with _translated("get_cursor"):
+            value = await self._redis.get(f"{self._prefix}:cursor:{name}")
+        return None if value is None else dict(json.loads(value))
+
+    async def advance(self, name: str, state: Mapping[str, Any], events: Sequence[NewEvent],
+                      matches: Sequence[MatchRecord], now: datetime) -> list[str]:
+        if len(events) != len(matches):
+            raise ValueError(f"{len(events)} events but {len(matches)} matches")
+        args = _events_args(events, now)
+        args[4:4] = [name, json.dumps(dict(state))]  # after the count, before the events
+        for m in matches:
+            args += [m.monitor_id, m.kind, m.tx_hash.lower(),
+                     " ".join(a.lower() for a in m.addresses), m.block_number]
+        with _translated("advance"):
+            ids = await self._run(redis_scripts.ADVANCE, *args)
+        return [str(i) for i in ids]
+
+    async def monitor_events(self, monitor_id: str, tx_hash: str | None = None,
+                             address: str | None = None,
+                             limit: int = 100) -> list[MonitorEvent]:
+        with _translated("monitor_events"):
+            found = await self._run(redis_scripts.MONITOR_EVENTS, monitor_id,
+                                    (tx_hash or "").lower(), (address or "").lower(), limit)
+        return [_monitor_event(fields) for fields in found]

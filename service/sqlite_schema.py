@@ -9,6 +9,11 @@ fan-out rows into delivery rows, `done` at a time, just before it leases; until 
 delivery is pending with no attempts, which is what every read reports for it. Which
 endpoints get an event is decided at acceptance, as before; only the rows come later.
 
+Address monitors keep their addresses as one blob of 20-byte values per row (100,000
+addresses are 2 MB, read whole when followers reload). A follower's events carry a route:
+the one endpoint of their monitor instead of every endpoint that wants the type. `matches`
+holds one row per event a monitor caused, `match_addresses` indexes it by watched address.
+
 Plain functions of a connection, called by `sqlite_store` inside its transactions; times are
 integer microseconds since the epoch (exact round trips, cheap comparisons and indexes).
 """
@@ -23,7 +28,7 @@ import json
 import sqlite3
 import time
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,12 +40,16 @@ from service.models import (
     Endpoint,
     Event,
     EventView,
+    MatchRecord,
+    Monitor,
+    MonitorEvent,
     NewEvent,
     QueueStats,
 )
 from service.store import IDEMPOTENCY_WINDOW, Settled
 
-VERSION = 3  # 2: integer row ids; 3: fan-out rows, deliveries made when claimed
+VERSION = 4  # 2: integer row ids; 3: fan-out rows, deliveries made when claimed; 4: monitors
+UPGRADABLE = (0, 3)  # versions the schema script brings up to VERSION (4 only adds tables)
 ACTIVE = "state IN ('pending', 'retrying')"  # partial indexes below repeat it verbatim
 # A leased delivery becomes claimable when its lease ends, so the claim index orders by the
 # later of the two times: claim then walks due rows only, never past in-flight ones.
@@ -82,6 +91,27 @@ CREATE TABLE IF NOT EXISTS fanouts (
 );
 CREATE INDEX IF NOT EXISTS fanouts_open ON fanouts (id) WHERE done < total;
 CREATE INDEX IF NOT EXISTS fanouts_range ON fanouts (first_event);
+CREATE TABLE IF NOT EXISTS monitors (
+    id TEXT PRIMARY KEY, chain TEXT NOT NULL, endpoint_id TEXT NOT NULL,
+    addresses BLOB NOT NULL, native INTEGER NOT NULL, erc20 INTEGER NOT NULL,
+    erc721 INTEGER NOT NULL, contracts BLOB NOT NULL, direction TEXT NOT NULL,
+    confirmations INTEGER, tags TEXT NOT NULL, enabled INTEGER NOT NULL, created_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)
+    WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS cursors (
+    name TEXT PRIMARY KEY, state TEXT NOT NULL, saved_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS matches (
+    event_id INTEGER PRIMARY KEY, monitor_id TEXT NOT NULL, kind TEXT NOT NULL,
+    tx_hash TEXT NOT NULL, addresses TEXT NOT NULL, block_number INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS matches_monitor ON matches (monitor_id, event_id);
+CREATE INDEX IF NOT EXISTS matches_tx ON matches (monitor_id, tx_hash, event_id);
+CREATE TABLE IF NOT EXISTS match_addresses (
+    monitor_id TEXT NOT NULL, address TEXT NOT NULL, event_id INTEGER NOT NULL,
+    PRIMARY KEY (monitor_id, address, event_id)
+) WITHOUT ROWID;
 PRAGMA user_version = {VERSION};
 """
 
@@ -170,7 +200,7 @@ def row_id(text: str, prefix: str) -> int | None:
 
 def check_version(conn: sqlite3.Connection) -> None:
     (found,) = conn.execute("PRAGMA user_version").fetchone()
-    if found not in (0, VERSION):
+    if found not in (*UPGRADABLE, VERSION):
         raise sqlite3.DatabaseError(
             f"the file has schema version {found}, this build reads version {VERSION}; "
             "move the file away to start afresh")
@@ -224,7 +254,10 @@ def delete_endpoint(conn: sqlite3.Connection, endpoint_id: str) -> bool:
 
 # --- events ------------------------------------------------------------------------------
 def accept(conn: sqlite3.Connection, events: Sequence[NewEvent], now: datetime,
-           endpoints: Sequence[Endpoint], prune: bool, clock: IdClock) -> list[str]:
+           endpoints: Sequence[Endpoint], prune: bool, clock: IdClock,
+           routes: Sequence[str] | None = None) -> list[str]:
+    """Store the events and their fan-out. `routes`, when given, names for each event the
+    one endpoint it may go to ('' for none) in place of every endpoint that wants it."""
     at = to_us(now)
     if prune:
         conn.execute("DELETE FROM idempotency WHERE expires_at <= ?", (at,))
@@ -233,9 +266,9 @@ def accept(conn: sqlite3.Connection, events: Sequence[NewEvent], now: datetime,
     event_rows: list[tuple[int, str, str, int, str | None]] = []
     key_rows: list[tuple[str, int, int]] = []
     wanted: dict[str, list[int]] = {}  # endpoint: offsets of the events it wants
-    by_type: dict[str, list[list[int]]] = {}
+    by_type: dict[tuple[str, str | None], list[list[int]]] = {}
     first = n = clock.take(len(events))
-    for ev in events:
+    for i, ev in enumerate(events):
         key = ev.idempotency_key
         if key is not None:
             seen = fresh.get(key) or _known_key(conn, key, at)
@@ -247,10 +280,12 @@ def accept(conn: sqlite3.Connection, events: Sequence[NewEvent], now: datetime,
         if key is not None:
             fresh[key] = n
             key_rows.append((key, n, at + _WINDOW_US))
-        lists = by_type.get(ev.type)
+        route = None if routes is None else routes[i]
+        lists = by_type.get((ev.type, route))
         if lists is None:
-            lists = by_type[ev.type] = [wanted.setdefault(ep.id, []) for ep in endpoints
-                                        if ep.wants(ev.type)]
+            lists = by_type[ev.type, route] = [
+                wanted.setdefault(ep.id, []) for ep in endpoints
+                if ep.wants(ev.type) and (route is None or ep.id == route)]
         for offsets in lists:
             offsets.append(n - first)
         n += 1
@@ -468,3 +503,141 @@ def deliveries_of(conn: sqlite3.Connection, endpoint_id: str) -> list[Delivery]:
                 for k in range(done, total)]
     out.sort(key=lambda d: (d.created_at, d.id))
     return out
+
+
+# --- address monitors and followers ----------------------------------------------------
+_MONITOR = ("id, chain, endpoint_id, addresses, native, erc20, erc721, contracts, direction,"
+            " confirmations, tags, enabled, created_at")
+_MATCH = ("m.event_id, m.monitor_id, m.kind, m.tx_hash, m.addresses, m.block_number, e.type,"
+          " e.accepted_at, e.data")
+
+
+def pack_addresses(addresses: Iterable[str]) -> bytes:
+    """Lower-case `0x` + 40 hex addresses as one blob of 20 bytes each."""
+    return bytes.fromhex("".join(a[2:] for a in addresses))
+
+
+def unpack_addresses(blob: bytes) -> frozenset[str]:
+    h = blob.hex()
+    return frozenset(["0x" + h[i:i + 40] for i in range(0, len(h), 40)])
+
+
+def _monitor(row: Sequence[Any]) -> Monitor:
+    return Monitor(id=row[0], chain=row[1], endpoint_id=row[2],
+                   addresses=unpack_addresses(row[3]), native=bool(row[4]),
+                   erc20=bool(row[5]), erc721=bool(row[6]),
+                   contracts=unpack_addresses(row[7]), direction=row[8],
+                   confirmations=row[9], tags=tuple(json.loads(row[10])),
+                   enabled=bool(row[11]), created_at=_dt(row[12]))
+
+
+def _bump_monitors(conn: sqlite3.Connection) -> None:
+    conn.execute("INSERT INTO counters VALUES ('monitors', 1)"
+                 " ON CONFLICT (name) DO UPDATE SET value = value + 1")
+
+
+def put_monitor(conn: sqlite3.Connection, m: Monitor, addresses: bytes) -> None:
+    """`addresses`: `pack_addresses(m.addresses)`, made before the write waits its turn."""
+    updates = ", ".join(f"{c} = excluded.{c}" for c in _MONITOR.split(", ")[1:])
+    conn.execute(f"INSERT INTO monitors ({_MONITOR}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                 f" ?, ?) ON CONFLICT (id) DO UPDATE SET {updates}",
+                 (m.id, m.chain, m.endpoint_id, addresses, int(m.native), int(m.erc20),
+                  int(m.erc721), pack_addresses(m.contracts), m.direction, m.confirmations,
+                  json.dumps(list(m.tags)), int(m.enabled), _us(m.created_at)))
+    _bump_monitors(conn)
+
+
+def get_monitor(conn: sqlite3.Connection, monitor_id: str) -> Monitor | None:
+    row = conn.execute(f"SELECT {_MONITOR} FROM monitors WHERE id = ?",
+                       (monitor_id,)).fetchone()
+    return None if row is None else _monitor(row)
+
+
+def list_monitors(conn: sqlite3.Connection, chain: str | None) -> list[Monitor]:
+    if chain is None:
+        rows = conn.execute(f"SELECT {_MONITOR} FROM monitors ORDER BY rowid")
+    else:
+        rows = conn.execute(f"SELECT {_MONITOR} FROM monitors WHERE chain = ? ORDER BY rowid",
+                            (chain,))
+    return [_monitor(r) for r in rows]
+
+
+def delete_monitor(conn: sqlite3.Connection, monitor_id: str) -> bool:
+    if conn.execute("DELETE FROM monitors WHERE id = ?", (monitor_id,)).rowcount == 0:
+        return False
+    _bump_monitors(conn)
+    return True
+
+
+def monitors_version(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT value FROM counters WHERE name = 'monitors'").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def get_cursor(conn: sqlite3.Connection, name: str) -> dict[str, Any] | None:
+    row = conn.execute("SELECT state FROM cursors WHERE name = ?", (name,)).fetchone()
+    return None if row is None else dict(json.loads(row[0]))
+
+
+def _routes(conn: sqlite3.Connection, monitor_ids: Iterable[str]) -> dict[str, str]:
+    """The endpoint each monitor's events go to: '' when it is gone or disabled."""
+    out = {}
+    for monitor_id in monitor_ids:
+        row = conn.execute("SELECT endpoint_id FROM monitors WHERE id = ? AND enabled = 1",
+                           (monitor_id,)).fetchone()
+        out[monitor_id] = "" if row is None else row[0]
+    return out
+
+
+def advance(conn: sqlite3.Connection, name: str, state: str, events: Sequence[NewEvent],
+            matches: Sequence[MatchRecord], now: datetime, endpoints: Sequence[Endpoint],
+            prune: bool, clock: IdClock) -> list[str]:
+    """A follower's step in the caller's transaction: events, history, cursor."""
+    routes = _routes(conn, {m.monitor_id for m in matches})
+    ids = accept(conn, events, now, endpoints, prune, clock,
+                 [routes[m.monitor_id] for m in matches])
+    rows, by_address = [], []
+    for ref, m in zip(ids, matches, strict=True):
+        n = row_id(ref, "evt_")
+        addresses = [a.lower() for a in m.addresses]
+        rows.append((n, m.monitor_id, m.kind, m.tx_hash.lower(), " ".join(addresses),
+                     m.block_number))
+        by_address += [(m.monitor_id, a, n) for a in addresses]
+    # an event already known (its idempotency key) keeps the one history row it has
+    conn.executemany("INSERT OR IGNORE INTO matches VALUES (?, ?, ?, ?, ?, ?)", rows)
+    conn.executemany("INSERT OR IGNORE INTO match_addresses VALUES (?, ?, ?)", by_address)
+    conn.execute("INSERT INTO cursors VALUES (?, ?, ?) ON CONFLICT (name)"
+                 " DO UPDATE SET state = excluded.state, saved_at = excluded.saved_at",
+                 (name, state, to_us(now)))
+    return ids
+
+
+def _monitor_event(row: Sequence[Any]) -> MonitorEvent:
+    match = MatchRecord(row[1], row[2], row[3], tuple(row[4].split()), row[5])
+    return MonitorEvent(match, event_ref(row[0]), row[6], _at(row[7]), row[8])
+
+
+def monitor_events(conn: sqlite3.Connection, monitor_id: str, tx_hash: str | None,
+                   address: str | None, limit: int) -> list[MonitorEvent]:
+    if limit <= 0:
+        return []  # SQLite reads a negative LIMIT as "no limit"
+    joined = " CROSS JOIN events e ON e.id = m.event_id"
+    params: list[Any] = [monitor_id]
+    order = "m.event_id"
+    if tx_hash is not None:  # a transaction has few rows: its index leads
+        query = f"SELECT {_MATCH} FROM matches m{joined} WHERE m.monitor_id = ? AND m.tx_hash = ?"
+        params.append(tx_hash.lower())
+        if address is not None:
+            query += (" AND EXISTS (SELECT 1 FROM match_addresses a WHERE a.monitor_id ="
+                      " m.monitor_id AND a.address = ? AND a.event_id = m.event_id)")
+            params.append(address.lower())
+    elif address is not None:
+        query = (f"SELECT {_MATCH} FROM match_addresses a CROSS JOIN matches m"
+                 f" ON m.event_id = a.event_id{joined}"
+                 " WHERE a.monitor_id = ? AND a.address = ?")
+        params.append(address.lower())
+        order = "a.event_id"  # the key's own order: no sort
+    else:
+        query = f"SELECT {_MATCH} FROM matches m{joined} WHERE m.monitor_id = ?"
+    rows = conn.execute(f"{query} ORDER BY {order} DESC LIMIT ?", (*params, limit))
+    return [_monitor_event(r) for r in rows]

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +27,9 @@ from service.models import (
     Delivery,
     Endpoint,
     EventView,
+    MatchRecord,
+    Monitor,
+    MonitorEvent,
     NewEvent,
     QueueStats,
     Verdict,
@@ -290,12 +294,17 @@ class SqliteStore:
         events = list(events)  # the caller may change its list while the write waits
 
         def op(conn: sqlite3.Connection) -> list[str]:
-            at = sql.to_us(now)
-            prune = at - self._pruned_at >= PRUNE_EVERY
-            if prune:
-                self._pruned_at = at
-            return sql.accept(conn, events, now, self._fanout(conn), prune, self._ids)
+            return sql.accept(conn, events, now, self._fanout(conn), self._prune(now),
+                              self._ids)
         return await self._write(op)
+
+    def _prune(self, now: datetime) -> bool:
+        """Whether this write should sweep expired idempotency keys (once an hour)."""
+        at = sql.to_us(now)
+        prune = at - self._pruned_at >= PRUNE_EVERY
+        if prune:
+            self._pruned_at = at
+        return prune
 
     async def get_event(self, event_id: str) -> EventView | None:
         return await self._read(lambda c: sql.get_event(c, event_id))
@@ -333,3 +342,41 @@ class SqliteStore:
 
     async def deliveries_of(self, endpoint_id: str) -> list[Delivery]:
         return await self._read(lambda c: sql.deliveries_of(c, endpoint_id))
+
+    # --- address monitors and followers --------------------------------------------------
+    async def put_monitor(self, monitor: Monitor) -> None:
+        packed = sql.pack_addresses(monitor.addresses)
+        await self._write(lambda c: sql.put_monitor(c, monitor, packed))
+
+    async def get_monitor(self, monitor_id: str) -> Monitor | None:
+        return await self._read(lambda c: sql.get_monitor(c, monitor_id))
+
+    async def list_monitors(self, chain: str | None = None) -> list[Monitor]:
+        return await self._read(lambda c: sql.list_monitors(c, chain))
+
+    async def delete_monitor(self, monitor_id: str) -> bool:
+        return await self._write(lambda c: sql.delete_monitor(c, monitor_id))
+
+    async def monitors_version(self) -> int:
+        return await self._read(sql.monitors_version)
+
+    async def get_cursor(self, name: str) -> dict[str, Any] | None:
+        return await self._read(lambda c: sql.get_cursor(c, name))
+
+    async def advance(self, name: str, state: Mapping[str, Any], events: Sequence[NewEvent],
+                      matches: Sequence[MatchRecord], now: datetime) -> list[str]:
+        if len(events) != len(matches):
+            raise ValueError(f"{len(events)} events but {len(matches)} matches")
+        saved = json.dumps(dict(state))  # a state that is not JSON fails here, not later
+        events, matches = list(events), list(matches)
+
+        def op(conn: sqlite3.Connection) -> list[str]:
+            return sql.advance(conn, name, saved, events, matches, now, self._fanout(conn),
+                               self._prune(now), self._ids)
+        return await self._write(op)  # durable: FULL sync before the follower moves on
+
+    async def monitor_events(self, monitor_id: str, tx_hash: str | None = None,
+                             address: str | None = None,
+                             limit: int = 100) -> list[MonitorEvent]:
+        return await self._read(
+            lambda c: sql.monitor_events(c, monitor_id, tx_hash, address, limit))

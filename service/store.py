@@ -8,14 +8,17 @@ Durability contract, which the shared contract test suite checks for each backen
   any process). Deliveries are therefore at-least-once; the webhook-id makes them
   recognisable to the receiver.
 - `settle` records the attempt and the verdict atomically.
+- `advance` (a chain follower's step) makes its events durable no later than its cursor: a
+  crash never leaves a saved cursor past events that were not enqueued. Both backends do
+  the whole step atomically (SQLite: one transaction; Redis: one script).
 Every method raises `service.StoreError` when the backend fails.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from service.models import (
     Attempt,
@@ -23,6 +26,9 @@ from service.models import (
     Delivery,
     Endpoint,
     EventView,
+    MatchRecord,
+    Monitor,
+    MonitorEvent,
     NewEvent,
     QueueStats,
     Verdict,
@@ -87,3 +93,47 @@ class Store(Protocol):
 
     async def deliveries_of(self, endpoint_id: str) -> list[Delivery]:
         """Every delivery of the endpoint (for tests and the API's listing)."""
+
+    # --- address monitors and chain followers --------------------------------------------
+    async def put_monitor(self, monitor: Monitor) -> None:
+        """Create or replace the monitor with this id (its listing position stays), and
+        bump `monitors_version`."""
+
+    async def get_monitor(self, monitor_id: str) -> Monitor | None: ...
+
+    async def list_monitors(self, chain: str | None = None) -> list[Monitor]:
+        """Every monitor (of `chain`, when given) in creation order, addresses included:
+        followers call it when `monitors_version` moved, not per block."""
+
+    async def delete_monitor(self, monitor_id: str) -> bool:
+        """Remove it and bump `monitors_version`; False (and no bump) when unknown. Its
+        history stays with the events it belongs to."""
+
+    async def monitors_version(self) -> int:
+        """A counter that grows with every put_monitor and every delete_monitor that
+        removed something, durable like the monitors: a follower re-reads the monitors
+        only when it moved. 0 before the first change."""
+
+    async def get_cursor(self, name: str) -> dict[str, Any] | None:
+        """The JSON state the follower `name` last saved with `advance`; None when never."""
+
+    async def advance(self, name: str, state: Mapping[str, Any], events: Sequence[NewEvent],
+                      matches: Sequence[MatchRecord], now: datetime) -> list[str]:
+        """A follower's step, atomically: accept `events` like `accept` (ids returned in
+        order; a known idempotency key answers the first event's id and enqueues nothing),
+        record `matches[i]` in its monitor's history as the match of the event `events[i]`
+        became (one history entry per event: a re-processed block adds none), and save
+        `state` (a JSON object) as the cursor `name`.
+
+        Unlike `accept`, an event goes only to the endpoint of its match's monitor, and only
+        while that monitor exists and is enabled and the endpoint wants the event's type;
+        other endpoints never see another customer's transfers. The event and its history
+        entry are stored either way. Durable when it returns. ValueError when `events` and
+        `matches` differ in length."""
+
+    async def monitor_events(self, monitor_id: str, tx_hash: str | None = None,
+                             address: str | None = None,
+                             limit: int = 100) -> list[MonitorEvent]:
+        """The monitor's history, newest first, at most `limit` entries: only those of
+        transaction `tx_hash` and/or involving the watched `address`, when given (both
+        compared case-insensitively)."""

@@ -1,11 +1,17 @@
-"""JSON shapes of the service's values, as the API returns them (secrets only on create)."""
+"""JSON shapes of the service's values, as the API returns them (secrets only on create).
+
+Addresses go out lower-case, as they are stored and as webhook payloads carry them: one
+spelling to compare against, and no hashing of 100,000 addresses per response. A monitor's
+address list is only in `GET /v1/monitors/{id}`; everything else gives `address_count`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from service.models import Attempt, Delivery, Endpoint, EventView
+from service.models import Attempt, Delivery, Endpoint, EventView, Monitor, MonitorEvent
 
 
 def _time(value: datetime | None) -> str | None:
@@ -61,4 +67,39 @@ def event_view_json(view: EventView) -> dict[str, Any]:
         "idempotency_key": e.idempotency_key,
         "accepted_at": e.accepted_at.isoformat(),
         "deliveries": [delivery_json(d, attempts) for d, attempts in view.deliveries],
+    }
+
+
+def monitor_json(m: Monitor, chains: Mapping[str, int],
+                 with_addresses: bool = False) -> dict[str, Any]:
+    """`chains`: configured chain name -> default confirmations."""
+    out: dict[str, Any] = {
+        "id": m.id,
+        "chain": m.chain,
+        "endpoint_id": m.endpoint_id,
+        "enabled": m.enabled,
+        "direction": m.direction,
+        "conditions": {"native": m.native, "erc20": m.erc20, "erc721": m.erc721,
+                       "contracts": sorted(m.contracts)},
+        "confirmations": m.confirmations,  # null: the chain's default
+        "effective_confirmations": (m.confirmations if m.confirmations is not None
+                                    else chains.get(m.chain)),
+        "tags": list(m.tags),
+        "address_count": len(m.addresses),
+        "created_at": _time(m.created_at),
+    }
+    if with_addresses:
+        out["addresses"] = sorted(m.addresses)
+    return out
+
+
+def monitor_event_json(e: MonitorEvent) -> dict[str, Any]:
+    return {
+        "event_id": e.event_id,
+        "type": e.event_type,
+        "tx_hash": e.match.tx_hash,
+        "block_number": e.match.block_number,
+        "addresses": list(e.match.addresses),
+        "accepted_at": e.accepted_at.isoformat(),
+        "data": e.data,
     }

@@ -266,7 +266,8 @@ async def test_health_readiness_metrics_and_openapi(service: Any, sink: Sink) ->
     assert set(spec["paths"]) == {
         "/healthz", "/readyz", "/metrics", "/openapi.json", "/v1/endpoints",
         "/v1/endpoints/{id}", "/v1/endpoints/{id}/replay", "/v1/events",
-        "/v1/events/batch", "/v1/events/{id}"}
+        "/v1/events/batch", "/v1/events/{id}", "/v1/monitors", "/v1/monitors/{id}",
+        "/v1/monitors/{id}/events"}
 
 
 async def test_generated_key_file_when_none_configured(tmp_path: Path) -> None:

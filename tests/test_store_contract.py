@@ -7,11 +7,21 @@ times and the idempotency window are checked exactly and without waiting.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import timedelta
 
 import pytest
 
-from service.models import DeliveryState, Event, NewEvent, QueueStats, Verdict
+from service.models import (
+    DeliveryState,
+    Event,
+    MatchRecord,
+    Monitor,
+    MonitorEvent,
+    NewEvent,
+    QueueStats,
+    Verdict,
+)
 from service.store import Store
 from tests.support.stores import NOW, StoreFactory, accept_one, attempt, endpoint
 
@@ -362,3 +372,165 @@ async def test_concurrent_accepts_each_get_one_id_and_one_delivery(store: Store)
         assert sorted(d.event_id for d in deliveries) == sorted(ids)
     claimed = await store.claim(1000, NOW, 30)
     assert len({c.delivery.id for c in claimed}) == len(claimed) == 400
+
+
+# --- address monitors and chain followers -----------------------------------------------
+def monitor(monitor_id: str, *addresses: str, chain: str = "ethereum", endpoint_id: str = "ep_a",
+            enabled: bool = True) -> Monitor:
+    """A monitor with every field away from its default, so round trips check them all."""
+    return Monitor(id=monitor_id, chain=chain,
+                   addresses=frozenset(addresses or [f"0x{1:040x}", f"0x{2:040x}"]),
+                   endpoint_id=endpoint_id, native=False, erc20=True, erc721=False,
+                   contracts=frozenset({"0x" + "ab" * 20}), direction="in", confirmations=3,
+                   tags=("treasury", "hot"), enabled=enabled, created_at=NOW)
+
+
+def transfer(monitor_id: str, tx: int, *addresses: int, kind: str = "transfer.detected",
+             block: int = 100) -> tuple[NewEvent, MatchRecord]:
+    """A follower's event and its match; the idempotency key is deterministic, as theirs."""
+    tx_hash = f"0x{tx:064x}"
+    watched = tuple(f"0x{a:040x}" for a in addresses)
+    event = NewEvent(kind, {"tx": tx_hash, "monitor": monitor_id},
+                     f"ethereum/{tx_hash}/{monitor_id}/{kind}")
+    return event, MatchRecord(monitor_id, kind, tx_hash, watched, block)
+
+
+async def test_monitors_round_trip_in_creation_order(store: Store) -> None:
+    assert (await store.monitors_version(), await store.list_monitors()) == (0, [])
+    big = monitor("mon_big", *(f"0x{i:040x}" for i in range(100_000)))
+    other = dataclasses.replace(monitor("mon_poly", chain="polygon"), confirmations=None,
+                                contracts=frozenset(), tags=(), created_at=None)
+    await store.put_monitor(monitor("mon_a"))
+    await store.put_monitor(big)
+    await store.put_monitor(other)
+    assert await store.get_monitor("mon_big") == big
+    assert await store.get_monitor("mon_poly") == other
+    assert await store.get_monitor("mon_nope") is None
+    assert [m.id for m in await store.list_monitors()] == ["mon_a", "mon_big", "mon_poly"]
+    assert [m.id for m in await store.list_monitors("polygon")] == ["mon_poly"]
+    assert await store.list_monitors("bitcoin") == await store.list_monitors("") == []
+    version = await store.monitors_version()
+    assert version >= 3
+
+    changed = dataclasses.replace(monitor("mon_a", f"0x{9:040x}"), enabled=False)
+    await store.put_monitor(changed)  # a replacement keeps its place in the listing
+    assert await store.monitors_version() > version
+    assert (await store.list_monitors())[0] == changed
+    version = await store.monitors_version()
+    assert await store.delete_monitor("mon_a") is True
+    assert await store.monitors_version() > version
+    version = await store.monitors_version()
+    assert await store.delete_monitor("mon_a") is False
+    assert await store.monitors_version() == version  # nothing changed
+    assert [m.id for m in await store.list_monitors()] == ["mon_big", "mon_poly"]
+
+
+async def test_cursor_is_none_until_advance_saves_it(store: Store) -> None:
+    assert await store.get_cursor("ethereum") is None
+    assert await store.advance("ethereum", {"block": 7, "hashes": ["0xaa"]}, [], [], NOW) == []
+    assert await store.get_cursor("ethereum") == {"block": 7, "hashes": ["0xaa"]}
+    await store.advance("ethereum", {"block": 8}, [], [], NOW)
+    assert await store.get_cursor("ethereum") == {"block": 8}
+    assert await store.get_cursor("polygon") is None
+    with pytest.raises(ValueError, match="1 events but 0 matches"):
+        await store.advance("ethereum", {"block": 9}, [NewEvent("t", 1)], [], NOW)
+    assert await store.get_cursor("ethereum") == {"block": 8}
+
+
+async def test_advance_delivers_only_to_the_monitors_endpoint(store: Store) -> None:
+    for ep in (endpoint("ep_a"), endpoint("ep_b"), endpoint("ep_all")):
+        await store.put_endpoint(ep)
+    await store.put_monitor(monitor("mon_a", endpoint_id="ep_a"))
+    await store.put_monitor(monitor("mon_b", endpoint_id="ep_b"))
+    await store.put_monitor(monitor("mon_off", endpoint_id="ep_a", enabled=False))
+    steps = [transfer("mon_a", 1, 1), transfer("mon_b", 2, 2), transfer("mon_off", 3, 1),
+             transfer("mon_gone", 4, 1)]
+    ids = await store.advance("ethereum", {"block": 100}, [e for e, _ in steps],
+                              [m for _, m in steps], NOW)
+    assert len(set(ids)) == 4
+    assert [d.event_id for d in await store.deliveries_of("ep_a")] == [ids[0]]
+    assert [d.event_id for d in await store.deliveries_of("ep_b")] == [ids[1]]
+    assert await store.deliveries_of("ep_all") == []  # never another customer's transfers
+    for event_id, (event, _) in zip(ids, steps, strict=True):
+        view = await store.get_event(event_id)  # stored, delivered or not
+        assert view is not None and view.event.data == event.data
+        assert view.event.idempotency_key == event.idempotency_key
+    (entry,) = await store.monitor_events("mon_off")
+    assert entry.match == steps[2][1]
+    assert [c.event.id for c in await store.claim(10, NOW, 30)] == ids[:2]
+
+
+async def test_advance_again_returns_the_first_ids_and_adds_nothing(store: Store) -> None:
+    await store.put_endpoint(endpoint("ep_a"))
+    await store.put_monitor(monitor("mon_a"))
+    steps = [transfer("mon_a", 1, 1), transfer("mon_a", 2, 2)]
+    events, matches = [e for e, _ in steps], [m for _, m in steps]
+    ids = await store.advance("ethereum", {"block": 100}, events, matches, NOW)
+    history = await store.monitor_events("mon_a")
+    # a re-processed block, and one event twice in one step: nothing new anywhere
+    again = await store.advance("ethereum", {"block": 101}, [*events, events[0]],
+                                [*matches, matches[0]], NOW + S)
+    assert again == [*ids, ids[0]]
+    assert await store.monitor_events("mon_a") == history
+    assert len(await store.deliveries_of("ep_a")) == 2
+    assert await store.get_cursor("ethereum") == {"block": 101}
+
+
+async def test_monitor_events_newest_first_filtered_by_tx_and_address(store: Store) -> None:
+    await store.put_endpoint(endpoint("ep_a"))
+    await store.put_monitor(monitor("mon_a"))
+    steps = [transfer("mon_a", 1, 1), transfer("mon_a", 1, 1, 2, kind="transfer.confirmed",
+                                                  block=103),
+             transfer("mon_a", 2, 2), transfer("mon_b", 1, 1)]
+    ids = []
+    for i, (event, match) in enumerate(steps):  # one step each: a clear order
+        ids += await store.advance("ethereum", {"block": i}, [event], [match], NOW + i * S)
+    newest = (await store.monitor_events("mon_a"))[0]
+    assert (newest.match, newest.event_id, newest.event_type, newest.accepted_at,
+            newest.data) == (steps[2][1], ids[2], "transfer.detected", NOW + 2 * S,
+                             steps[2][0].data)
+
+    def found(entries: list[MonitorEvent]) -> list[str]:
+        return [e.event_id for e in entries]
+    tx1, a1, a2 = f"0X{1:064X}", f"0x{1:040X}", f"0x{2:040x}"  # either case finds them
+    assert found(await store.monitor_events("mon_a")) == [ids[2], ids[1], ids[0]]
+    assert found(await store.monitor_events("mon_a", limit=2)) == [ids[2], ids[1]]
+    assert found(await store.monitor_events("mon_a", limit=0)) == []
+    assert found(await store.monitor_events("mon_a", tx_hash=tx1)) == [ids[1], ids[0]]
+    assert found(await store.monitor_events("mon_a", tx_hash=tx1, limit=1)) == [ids[1]]
+    assert found(await store.monitor_events("mon_a", address=a1)) == [ids[1], ids[0]]
+    assert found(await store.monitor_events("mon_a", address=a2)) == [ids[2], ids[1]]
+    assert found(await store.monitor_events("mon_a", address=a2, limit=1)) == [ids[2]]
+    assert found(await store.monitor_events("mon_a", tx_hash=tx1, address=a2)) == [ids[1]]
+    assert found(await store.monitor_events("mon_a", f"0x{3:064x}")) == []
+    assert found(await store.monitor_events("mon_a", address=f"0x{3:040x}")) == []
+    assert found(await store.monitor_events("mon_b")) == [ids[3]]
+    assert await store.monitor_events("mon_nope") == []
+    confirmed = (await store.monitor_events("mon_a", tx_hash=tx1))[0]
+    assert confirmed.match == steps[1][1] and confirmed.event_type == "transfer.confirmed"
+    assert confirmed.accepted_at == NOW + S
+
+
+async def test_monitors_cursor_and_history_survive_a_reopen(
+        store_factory: StoreFactory) -> None:
+    first = store_factory()
+    await first.open()
+    await first.put_endpoint(endpoint("ep_a"))
+    await first.put_monitor(monitor("mon_a"))
+    event, match = transfer("mon_a", 1, 1)
+    ids = await first.advance("ethereum", {"block": 100}, [event], [match], NOW)
+    before = (await first.list_monitors(), await first.monitors_version(),
+              await first.monitor_events("mon_a"))
+    await first.close()
+
+    second = store_factory()
+    await second.open()
+    try:
+        after = (await second.list_monitors(), await second.monitors_version(),
+                 await second.monitor_events("mon_a"))
+        assert after == before and before[1] > 0
+        assert await second.get_cursor("ethereum") == {"block": 100}
+        assert await second.advance("ethereum", {"block": 100}, [event], [match], NOW) == ids
+        assert len(await second.deliveries_of("ep_a")) == 1
+    finally:
+        await second.close()
