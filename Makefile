@@ -35,6 +35,8 @@ system-deps:
 bench-deps:
 	@missing=""; \
 	command -v prometheus-blackbox-exporter >/dev/null || missing="$$missing prometheus-blackbox-exporter"; \
+	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	command -v prometheus-alertmanager >/dev/null || missing="$$missing prometheus-alertmanager"; \
 	command -v nginx >/dev/null || missing="$$missing nginx-light"; \
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
@@ -56,6 +58,7 @@ bench: $(STAMP) bench-deps
 	$(VENV)/bin/python -m bench.http_cpu
 	$(VENV)/bin/python -m bench.capacity
 	$(VENV)/bin/python -m bench.service
+	$(VENV)/bin/python -m bench.alerting
 
 clean:
 	rm -rf $(VENV) node_modules data .mypy_cache .ruff_cache .pytest_cache

@@ -8,6 +8,11 @@ Alertmanager keep their documented defaults (scrape and evaluation every 1 m, gr
 30 s), with the equivalent rule `up{job="target"} == 0` held `for: 2 x interval`; their
 message is Alertmanager's webhook reaching a local sink.
 
+Expected, from the timers alone: crypitor 2 x interval + 10 s to 3 x interval + 10 s (the
+first failed probe comes 0 to 1 interval after T0); Prometheus + Alertmanager: the next scrape
+(0 to 1 m), the next evaluation after it (0 to 1 m), `for` rounded up to whole evaluations
+(1 m), then group_wait 30 s: 90 s to 210 s.
+
 Each trial takes down its own target (500 on every path, so the scrape fails too) at a random
 moment, so both schedulers are met at a random phase, and brings it back once both alerted.
 Each trial has its own alert group on both sides (crypitor groups by alertname and target,
@@ -108,13 +113,54 @@ async def settings(http: aiohttp.ClientSession, prom: int, am: int) -> str:
         found = re.search(rf"\b{key}: (\S+)", yaml)
         return found.group(1) if found else "?"
 
+    # Alertmanager shows route timers only when set; unset, its defaults apply
+    timers = [k for k in ("group_wait", "group_interval", "repeat_interval")
+              if find(k, amconf["original"]) != "?"]
+    am_timing = ("group_wait 30s, group_interval 5m (defaults)" if not timers
+                 else "route timers set: " + ", ".join(timers))
     return (f"Prometheus scrape_interval {find('scrape_interval', conf['yaml'])}, "
             f"evaluation_interval {find('evaluation_interval', conf['yaml'])}; "
-            f"Alertmanager group_wait {find('group_wait', amconf['original'])}, "
-            f"group_interval {find('group_interval', amconf['original'])}")
+            f"Alertmanager {am_timing}")
 
 
 # --- one trial -----------------------------------------------------------------------------
+async def wait_firing(p: Peers, name: str, instance: str, t0: float,
+                      limit: float) -> tuple[float | None, float | None]:
+    """Arrivals of crypitor's FIRING message and Alertmanager's firing webhook for this
+    target, waiting until both came or `limit` seconds after `t0` passed."""
+    ours = theirs = None
+    while time.monotonic() < t0 + limit and (ours is None or theirs is None):
+        await asyncio.sleep(POLL)
+        ours = ours or our_message(p, name, "FIRING", t0)
+        theirs = theirs or their_webhook(p, instance, "firing", t0)
+    return ours, theirs
+
+
+async def where_time_went(http: aiohttp.ClientSession, p: Peers, name: str, instance: str,
+                          prom: int, ours: int, t0: float) -> tuple[float | None, ...]:
+    """Wall-clock times of crypitor's first failed probe, of the first Prometheus evaluation
+    that saw up == 0 and of Prometheus firing; read while the outage lasts."""
+    state = await get_json(http, f"http://127.0.0.1:{ours}/api/v1/targets/{name}")
+    ours_detect = parse_time(state["since"]) if state["up"] is False else None
+    alerts = (await get_json(http, f"http://127.0.0.1:{prom}/api/v1/alerts"))["data"]["alerts"]
+    active = [a for a in alerts if a["labels"].get("instance") == instance]
+    theirs_detect = parse_time(active[0]["activeAt"]) if active else None
+    fired = [a.starts_at for a in p.sink.alerts
+             if a.instance == instance and a.status == "firing" and a.at >= t0]
+    return ours_detect, theirs_detect, parse_time(fired[0]) if fired else None
+
+
+async def wait_resolved(p: Peers, name: str, up_at: float, seconds: float) -> float | None:
+    """Arrival of crypitor's RESOLVED message: after two clean probes in a row, at the
+    group's next group_interval tick."""
+    deadline = up_at + seconds
+    resolved = None
+    while resolved is None and time.monotonic() < deadline:
+        await asyncio.sleep(POLL)
+        resolved = our_message(p, name, "RESOLVED", up_at)
+    return resolved
+
+
 async def trial(http: aiohttp.ClientSession, p: Peers, k: int, prom: int, ours: int,
                 interval: float, limit: float, rng: random.Random) -> Trial:
     target = p.targets[k]
@@ -123,40 +169,20 @@ async def trial(http: aiohttp.ClientSession, p: Peers, k: int, prom: int, ours: 
     target.down = True
     t0, t0_wall = time.monotonic(), time.time()
     print(f"trial {k + 1}: {target.name} down", flush=True)
-    ours_at = theirs_at = None
-    while time.monotonic() < t0 + limit and (ours_at is None or theirs_at is None):
-        await asyncio.sleep(POLL)
-        ours_at = ours_at or our_message(p, target.name, "FIRING", t0)
-        theirs_at = theirs_at or their_webhook(p, target.address, "firing", t0)
-
-    # where the time went, read while the outage lasts
-    state = await get_json(http, f"http://127.0.0.1:{ours}/api/v1/targets/{target.name}")
-    ours_detect = parse_time(state["since"]) if state["up"] is False else None
-    alerts = await get_json(http, f"http://127.0.0.1:{prom}/api/v1/alerts")
-    active = [a for a in alerts["data"]["alerts"]
-              if a["labels"].get("instance") == target.address]
-    theirs_detect = parse_time(active[0]["activeAt"]) if active else None
-    fired = [a.starts_at for a in p.sink.alerts
-             if a.instance == target.address and a.status == "firing" and a.at >= t0]
-    theirs_fired = parse_time(fired[0]) if fired else None
-
+    ours_at, theirs_at = await wait_firing(p, target.name, target.address, t0, limit)
+    walls = await where_time_went(http, p, target.name, target.address, prom, ours, t0)
     target.down = False
     up_at = time.monotonic()
     print(f"trial {k + 1}: {target.name} up again", flush=True)
-    resolved = None
-    if ours_at is not None:  # crypitor resolves on its next probe, sends at group_interval
-        deadline = up_at + 2 * interval + 90
-        while resolved is None and time.monotonic() < deadline:
-            await asyncio.sleep(POLL)
-            resolved = our_message(p, target.name, "RESOLVED", up_at)
-
-    def since_t0(wall: float | None) -> float | None:
-        return None if wall is None else wall - t0_wall
-
+    # two clean probes, then at most crypitor's group_interval (1 m), plus slack
+    resolved = (None if ours_at is None
+                else await wait_resolved(p, target.name, up_at, 2 * interval + 90))
+    ours_detect, theirs_detect, theirs_fired = (None if w is None else w - t0_wall
+                                                for w in walls)
     return Trial(target.name, target.address, pause,
                  None if ours_at is None else ours_at - t0,
                  None if theirs_at is None else theirs_at - t0,
-                 since_t0(ours_detect), since_t0(theirs_detect), since_t0(theirs_fired),
+                 ours_detect, theirs_detect, theirs_fired,
                  up_at, None if resolved is None else resolved - up_at)
 
 
@@ -173,8 +199,8 @@ def _median(values: Sequence[float | None]) -> float:
 def report(trials: Sequence[Trial], p: Peers, interval: float, hold: float, limit: float,
            peer_settings: str, took: float) -> None:
     iv = format_duration(interval)
-    print(f"\nAlert latency, target down -> message arrives ({len(trials)} trials, "
-          f"same outages seen by both)")
+    n = f"{len(trials)} trial" + ("s" if len(trials) != 1 else "")
+    print(f"\nAlert latency, target down -> message arrives ({n}, same outages seen by both)")
     print(f"crypitor: probe every {iv}, TargetDown on the 3rd failed probe in a row (held "
           f"2 x {iv}), group_wait {GROUP_WAIT:g} s, Telegram sendMessage")
     print(f"Prometheus + Alertmanager: up{{job=\"target\"}} == 0 for {format_duration(hold)}"
@@ -196,8 +222,9 @@ def report(trials: Sequence[Trial], p: Peers, interval: float, hold: float, limi
     print(f"{'median':<14}{ours:>9.1f} s{theirs:>9.1f} s{ratio:>8}")
     print(f"\ndetect: T0 to crypitor's first failed probe / to the first Prometheus evaluation "
           f"that saw up == 0; fired: to Prometheus firing (the webhook's startsAt); resolved: "
-          f"target up to the resolved message ('later': after the run, Alertmanager sends it "
-          f"at its group_interval); 'no alert': nothing within {limit:g} s")
+          f"target up to the resolved message (crypitor: two clean probes in a row, then "
+          f"its group_interval tick; 'later': after the run, Alertmanager sends it at its "
+          f"group_interval tick); 'no alert': nothing within {limit:g} s")
 
     bound = 3 * interval + GROUP_WAIT + 1
     each = all(t.ours is not None and t.ours <= bound for t in trials)
@@ -223,6 +250,7 @@ async def run(args: argparse.Namespace) -> None:
                 crypitor(p.targets, p.telegram, args.interval) as ours):
         print("waiting for Prometheus' first scrape of every target ...", flush=True)
         await wait_ready(http, prom, ours, p, 2 * PHASE + interval + 30)
+        print(f"ready after {time.monotonic() - started:.0f} s", flush=True)
         peer_settings = await settings(http, prom, am)
         trials = [await trial(http, p, k, prom, ours, interval, args.limit, rng)
                   for k in range(args.trials)]
