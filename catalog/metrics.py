@@ -132,6 +132,39 @@ WEBHOOK_OLDEST_PENDING = MetricDef(
 WEBHOOK_DISABLED_ENDPOINTS = MetricDef(
     "crypitor_webhook_disabled_endpoints", G, "Endpoints disabled (410 or failing too long).")
 
+# --- chain followers (exported by service/, one `chain` label per [service.chains.NAME]) ----
+FOLLOWER_HEAD = MetricDef(
+    "crypitor_follower_head_block", G, "Head block the follower's node last reported.",
+    ("chain",))
+FOLLOWER_PROCESSED = MetricDef(
+    "crypitor_follower_processed_block", G,
+    "Last block whose transfers were matched and whose events are durably enqueued.",
+    ("chain",))
+FOLLOWER_LAG = MetricDef(
+    "crypitor_follower_lag_blocks", G, "Blocks between the node's head and the last processed.",
+    ("chain",))
+FOLLOWER_REORGS = MetricDef(
+    "crypitor_follower_reorgs_total", C,
+    "Chain reorganisations seen (a block whose parent is not the block processed before).",
+    ("chain",))
+FOLLOWER_REORG_DEPTH = MetricDef(
+    "crypitor_follower_reorg_depth_blocks", G,
+    "Blocks rolled back by the last reorganisation.", ("chain",))
+FOLLOWER_RPC_ERRORS = MetricDef(
+    "crypitor_follower_rpc_errors_total", C,
+    "Failed node calls, retried with backoff; kind is the transport failure (timeout, refused, "
+    "connect, dns, tls, http_status), rpc_error, malformed, missing_block, inconsistent or "
+    "chain_id.", ("chain", "kind"))
+FOLLOWER_STORE_ERRORS = MetricDef(
+    "crypitor_follower_store_errors_total", C,
+    "Failed store writes or reads of a follower (the blocks are processed again).", ("chain",))
+FOLLOWER_EVENTS = MetricDef(
+    "crypitor_follower_events_total", C,
+    "Events a follower enqueued, by kind (detected, confirmed, reverted).", ("chain", "kind"))
+FOLLOWER_PENDING = MetricDef(
+    "crypitor_follower_unconfirmed_matches", G,
+    "Detected matches waiting for their confirmations.", ("chain",))
+
 # --- alerting (exported by alerts/) -------------------------------------------------------
 ALERTS_FIRING = MetricDef(
     "crypitor_alerts_firing", G, "Alerts currently firing.", ("alertname", "severity"))

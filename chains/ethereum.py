@@ -1,7 +1,9 @@
 """Ethereum/EVM execution-node client: typed answers to the few eth_* calls we rely on.
 
 Each RPC method is one `_ask(method, params, parser)` line and each answer shape one parser
-function, so a chain follower adds eth_getLogs as a `Log` model, a parser and a method.
+function. A chain follower reads many blocks at once: `get_blocks`, `get_logs_of_blocks` and
+`get_receipts` send one batch (or the calls one by one on a node that refuses batches) and
+raise the first error any call got.
 """
 
 from __future__ import annotations
@@ -43,6 +45,36 @@ class Block:
 
 
 @dataclass(frozen=True, slots=True)
+class Transaction:
+    """The fields of a transaction object a transfer follower reads."""
+
+    hash: str
+    from_: str
+    to: str | None  # None: contract creation
+    value: int  # wei
+
+
+@dataclass(frozen=True, slots=True)
+class Log:
+    address: str  # the emitting contract, lower-case
+    topics: tuple[str, ...]  # lower-case 32-byte hashes
+    data: bytes
+    block_number: int
+    block_hash: str
+    tx_hash: str
+    log_index: int
+    removed: bool = False  # only filters report removed logs; eth_getLogs never should
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    tx_hash: str
+    block_hash: str
+    block_number: int
+    status: bool | None  # None before Byzantium (no status field, only a state root)
+
+
+@dataclass(frozen=True, slots=True)
 class NodeHealth:
     head: int
     syncing: SyncStatus | bool  # False when synced; True from nodes that give no detail
@@ -76,6 +108,22 @@ def data32(value: object, what: str) -> str:
     return value.lower()
 
 
+def address(value: object, what: str) -> str:
+    """A 20-byte address, lower-cased: matching must not depend on EIP-55 capitals."""
+    if (not isinstance(value, str) or not value.startswith("0x") or len(value) != 42
+            or not _HEX.issuperset(value[2:])):
+        raise MalformedResponse(f"{what}: expected a 20-byte 0x address, got {shown(value)}")
+    return value.lower()
+
+
+def hex_data(value: object, what: str) -> bytes:
+    """A DATA field: "0x" then an even number of hex digits."""
+    if (not isinstance(value, str) or not value.startswith("0x") or len(value) % 2
+            or not _HEX.issuperset(value[2:])):
+        raise MalformedResponse(f"{what}: expected 0x-prefixed hex bytes, got {shown(value)}")
+    return bytes.fromhex(value[2:])
+
+
 def parse_syncing(value: object, what: str) -> SyncStatus | bool:
     if isinstance(value, bool):
         return value
@@ -102,6 +150,63 @@ def parse_block(value: object, what: str) -> Block | None:
         parent_hash=data32(value.get("parentHash"), f"{what}.parentHash"),
         timestamp=uint64(value.get("timestamp"), f"{what}.timestamp"),
         transactions=tuple(txs),
+    )
+
+
+def parse_transaction(value: object, what: str) -> Transaction:
+    if not isinstance(value, Mapping):
+        raise MalformedResponse(f"{what}: expected a transaction object, got {shown(value)}")
+    to = value.get("to")
+    return Transaction(
+        hash=data32(value.get("hash"), f"{what}.hash"),
+        from_=address(value.get("from"), f"{what}.from"),
+        to=None if to is None else address(to, f"{what}.to"),
+        value=quantity(value.get("value"), f"{what}.value"),
+    )
+
+
+def transactions_of(block: Block, what: str = "eth_getBlockByNumber") -> list[Transaction]:
+    """The block's transaction objects (it must have been asked for with full transactions)."""
+    return [parse_transaction(tx, f"{what}.transactions[{i}]")
+            for i, tx in enumerate(block.transactions)]
+
+
+def parse_logs(value: object, what: str) -> tuple[Log, ...]:
+    if not isinstance(value, list):
+        raise MalformedResponse(f"{what}: expected a list of logs, got {shown(value)}")
+    return tuple(_parse_log(item, f"{what}[{i}]") for i, item in enumerate(value))
+
+
+def _parse_log(value: object, what: str) -> Log:
+    if not isinstance(value, Mapping):
+        raise MalformedResponse(f"{what}: expected a log object, got {shown(value)}")
+    topics = value.get("topics")
+    if not isinstance(topics, list):
+        raise MalformedResponse(f"{what}.topics: expected a list, got {shown(topics)}")
+    removed = value.get("removed", False)
+    return Log(
+        address=address(value.get("address"), f"{what}.address"),
+        topics=tuple(data32(t, f"{what}.topics[{i}]") for i, t in enumerate(topics)),
+        data=hex_data(value.get("data"), f"{what}.data"),
+        block_number=uint64(value.get("blockNumber"), f"{what}.blockNumber"),
+        block_hash=data32(value.get("blockHash"), f"{what}.blockHash"),
+        tx_hash=data32(value.get("transactionHash"), f"{what}.transactionHash"),
+        log_index=quantity(value.get("logIndex"), f"{what}.logIndex"),
+        removed=removed is True,
+    )
+
+
+def parse_receipt(value: object, what: str) -> Receipt | None:
+    if value is None:
+        return None  # unknown, or not mined (any more)
+    if not isinstance(value, Mapping):
+        raise MalformedResponse(f"{what}: expected a receipt object, got {shown(value)}")
+    status = value.get("status")
+    return Receipt(
+        tx_hash=data32(value.get("transactionHash"), f"{what}.transactionHash"),
+        block_hash=data32(value.get("blockHash"), f"{what}.blockHash"),
+        block_number=uint64(value.get("blockNumber"), f"{what}.blockNumber"),
+        status=None if status is None else quantity(status, f"{what}.status") == 1,
     )
 
 
@@ -138,6 +243,39 @@ class EthereumClient:
         return await self._ask("eth_getBlockByNumber", [block_param(ref), full_transactions],
                                parse_block)
 
+    async def get_blocks(self, refs: Sequence[BlockRef],
+                         full_transactions: bool = False) -> list[Block | None]:
+        """`get_block` for each ref, in one batch when the node takes batches."""
+        return await self._ask_many(
+            [("eth_getBlockByNumber", [block_param(r), full_transactions]) for r in refs],
+            parse_block)
+
+    async def get_logs(self, *, block_hash: str | None = None,
+                       from_block: BlockRef | None = None, to_block: BlockRef | None = None,
+                       address: str | Sequence[str] | None = None,
+                       topics: Sequence[str | Sequence[str] | None] | None = None,
+                       ) -> tuple[Log, ...]:
+        """eth_getLogs; `block_hash` (EIP-234) excludes a block range."""
+        return await self._ask("eth_getLogs", [_filter(block_hash, from_block, to_block,
+                                                       address, topics)], parse_logs)
+
+    async def get_logs_of_blocks(self, block_hashes: Sequence[str],
+                                 topics: Sequence[str | Sequence[str] | None] | None = None,
+                                 ) -> list[tuple[Log, ...]]:
+        """The logs of each block, asked by hash so they belong to exactly that block."""
+        return await self._ask_many(
+            [("eth_getLogs", [_filter(h, None, None, None, topics)]) for h in block_hashes],
+            parse_logs)
+
+    async def get_receipts(self, tx_hashes: Sequence[str]) -> list[Receipt | None]:
+        return await self._ask_many(
+            [("eth_getTransactionReceipt", [h]) for h in tx_hashes], parse_receipt)
+
+    async def _ask_many(self, calls: Sequence[tuple[str, Params]],
+                        parse: Callable[[object, str], T]) -> list[T]:
+        replies = await self._batch_or_each(calls)
+        return [parse(reply.value(), reply.method) for reply in replies]
+
     async def health(self) -> NodeHealth:
         """Head, sync state, peers, chain id and the latest block, from one batch if possible."""
         calls: list[tuple[str, Params]] = [
@@ -168,6 +306,23 @@ class EthereumClient:
             except RpcError as exc:
                 replies.append(Reply(method, error=exc))
         return replies
+
+
+def _filter(block_hash: str | None, from_block: BlockRef | None, to_block: BlockRef | None,
+            address: str | Sequence[str] | None,
+            topics: Sequence[str | Sequence[str] | None] | None) -> dict[str, Any]:
+    query: dict[str, Any] = {}
+    if block_hash is not None:
+        query["blockHash"] = block_hash
+    if from_block is not None:
+        query["fromBlock"] = block_param(from_block)
+    if to_block is not None:
+        query["toBlock"] = block_param(to_block)
+    if address is not None:
+        query["address"] = address if isinstance(address, str) else list(address)
+    if topics is not None:
+        query["topics"] = [t if t is None or isinstance(t, str) else list(t) for t in topics]
+    return query
 
 
 def _peers(reply: Reply) -> int | None:

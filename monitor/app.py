@@ -43,7 +43,7 @@ from probes.base import (
 from probes.registry import TYPES
 from probes.webhook_canary import CanaryInbox, WebhookCanaryOptions, WebhookCanaryProbe
 from service import StoreError, signing
-from service.app import Service, Settings
+from service.app import ChainSpec, Service, Settings
 from service.keys import ensure_api_keys
 
 log = logging.getLogger("crypitor")
@@ -93,7 +93,11 @@ def service_settings(config: Config, env: Mapping[str, str],
                     request_timeout=s.request_timeout,
                     max_in_flight_per_endpoint=s.max_in_flight_per_endpoint,
                     disable_after=s.disable_after,
-                    chains={name: c.confirmations for name, c in s.chains.items()})
+                    chains={name: c.confirmations for name, c in s.chains.items()},
+                    followers={name: ChainSpec(resolve(c.rpc_url, f"service.chains.{name}.rpc_url",
+                                                       env), c.confirmations, c.poll_interval,
+                                               c.chain_id, c.start_block)
+                               for name, c in s.chains.items()})
 
 
 def stop_on_signals() -> asyncio.Event:

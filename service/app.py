@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,10 +18,12 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
+from chains.ethereum import EthereumClient
 from service import StoreError, UnsafeTarget, signing, ssrf
 from service.api import ApiDeps, ServiceApi
 from service.delivery_state import Policy
 from service.dispatcher import DispatchConfig, Dispatcher
+from service.follower import ChainFollower, FollowerMetrics
 from service.keys import ensure_api_keys
 from service.metrics import ServiceMetrics, new_metrics
 from service.models import Endpoint
@@ -47,6 +49,19 @@ class Settings:
     disable_after: float = 5 * 86400.0
     # [service.chains.NAME]: name -> default confirmations; monitors may name only these
     chains: Mapping[str, int] = field(default_factory=dict)
+    followers: Mapping[str, ChainSpec] = field(default_factory=dict)  # the same chains
+
+
+@dataclass(frozen=True)
+class ChainSpec:
+    """One `[service.chains.NAME]` for its follower, with `rpc_url` resolved."""
+
+    rpc_url: str
+    confirmations: int = 12
+    poll_interval: float = 2.0
+    chain_id: int | None = None
+    start_block: int | None = None
+    timeout: float = 10.0
 
 
 def open_store(settings: Settings) -> Store:
@@ -70,6 +85,7 @@ class Service:
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
+        self._rpc_session: aiohttp.ClientSession | None = None
         self._signers = signing.SignerCache()
         self.api_keys: list[str] = []
 
@@ -106,8 +122,30 @@ class Service:
         await web.TCPSite(self._runner, host.strip("[]"), int(port)).start()
         self._tasks = [asyncio.create_task(self.dispatcher.run()),
                        asyncio.create_task(self._stats_loop())]
+        self._tasks += self._start_followers(self.dispatcher.wake)
         log.info("webhook service listening on http://%s (queue: %s)", s.listen,
                  "redis" if s.queue != "sqlite" else "sqlite")
+
+    def _start_followers(self, wake: Callable[[], None]) -> list[asyncio.Task[None]]:
+        """One follower per configured chain. Node URLs come from the operator, not from
+        customers, so they use their own session, without the SSRF guard."""
+        specs = self.settings.followers
+        if not specs:
+            return []
+        if self.settings.queue != "sqlite":
+            # several processes share a Redis queue, and two followers of one chain would
+            # race on its cursor: that needs a lease per chain, which is not built yet
+            log.error("chain followers run only on the sqlite queue for now: %s not followed",
+                      ", ".join(specs))
+            return []
+        self._rpc_session = aiohttp.ClientSession()
+        metrics = FollowerMetrics.create(self.metrics.registry)
+        tasks = []
+        for name, spec in specs.items():
+            client = EthereumClient(self._rpc_session, spec.rpc_url, spec.timeout)
+            follower = ChainFollower(name, spec, client, self.store, metrics, wake=wake)
+            tasks.append(asyncio.create_task(follower.run(), name=f"follower-{name}"))
+        return tasks
 
     async def _stats_loop(self) -> None:
         while True:
@@ -128,4 +166,6 @@ class Service:
                 await task
         if self._session is not None:
             await self._session.close()
+        if self._rpc_session is not None:
+            await self._rpc_session.close()
         await self.store.close()

@@ -1,0 +1,507 @@
+"""A chain follower: reads every block of one EVM chain, turns transfers that concern a monitor
+into `transfer.detected` / `transfer.confirmed` / `transfer.reverted` events, and stores them
+together with its cursor in one `advance` write, so a block counts as processed only once
+its events are durable.
+
+`Cursor` owns the state of every match (detected → confirmed, or → reverted by a reorg) and
+is pure; `ChainFollower` does the I/O: head, blocks, logs and receipts from the node, the
+monitor index and `advance` from the store. Node failures are data (`StepResult.error`),
+retried with backoff by `run()`; they are never read as "no new block".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import Counter as PromCounter
+
+import catalog.metrics as m
+from chains import ChainError, MalformedResponse, RpcError, TransportError
+from chains.ethereum import Block, EthereumClient, transactions_of
+from service import StoreError
+from service.matching import (
+    TRANSFER_TOPIC,
+    IndexCache,
+    Match,
+    MonitorIndex,
+    Transfer,
+    log_transfer,
+    native_transfers,
+    watched,
+)
+from service.models import MatchRecord, Monitor, NewEvent
+
+log = logging.getLogger("crypitor.service.follower")
+
+DETECTED, CONFIRMED, REVERTED = "transfer.detected", "transfer.confirmed", "transfer.reverted"
+KINDS = (DETECTED, CONFIRMED, REVERTED)
+MAX_SPAN = 50  # blocks read and stored per advance while catching up
+MIN_WINDOW = 64  # recent block hashes kept: the deepest reorg that is followed exactly
+BACKOFF_CAP = 30.0  # seconds between retries at most
+CURSOR_VERSION = 1
+
+
+class ChainSettings(Protocol):
+    """What the follower reads of `[service.chains.NAME]` (monitor.config.ChainFollowConfig)."""
+
+    @property
+    def confirmations(self) -> int: ...
+    @property
+    def poll_interval(self) -> float: ...
+    @property
+    def chain_id(self) -> int | None: ...
+    @property
+    def start_block(self) -> int | None: ...
+
+
+class FollowerStore(Protocol):
+    """The part of `service.store.Store` a follower uses."""
+
+    async def list_monitors(self, chain: str | None = None) -> list[Monitor]: ...
+    async def monitors_version(self) -> int: ...
+    async def get_cursor(self, name: str) -> dict[str, Any] | None: ...
+    async def advance(self, name: str, state: Mapping[str, Any], events: Sequence[NewEvent],
+                      matches: Sequence[MatchRecord], now: datetime) -> list[str]: ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class UtcClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class NodeProblem(Exception):
+    """The node answered, but not in a way the chain can be read from (yet)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+# --- metrics ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FollowerMetrics:
+    """One set for every follower of a process (labelled by chain), on the registry given."""
+
+    head: Gauge
+    processed: Gauge
+    lag: Gauge
+    reorgs: PromCounter
+    reorg_depth: Gauge
+    rpc_errors: PromCounter
+    store_errors: PromCounter
+    events: PromCounter
+    pending: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> FollowerMetrics:
+        def gauge(d: m.MetricDef) -> Gauge:
+            return Gauge(d.name, d.help, d.labels, registry=registry)
+
+        def counter(d: m.MetricDef) -> PromCounter:
+            return PromCounter(d.name, d.help, d.labels, registry=registry)
+
+        return cls(gauge(m.FOLLOWER_HEAD), gauge(m.FOLLOWER_PROCESSED), gauge(m.FOLLOWER_LAG),
+                   counter(m.FOLLOWER_REORGS), gauge(m.FOLLOWER_REORG_DEPTH),
+                   counter(m.FOLLOWER_RPC_ERRORS), counter(m.FOLLOWER_STORE_ERRORS),
+                   counter(m.FOLLOWER_EVENTS), gauge(m.FOLLOWER_PENDING))
+
+
+# --- the cursor: every match's state, saved with each advance ------------------------------
+
+
+@dataclass
+class Pending:
+    """A detected match waiting for its confirmations. `doubt`: its block was rolled back by
+    a reorg and the new branch has not shown the transfer again yet."""
+
+    key: str  # tx hash, log position in the tx or "native", monitor id
+    monitor_id: str
+    payload: dict[str, Any]  # as detected; block and log index follow it when it moves
+    block_number: int
+    block_hash: str
+    need: int  # confirmations
+    addresses: list[str]
+    generation: int = 1  # 2 and more: detected again after a revert
+    doubt: bool = False
+
+
+@dataclass
+class Outbox:
+    """Events of one advance, with their history records (aligned one-to-one)."""
+
+    chain: str
+    events: list[NewEvent] = field(default_factory=list)
+    matches: list[MatchRecord] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def add(self, kind: str, p: Pending) -> None:
+        data = {**p.payload, "block_number": p.block_number, "block_hash": p.block_hash}
+        # confirmed happens once per transfer whatever it went through; detected and reverted
+        # once per generation, so a transfer that comes back after a revert is told again
+        suffix = f":{p.generation}" if p.generation > 1 and kind != CONFIRMED else ""
+        self.events.append(NewEvent(kind, data, f"{self.chain}:{p.key}:{kind}{suffix}"))
+        self.matches.append(MatchRecord(p.monitor_id, kind, data["tx_hash"],
+                                        tuple(p.addresses), p.block_number))
+        self.counts[kind] += 1
+
+
+@dataclass
+class Cursor:
+    next_block: int
+    blocks: dict[int, str] = field(default_factory=dict)  # recent canonical blocks
+    pending: dict[str, Pending] = field(default_factory=dict)
+    recheck_until: int | None = None  # after a reorg: the old branch's last block
+    reverted: dict[str, tuple[int, int]] = field(default_factory=dict)  # key → (gen, block)
+
+    def window(self, confirmations: int) -> int:
+        need = max((p.need for p in self.pending.values()), default=0)
+        return max(MIN_WINDOW, 2 * confirmations, need + 1)
+
+    def parent_ok(self, block: Block) -> bool:
+        known = self.blocks.get(block.number - 1)
+        return known is None or known == block.parent_hash
+
+    def roll_back(self, ancestor: int, head: int) -> int:
+        """Forget the blocks after `ancestor`; their matches wait to be seen again on the new
+        branch, up to the node's `head` now (at least as far as the old branch went), and
+        are reverted if they were not. Returns how many blocks were rolled back."""
+        depth = self.next_block - 1 - ancestor
+        self.recheck_until = max(self.recheck_until or 0, self.next_block - 1, head)
+        self.blocks = {n: h for n, h in self.blocks.items() if n <= ancestor}
+        for p in self.pending.values():
+            if p.block_number > ancestor:
+                p.doubt = True
+        self.next_block = ancestor + 1
+        return depth
+
+    def apply(self, chain: str, block: Block, found: Sequence[tuple[Transfer, list[Match]]],
+              index: MonitorIndex, default_confirmations: int, out: Outbox) -> None:
+        """Process one block (the next, whose parent was checked)."""
+        n = block.number
+        self.blocks[n] = block.hash
+        for transfer, matches in found:
+            for monitor, direction in matches:
+                key = _key(transfer, monitor.id)
+                seen = self.pending.get(key)
+                if seen is not None:  # on the new branch again, maybe in another block
+                    seen.doubt, seen.block_number, seen.block_hash = False, n, block.hash
+                    if seen.payload["log_index"] != transfer.log_index:  # replaced, not changed
+                        seen.payload = {**seen.payload, "log_index": transfer.log_index}
+                    continue
+                need = (monitor.confirmations if monitor.confirmations is not None
+                        else default_confirmations)
+                generation = self.reverted.pop(key, (0, 0))[0] + 1
+                p = Pending(key, monitor.id, _payload(chain, monitor, direction, transfer, need),
+                            n, block.hash, need, list(watched(monitor, transfer, direction)),
+                            generation)
+                self.pending[key] = p
+                out.add(DETECTED, p)
+        if self.recheck_until is not None and n >= self.recheck_until:
+            for p in [p for p in self.pending.values() if p.doubt]:
+                del self.pending[p.key]
+                self.reverted[p.key] = (p.generation, n)
+                if p.monitor_id in index.monitors:
+                    out.add(REVERTED, p)
+            self.recheck_until = None
+        for p in [p for p in self.pending.values() if not p.doubt and n >= p.block_number + p.need]:
+            del self.pending[p.key]
+            if p.monitor_id in index.monitors:  # a deleted or disabled monitor hears no more
+                out.add(CONFIRMED, p)
+        self.next_block = n + 1
+        oldest = self.next_block - self.window(default_confirmations)
+        if min(self.blocks) < oldest:
+            self.blocks = {k: h for k, h in self.blocks.items() if k >= oldest}
+            self.reverted = {k: v for k, v in self.reverted.items() if v[1] >= oldest}
+
+    def copy(self) -> Cursor:
+        """A working copy for one step; payloads and address lists are never changed in
+        place, so they are shared."""
+        return Cursor(self.next_block, dict(self.blocks),
+                      {k: dataclasses.replace(p) for k, p in self.pending.items()},
+                      self.recheck_until, dict(self.reverted))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": CURSOR_VERSION,
+            "next_block": self.next_block,
+            "blocks": sorted(self.blocks.items()),
+            "pending": [dict(vars(p)) for p in self.pending.values()],
+            "recheck_until": self.recheck_until,
+            "reverted": [[k, g, b] for k, (g, b) in self.reverted.items()],
+        }
+
+    @classmethod
+    def from_json(cls, state: Mapping[str, Any]) -> Cursor:
+        """Our own writing: a shape we do not know is a bug or a newer version, not data."""
+        if state.get("version") != CURSOR_VERSION:
+            raise ValueError(f"follower cursor version {state.get('version')!r} is unknown")
+        pending = [Pending(**{**p, "addresses": list(p["addresses"])})
+                   for p in state["pending"]]
+        return cls(next_block=int(state["next_block"]),
+                   blocks={int(n): str(h) for n, h in state["blocks"]},
+                   pending={p.key: p for p in pending},
+                   recheck_until=state.get("recheck_until"),
+                   reverted={str(k): (int(g), int(b)) for k, g, b in state["reverted"]})
+
+
+def _key(transfer: Transfer, monitor_id: str) -> str:
+    return f"{transfer.key}:{monitor_id}"
+
+
+def _payload(chain: str, monitor: Monitor, direction: str, t: Transfer,
+             need: int) -> dict[str, Any]:
+    token = t.category == "erc721"
+    return {"chain": chain, "monitor_id": monitor.id, "tags": list(monitor.tags),
+            "direction": direction, "category": t.category, "tx_hash": t.tx_hash,
+            "block_number": t.block_number, "block_hash": t.block_hash,
+            "log_index": t.log_index, "from": t.from_, "to": t.to, "contract": t.contract,
+            "amount": None if token else str(t.value), "token_id": str(t.value) if token else None,
+            "confirmations": need}
+
+
+# --- the follower ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one poll did. `error` is set when the node or the store failed; nothing was
+    skipped then: the same blocks are read again at the next step."""
+
+    head: int | None = None
+    next_block: int | None = None  # the next block to process after this step
+    processed: int = 0
+    events: int = 0
+    reorg_depth: int = 0
+    error: str = ""
+    error_kind: str = ""
+
+    @property
+    def behind(self) -> bool:
+        """More blocks are ready to process now."""
+        return (self.reorg_depth > 0 or (self.head is not None and self.next_block is not None
+                and self.next_block <= self.head))
+
+
+class ChainFollower:
+    def __init__(self, name: str, config: ChainSettings, client: EthereumClient,
+                 store: FollowerStore, metrics: FollowerMetrics,
+                 clock: Clock | None = None, wake: Callable[[], None] | None = None) -> None:
+        """`wake` is called after a write that enqueued events (the dispatcher's wake-up,
+        so deliveries start without waiting for its next look at the queue)."""
+        self.name = name
+        self.config = config
+        self.client = client
+        self.store = store
+        self.metrics = metrics
+        self.clock = clock or UtcClock()
+        self.wake = wake
+        self.cursor_name = f"chain:{name}"
+        self.index = IndexCache(store, name)
+        self._cursor: Cursor | None = None
+        self._chain_checked = config.chain_id is None
+        self._span = MAX_SPAN  # halved after a failed read, doubled back after a good one
+        self._failures = 0
+        for kind in KINDS:  # every series exists from the start
+            metrics.events.labels(name, kind.removeprefix("transfer."))
+
+    async def run(self) -> None:
+        """Follow until cancelled; failures are retried with exponential backoff."""
+        log.info("following chain %s", self.name)
+        while True:
+            try:
+                result = await self.step()
+            except Exception:  # our bug: logged loudly, and the chain is still followed
+                log.exception("chain %s: follower step failed", self.name)
+                result = StepResult(error="internal error (logged)", error_kind="internal")
+            if result.error:
+                self._failures += 1
+                delay = min(BACKOFF_CAP,
+                            self.config.poll_interval * 2 ** min(self._failures - 1, 16))
+                log.warning("chain %s: %s (retry %d in %.1fs)", self.name, result.error,
+                            self._failures, delay)
+            else:
+                if self._failures:
+                    log.info("chain %s: node answers again after %d failures", self.name,
+                             self._failures)
+                self._failures = 0
+                delay = 0.0 if result.behind else self.config.poll_interval
+            await asyncio.sleep(delay)
+
+    async def step(self) -> StepResult:
+        """One poll: read the head, then process up to MAX_SPAN blocks (or walk back a reorg)."""
+        head: int | None = None
+        try:
+            head = await self.client.block_number()
+            self.metrics.head.labels(self.name).set(head)
+            if not self._chain_checked:
+                await self._check_chain()
+            cursor = self._cursor or await self._load(head)
+            if cursor.next_block > head:  # nothing new; a node behind us is not a reorg
+                self._observe(head, cursor)
+                return StepResult(head, cursor.next_block)
+            return await self._process(head, cursor)
+        except (ChainError, NodeProblem) as exc:
+            kind = _kind(exc)
+            self.metrics.rpc_errors.labels(self.name, kind).inc()
+            self._span = max(1, self._span // 2)
+            next_block = self._cursor.next_block if self._cursor else None
+            return StepResult(head, next_block, error=str(exc), error_kind=kind)
+        except StoreError as exc:
+            self.metrics.store_errors.labels(self.name).inc()
+            self._cursor = None  # read it again: the failed write may have happened or not
+            return StepResult(head, error=f"store: {exc}", error_kind="store")
+
+    async def _check_chain(self) -> None:
+        chain_id = await self.client.chain_id()
+        if chain_id != self.config.chain_id:
+            raise NodeProblem("chain_id", f"the node is on chain id {chain_id}, "
+                                          f"not {self.config.chain_id}: refusing to follow it")
+        self._chain_checked = True
+
+    async def _load(self, head: int) -> Cursor:
+        state = await self.store.get_cursor(self.cursor_name)
+        if state is not None:
+            cursor = Cursor.from_json(state)
+            log.info("chain %s: resuming at block %d", self.name, cursor.next_block)
+        else:  # first start: saved at once, so a restart cannot begin at a later head
+            start = self.config.start_block if self.config.start_block is not None else head
+            cursor = Cursor(start)
+            await self.store.advance(self.cursor_name, cursor.to_json(), [], [],
+                                     self.clock.now())
+            log.info("chain %s: first start, from block %d", self.name, start)
+        self._cursor = cursor
+        return cursor
+
+    async def _process(self, head: int, cursor: Cursor) -> StepResult:
+        index = await self.index.current()
+        first = cursor.next_block
+        blocks = await self._blocks(first, min(head, first + self._span - 1),
+                                    full=index.addresses > 0)
+        if not cursor.parent_ok(blocks[0]):
+            return await self._reorg(head, cursor)
+        found = await self._transfers(blocks, index)
+        work = cursor.copy()
+        out = Outbox(self.name)
+        for block, matched in zip(blocks, found, strict=True):
+            work.apply(self.name, block, matched, index, self.config.confirmations, out)
+        await self.store.advance(self.cursor_name, work.to_json(), out.events, out.matches,
+                                 self.clock.now())
+        self._cursor = work
+        self._span = min(MAX_SPAN, self._span * 2)
+        if out.events and self.wake is not None:
+            self.wake()
+        for kind, count in out.counts.items():
+            self.metrics.events.labels(self.name, kind.removeprefix("transfer.")).inc(count)
+        self._observe(head, work)
+        return StepResult(head, work.next_block, len(blocks), len(out.events))
+
+    async def _blocks(self, first: int, last: int, full: bool) -> list[Block]:
+        """Blocks first..last, each the child of the one before; a break in that chain is a
+        reorg happening while we read, so the batch ends before it."""
+        got = await self.client.get_blocks(range(first, last + 1), full)
+        blocks: list[Block] = []
+        for number, block in zip(range(first, last + 1), got, strict=True):
+            if block is None:
+                raise NodeProblem("missing_block", f"the node has no block {number} although "
+                                                   f"its head is {last} or more")
+            if block.number != number:
+                raise MalformedResponse(f"eth_getBlockByNumber: asked for block {number}, "
+                                        f"got {block.number}")
+            if blocks and block.parent_hash != blocks[-1].hash:
+                break
+            blocks.append(block)
+        return blocks
+
+    async def _transfers(self, blocks: Sequence[Block],
+                         index: MonitorIndex) -> list[list[tuple[Transfer, list[Match]]]]:
+        """Per block, the transfers that match a monitor (failed transactions left out)."""
+        if not index.addresses:
+            return [[] for _ in blocks]
+        logs = await self.client.get_logs_of_blocks([b.hash for b in blocks], [TRANSFER_TOPIC])
+        found: list[list[tuple[Transfer, list[Match]]]] = []
+        for block, block_logs in zip(blocks, logs, strict=True):
+            transfers = native_transfers(block, transactions_of(block))
+            positions: Counter[str] = Counter()
+            for entry in sorted(block_logs, key=lambda e: e.log_index):
+                if entry.block_hash != block.hash:
+                    raise NodeProblem("inconsistent", f"eth_getLogs: a log of block {block.hash} "
+                                                      f"says it is in {entry.block_hash}")
+                transfer = log_transfer(entry, positions[entry.tx_hash])
+                positions[entry.tx_hash] += 1
+                if transfer is not None:
+                    transfers.append(transfer)
+            found.append([(t, hits) for t in transfers if (hits := index.match(t))])
+        return await self._drop_failed(blocks, found)
+
+    async def _drop_failed(self, blocks: Sequence[Block],
+                           found: list[list[tuple[Transfer, list[Match]]]],
+                           ) -> list[list[tuple[Transfer, list[Match]]]]:
+        """A failed transaction keeps its value in the block but moved nothing: matched native
+        transfers are checked against their receipts (a failed one has no logs anyway)."""
+        native = [t for per_block in found for t, _ in per_block if t.category == "native"]
+        if not native:
+            return found
+        receipts = await self.client.get_receipts([t.tx_hash for t in native])
+        failed = set()
+        for transfer, receipt in zip(native, receipts, strict=True):
+            if receipt is None or receipt.block_hash != transfer.block_hash:
+                raise NodeProblem("inconsistent", f"transaction {transfer.tx_hash} is no longer "
+                                                  f"in block {transfer.block_number}")
+            if receipt.status is False:
+                failed.add(transfer.tx_hash)
+        if not failed:
+            return found
+        return [[(t, h) for t, h in per_block if t.category != "native" or
+                 t.tx_hash not in failed] for per_block in found]
+
+    async def _reorg(self, head: int, cursor: Cursor) -> StepResult:
+        """Find the last block we processed that is still canonical and resume after it."""
+        numbers = sorted(cursor.blocks, reverse=True)
+        canonical = await self.client.get_blocks(numbers)
+        ancestor = next((n for n, block in zip(numbers, canonical, strict=True)
+                         if block is not None and block.hash == cursor.blocks[n]), None)
+        if ancestor is None:
+            ancestor = min(numbers) - 1
+            log.error("chain %s: reorg deeper than the %d blocks kept; resuming at block %d, "
+                      "transfers confirmed before it are not revisited", self.name,
+                      len(numbers), ancestor + 1)
+        work = cursor.copy()
+        depth = work.roll_back(ancestor, head)
+        log.warning("chain %s: reorg of %d blocks, resuming after block %d", self.name, depth,
+                    ancestor)
+        self.metrics.reorgs.labels(self.name).inc()
+        self.metrics.reorg_depth.labels(self.name).set(depth)
+        # kept in memory only: after a crash the old cursor finds the same reorg again
+        self._cursor = work
+        self._observe(head, work)
+        return StepResult(head, work.next_block, reorg_depth=depth)
+
+    def _observe(self, head: int, cursor: Cursor) -> None:
+        processed = cursor.next_block - 1
+        self.metrics.processed.labels(self.name).set(processed)
+        self.metrics.lag.labels(self.name).set(max(0, head - processed))
+        self.metrics.pending.labels(self.name).set(len(cursor.pending))
+
+
+def _kind(exc: ChainError | NodeProblem) -> str:
+    if isinstance(exc, NodeProblem):
+        return exc.kind
+    if isinstance(exc, TransportError):
+        return exc.kind
+    if isinstance(exc, RpcError):
+        return "rpc_error"
+    return "malformed"
