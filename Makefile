@@ -59,6 +59,7 @@ bench: $(STAMP) bench-deps
 	$(VENV)/bin/python -m bench.capacity
 	$(VENV)/bin/python -m bench.service
 	$(VENV)/bin/python -m bench.alerting
+	$(VENV)/bin/python -m bench.follower
 
 clean:
 	rm -rf $(VENV) node_modules data .mypy_cache .ruff_cache .pytest_cache

@@ -131,5 +131,33 @@ def build(prometheus_url: str) -> dict[str, Any]:
     page.add(state_panel("XRPL server state",
                          query(per_node(m.CHAIN_SERVER_STATE.name), "{{chain}} · {{target}}"),
                          mappings=[XRPL_STATES]), 8, 8)
+
+    # the webhook service's followers are named by [service.chains.NAME], which need not be
+    # a probe target's `chain` label: these panels show every follower, unfiltered
+    page.row("Chain followers (address monitors)")
+    page.add(timeseries_panel("Follower lag", NUMBER,
+                              query(f"max by (chain) ({m.FOLLOWER_LAG.name})", "{{chain}}"),
+                              description="Blocks between the node's head and the last block "
+                              "whose events are enqueued.", steps=((10.0, ORANGE), (50.0, RED)),
+                              decimals=0), 8, 8)
+    page.add(timeseries_panel(
+        "Transfer events", NUMBER,
+        query(f"sum by (chain, kind) (rate({m.FOLLOWER_EVENTS.name}[{rate}]))",
+              "{{chain}} · {{kind}}"),
+        description="detected, confirmed and reverted events enqueued per second."), 8, 8)
+    page.add(timeseries_panel(
+        "Follower node errors", NUMBER,
+        query(f"sum by (chain, kind) (rate({m.FOLLOWER_RPC_ERRORS.name}[{rate}]))",
+              "{{chain}} · {{kind}}"),
+        description="Failed node calls per second, retried with backoff."), 8, 8)
+    page.add(timeseries_panel("Processed block", NUMBER,
+                              query(f"max by (chain) ({m.FOLLOWER_PROCESSED.name})", "{{chain}}"),
+                              min_value=None, decimals=0), 8, 8)
+    page.add(stat_panel("Reorgs (24 h)", COUNT,
+                        query(f"sum by (chain) (increase({m.FOLLOWER_REORGS.name}[24h]))",
+                              "{{chain}}", instant=True)), 8, 8)
+    page.add(timeseries_panel("Unconfirmed matches", NUMBER,
+                              query(f"max by (chain) ({m.FOLLOWER_PENDING.name})", "{{chain}}"),
+                              decimals=0), 8, 8)
     return page.build()
 
