@@ -4,7 +4,9 @@ created through the API, a transfer mined on ganache, a signed webhook at the cu
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from service.app import ChainSpec, Service, Settings
 from tests.support import contracts
 from tests.support.chain_nodes import GanacheFactory, GanacheNode
 from tests.support.net import free_port
+from tests.support.service_proc import AUTH, ServiceProcess
 
 pytestmark = pytest.mark.timeout(90)
 KEY = "follower-service-key"
@@ -81,3 +84,65 @@ async def test_a_monitor_made_through_the_api_gets_signed_transfer_webhooks(
     finally:
         await svc.stop()
         await runner.cleanup()
+
+
+async def test_kill_9_of_the_service_while_the_chain_moves_skips_and_repeats_nothing(
+        node: GanacheNode, tmp_path: Path) -> None:
+    """`crypitor service` with a chain follower, SIGKILLed between transfers and restarted:
+    every transfer is detected and confirmed, each under one event id (a delivery may be
+    repeated under its webhook-id; a second event for the same transfer may not exist)."""
+    seen: list[tuple[str, str, str]] = []  # (event type, tx hash, event id)
+
+    async def handle(request: web.Request) -> web.Response:
+        body = json.loads(await request.read())
+        seen.append((body["type"], body["data"]["tx_hash"], body["id"]))
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    sink_port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", sink_port).start()
+    chain = (f'[service.chains.eth]\nrpc_url = "{node.url}"\nconfirmations = 2\n'
+             f'poll_interval = "50ms"\nstart_block = {await node.head() + 1}\n')
+    first = ServiceProcess(tmp_path, extra=chain)
+    second: ServiceProcess | None = None
+    accounts = await contracts.accounts(node)
+    watched = "0x" + secrets.token_hex(20)
+    paid: list[str] = []
+    try:
+        await first.start()
+        async with aiohttp.ClientSession(headers=AUTH) as http:
+            async with http.post(f"{first.base}/v1/endpoints",
+                                 json={"url": f"http://127.0.0.1:{sink_port}/hook"}) as resp:
+                endpoint = await resp.json()
+            async with http.post(f"{first.base}/v1/monitors", json={
+                    "chain": "eth", "addresses": [watched], "endpoint_id": endpoint["id"]}) as r:
+                assert r.status == 201, await r.text()
+        for i in range(6):
+            paid.append(await contracts.pay(node, accounts[0], watched, 1000 + i))
+            await asyncio.sleep(0.05)
+        first.stop(signal.SIGKILL)  # mid-stream: the chain goes on without the service
+        for i in range(6, 10):
+            paid.append(await contracts.pay(node, accounts[0], watched, 1000 + i))
+        second = ServiceProcess(tmp_path, extra=chain)
+        await second.start()
+        for i in range(10, 12):
+            paid.append(await contracts.pay(node, accounts[0], watched, 1000 + i))
+        await node.mine(3)  # enough blocks on top of the last one to confirm it
+        want = {(kind, tx.lower()) for tx in paid
+                for kind in ("transfer.detected", "transfer.confirmed")}
+        async with asyncio.timeout(60):
+            while not want <= {(kind, tx) for kind, tx, _ in seen}:
+                await asyncio.sleep(0.1)
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.proc is not None and proc.proc.poll() is None:
+                proc.stop(signal.SIGTERM)
+        await runner.cleanup()
+    ids: dict[tuple[str, str], set[str]] = {}
+    for kind, tx, event_id in seen:
+        ids.setdefault((kind, tx), set()).add(event_id)
+    assert set(ids) == want  # nothing else (no reverted, nothing for other addresses)
+    assert all(len(v) == 1 for v in ids.values()), {k: v for k, v in ids.items() if len(v) > 1}
