@@ -7,7 +7,7 @@ import asyncio
 import logging
 import tomllib
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ KEY = "test-monitor-key"
 class Site:
     url: str = ""
     status: int = 200
+    script: list[int] = field(default_factory=list)  # answers for the next probes, in order
 
 
 @pytest.fixture
@@ -38,7 +39,8 @@ async def site() -> AsyncIterator[Site]:
     s = Site()
 
     async def handle(_r: web.Request) -> web.Response:
-        return web.Response(status=s.status, text="ok" if s.status == 200 else "broken")
+        status = s.script.pop(0) if s.script else s.status
+        return web.Response(status=status, text="ok" if status == 200 else "broken")
 
     app = web.Application()
     app.router.add_get("/", handle)
@@ -154,12 +156,10 @@ async def test_down_fires_once_and_recovery_resolves_once(
 async def test_a_flapping_target_makes_no_storm(
         monitor: Started, site: Site, fake_telegram: FakeTelegram) -> None:
     m = await monitor()
-    for _ in range(5):  # down long enough to fire, up too briefly to resolve
-        site.status = 500
-        await asyncio.sleep(0.9)
-        site.status = 200
-        await asyncio.sleep(0.2)
-    site.status = 200
+    # probe by probe (not by the clock, which a loaded machine stretches): down long enough
+    # to fire, then up for one probe only, five times over
+    site.script = [500, 500, 500, 200] * 5
+    await until(lambda: not site.script)
     await until(lambda: any("RESOLVED" in t for t in texts(fake_telegram)))
     await asyncio.sleep(1.2)
     assert ["FIRING" in t for t in texts(fake_telegram)] == [True, False]
