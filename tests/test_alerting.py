@@ -20,6 +20,7 @@ from monitor.app import Monitor
 from monitor.config import Config, parse
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.net import free_port
+from tests.support.web import serve
 
 pytestmark = pytest.mark.timeout(90)
 CHAT = "-1001234567890"
@@ -44,13 +45,9 @@ async def site() -> AsyncIterator[Site]:
 
     app = web.Application()
     app.router.add_get("/", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    s.url = f"http://127.0.0.1:{port}/"
-    yield s
-    await runner.cleanup()
+    async with serve(app) as base:
+        s.url = f"{base}/"
+        yield s
 
 
 def config(tmp_path: Path, site: Site, fake: FakeTelegram, extra: str = "") -> Config:

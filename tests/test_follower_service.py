@@ -7,6 +7,7 @@ import asyncio
 import json
 import secrets
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from tests.support import contracts
 from tests.support.chain_nodes import GanacheFactory, GanacheNode
 from tests.support.net import free_port
 from tests.support.service_proc import AUTH, ServiceProcess
+from tests.support.web import serve
 
 pytestmark = pytest.mark.timeout(90)
 KEY = "follower-service-key"
@@ -31,9 +33,13 @@ def node(ganache_factory: GanacheFactory) -> GanacheNode:
     return started
 
 
-async def test_a_monitor_made_through_the_api_gets_signed_transfer_webhooks(
-        node: GanacheNode, tmp_path: Path) -> None:
-    hits: list[tuple[dict[str, str], bytes]] = []
+Hits = list[tuple[dict[str, str], bytes]]
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[tuple[str, Hits]]:
+    """A customer's URL that answers 204 and keeps (headers, body) of every delivery."""
+    hits: Hits = []
 
     async def handle(request: web.Request) -> web.Response:
         hits.append((dict(request.headers), await request.read()))
@@ -41,10 +47,13 @@ async def test_a_monitor_made_through_the_api_gets_signed_transfer_webhooks(
 
     app = web.Application()
     app.router.add_post("/hook", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    sink_port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", sink_port).start()
+    async with serve(app) as base:
+        yield f"{base}/hook", hits
+
+
+async def test_a_monitor_made_through_the_api_gets_signed_transfer_webhooks(
+        node: GanacheNode, tmp_path: Path, sink: tuple[str, Hits]) -> None:
+    sink_url, hits = sink
     listen = f"127.0.0.1:{free_port()}"
     start = await node.head() + 1
     svc = Service(Settings(listen=listen, data_dir=tmp_path, api_keys=[KEY],
@@ -59,8 +68,7 @@ async def test_a_monitor_made_through_the_api_gets_signed_transfer_webhooks(
             return resp.status, await resp.json()
 
     try:
-        status, endpoint = await call("POST", "/v1/endpoints",
-                                      {"url": f"http://127.0.0.1:{sink_port}/hook"})
+        status, endpoint = await call("POST", "/v1/endpoints", {"url": sink_url})
         assert status == 201
         watched = "0x" + secrets.token_hex(20)
         status, monitor = await call("POST", "/v1/monitors", {
@@ -83,27 +91,14 @@ async def test_a_monitor_made_through_the_api_gets_signed_transfer_webhooks(
         assert status == 200 and len(history) == 2
     finally:
         await svc.stop()
-        await runner.cleanup()
 
 
 async def test_kill_9_of_the_service_while_the_chain_moves_skips_and_repeats_nothing(
-        node: GanacheNode, tmp_path: Path) -> None:
+        node: GanacheNode, tmp_path: Path, sink: tuple[str, Hits]) -> None:
     """`crypitor service` with a chain follower, SIGKILLed between transfers and restarted:
     every transfer is detected and confirmed, each under one event id (a delivery may be
     repeated under its webhook-id; a second event for the same transfer may not exist)."""
-    seen: list[tuple[str, str, str]] = []  # (event type, tx hash, event id)
-
-    async def handle(request: web.Request) -> web.Response:
-        body = json.loads(await request.read())
-        seen.append((body["type"], body["data"]["tx_hash"], body["id"]))
-        return web.Response(status=204)
-
-    app = web.Application()
-    app.router.add_post("/hook", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    sink_port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", sink_port).start()
+    sink_url, hits = sink
     chain = (f'[service.chains.eth]\nrpc_url = "{node.url}"\nconfirmations = 2\n'
              f'poll_interval = "50ms"\nstart_block = {await node.head() + 1}\n')
     first = ServiceProcess(tmp_path, extra=chain)
@@ -114,8 +109,7 @@ async def test_kill_9_of_the_service_while_the_chain_moves_skips_and_repeats_not
     try:
         await first.start()
         async with aiohttp.ClientSession(headers=AUTH) as http:
-            async with http.post(f"{first.base}/v1/endpoints",
-                                 json={"url": f"http://127.0.0.1:{sink_port}/hook"}) as resp:
+            async with http.post(f"{first.base}/v1/endpoints", json={"url": sink_url}) as resp:
                 endpoint = await resp.json()
             async with http.post(f"{first.base}/v1/monitors", json={
                     "chain": "eth", "addresses": [watched], "endpoint_id": endpoint["id"]}) as r:
@@ -134,15 +128,20 @@ async def test_kill_9_of_the_service_while_the_chain_moves_skips_and_repeats_not
         want = {(kind, tx.lower()) for tx in paid
                 for kind in ("transfer.detected", "transfer.confirmed")}
         async with asyncio.timeout(60):
-            while not want <= {(kind, tx) for kind, tx, _ in seen}:
+            while not want <= {(kind, tx) for kind, tx, _ in seen(hits)}:
                 await asyncio.sleep(0.1)
     finally:
         for proc in (first, second):
             if proc is not None and proc.proc is not None and proc.proc.poll() is None:
                 proc.stop(signal.SIGTERM)
-        await runner.cleanup()
     ids: dict[tuple[str, str], set[str]] = {}
-    for kind, tx, event_id in seen:
+    for kind, tx, event_id in seen(hits):
         ids.setdefault((kind, tx), set()).add(event_id)
     assert set(ids) == want  # nothing else (no reverted, nothing for other addresses)
     assert all(len(v) == 1 for v in ids.values()), {k: v for k, v in ids.items() if len(v) > 1}
+
+
+def seen(hits: Hits) -> list[tuple[str, str, str]]:
+    """(event type, tx hash, event id) of every delivery."""
+    bodies = [json.loads(body) for _, body in hits]
+    return [(b["type"], b["data"]["tx_hash"], b["id"]) for b in bodies]

@@ -18,6 +18,7 @@ from standardwebhooks.webhooks import Webhook
 
 from service.app import Service, Settings
 from tests.support.net import free_port
+from tests.support.web import serve
 
 KEY = "test-service-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -336,21 +337,15 @@ async def test_claims_that_waited_past_their_lease_are_not_sent_twice(service: A
 
     app = web.Application()
     app.router.add_post("/hook", slow)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
+    async with serve(app) as sink:
         base = await service(max_in_flight_per_endpoint=1, request_timeout=2.5)
-        await call("POST", f"{base}/v1/endpoints", {"url": f"http://127.0.0.1:{port}/hook"})
+        await call("POST", f"{base}/v1/endpoints", {"url": f"{sink}/hook"})
         _, accepted = await call("POST", f"{base}/v1/events/batch",
                                  [{"type": "t", "data": i} for i in range(8)])
         async with asyncio.timeout(40):
             for event_id in accepted["ids"]:
                 await wait_state(base, event_id, "delivered")
-        assert len(hits) == 8 and set(hits.values()) == {1}
-    finally:
-        await runner.cleanup()
+    assert len(hits) == 8 and set(hits.values()) == {1}
 
 
 async def test_queue_gauges(service: Any, sink: Sink) -> None:

@@ -28,6 +28,8 @@ from typing import Any
 import pytest_asyncio
 from aiohttp import web
 
+from tests.support.web import serve
+
 JSON = dict[str, Any]
 VERSION = "11.3.0"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -364,15 +366,8 @@ async def serve_fake_grafana(port: int = 0, token: str | None = None
     fake = FakeGrafana(token)
     app = web.Application()
     app.add_routes(fake.routes())
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    fake.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
+    async with serve(app, port=port) as fake.url:
         yield fake
-    finally:
-        await runner.cleanup()
 
 
 @pytest_asyncio.fixture

@@ -27,6 +27,8 @@ from typing import Any
 import pytest_asyncio
 from aiohttp import web
 
+from tests.support.web import serve
+
 MAX_TEXT = 4096
 BOT_ID = 7012345678
 JSON = dict[str, Any]
@@ -424,15 +426,8 @@ async def serve_fake_telegram() -> AsyncIterator[FakeTelegram]:
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", fake.handle)
     # no access log: request paths hold the token, and the tests look for it in the logs
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    fake.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
+    async with serve(app) as fake.url:  # serve() writes no access log
         yield fake
-    finally:
-        await runner.cleanup()
 
 
 @pytest_asyncio.fixture

@@ -145,18 +145,26 @@ def _app() -> web.Application:
 
 
 @contextlib.asynccontextmanager
-async def serve_app(tls: ssl.SSLContext | None = None) -> AsyncIterator[str]:
-    """The aiohttp app on a free port; yields its base URL."""
-    # a short shutdown: slow handlers of timed-out probes must not hold up the teardown
-    runner = web.AppRunner(_app(), access_log=None, shutdown_timeout=0.5)
+async def serve(app: web.Application, tls: ssl.SSLContext | None = None,
+                port: int = 0) -> AsyncIterator[str]:
+    """`app` on loopback (a free port unless given), without access log; yields its base
+    URL."""
+    # a short shutdown: slow handlers (timed-out probes, delayed sinks) must not hold it up
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
+    site = web.TCPSite(runner, "127.0.0.1", port, ssl_context=tls)
     await site.start()
-    port = runner.addresses[0][1]
     try:
-        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{runner.addresses[0][1]}"
     finally:
         await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def serve_app(tls: ssl.SSLContext | None = None) -> AsyncIterator[str]:
+    """The test target app (every route above) on a free port; yields its base URL."""
+    async with serve(_app(), tls) as base:
+        yield base
 
 
 @contextlib.asynccontextmanager
