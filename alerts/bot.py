@@ -21,7 +21,15 @@ from alerts.alerting import Alerting
 from alerts.model import Alert
 from alerts.silences import Silence, SilenceError, silence_for, silence_id
 from alerts.telegram import Callback, Command, TelegramSender
-from alerts.telegram_format import ACK, SILENCE_1H, Message, escape, parse_callback, utc
+from alerts.telegram_format import (
+    ACK,
+    SILENCE_1H,
+    Message,
+    escape,
+    parse_callback,
+    short_duration,
+    utc,
+)
 
 log = logging.getLogger(__name__)
 OFFSET_DOC = "telegram-offset:"
@@ -100,7 +108,7 @@ class OnCallBot:
                  else f"🔴 {len(down)} of {total} targets down"]
         now = self._clock()
         for name, why, since in down[:30]:
-            age = f" for {_age(now - since)}" if since else ""
+            age = f" for {short_duration((now - since).total_seconds())}" if since else ""
             lines.append(f"• <b>{escape(name)}</b> — {escape(why)}{age}")
         lines.append(f"\n{'🔔' if firing else '🔕'} {len(firing)} alert(s) firing")
         for a in firing[:30]:
@@ -115,7 +123,8 @@ class OnCallBot:
         lines = [f"<b>{len(current)} alert(s)</b>"]
         for a, phase, muted in current[:40]:
             icon = "🔴" if phase == "firing" else "🟡"
-            since = f", {_age(now - a.starts_at)}" if a.starts_at else ""
+            age = (now - a.starts_at).total_seconds() if a.starts_at else None
+            since = f", {short_duration(age)}" if age is not None else ""
             mute = f" — <i>{escape(muted)}</i>" if muted else ""
             lines.append(f"{icon} {escape(a.name)} on {escape(a.labels.get('target', '-'))}"
                          f" ({phase}{since}){mute}")
@@ -186,13 +195,3 @@ class OnCallBot:
         return next((a for a, _, _ in self.alerting.current()
                      if a.fingerprint == fingerprint), None)
 
-
-def _age(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}m"
-    if seconds < 172800:
-        return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
-    return f"{seconds // 86400}d"

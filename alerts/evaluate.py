@@ -8,7 +8,7 @@ when is the router's business. States that changed are collected for the caller 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +16,7 @@ from alerts.builtin import RuleSpec
 from alerts.model import Alert, matches
 from alerts.state import AlertState, Change, Timing, step
 from alerts.store import StateKey
-from alerts.template import pieces, render
+from alerts.template import format_value, pieces, render
 
 DETAIL = "failure_detail"  # kept with the values: the probe's words for what went wrong
 
@@ -30,15 +30,8 @@ class Transition:
 
 def _value(rule: RuleSpec, values: Mapping[str, Any]) -> str:
     """The values that tripped the rule, as "block_lag = 12"."""
-    return ", ".join(f"{n} = {_fmt(values[n])}" for n in rule.condition.names if n in values)
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return f"{value:.3f}".rstrip("0").rstrip(".")
-    return str(value)
+    return ", ".join(f"{n} = {format_value(values[n])}" for n in rule.condition.names
+                     if n in values)
 
 
 class Evaluator:
@@ -79,24 +72,27 @@ class Evaluator:
                 self._states[key] = after
                 self._dirty[key] = after
             if change is not None:
-                context = {**values, **full, "alertname": rule.name, "severity": rule.severity}
-                alert = self._alert(rule, target, after, change, now,
-                                    render(rule.summary, context) if rule.summary else "",
-                                    detail)
+                shown = before.values if change == "resolved" else after.values
+                if change == "resolved":  # what held, until now
+                    alert = replace(self._alert(rule, target, shown, before.since),
+                                    status="resolved", ends_at=now)
+                else:
+                    alert = self._alert(rule, target, shown, after.since)
                 out.append(Transition(key, change, alert))
         return out
 
-    def _alert(self, rule: RuleSpec, target: str, state: AlertState, change: Change,
-               now: datetime, summary: str, detail: str) -> Alert:
+    def _alert(self, rule: RuleSpec, target: str, values: Mapping[str, Any],
+               since: datetime | None) -> Alert:
+        """A firing alert of `rule` on `target`, described from the values its state kept."""
         labels = {**self._labels.get(target, {"target": target}), "alertname": rule.name,
                   "severity": rule.severity}
-        annotations = {"summary": summary or f"{rule.name} on {target}",
-                       "value": _value(rule, state.values), "condition": rule.condition.text}
-        if detail:
-            annotations["detail"] = detail
-        if change == "resolved":
-            return Alert(labels, annotations, "resolved", None, now)
-        return Alert(labels, annotations, "firing", state.since)
+        summary = (render(rule.summary, {**values, **labels}) if rule.summary
+                   else f"{rule.name} on {target}")
+        annotations = {"summary": summary, "condition": rule.condition.text,
+                       "value": _value(rule, values)}
+        if values.get(DETAIL):
+            annotations["detail"] = str(values[DETAIL])
+        return Alert(labels, annotations, "firing", since)
 
     def firing(self) -> list[Alert]:
         """Every alert that is firing now (with its last rendered annotations)."""
@@ -109,18 +105,9 @@ class Evaluator:
     def _current(self) -> Iterable[tuple[Alert, str]]:
         by_name = {r.name: r for r in self._rules}
         for (rule_name, target), state in sorted(self._states.items()):
-            if state.phase == "inactive":
-                continue
-            rule = by_name[rule_name]
-            labels = {**self._labels.get(target, {"target": target}),
-                      "alertname": rule_name, "severity": rule.severity}
-            context = {**state.values, **labels}
-            summary = render(rule.summary, context) if rule.summary else f"{rule_name} on {target}"
-            annotations = {"summary": summary, "condition": rule.condition.text,
-                           "value": _value(rule, state.values)}
-            if state.values.get(DETAIL):
-                annotations["detail"] = str(state.values[DETAIL])
-            yield Alert(labels, annotations, "firing", state.since), state.phase
+            if state.phase != "inactive":
+                yield (self._alert(by_name[rule_name], target, state.values, state.since),
+                       state.phase)
 
     @staticmethod
     def _kept(rule: RuleSpec, values: Mapping[str, Any]) -> dict[str, Any]:
