@@ -30,11 +30,14 @@ from grafana_client.client import (
     GrafanaTimeoutError,
 )
 
+from dashboards.common import PROVISIONED_DATASOURCE_NAME, PROVISIONED_DATASOURCE_UID, TAG
+
 log = logging.getLogger(__name__)
 
-FOLDER_UID = "crypitor"
-DATASOURCE_UID = "crypitor-prometheus"
-DATASOURCE_NAME = "Crypitor Prometheus"
+# the same folder and datasource the file provisioning (dashboards.export) creates
+FOLDER_UID = TAG
+DATASOURCE_UID = PROVISIONED_DATASOURCE_UID
+DATASOURCE_NAME = PROVISIONED_DATASOURCE_NAME
 SAVE_MESSAGE = "crypitor dashboards push"
 # Fields Grafana sets on every save; they differ between installs and versions of one
 # dashboard, so they are left out when deciding whether a dashboard changed. Null values
