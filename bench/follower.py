@@ -226,8 +226,9 @@ class TimedStore(SqliteStore):
     accepted: dict[str, float]
 
     async def advance(self, name: str, state: Mapping[str, Any], events: Sequence[NewEvent],
-                      matches: Sequence[MatchRecord], now: datetime) -> list[str]:
-        ids = await super().advance(name, state, events, matches, now)
+                      matches: Sequence[MatchRecord], now: datetime, *,
+                      holder: str | None = None) -> list[str]:
+        ids = await super().advance(name, state, events, matches, now, holder=holder)
         at = time.perf_counter()
         for event in events:
             if event.type == DETECTED:

@@ -164,6 +164,10 @@ FOLLOWER_EVENTS = MetricDef(
 FOLLOWER_PENDING = MetricDef(
     "crypitor_follower_unconfirmed_matches", G,
     "Detected matches waiting for their confirmations.", ("chain",))
+FOLLOWER_LEADER = MetricDef(
+    "crypitor_follower_leader", G,
+    "1 while this process follows the chain (it holds the lease on its cursor), 0 while "
+    "another process sharing the queue does.", ("chain",))
 
 # --- alerting (exported by alerts/) -------------------------------------------------------
 ALERTS_FIRING = MetricDef(

@@ -5,6 +5,7 @@ backends implement (SQLite embedded, Redis to scale out). Errors raised by this 
 
     ServiceError             base of everything below
     ├── StoreError           the store cannot be reached or answered wrongly
+    │   └── CursorTaken      a follower's write refused: another process holds its cursor
     └── UnsafeTarget         an endpoint address is refused by the SSRF guard
 """
 
@@ -17,6 +18,11 @@ class ServiceError(Exception):
 
 class StoreError(ServiceError):
     """The store failed; the operation did not happen (or its outcome is unknown)."""
+
+
+class CursorTaken(StoreError):
+    """`advance(holder=...)` refused because `holder` no longer holds the cursor's lease
+    (another process follows the chain now); nothing was written."""
 
 
 class UnsafeTarget(ServiceError):

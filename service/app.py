@@ -23,8 +23,9 @@ from service import StoreError, UnsafeTarget, signing, ssrf
 from service.api import ApiDeps, ServiceApi
 from service.delivery_state import Policy
 from service.dispatcher import DispatchConfig, Dispatcher
-from service.follower import ChainFollower, FollowerMetrics
+from service.follower import ChainFollower, FollowerMetrics, cursor_name
 from service.keys import ensure_api_keys
+from service.leases import LEASE_TTL, Lease
 from service.metrics import ServiceMetrics, new_metrics
 from service.models import Endpoint
 from service.store import Store
@@ -50,6 +51,7 @@ class Settings:
     # [service.chains.NAME]: name -> default confirmations; monitors may name only these
     chains: Mapping[str, int] = field(default_factory=dict)
     followers: Mapping[str, ChainSpec] = field(default_factory=dict)  # the same chains
+    follower_lease: float = LEASE_TTL  # seconds before a dead process's chains move on
 
 
 @dataclass(frozen=True)
@@ -127,23 +129,22 @@ class Service:
                  "redis" if s.queue != "sqlite" else "sqlite")
 
     def _start_followers(self, wake: Callable[[], None]) -> list[asyncio.Task[None]]:
-        """One follower per configured chain. Node URLs come from the operator, not from
-        customers, so they use their own session, without the SSRF guard."""
+        """One follower per configured chain. Every process sharing a queue starts them; the
+        lease on a chain's cursor decides which one follows it (`service.leases`). Node URLs
+        come from the operator, not from customers: their own session, without the SSRF
+        guard."""
         specs = self.settings.followers
         if not specs:
-            return []
-        if self.settings.queue != "sqlite":
-            # several processes share a Redis queue, and two followers of one chain would
-            # race on its cursor: that needs a lease per chain, which is not built yet
-            log.error("chain followers run only on the sqlite queue for now: %s not followed",
-                      ", ".join(specs))
             return []
         self._rpc_session = aiohttp.ClientSession()
         metrics = FollowerMetrics.create(self.metrics.registry)
         tasks = []
         for name, spec in specs.items():
             client = EthereumClient(self._rpc_session, spec.rpc_url, spec.timeout)
-            follower = ChainFollower(name, spec, client, self.store, metrics, wake=wake)
+            lease = Lease(self.store, cursor_name(name), f"chain {name}",
+                          ttl=self.settings.follower_lease)
+            follower = ChainFollower(name, spec, client, self.store, metrics, wake=wake,
+                                     lease=lease)
             tasks.append(asyncio.create_task(follower.run(), name=f"follower-{name}"))
         return tasks
 

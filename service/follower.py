@@ -3,20 +3,21 @@ into `transfer.detected` / `transfer.confirmed` / `transfer.reverted` events, an
 together with its cursor in one `advance` write, so a block counts as processed only once
 its events are durable.
 
-`Cursor` owns the state of every match (detected → confirmed, or → reverted by a reorg) and
-is pure; `ChainFollower` does the I/O: head, blocks, logs and receipts from the node, the
-monitor index and `advance` from the store. Node failures are data (`StepResult.error`),
-retried with backoff by `run()`; they are never read as "no new block".
+`service.cursor.Cursor` decides what each block means and is pure; `ChainFollower` does the
+I/O: head, blocks, logs and receipts from the node, the monitor index and `advance` from the
+store. Node failures are data (`StepResult.error`), retried with backoff by `run()`; they are
+never read as "no new block". When processes share a store, a `service.leases.Lease` lets one
+of them follow the chain and fences the others' writes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import contextlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -26,7 +27,9 @@ from prometheus_client import Counter as PromCounter
 import catalog.metrics as m
 from chains import ChainError, MalformedResponse, RpcError, TransportError
 from chains.ethereum import Block, EthereumClient, transactions_of
-from service import StoreError
+from service import CursorTaken, StoreError
+from service.cursor import CONFIRMED, DETECTED, KINDS, REVERTED, Cursor, Outbox
+from service.leases import Lease
 from service.matching import (
     TRANSFER_TOPIC,
     IndexCache,
@@ -35,18 +38,15 @@ from service.matching import (
     Transfer,
     log_transfer,
     native_transfers,
-    watched,
 )
 from service.models import MatchRecord, Monitor, NewEvent
 
+__all__ = ["CONFIRMED", "DETECTED", "REVERTED", "ChainFollower", "FollowerMetrics", "StepResult"]
+
 log = logging.getLogger("crypitor.service.follower")
 
-DETECTED, CONFIRMED, REVERTED = "transfer.detected", "transfer.confirmed", "transfer.reverted"
-KINDS = (DETECTED, CONFIRMED, REVERTED)
 MAX_SPAN = 50  # blocks read and stored per advance while catching up
-MIN_WINDOW = 64  # recent block hashes kept: the deepest reorg that is followed exactly
 BACKOFF_CAP = 30.0  # seconds between retries at most
-CURSOR_VERSION = 1
 
 
 class ChainSettings(Protocol):
@@ -69,7 +69,8 @@ class FollowerStore(Protocol):
     async def monitors_version(self) -> int: ...
     async def get_cursor(self, name: str) -> dict[str, Any] | None: ...
     async def advance(self, name: str, state: Mapping[str, Any], events: Sequence[NewEvent],
-                      matches: Sequence[MatchRecord], now: datetime) -> list[str]: ...
+                      matches: Sequence[MatchRecord], now: datetime, *,
+                      holder: str | None = None) -> list[str]: ...
 
 
 class Clock(Protocol):
@@ -105,6 +106,7 @@ class FollowerMetrics:
     store_errors: PromCounter
     events: PromCounter
     pending: Gauge
+    leader: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> FollowerMetrics:
@@ -117,163 +119,16 @@ class FollowerMetrics:
         return cls(gauge(m.FOLLOWER_HEAD), gauge(m.FOLLOWER_PROCESSED), gauge(m.FOLLOWER_LAG),
                    counter(m.FOLLOWER_REORGS), gauge(m.FOLLOWER_REORG_DEPTH),
                    counter(m.FOLLOWER_RPC_ERRORS), counter(m.FOLLOWER_STORE_ERRORS),
-                   counter(m.FOLLOWER_EVENTS), gauge(m.FOLLOWER_PENDING))
-
-
-# --- the cursor: every match's state, saved with each advance ------------------------------
-
-
-@dataclass
-class Pending:
-    """A detected match waiting for its confirmations. `doubt`: its block was rolled back by
-    a reorg and the new branch has not shown the transfer again yet."""
-
-    key: str  # tx hash, log position in the tx or "native", monitor id
-    monitor_id: str
-    payload: dict[str, Any]  # as detected; block and log index follow it when it moves
-    block_number: int
-    block_hash: str
-    need: int  # confirmations
-    addresses: list[str]
-    generation: int = 1  # 2 and more: detected again after a revert
-    doubt: bool = False
-
-
-@dataclass
-class Outbox:
-    """Events of one advance, with their history records (aligned one-to-one)."""
-
-    chain: str
-    events: list[NewEvent] = field(default_factory=list)
-    matches: list[MatchRecord] = field(default_factory=list)
-    counts: Counter[str] = field(default_factory=Counter)
-
-    def add(self, kind: str, p: Pending) -> None:
-        data = {**p.payload, "block_number": p.block_number, "block_hash": p.block_hash}
-        # confirmed happens once per transfer whatever it went through; detected and reverted
-        # once per generation, so a transfer that comes back after a revert is told again
-        suffix = f":{p.generation}" if p.generation > 1 and kind != CONFIRMED else ""
-        self.events.append(NewEvent(kind, data, f"{self.chain}:{p.key}:{kind}{suffix}"))
-        self.matches.append(MatchRecord(p.monitor_id, kind, data["tx_hash"],
-                                        tuple(p.addresses), p.block_number))
-        self.counts[kind] += 1
-
-
-@dataclass
-class Cursor:
-    next_block: int
-    blocks: dict[int, str] = field(default_factory=dict)  # recent canonical blocks
-    pending: dict[str, Pending] = field(default_factory=dict)
-    recheck_until: int | None = None  # after a reorg: the old branch's last block
-    reverted: dict[str, tuple[int, int]] = field(default_factory=dict)  # key → (gen, block)
-
-    def window(self, confirmations: int) -> int:
-        need = max((p.need for p in self.pending.values()), default=0)
-        return max(MIN_WINDOW, 2 * confirmations, need + 1)
-
-    def parent_ok(self, block: Block) -> bool:
-        known = self.blocks.get(block.number - 1)
-        return known is None or known == block.parent_hash
-
-    def roll_back(self, ancestor: int, head: int) -> int:
-        """Forget the blocks after `ancestor`; their matches wait to be seen again on the new
-        branch, up to the node's `head` now (at least as far as the old branch went), and
-        are reverted if they were not. Returns how many blocks were rolled back."""
-        depth = self.next_block - 1 - ancestor
-        self.recheck_until = max(self.recheck_until or 0, self.next_block - 1, head)
-        self.blocks = {n: h for n, h in self.blocks.items() if n <= ancestor}
-        for p in self.pending.values():
-            if p.block_number > ancestor:
-                p.doubt = True
-        self.next_block = ancestor + 1
-        return depth
-
-    def apply(self, chain: str, block: Block, found: Sequence[tuple[Transfer, list[Match]]],
-              index: MonitorIndex, default_confirmations: int, out: Outbox) -> None:
-        """Process one block (the next, whose parent was checked)."""
-        n = block.number
-        self.blocks[n] = block.hash
-        for transfer, matches in found:
-            for monitor, direction in matches:
-                key = _key(transfer, monitor.id)
-                seen = self.pending.get(key)
-                if seen is not None:  # on the new branch again, maybe in another block
-                    seen.doubt, seen.block_number, seen.block_hash = False, n, block.hash
-                    if seen.payload["log_index"] != transfer.log_index:  # replaced, not changed
-                        seen.payload = {**seen.payload, "log_index": transfer.log_index}
-                    continue
-                need = (monitor.confirmations if monitor.confirmations is not None
-                        else default_confirmations)
-                generation = self.reverted.pop(key, (0, 0))[0] + 1
-                p = Pending(key, monitor.id, _payload(chain, monitor, direction, transfer, need),
-                            n, block.hash, need, list(watched(monitor, transfer, direction)),
-                            generation)
-                self.pending[key] = p
-                out.add(DETECTED, p)
-        if self.recheck_until is not None and n >= self.recheck_until:
-            for p in [p for p in self.pending.values() if p.doubt]:
-                del self.pending[p.key]
-                self.reverted[p.key] = (p.generation, n)
-                if p.monitor_id in index.monitors:
-                    out.add(REVERTED, p)
-            self.recheck_until = None
-        for p in [p for p in self.pending.values() if not p.doubt and n >= p.block_number + p.need]:
-            del self.pending[p.key]
-            if p.monitor_id in index.monitors:  # a deleted or disabled monitor hears no more
-                out.add(CONFIRMED, p)
-        self.next_block = n + 1
-        oldest = self.next_block - self.window(default_confirmations)
-        if min(self.blocks) < oldest:
-            self.blocks = {k: h for k, h in self.blocks.items() if k >= oldest}
-            self.reverted = {k: v for k, v in self.reverted.items() if v[1] >= oldest}
-
-    def copy(self) -> Cursor:
-        """A working copy for one step; payloads and address lists are never changed in
-        place, so they are shared."""
-        return Cursor(self.next_block, dict(self.blocks),
-                      {k: dataclasses.replace(p) for k, p in self.pending.items()},
-                      self.recheck_until, dict(self.reverted))
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "version": CURSOR_VERSION,
-            "next_block": self.next_block,
-            "blocks": sorted(self.blocks.items()),
-            "pending": [dict(vars(p)) for p in self.pending.values()],
-            "recheck_until": self.recheck_until,
-            "reverted": [[k, g, b] for k, (g, b) in self.reverted.items()],
-        }
-
-    @classmethod
-    def from_json(cls, state: Mapping[str, Any]) -> Cursor:
-        """Our own writing: a shape we do not know is a bug or a newer version, not data."""
-        if state.get("version") != CURSOR_VERSION:
-            raise ValueError(f"follower cursor version {state.get('version')!r} is unknown")
-        pending = [Pending(**{**p, "addresses": list(p["addresses"])})
-                   for p in state["pending"]]
-        return cls(next_block=int(state["next_block"]),
-                   blocks={int(n): str(h) for n, h in state["blocks"]},
-                   pending={p.key: p for p in pending},
-                   recheck_until=state.get("recheck_until"),
-                   reverted={str(k): (int(g), int(b)) for k, g, b in state["reverted"]})
-
-
-def _key(transfer: Transfer, monitor_id: str) -> str:
-    return f"{transfer.key}:{monitor_id}"
-
-
-def _payload(chain: str, monitor: Monitor, direction: str, t: Transfer,
-             need: int) -> dict[str, Any]:
-    token = t.category == "erc721"
-    return {"chain": chain, "monitor_id": monitor.id, "tags": list(monitor.tags),
-            "direction": direction, "category": t.category, "tx_hash": t.tx_hash,
-            "block_number": t.block_number, "block_hash": t.block_hash,
-            "log_index": t.log_index, "from": t.from_, "to": t.to, "contract": t.contract,
-            "amount": None if token else str(t.value), "token_id": str(t.value) if token else None,
-            "confirmations": need}
+                   counter(m.FOLLOWER_EVENTS), gauge(m.FOLLOWER_PENDING),
+                   gauge(m.FOLLOWER_LEADER))
 
 
 # --- the follower ---------------------------------------------------------------------------
+
+
+def cursor_name(chain: str) -> str:
+    """The name of the cursor (and of its lease) of the follower of `chain`."""
+    return f"chain:{chain}"
 
 
 @dataclass(frozen=True)
@@ -299,9 +154,12 @@ class StepResult:
 class ChainFollower:
     def __init__(self, name: str, config: ChainSettings, client: EthereumClient,
                  store: FollowerStore, metrics: FollowerMetrics,
-                 clock: Clock | None = None, wake: Callable[[], None] | None = None) -> None:
+                 clock: Clock | None = None, wake: Callable[[], None] | None = None,
+                 lease: Lease | None = None) -> None:
         """`wake` is called after a write that enqueued events (the dispatcher's wake-up,
-        so deliveries start without waiting for its next look at the queue)."""
+        so deliveries start without waiting for its next look at the queue). With `lease`
+        (named by `cursor_name`), the chain is followed only while it is held, and every
+        write is fenced by it; without, always (one process, nothing to share)."""
         self.name = name
         self.config = config
         self.client = client
@@ -309,7 +167,8 @@ class ChainFollower:
         self.metrics = metrics
         self.clock = clock or UtcClock()
         self.wake = wake
-        self.cursor_name = f"chain:{name}"
+        self.lease = lease
+        self.cursor_name = cursor_name(name)
         self.index = IndexCache(store, name)
         self._cursor: Cursor | None = None
         self._chain_checked = config.chain_id is None
@@ -319,9 +178,27 @@ class ChainFollower:
             metrics.events.labels(name, kind.removeprefix("transfer."))
 
     async def run(self) -> None:
-        """Follow until cancelled; failures are retried with exponential backoff."""
-        log.info("following chain %s", self.name)
+        """Follow until cancelled (while the lease is held, when there is one); failures
+        are retried with exponential backoff."""
+        log.info("chain %s: follower started", self.name)
+        keeper = None
+        if self.lease is not None:
+            keeper = asyncio.create_task(self.lease.keep(), name=f"lease-{self.name}")
+        try:
+            await self._follow()
+        finally:
+            if keeper is not None:
+                keeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keeper
+
+    async def _follow(self) -> None:
         while True:
+            if self.lease is not None and not self.lease.held:
+                self._cursor = None  # the holder meanwhile moves it on: read it again
+                self.metrics.leader.labels(self.name).set(0)
+                await self.lease.gained()
+            self.metrics.leader.labels(self.name).set(1)
             try:
                 result = await self.step()
             except Exception:  # our bug: logged loudly, and the chain is still followed
@@ -360,10 +237,19 @@ class ChainFollower:
             self._span = max(1, self._span // 2)
             next_block = self._cursor.next_block if self._cursor else None
             return StepResult(head, next_block, error=str(exc), error_kind=kind)
+        except CursorTaken:  # another process follows the chain now: not an error
+            if self.lease is not None:
+                self.lease.lost()
+            self._cursor = None
+            return StepResult(head)
         except StoreError as exc:
             self.metrics.store_errors.labels(self.name).inc()
             self._cursor = None  # read it again: the failed write may have happened or not
             return StepResult(head, error=f"store: {exc}", error_kind="store")
+
+    @property
+    def _holder(self) -> str | None:
+        return None if self.lease is None else self.lease.holder
 
     async def _check_chain(self) -> None:
         chain_id = await self.client.chain_id()
@@ -381,7 +267,7 @@ class ChainFollower:
             start = self.config.start_block if self.config.start_block is not None else head
             cursor = Cursor(start)
             await self.store.advance(self.cursor_name, cursor.to_json(), [], [],
-                                     self.clock.now())
+                                     self.clock.now(), holder=self._holder)
             log.info("chain %s: first start, from block %d", self.name, start)
         self._cursor = cursor
         return cursor
@@ -399,7 +285,7 @@ class ChainFollower:
         for block, matched in zip(blocks, found, strict=True):
             work.apply(self.name, block, matched, index, self.config.confirmations, out)
         await self.store.advance(self.cursor_name, work.to_json(), out.events, out.matches,
-                                 self.clock.now())
+                                 self.clock.now(), holder=self._holder)
         self._cursor = work
         self._span = min(MAX_SPAN, self._span * 2)
         if out.events and self.wake is not None:

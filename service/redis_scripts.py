@@ -349,15 +349,21 @@ return out
 # A follower's step, in one script: the events (routed to their monitor's endpoint while the
 # monitor exists and is enabled), one history entry per event, then the cursor. One script is
 # one transaction in the AOF, so the cursor can never be on disk without the events.
-# ARGV: prefix, now, idempotency window, key ttl (s), count, cursor name, state (JSON), then
-# four values per event as in ACCEPT, then five per match: monitor id, kind, tx hash,
-# addresses (space-separated), block number. Returns the event ids.
+# ARGV: prefix, now, idempotency window, key ttl (s), count, cursor name, state (JSON),
+# holder ('' for none: when given, nothing is written unless it holds the cursor's lease, see
+# HOLD_CURSOR, and the reply is a CURSORTAKEN error), then four values per event as in ACCEPT,
+# then five per match: monitor id, kind, tx hash, addresses (space-separated), block number.
+# Returns the event ids.
 # History of monitor M: mh:M zset event id -> sequence (newest highest); mhx:M and mha:M
 # hold "<tx hash>:<seq>:<event id>" and "<address>:<seq>:<event id>" at score 0, so a
 # lexicographic range finds one transaction's or one address's entries, newest last.
 ADVANCE = _PRELUDE + _ACCEPT_FN + """
 local now, window, ttl, count = ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
-local mbase = 8 + 4 * count
+local holder = ARGV[8]
+if holder ~= '' and redis.call('GET', k('cursorlease', ARGV[6])) ~= holder then
+  return redis.error_reply('CURSORTAKEN ' .. ARGV[6] .. ' is not held by ' .. holder)
+end
+local mbase = 9 + 4 * count
 local routes, endpoint_of = {}, {}
 for i = 0, count - 1 do
   local mon = ARGV[mbase + 5 * i]
@@ -367,7 +373,7 @@ for i = 0, count - 1 do
   end
   routes[i + 1] = endpoint_of[mon]
 end
-local ids = accept(now, window, ttl, count, 8, routes)
+local ids = accept(now, window, ttl, count, 9, routes)
 for i = 0, count - 1 do
   local at = mbase + 5 * i
   local mon, kind, tx, addrs, block = ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3],
@@ -385,6 +391,23 @@ for i = 0, count - 1 do
 end
 redis.call('SET', k('cursor', ARGV[6]), ARGV[7])
 return ids
+"""
+
+# ARGV: prefix, cursor name, holder, time to live in ms. 1 when `holder` holds the lease now
+# (it was free, ran out, or was its own: renewed), 0 while another holder's lease runs.
+HOLD_CURSOR = _PRELUDE + """
+local key, holder = k('cursorlease', ARGV[2]), ARGV[3]
+local current = redis.call('GET', key)
+if current and current ~= holder then return 0 end
+redis.call('SET', key, holder, 'PX', ARGV[4])
+return 1
+"""
+
+# ARGV: prefix, cursor name, holder. Ends the lease when `holder` has it.
+LET_GO_CURSOR = _PRELUDE + """
+local key = k('cursorlease', ARGV[2])
+if redis.call('GET', key) == ARGV[3] then redis.call('DEL', key) end
+return 0
 """
 
 # ARGV: prefix, monitor id, tx hash ('' for any), address ('' for any), limit. Newest first:

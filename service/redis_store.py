@@ -21,6 +21,7 @@ Keys, all under `<prefix>:` (times are integer microseconds since the epoch):
                                (100,000 addresses: one 4 MB value, not 100,000 keys)
     monver               str   monitors version, INCR by every put and delete
     cursor:<name>        str   a follower's state (JSON)
+    cursorlease:<name>   str   the holder allowed to advance it; expires (PX) unless renewed
     mh:<id>, mhx:<id>, mha:<id>  zsets: a monitor's history (all, by tx hash, by address);
                                the match itself is kept in its event's hash (see ADVANCE)
 An active delivery is in exactly one of `due`, the stream (leased) or a `parked` set.
@@ -53,7 +54,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
-from service import StoreError, redis_scripts
+from service import CursorTaken, StoreError, redis_scripts
 from service.models import (
     ACTIVE_STATES,
     Attempt,
@@ -375,17 +376,35 @@ class RedisStore:
         return None if value is None else dict(json.loads(value))
 
     async def advance(self, name: str, state: Mapping[str, Any], events: Sequence[NewEvent],
-                      matches: Sequence[MatchRecord], now: datetime) -> list[str]:
+                      matches: Sequence[MatchRecord], now: datetime, *,
+                      holder: str | None = None) -> list[str]:
         if len(events) != len(matches):
             raise ValueError(f"{len(events)} events but {len(matches)} matches")
         args = _events_args(events, now)
-        args[4:4] = [name, json.dumps(dict(state))]  # after the count, before the events
+        # after the count, before the events
+        args[4:4] = [name, json.dumps(dict(state)), holder or ""]
         for m in matches:
             args += [m.monitor_id, m.kind, m.tx_hash.lower(),
                      " ".join(a.lower() for a in m.addresses), m.block_number]
-        with _translated("advance"):
-            ids = await self._run(redis_scripts.ADVANCE, *args)
+        try:
+            with _translated("advance"):
+                ids = await self._run(redis_scripts.ADVANCE, *args)
+        except StoreError as exc:
+            if isinstance(exc.__cause__, ResponseError) and str(exc.__cause__).startswith(
+                    "CURSORTAKEN"):
+                raise CursorTaken(f"cursor {name}: another process holds it") from None
+            raise
         return [str(i) for i in ids]
+
+    async def hold_cursor(self, name: str, holder: str, ttl: float) -> bool:
+        with _translated("hold_cursor"):
+            got = await self._run(redis_scripts.HOLD_CURSOR, name, holder,
+                                  max(1, round(ttl * 1000)))
+        return bool(got)
+
+    async def let_go_cursor(self, name: str, holder: str) -> None:
+        with _translated("let_go_cursor"):
+            await self._run(redis_scripts.LET_GO_CURSOR, name, holder)
 
     async def monitor_events(self, monitor_id: str, tx_hash: str | None = None,
                              address: str | None = None,

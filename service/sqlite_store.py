@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from service import StoreError
+from service import CursorTaken, StoreError
 from service import sqlite_schema as sql
 from service.models import (
     Attempt,
@@ -76,6 +77,9 @@ class SqliteStore:
         self._pruned_at = -PRUNE_EVERY
         self._synced = True  # the writer connection's synchronous mode is FULL
         self._ids = sql.IdClock()
+        # Cursor leases: the file is locked to this one process, so a table in memory is
+        # exact. name -> (holder, deadline on the monotonic clock)
+        self._cursor_leases: dict[str, tuple[str, float]] = {}
 
     # --- life cycle ----------------------------------------------------------------------
     async def open(self) -> None:
@@ -364,9 +368,12 @@ class SqliteStore:
         return await self._read(lambda c: sql.get_cursor(c, name))
 
     async def advance(self, name: str, state: Mapping[str, Any], events: Sequence[NewEvent],
-                      matches: Sequence[MatchRecord], now: datetime) -> list[str]:
+                      matches: Sequence[MatchRecord], now: datetime, *,
+                      holder: str | None = None) -> list[str]:
         if len(events) != len(matches):
             raise ValueError(f"{len(events)} events but {len(matches)} matches")
+        if holder is not None and not self._holds(name, holder):
+            raise CursorTaken(f"cursor {name}: another holder has it")
         saved = json.dumps(dict(state))  # a state that is not JSON fails here, not later
         events, matches = list(events), list(matches)
 
@@ -374,6 +381,21 @@ class SqliteStore:
             return sql.advance(conn, name, saved, events, matches, now, self._fanout(conn),
                                self._prune(now), self._ids)
         return await self._write(op)  # durable: FULL sync before the follower moves on
+
+    async def hold_cursor(self, name: str, holder: str, ttl: float) -> bool:
+        current = self._cursor_leases.get(name)
+        if current is not None and current[0] != holder and current[1] > time.monotonic():
+            return False
+        self._cursor_leases[name] = (holder, time.monotonic() + ttl)
+        return True
+
+    async def let_go_cursor(self, name: str, holder: str) -> None:
+        if self._holds(name, holder):
+            del self._cursor_leases[name]
+
+    def _holds(self, name: str, holder: str) -> bool:
+        current = self._cursor_leases.get(name)
+        return current is not None and current[0] == holder and current[1] > time.monotonic()
 
     async def monitor_events(self, monitor_id: str, tx_hash: str | None = None,
                              address: str | None = None,

@@ -118,7 +118,8 @@ class Store(Protocol):
         """The JSON state the follower `name` last saved with `advance`; None when never."""
 
     async def advance(self, name: str, state: Mapping[str, Any], events: Sequence[NewEvent],
-                      matches: Sequence[MatchRecord], now: datetime) -> list[str]:
+                      matches: Sequence[MatchRecord], now: datetime, *,
+                      holder: str | None = None) -> list[str]:
         """A follower's step, atomically: accept `events` like `accept` (ids returned in
         order; a known idempotency key answers the first event's id and enqueues nothing),
         record `matches[i]` in its monitor's history as the match of the event `events[i]`
@@ -129,7 +130,20 @@ class Store(Protocol):
         while that monitor exists and is enabled and the endpoint wants the event's type;
         other endpoints never see another customer's transfers. The event and its history
         entry are stored either way. Durable when it returns. ValueError when `events` and
-        `matches` differ in length."""
+        `matches` differ in length.
+
+        With `holder`, the write is fenced: it happens only while `holder` holds the lease on
+        the cursor (`hold_cursor`), checked in the same transaction; otherwise `CursorTaken`
+        is raised and nothing is written."""
+
+    async def hold_cursor(self, name: str, holder: str, ttl: float) -> bool:
+        """Take or renew the lease on the cursor `name` for `ttl` seconds: True when `holder`
+        holds it now (it was free, ran out, or was its own), False while another holder's
+        lease runs. Processes sharing a store use it so that one of them follows a chain."""
+
+    async def let_go_cursor(self, name: str, holder: str) -> None:
+        """End `holder`'s lease on `name` now (a clean stop), so another process takes over
+        without waiting for it to run out; nothing when another holder has it."""
 
     async def monitor_events(self, monitor_id: str, tx_hash: str | None = None,
                              address: str | None = None,

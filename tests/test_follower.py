@@ -107,8 +107,9 @@ class FakeStore:
         return None if saved is None else dict(json.loads(saved))
 
     async def advance(self, name: str, state: Mapping[str, Any], events: Sequence[NewEvent],
-                      matches: Sequence[MatchRecord], now: datetime) -> list[str]:
-        assert len(events) == len(matches)
+                      matches: Sequence[MatchRecord], now: datetime, *,
+                      holder: str | None = None) -> list[str]:
+        assert len(events) == len(matches) and holder is None  # no lease: one process
         if self.fail_advances:
             self.fail_advances -= 1
             raise StoreError("disk on fire")

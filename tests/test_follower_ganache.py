@@ -15,6 +15,7 @@ import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from chains.ethereum import EthereumClient, transactions_of
 from monitor.config import ChainFollowConfig
 from service.app import Service, Settings
 from service.follower import CONFIRMED, DETECTED, REVERTED, ChainFollower, FollowerMetrics
+from service.leases import Lease
 from service.models import Monitor
 from service.sqlite_store import SqliteStore
 from tests.support import contracts
@@ -62,10 +64,10 @@ class Rig:
     def __post_init__(self) -> None:
         self.metrics = FollowerMetrics.create(self.registry)
 
-    def follower(self, **config: Any) -> ChainFollower:
+    def follower(self, lease: Lease | None = None, **config: Any) -> ChainFollower:
         settings = ChainFollowConfig(confirmations=2, poll_interval=0.02, start_block=self.start)
         return ChainFollower("eth", replace(settings, **config), self.client, self.store,
-                             self.metrics)
+                             self.metrics, lease=lease)
 
     async def watch(self, monitor_id: str, *addresses: str, **kw: Any) -> Monitor:
         m = Monitor(id=monitor_id, chain="eth", addresses=frozenset(addresses),
@@ -305,6 +307,45 @@ async def test_reorg_delivers_reverted_and_never_confirms_the_orphan(
         await svc.stop()
 
 
+async def test_a_follower_that_lost_its_lease_unnoticed_writes_nothing_and_stands_by(
+        rig: Rig) -> None:
+    """Another process took the chain over while this one was paused (its lease ran out):
+    its next step is refused by the store's fence, it forgets its cursor, and it follows
+    again, from the cursor the other left, only once it holds the lease."""
+    w = fresh()
+    await rig.watch("m", w)
+    lease = Lease(rig.store, "chain:eth", "chain eth", ttl=30)
+    follower = rig.follower(lease)
+    assert await lease.renew()
+    first = await follower.step()  # first start: the cursor is saved at the start block
+    saved = await rig.store.get_cursor("chain:eth")
+    assert not first.error and saved is not None
+    # the pause: our lease runs out, another process takes the chain and tells t1
+    await rig.store.let_go_cursor("chain:eth", lease.holder)
+    assert await rig.store.hold_cursor("chain:eth", "other-process", 30)
+    await rig.pay(w)  # t1
+    moved_on = {**saved, "next_block": await rig.node.head() + 1}
+    await rig.store.advance("chain:eth", moved_on, [], [], datetime.now(UTC),
+                            holder="other-process")
+    refused = await follower.step()
+    assert not refused.error and not holds(lease)
+    assert await rig.store.get_cursor("chain:eth") == moved_on  # untouched by us
+    assert await rig.told("m") == []
+    # the other process stops cleanly; ours takes over from where the other left it
+    await rig.store.let_go_cursor("chain:eth", "other-process")
+    t2 = await rig.pay(w)
+    async with running(follower):
+        await rig.processed(await rig.node.head())
+        assert rig.registry.get_sample_value("crypitor_follower_leader",
+                                             {"chain": "eth"}) == 1
+    assert not holds(lease)  # run() let go when it was cancelled
+    assert await rig.told("m") == [(DETECTED, t2)]  # t1 was the other process's to tell
+
+
+def holds(lease: Lease) -> bool:
+    return lease.held
+
+
 # --- kill -9 while the chain keeps moving ---------------------------------------------------
 
 CHILD = """
@@ -318,8 +359,8 @@ from service.follower import ChainFollower, FollowerMetrics
 from service.sqlite_store import SqliteStore
 
 class Reporting(SqliteStore):
-    async def advance(self, name, state, events, matches, now):
-        ids = await super().advance(name, state, events, matches, now)
+    async def advance(self, name, state, events, matches, now, *, holder=None):
+        ids = await super().advance(name, state, events, matches, now, holder=holder)
         print(state["next_block"] - 1, flush=True)  # durably processed up to here
         return ids
 

@@ -20,6 +20,7 @@ from service.app import ChainSpec, Service, Settings
 from tests.support import contracts
 from tests.support.chain_nodes import GanacheFactory, GanacheNode
 from tests.support.net import free_port
+from tests.support.redis_server import RedisServer
 from tests.support.service_proc import AUTH, ServiceProcess
 from tests.support.web import serve
 
@@ -139,6 +140,80 @@ async def test_kill_9_of_the_service_while_the_chain_moves_skips_and_repeats_not
         ids.setdefault((kind, tx), set()).add(event_id)
     assert set(ids) == want  # nothing else (no reverted, nothing for other addresses)
     assert all(len(v) == 1 for v in ids.values()), {k: v for k, v in ids.items() if len(v) > 1}
+
+
+async def test_on_redis_one_process_follows_and_another_takes_over_its_kill_9(
+        node: GanacheNode, tmp_path: Path, sink: tuple[str, Hits],
+        redis_server: RedisServer) -> None:
+    """Two `crypitor service` processes on one Redis queue, both configured for the chain:
+    one follows it (the lease on its cursor); SIGKILLed while the chain moves, the other
+    takes over from the saved cursor. Every transfer is detected and confirmed under one
+    event id each, whichever process saw it."""
+    sink_url, hits = sink
+    queue = redis_server.url.rsplit("/", 1)[0] + "/8"  # a database of its own
+    chain = (f'[service.chains.eth]\nrpc_url = "{node.url}"\nconfirmations = 2\n'
+             f'poll_interval = "50ms"\nstart_block = {await node.head() + 1}\n')
+    procs = [ServiceProcess(tmp_path / name, queue, extra=chain) for name in "ab"]
+    accounts = await contracts.accounts(node)
+    watched = "0x" + secrets.token_hex(20)
+    paid: list[str] = []
+    try:
+        await asyncio.gather(*(p.start() for p in procs))
+        async with aiohttp.ClientSession(headers=AUTH) as http:
+            async with http.post(f"{procs[0].base}/v1/endpoints", json={"url": sink_url}) as r:
+                endpoint = await r.json()
+            async with http.post(f"{procs[1].base}/v1/monitors", json={
+                    "chain": "eth", "addresses": [watched], "endpoint_id": endpoint["id"]}) as r:
+                assert r.status == 201, await r.text()
+            leader = await one_leader(http, procs)
+            for i in range(4):
+                paid.append(await contracts.pay(node, accounts[0], watched, 2000 + i))
+            async with asyncio.timeout(30):  # the leader is at work before it dies
+                while not {tx for kind, tx, _ in seen(hits)} & {paid[0].lower()}:
+                    await asyncio.sleep(0.05)
+            leader.stop(signal.SIGKILL)
+            for i in range(4, 8):  # nobody follows until the dead one's lease runs out
+                paid.append(await contracts.pay(node, accounts[0], watched, 2000 + i))
+            survivor = next(p for p in procs if p is not leader)
+            assert await one_leader(http, [survivor]) is survivor
+            for i in range(8, 10):
+                paid.append(await contracts.pay(node, accounts[0], watched, 2000 + i))
+        await node.mine(3)
+        want = {(kind, tx.lower()) for tx in paid
+                for kind in ("transfer.detected", "transfer.confirmed")}
+        async with asyncio.timeout(60):
+            while not want <= {(kind, tx) for kind, tx, _ in seen(hits)}:
+                await asyncio.sleep(0.1)
+    finally:
+        for proc in procs:
+            if proc.proc is not None and proc.proc.poll() is None:
+                proc.stop(signal.SIGTERM)
+    ids: dict[tuple[str, str], set[str]] = {}
+    for kind, tx, event_id in seen(hits):
+        ids.setdefault((kind, tx), set()).add(event_id)
+    assert set(ids) == want
+    assert all(len(v) == 1 for v in ids.values()), {k: v for k, v in ids.items() if len(v) > 1}
+
+
+async def one_leader(http: aiohttp.ClientSession,
+                     procs: list[ServiceProcess]) -> ServiceProcess:
+    """The one process (of those alive) that follows chain `eth`, once there is exactly one:
+    the others report `crypitor_follower_leader` 0."""
+    async with asyncio.timeout(30):  # a dead holder's lease runs out within 10 s
+        while True:
+            states = []
+            for proc in procs:
+                async with http.get(f"{proc.base}/metrics") as resp:
+                    text = await resp.text()
+                states.append(metric(text, 'crypitor_follower_leader{chain="eth"}'))
+            if states.count(1.0) == 1 and all(s is not None for s in states):
+                return procs[states.index(1.0)]
+            await asyncio.sleep(0.2)
+
+
+def metric(text: str, series: str) -> float | None:
+    line = next((x for x in text.splitlines() if x.startswith(series + " ")), None)
+    return None if line is None else float(line.rsplit(" ", 1)[1])
 
 
 def seen(hits: Hits) -> list[tuple[str, str, str]]:

@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import pytest
 
+from service import CursorTaken
 from service.models import (
     DeliveryState,
     Event,
@@ -474,6 +475,49 @@ async def test_advance_again_returns_the_first_ids_and_adds_nothing(store: Store
     assert await store.monitor_events("mon_a") == history
     assert len(await store.deliveries_of("ep_a")) == 2
     assert await store.get_cursor("ethereum") == {"block": 101}
+
+
+async def test_one_holder_at_a_time_holds_a_cursor_lease(store: Store) -> None:
+    assert await store.hold_cursor("chain:eth", "proc-a", 30)
+    assert await store.hold_cursor("chain:eth", "proc-a", 30)  # renewed
+    assert not await store.hold_cursor("chain:eth", "proc-b", 30)
+    assert await store.hold_cursor("chain:polygon", "proc-b", 30)  # leases are per cursor
+    await store.let_go_cursor("chain:eth", "proc-b")  # not its lease: nothing happens
+    assert not await store.hold_cursor("chain:eth", "proc-b", 30)
+    await store.let_go_cursor("chain:eth", "proc-a")
+    assert await store.hold_cursor("chain:eth", "proc-b", 30)
+    assert not await store.hold_cursor("chain:eth", "proc-a", 30)
+
+
+async def test_a_lease_that_is_not_renewed_runs_out(store: Store) -> None:
+    assert await store.hold_cursor("chain:eth", "proc-a", 0.2)
+    assert not await store.hold_cursor("chain:eth", "proc-b", 0.2)
+    await asyncio.sleep(0.35)  # proc-a died: it renews nothing
+    assert await store.hold_cursor("chain:eth", "proc-b", 30)
+    assert not await store.hold_cursor("chain:eth", "proc-a", 30)
+
+
+async def test_advance_is_fenced_by_the_cursor_lease(store: Store) -> None:
+    """A process that lost the lease without noticing writes nothing: neither cursor, nor
+    events, nor history."""
+    await store.put_endpoint(endpoint("ep_a"))
+    await store.put_monitor(monitor("mon_a"))
+    event, match = transfer("mon_a", 1, 1)
+    assert await store.hold_cursor("ethereum", "proc-a", 0.2)
+    await store.advance("ethereum", {"block": 1}, [], [], NOW, holder="proc-a")
+    await asyncio.sleep(0.35)
+    assert await store.hold_cursor("ethereum", "proc-b", 30)
+    await store.advance("ethereum", {"block": 5}, [], [], NOW, holder="proc-b")
+    with pytest.raises(CursorTaken):
+        await store.advance("ethereum", {"block": 2}, [event], [match], NOW, holder="proc-a")
+    with pytest.raises(CursorTaken):  # nobody holds it: no write either
+        await store.advance("polygon", {"block": 2}, [event], [match], NOW, holder="proc-a")
+    assert await store.get_cursor("ethereum") == {"block": 5}
+    assert await store.get_cursor("polygon") is None
+    assert await store.monitor_events("mon_a") == []
+    assert await store.deliveries_of("ep_a") == []
+    ids = await store.advance("ethereum", {"block": 6}, [event], [match], NOW, holder="proc-b")
+    assert [d.event_id for d in await store.deliveries_of("ep_a")] == ids
 
 
 async def test_monitor_events_newest_first_filtered_by_tx_and_address(store: Store) -> None:
