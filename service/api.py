@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import hmac
 import logging
+import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +31,7 @@ from service.views import endpoint_json, event_view_json, monitor_event_json, mo
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+PATCH_TRIES = 10  # reads of a monitor that other processes keep changing, then 409
 MAX_REQUEST = 16 * 1024 * 1024  # a full batch; each event is held to 256 KB on its own
 
 
@@ -65,8 +67,9 @@ class ServiceApi:
     def __init__(self, deps: ApiDeps) -> None:
         self.d = deps
         self._keys = [k.encode() for k in deps.api_keys]
-        # PATCH reads, changes and writes a whole monitor: one at a time in this process, so
-        # two concurrent PATCHes (or a PATCH and a DELETE) cannot undo each other
+        # PATCH reads, changes and writes back a whole monitor, written only over what it
+        # read (`replace_monitor`); one at a time in this process, so that only PATCHes of
+        # other processes sharing the store make it read again
         self._monitor_writes = asyncio.Lock()
 
     def app(self) -> web.Application:
@@ -267,9 +270,14 @@ class ServiceApi:
         if changes.endpoint_id is not None:
             await self._endpoint_exists(changes.endpoint_id)
         async with self._monitor_writes:
-            monitor = changes.apply(await self._monitor(request))
-            await self.d.store.put_monitor(monitor)
-        return json_response(monitor_json(monitor, self.d.chains))
+            for attempt in range(PATCH_TRIES):
+                monitor = changes.apply(await self._monitor(request))
+                # over what was read, or not at all: another process may be changing it
+                if await self.d.store.replace_monitor(monitor):
+                    return json_response(monitor_json(monitor, self.d.chains))
+                await asyncio.sleep(random.uniform(0, 0.01 * (attempt + 1)))
+        raise parse.BadRequest(409, "the monitor kept changing while this change was made; "
+                                    "send it again", "id")
 
     async def delete_monitor(self, request: web.Request) -> web.Response:
         async with self._monitor_writes:

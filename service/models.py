@@ -166,6 +166,9 @@ class Monitor:
     tags: tuple[str, ...] = ()
     enabled: bool = True
     created_at: datetime | None = None
+    # Set by the store: grows with every write, so a read-modify-write (PATCH) can be
+    # written back only over what it read (`Store.replace_monitor`). Not part of equality.
+    revision: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)

@@ -214,7 +214,7 @@ OPENAPI: dict[str, Any] = {
             "patch": _op("enable, disable, add or remove addresses, change fields; answers "
                          "without the address list", {
                 "200": {"description": "changed", **_json(_ref("Monitor"))},
-                "400": _ERROR, "404": _ERROR, "413": _ERROR, "422": _ERROR},
+                "400": _ERROR, "404": _ERROR, "409": _ERROR, "413": _ERROR, "422": _ERROR},
                 body=_ref("MonitorPatch"), params=[_ID]),
             "delete": _op("stop watching (the history stays with its events)", {
                 "204": {"description": "removed"}, "404": _ERROR}, params=[_ID]),

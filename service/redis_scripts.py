@@ -316,15 +316,30 @@ return {redis.call('ZCARD', k('active')), oldest[2] or '', redis.call('SCARD', k
 """
 
 # --- address monitors and followers ------------------------------------------------------
-# ARGV: prefix, monitor id, then its field/value pairs. Returns the new monitors version.
+# ARGV: prefix, monitor id, then its field/value pairs. The hash's `rev` field counts its
+# writes (absent: 0). Returns the new monitors version.
 PUT_MONITOR = _PRELUDE + """
 local id = ARGV[2]
+local rev = tonumber(redis.call('HGET', k('mon', id), 'rev') or '0') + 1
 redis.call('DEL', k('mon', id))
-redis.call('HSET', k('mon', id), unpack(ARGV, 3))
+redis.call('HSET', k('mon', id), 'rev', rev, unpack(ARGV, 3))
 if not redis.call('ZSCORE', k('mons'), id) then
   redis.call('ZADD', k('mons'), redis.call('INCR', k('seq')), id)
 end
 return redis.call('INCR', k('monver'))
+"""
+
+# ARGV: prefix, monitor id, the revision it was read at, then its field/value pairs. 1 when
+# written; 0 (nothing written) when the monitor is gone or was written since.
+REPLACE_MONITOR = _PRELUDE + """
+local key = k('mon', ARGV[2])
+if redis.call('EXISTS', key) == 0 or (redis.call('HGET', key, 'rev') or '0') ~= ARGV[3] then
+  return 0
+end
+redis.call('DEL', key)
+redis.call('HSET', key, 'rev', tonumber(ARGV[3]) + 1, unpack(ARGV, 4))
+redis.call('INCR', k('monver'))
+return 1
 """
 
 # ARGV: prefix, monitor id. Returns 0 when unknown (the version stays).

@@ -18,7 +18,8 @@ Keys, all under `<prefix>:` (times are integer microseconds since the epoch):
     active               zset  delivery id -> its event's acceptance time (depth, oldest age)
     mons                 zset  monitor id -> creation sequence
     mon:<id>             hash  the monitor; its addresses are one field of 40-hex-digit runs
-                               (100,000 addresses: one 4 MB value, not 100,000 keys)
+                               (100,000 addresses: one 4 MB value, not 100,000 keys);
+                               `rev` counts its writes (compare-and-set of PATCH)
     monver               str   monitors version, INCR by every put and delete
     cursor:<name>        str   a follower's state (JSON)
     cursorlease:<name>   str   the holder allowed to advance it; expires (PX) unless renewed
@@ -144,7 +145,18 @@ def _monitor(h: dict[str, str]) -> Monitor:
                    contracts=_addresses(h["contracts"]), direction=direction,
                    confirmations=int(h["conf"]) if h["conf"] else None,
                    tags=tuple(json.loads(h["tags"])), enabled=h["enabled"] == "1",
-                   created_at=_time(h["created"]))
+                   created_at=_time(h["created"]), revision=int(h.get("rev", 0)))
+
+
+def _monitor_fields(m: Monitor) -> list[str | int]:
+    """The hash fields of a monitor, as field/value pairs (`rev` is the scripts' own)."""
+    return ["id", m.id, "chain", m.chain, "ep", m.endpoint_id,
+            "addrs", "".join(a[2:] for a in m.addresses),
+            "native", int(m.native), "erc20", int(m.erc20), "erc721", int(m.erc721),
+            "contracts", "".join(a[2:] for a in m.contracts), "dir", m.direction,
+            "conf", "" if m.confirmations is None else m.confirmations,
+            "tags", json.dumps(list(m.tags)), "enabled", int(m.enabled),
+            "created", "" if m.created_at is None else _us(m.created_at)]
 
 
 def _monitor_event(fields: list[str | None]) -> MonitorEvent:
@@ -337,18 +349,14 @@ class RedisStore:
     # --- address monitors and followers ------------------------------------------------
 
     async def put_monitor(self, monitor: Monitor) -> None:
-        m = monitor
         with _translated("put_monitor"):
-            await self._run(redis_scripts.PUT_MONITOR, m.id, "id", m.id, "chain", m.chain,
-                            "ep", m.endpoint_id,
-                            "addrs", "".join(a[2:] for a in m.addresses),
-                            "native", int(m.native), "erc20", int(m.erc20),
-                            "erc721", int(m.erc721),
-                            "contracts", "".join(a[2:] for a in m.contracts),
-                            "dir", m.direction,
-                            "conf", "" if m.confirmations is None else m.confirmations,
-                            "tags", json.dumps(list(m.tags)), "enabled", int(m.enabled),
-                            "created", "" if m.created_at is None else _us(m.created_at))
+            await self._run(redis_scripts.PUT_MONITOR, monitor.id, *_monitor_fields(monitor))
+
+    async def replace_monitor(self, monitor: Monitor) -> bool:
+        with _translated("replace_monitor"):
+            done = await self._run(redis_scripts.REPLACE_MONITOR, monitor.id, monitor.revision,
+                                   *_monitor_fields(monitor))
+        return bool(done)
 
     async def get_monitor(self, monitor_id: str) -> Monitor | None:
         with _translated("get_monitor"):

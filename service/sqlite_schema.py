@@ -48,8 +48,9 @@ from service.models import (
 )
 from service.store import IDEMPOTENCY_WINDOW, Settled
 
-VERSION = 4  # 2: integer row ids; 3: fan-out rows, deliveries made when claimed; 4: monitors
-UPGRADABLE = (0, 3)  # versions the schema script brings up to VERSION (4 only adds tables)
+VERSION = 5  # 2: integer row ids; 3: fan-out rows, deliveries made when claimed; 4: monitors;
+# 5: monitor revisions
+UPGRADABLE = (0, 3, 4)  # versions `upgrade` and the schema script bring up to VERSION
 ACTIVE = "state IN ('pending', 'retrying')"  # partial indexes below repeat it verbatim
 # A leased delivery becomes claimable when its lease ends, so the claim index orders by the
 # later of the two times: claim then walks due rows only, never past in-flight ones.
@@ -95,7 +96,8 @@ CREATE TABLE IF NOT EXISTS monitors (
     id TEXT PRIMARY KEY, chain TEXT NOT NULL, endpoint_id TEXT NOT NULL,
     addresses BLOB NOT NULL, native INTEGER NOT NULL, erc20 INTEGER NOT NULL,
     erc721 INTEGER NOT NULL, contracts BLOB NOT NULL, direction TEXT NOT NULL,
-    confirmations INTEGER, tags TEXT NOT NULL, enabled INTEGER NOT NULL, created_at INTEGER
+    confirmations INTEGER, tags TEXT NOT NULL, enabled INTEGER NOT NULL, created_at INTEGER,
+    revision INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)
     WITHOUT ROWID;
@@ -204,6 +206,15 @@ def check_version(conn: sqlite3.Connection) -> None:
         raise sqlite3.DatabaseError(
             f"the file has schema version {found}, this build reads version {VERSION}; "
             "move the file away to start afresh")
+
+
+def upgrade(conn: sqlite3.Connection) -> None:
+    """Bring a file of an older version up to VERSION, in one transaction (the caller's
+    connection is in autocommit mode)."""
+    (found,) = conn.execute("PRAGMA user_version").fetchone()
+    steps = "ALTER TABLE monitors ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;" \
+        if found == 4 else ""
+    conn.executescript(f"BEGIN IMMEDIATE; {steps} {SCHEMA} COMMIT;")
 
 
 def _event(row: Sequence[Any]) -> Event:
@@ -507,7 +518,7 @@ def deliveries_of(conn: sqlite3.Connection, endpoint_id: str) -> list[Delivery]:
 
 # --- address monitors and followers ----------------------------------------------------
 _MONITOR = ("id, chain, endpoint_id, addresses, native, erc20, erc721, contracts, direction,"
-            " confirmations, tags, enabled, created_at")
+            " confirmations, tags, enabled, created_at")  # then `revision`, which we set
 _MATCH = ("m.event_id, m.monitor_id, m.kind, m.tx_hash, m.addresses, m.block_number, e.type,"
           " e.accepted_at, e.data")
 
@@ -528,7 +539,7 @@ def _monitor(row: Sequence[Any]) -> Monitor:
                    erc20=bool(row[5]), erc721=bool(row[6]),
                    contracts=unpack_addresses(row[7]), direction=row[8],
                    confirmations=row[9], tags=tuple(json.loads(row[10])),
-                   enabled=bool(row[11]), created_at=_dt(row[12]))
+                   enabled=bool(row[11]), created_at=_dt(row[12]), revision=row[13])
 
 
 def _bump_monitors(conn: sqlite3.Connection) -> None:
@@ -536,28 +547,45 @@ def _bump_monitors(conn: sqlite3.Connection) -> None:
                  " ON CONFLICT (name) DO UPDATE SET value = value + 1")
 
 
+def _monitor_row(m: Monitor, addresses: bytes) -> tuple[Any, ...]:
+    return (m.id, m.chain, m.endpoint_id, addresses, int(m.native), int(m.erc20),
+            int(m.erc721), pack_addresses(m.contracts), m.direction, m.confirmations,
+            json.dumps(list(m.tags)), int(m.enabled), _us(m.created_at))
+
+
 def put_monitor(conn: sqlite3.Connection, m: Monitor, addresses: bytes) -> None:
     """`addresses`: `pack_addresses(m.addresses)`, made before the write waits its turn."""
     updates = ", ".join(f"{c} = excluded.{c}" for c in _MONITOR.split(", ")[1:])
-    conn.execute(f"INSERT INTO monitors ({_MONITOR}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-                 f" ?, ?) ON CONFLICT (id) DO UPDATE SET {updates}",
-                 (m.id, m.chain, m.endpoint_id, addresses, int(m.native), int(m.erc20),
-                  int(m.erc721), pack_addresses(m.contracts), m.direction, m.confirmations,
-                  json.dumps(list(m.tags)), int(m.enabled), _us(m.created_at)))
+    conn.execute(f"INSERT INTO monitors ({_MONITOR}, revision) VALUES (?, ?, ?, ?, ?, ?, ?, ?,"
+                 f" ?, ?, ?, ?, ?, 1) ON CONFLICT (id) DO UPDATE SET {updates},"
+                 " revision = revision + 1", _monitor_row(m, addresses))
     _bump_monitors(conn)
 
 
+def replace_monitor(conn: sqlite3.Connection, m: Monitor, addresses: bytes) -> bool:
+    columns = _MONITOR.split(", ")[1:]
+    row = _monitor_row(m, addresses)
+    changed = conn.execute(
+        f"UPDATE monitors SET {', '.join(f'{c} = ?' for c in columns)},"
+        " revision = revision + 1 WHERE id = ? AND revision = ?",
+        (*row[1:], m.id, m.revision)).rowcount
+    if changed:
+        _bump_monitors(conn)
+    return bool(changed)
+
+
 def get_monitor(conn: sqlite3.Connection, monitor_id: str) -> Monitor | None:
-    row = conn.execute(f"SELECT {_MONITOR} FROM monitors WHERE id = ?",
+    row = conn.execute(f"SELECT {_MONITOR}, revision FROM monitors WHERE id = ?",
                        (monitor_id,)).fetchone()
     return None if row is None else _monitor(row)
 
 
 def list_monitors(conn: sqlite3.Connection, chain: str | None) -> list[Monitor]:
     if chain is None:
-        rows = conn.execute(f"SELECT {_MONITOR} FROM monitors ORDER BY rowid")
+        rows = conn.execute(f"SELECT {_MONITOR}, revision FROM monitors ORDER BY rowid")
     else:
-        rows = conn.execute(f"SELECT {_MONITOR} FROM monitors WHERE chain = ? ORDER BY rowid",
+        rows = conn.execute(f"SELECT {_MONITOR}, revision FROM monitors WHERE chain = ?"
+                            " ORDER BY rowid",
                             (chain,))
     return [_monitor(r) for r in rows]
 

@@ -138,7 +138,7 @@ class SqliteStore:
             conn.execute("PRAGMA synchronous = FULL")
             self._synced = True
             sql.check_version(conn)
-            conn.executescript(f"BEGIN IMMEDIATE; {sql.SCHEMA} COMMIT;")
+            sql.upgrade(conn)
             self._ids = sql.IdClock.resume(conn)
             # Whatever is leased belonged to a process that is gone: take it up at once.
             sql.clear_leases(conn)
@@ -351,6 +351,10 @@ class SqliteStore:
     async def put_monitor(self, monitor: Monitor) -> None:
         packed = sql.pack_addresses(monitor.addresses)
         await self._write(lambda c: sql.put_monitor(c, monitor, packed))
+
+    async def replace_monitor(self, monitor: Monitor) -> bool:
+        packed = sql.pack_addresses(monitor.addresses)
+        return await self._write(lambda c: sql.replace_monitor(c, monitor, packed))
 
     async def get_monitor(self, monitor_id: str) -> Monitor | None:
         return await self._read(lambda c: sql.get_monitor(c, monitor_id))

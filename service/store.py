@@ -105,6 +105,13 @@ class Store(Protocol):
         """Every monitor (of `chain`, when given) in creation order, addresses included:
         followers call it when `monitors_version` moved, not per block."""
 
+    async def replace_monitor(self, monitor: Monitor) -> bool:
+        """Compare-and-set, for read-modify-write changes from processes sharing a store:
+        write `monitor` over the stored monitor with its id only if that one is still at
+        `monitor.revision` (nobody wrote it since it was read). False, and nothing written,
+        when it was changed or deleted meanwhile. Bumps `monitors_version` like
+        `put_monitor`; every write moves the stored revision on."""
+
     async def delete_monitor(self, monitor_id: str) -> bool:
         """Remove it and bump `monitors_version`; False (and no bump) when unknown. Its
         history stays with the events it belongs to."""

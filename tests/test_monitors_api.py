@@ -4,6 +4,7 @@ bad-input table naming the field for every route."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -16,8 +17,10 @@ import pytest
 
 from chains.keccak import to_checksums
 from service.app import Service, Settings
-from service.models import MatchRecord, NewEvent
+from service.models import MatchRecord, Monitor, NewEvent
+from service.redis_store import RedisStore
 from tests.support.net import free_port
+from tests.support.redis_server import RedisKeyspace
 from tests.support.stores import StoreFactory
 
 pytestmark = pytest.mark.timeout(90)
@@ -177,6 +180,48 @@ async def test_patch_enables_disables_and_changes_fields(api: Api) -> None:
     assert (await api.call("PATCH", path, {}))[1] == changed  # nothing asked, nothing done
     _, got = await api.call("GET", path)
     assert got["addresses"] == [addr(2), addr(3)]
+
+
+async def test_patches_through_two_processes_on_one_redis_lose_no_address(
+        tmp_path: Path, redis_keyspace: RedisKeyspace) -> None:
+    """Two services sharing a Redis queue, 24 concurrent PATCHes split between them, each
+    adding its own address: every one of them is in the monitor afterwards (a PATCH that
+    read a monitor another process changed meanwhile reads it again)."""
+    apis = []
+    for name in "ab":
+        listen = f"127.0.0.1:{free_port()}"
+        service = Service(Settings(listen=listen, data_dir=tmp_path / name, api_keys=[KEY],
+                                   chains=CHAINS),
+                          store=RedisStore(redis_keyspace.url, prefix=redis_keyspace.prefix))
+        await service.start()
+        apis.append(Api(f"http://{listen}", service))
+    try:
+        created = await apis[0].monitor()
+        path = f"/v1/monitors/{created['id']}"
+        answers = await asyncio.gather(*(
+            apis[i % 2].call("PATCH", path, {"add_addresses": [addr(100 + i)]})
+            for i in range(24)))
+        assert [status for status, _ in answers] == [200] * 24, answers
+        _, got = await apis[1].call("GET", path)
+        assert got["addresses"] == sorted([addr(1), *(addr(100 + i) for i in range(24))])
+    finally:
+        for api in apis:
+            await api.service.stop()
+
+
+async def test_a_patch_that_keeps_losing_the_race_is_a_409_naming_the_id(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    created = await api.monitor()
+
+    async def always_stale(monitor: Monitor) -> bool:
+        return False  # as if another process wrote the monitor after every read
+
+    monkeypatch.setattr(api.service.store, "replace_monitor", always_stale)
+    status, error = await api.call("PATCH", f"/v1/monitors/{created['id']}",
+                                   {"enabled": False})
+    assert status == 409 and error["field"] == "id" and "send it again" in error["error"]
+    stored = await api.service.store.get_monitor(created["id"])
+    assert stored is not None and stored.enabled
 
 
 def transfer(monitor_id: str, tx: int, block: int, *watched: str,

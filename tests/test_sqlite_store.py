@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import re
 import signal
 import sqlite3
@@ -215,6 +216,35 @@ async def test_a_file_of_another_schema_version_is_refused_by_name(tmp_path: Pat
     conn.close()
     with pytest.raises(StoreError, match=rf"old\.db.*schema version 1.*version {sql.VERSION}"):
         await SqliteStore(path).open()
+
+
+async def test_a_version_4_file_is_upgraded_in_place(tmp_path: Path) -> None:
+    """Version 5 only added monitor revisions: a version 4 file keeps its monitors, which
+    start at revision 0 and take compare-and-set writes from there."""
+    path = tmp_path / "v4.db"
+    v4 = sql.SCHEMA.replace(",\n    revision INTEGER NOT NULL DEFAULT 0", "").replace(
+        f"user_version = {sql.VERSION}", "user_version = 4")
+    assert "revision" not in v4
+    conn = sqlite3.connect(path)
+    conn.executescript(v4)
+    conn.execute("INSERT INTO monitors VALUES ('mon_a', 'ethereum', 'ep_a', ?, 1, 1, 1, x'',"
+                 " 'all', NULL, '[]', 1, NULL)", (bytes(range(20)),))
+    conn.commit()
+    conn.close()
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        old = await store.get_monitor("mon_a")
+        assert old is not None and old.revision == 0
+        assert old.addresses == {"0x" + bytes(range(20)).hex()}
+        assert await store.replace_monitor(dataclasses.replace(old, enabled=False))
+        now = await store.get_monitor("mon_a")
+        assert now is not None and (now.enabled, now.revision) == (False, 1)
+    finally:
+        await store.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone() == (sql.VERSION,)
+    conn.close()
 
 
 def test_row_ids_increase_even_when_the_clock_steps_back() -> None:

@@ -426,6 +426,34 @@ async def test_monitors_round_trip_in_creation_order(store: Store) -> None:
     assert [m.id for m in await store.list_monitors()] == ["mon_big", "mon_poly"]
 
 
+async def test_replace_monitor_writes_only_over_the_revision_it_read(store: Store) -> None:
+    """Compare-and-set for PATCH: of two processes that read the same monitor, the second
+    to write back is refused, and so is a write back over a deleted monitor."""
+    await store.put_monitor(monitor("mon_a"))
+    read = await store.get_monitor("mon_a")
+    assert read is not None and read.revision >= 1
+    mine = dataclasses.replace(read, addresses=read.addresses | {f"0x{7:040x}"})
+    theirs = dataclasses.replace(read, addresses=read.addresses | {f"0x{8:040x}"})
+    version = await store.monitors_version()
+    assert await store.replace_monitor(theirs) is True
+    assert await store.monitors_version() > version
+    version = await store.monitors_version()
+    assert await store.replace_monitor(mine) is False  # stale: read before theirs was written
+    assert await store.monitors_version() == version
+    now = await store.get_monitor("mon_a")
+    assert now == theirs and now is not None and now.revision > read.revision
+    assert [m.revision for m in await store.list_monitors()] == [now.revision]
+    again = dataclasses.replace(now, addresses=now.addresses | {f"0x{7:040x}"})
+    assert await store.replace_monitor(again) is True  # read afresh: written
+    assert (await store.get_monitor("mon_a")) == again
+    await store.put_monitor(monitor("mon_a"))  # an unconditional write moves it on too
+    assert await store.replace_monitor(again) is False
+    current = await store.get_monitor("mon_a")
+    assert current is not None and await store.delete_monitor("mon_a")
+    assert await store.replace_monitor(current) is False  # no resurrection
+    assert await store.get_monitor("mon_a") is None
+
+
 async def test_cursor_is_none_until_advance_saves_it(store: Store) -> None:
     assert await store.get_cursor("ethereum") is None
     assert await store.advance("ethereum", {"block": 7, "hashes": ["0xaa"]}, [], [], NOW) == []
