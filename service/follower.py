@@ -3,11 +3,12 @@ into `transfer.detected` / `transfer.confirmed` / `transfer.reverted` events, an
 together with its cursor in one `advance` write, so a block counts as processed only once
 its events are durable.
 
-`service.cursor.Cursor` decides what each block means and is pure; `ChainFollower` does the
-I/O: head, blocks, logs and receipts from the node, the monitor index and `advance` from the
-store. Node failures are data (`StepResult.error`), retried with backoff by `run()`; they are
-never read as "no new block". When processes share a store, a `service.leases.Lease` lets one
-of them follow the chain and fences the others' writes.
+`service.cursor.Cursor` decides what each block means and is pure; `ChainFollower` drives
+the I/O: the head from the node, blocks and their transfers through `BlockReader`, the
+monitor index and `advance` from the store. Node failures are data (`StepResult.error`),
+retried with backoff by `run()`; they are never read as "no new block". When processes share
+a store, a `service.leases.Lease` lets one of them follow the chain and fences the others'
+writes.
 """
 
 from __future__ import annotations
@@ -15,30 +16,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Gauge
-from prometheus_client import Counter as PromCounter
-
-import catalog.metrics as m
-from chains import ChainError, MalformedResponse, RpcError, TransportError
-from chains.ethereum import Block, EthereumClient, transactions_of
+from chains import ChainError, RpcError, TransportError
+from chains.ethereum import EthereumClient
 from service import CursorTaken, StoreError
+from service.block_reader import BlockReader, NodeProblem
 from service.cursor import CONFIRMED, DETECTED, KINDS, REVERTED, Cursor, Outbox
 from service.leases import Lease
-from service.matching import (
-    TRANSFER_TOPIC,
-    IndexCache,
-    Match,
-    MonitorIndex,
-    Transfer,
-    log_transfer,
-    native_transfers,
-)
+from service.matching import IndexCache
+from service.metrics import FollowerMetrics
 from service.models import MatchRecord, Monitor, NewEvent
 
 __all__ = ["CONFIRMED", "DETECTED", "REVERTED", "ChainFollower", "FollowerMetrics", "StepResult"]
@@ -82,47 +72,6 @@ class UtcClock:
         return datetime.now(UTC)
 
 
-class NodeProblem(Exception):
-    """The node answered, but not in a way the chain can be read from (yet)."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
-# --- metrics ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FollowerMetrics:
-    """One set for every follower of a process (labelled by chain), on the registry given."""
-
-    head: Gauge
-    processed: Gauge
-    lag: Gauge
-    reorgs: PromCounter
-    reorg_depth: Gauge
-    rpc_errors: PromCounter
-    store_errors: PromCounter
-    events: PromCounter
-    pending: Gauge
-    leader: Gauge
-
-    @classmethod
-    def create(cls, registry: CollectorRegistry) -> FollowerMetrics:
-        def gauge(d: m.MetricDef) -> Gauge:
-            return Gauge(d.name, d.help, d.labels, registry=registry)
-
-        def counter(d: m.MetricDef) -> PromCounter:
-            return PromCounter(d.name, d.help, d.labels, registry=registry)
-
-        return cls(gauge(m.FOLLOWER_HEAD), gauge(m.FOLLOWER_PROCESSED), gauge(m.FOLLOWER_LAG),
-                   counter(m.FOLLOWER_REORGS), gauge(m.FOLLOWER_REORG_DEPTH),
-                   counter(m.FOLLOWER_RPC_ERRORS), counter(m.FOLLOWER_STORE_ERRORS),
-                   counter(m.FOLLOWER_EVENTS), gauge(m.FOLLOWER_PENDING),
-                   gauge(m.FOLLOWER_LEADER))
-
-
 # --- the follower ---------------------------------------------------------------------------
 
 
@@ -163,6 +112,7 @@ class ChainFollower:
         self.name = name
         self.config = config
         self.client = client
+        self.reader = BlockReader(client)
         self.store = store
         self.metrics = metrics
         self.clock = clock or UtcClock()
@@ -275,11 +225,11 @@ class ChainFollower:
     async def _process(self, head: int, cursor: Cursor) -> StepResult:
         index = await self.index.current()
         first = cursor.next_block
-        blocks = await self._blocks(first, min(head, first + self._span - 1),
-                                    full=index.addresses > 0)
+        blocks = await self.reader.blocks(first, min(head, first + self._span - 1),
+                                         full=index.addresses > 0)
         if not cursor.parent_ok(blocks[0]):
             return await self._reorg(head, cursor)
-        found = await self._transfers(blocks, index)
+        found = await self.reader.transfers(blocks, index)
         work = cursor.copy()
         out = Outbox(self.name)
         for block, matched in zip(blocks, found, strict=True):
@@ -294,65 +244,6 @@ class ChainFollower:
             self.metrics.events.labels(self.name, kind.removeprefix("transfer.")).inc(count)
         self._observe(head, work)
         return StepResult(head, work.next_block, len(blocks), len(out.events))
-
-    async def _blocks(self, first: int, last: int, full: bool) -> list[Block]:
-        """Blocks first..last, each the child of the one before; a break in that chain is a
-        reorg happening while we read, so the batch ends before it."""
-        got = await self.client.get_blocks(range(first, last + 1), full)
-        blocks: list[Block] = []
-        for number, block in zip(range(first, last + 1), got, strict=True):
-            if block is None:
-                raise NodeProblem("missing_block", f"the node has no block {number} although "
-                                                   f"its head is {last} or more")
-            if block.number != number:
-                raise MalformedResponse(f"eth_getBlockByNumber: asked for block {number}, "
-                                        f"got {block.number}")
-            if blocks and block.parent_hash != blocks[-1].hash:
-                break
-            blocks.append(block)
-        return blocks
-
-    async def _transfers(self, blocks: Sequence[Block],
-                         index: MonitorIndex) -> list[list[tuple[Transfer, list[Match]]]]:
-        """Per block, the transfers that match a monitor (failed transactions left out)."""
-        if not index.addresses:
-            return [[] for _ in blocks]
-        logs = await self.client.get_logs_of_blocks([b.hash for b in blocks], [TRANSFER_TOPIC])
-        found: list[list[tuple[Transfer, list[Match]]]] = []
-        for block, block_logs in zip(blocks, logs, strict=True):
-            transfers = native_transfers(block, transactions_of(block))
-            positions: Counter[str] = Counter()
-            for entry in sorted(block_logs, key=lambda e: e.log_index):
-                if entry.block_hash != block.hash:
-                    raise NodeProblem("inconsistent", f"eth_getLogs: a log of block {block.hash} "
-                                                      f"says it is in {entry.block_hash}")
-                transfer = log_transfer(entry, positions[entry.tx_hash])
-                positions[entry.tx_hash] += 1
-                if transfer is not None:
-                    transfers.append(transfer)
-            found.append([(t, hits) for t in transfers if (hits := index.match(t))])
-        return await self._drop_failed(blocks, found)
-
-    async def _drop_failed(self, blocks: Sequence[Block],
-                           found: list[list[tuple[Transfer, list[Match]]]],
-                           ) -> list[list[tuple[Transfer, list[Match]]]]:
-        """A failed transaction keeps its value in the block but moved nothing: matched native
-        transfers are checked against their receipts (a failed one has no logs anyway)."""
-        native = [t for per_block in found for t, _ in per_block if t.category == "native"]
-        if not native:
-            return found
-        receipts = await self.client.get_receipts([t.tx_hash for t in native])
-        failed = set()
-        for transfer, receipt in zip(native, receipts, strict=True):
-            if receipt is None or receipt.block_hash != transfer.block_hash:
-                raise NodeProblem("inconsistent", f"transaction {transfer.tx_hash} is no longer "
-                                                  f"in block {transfer.block_number}")
-            if receipt.status is False:
-                failed.add(transfer.tx_hash)
-        if not failed:
-            return found
-        return [[(t, h) for t, h in per_block if t.category != "native" or
-                 t.tx_hash not in failed] for per_block in found]
 
     async def _reorg(self, head: int, cursor: Cursor) -> StepResult:
         """Find the last block we processed that is still canonical and resume after it."""

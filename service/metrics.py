@@ -1,5 +1,6 @@
 """The service's own Prometheus registry (served on the service's /metrics, also when it
-is embedded in `crypitor run`); names come from `catalog`."""
+is embedded in `crypitor run`) with the delivery and chain-follower metrics; names come
+from `catalog`."""
 
 from __future__ import annotations
 
@@ -51,3 +52,33 @@ def new_metrics() -> ServiceMetrics:
         disabled=Gauge(m.WEBHOOK_DISABLED_ENDPOINTS.name, m.WEBHOOK_DISABLED_ENDPOINTS.help,
                        registry=r),
     )
+
+
+@dataclass(frozen=True)
+class FollowerMetrics:
+    """One set for every follower of a process (labelled by chain), on the registry given."""
+
+    head: Gauge
+    processed: Gauge
+    lag: Gauge
+    reorgs: Counter
+    reorg_depth: Gauge
+    rpc_errors: Counter
+    store_errors: Counter
+    events: Counter
+    pending: Gauge
+    leader: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> FollowerMetrics:
+        def gauge(d: m.MetricDef) -> Gauge:
+            return Gauge(d.name, d.help, d.labels, registry=registry)
+
+        def counter(d: m.MetricDef) -> Counter:
+            return Counter(d.name, d.help, d.labels, registry=registry)
+
+        return cls(gauge(m.FOLLOWER_HEAD), gauge(m.FOLLOWER_PROCESSED), gauge(m.FOLLOWER_LAG),
+                   counter(m.FOLLOWER_REORGS), gauge(m.FOLLOWER_REORG_DEPTH),
+                   counter(m.FOLLOWER_RPC_ERRORS), counter(m.FOLLOWER_STORE_ERRORS),
+                   counter(m.FOLLOWER_EVENTS), gauge(m.FOLLOWER_PENDING),
+                   gauge(m.FOLLOWER_LEADER))
