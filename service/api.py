@@ -12,65 +12,31 @@ import asyncio
 import dataclasses
 import hmac
 import logging
-import random
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import msgspec
 from aiohttp import web
 from prometheus_client import generate_latest
 
-from service import StoreError, monitors
+from service import StoreError
 from service import requests as parse
-from service.metrics import ServiceMetrics
-from service.models import Endpoint, Monitor, new_id
+from service.api_base import ApiDeps, error, json_response
+from service.models import Endpoint, new_id
+from service.monitor_routes import MonitorRoutes
 from service.openapi import OPENAPI
-from service.store import Store
-from service.views import endpoint_json, event_view_json, monitor_event_json, monitor_json
+from service.views import endpoint_json, event_view_json
+
+__all__ = ["ApiDeps", "ServiceApi"]
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-PATCH_TRIES = 10  # reads of a monitor that other processes keep changing, then 409
 MAX_REQUEST = 16 * 1024 * 1024  # a full batch; each event is held to 256 KB on its own
-
-
-def json_response(value: Any, status: int = 200) -> web.Response:
-    # msgspec encodes a 1000-id batch answer 5x faster than aiohttp's json.dumps
-    return web.Response(body=msgspec.json.encode(value), status=status,
-                        content_type="application/json")
-
-
-def error(status: int, message: str, field: str | None = None) -> web.Response:
-    return json_response({"error": message, "field": field}, status=status)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclasses.dataclass
-class ApiDeps:
-    store: Store
-    metrics: ServiceMetrics
-    api_keys: Sequence[str]
-    check_url: Callable[[str], None]  # ValueError: bad URL; UnsafeTarget is a ValueError too
-    new_secret: Callable[[], str]
-    check_secret: Callable[[str], object]  # raises ValueError for a bad secret
-    wake: Callable[[], None] = lambda: None  # tells the dispatcher new work is due
-    clock: Callable[[], datetime] = utc_now
-    # the configured chains ([service.chains.NAME]): name -> default confirmations
-    chains: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
 
 class ServiceApi:
     def __init__(self, deps: ApiDeps) -> None:
         self.d = deps
         self._keys = [k.encode() for k in deps.api_keys]
-        # PATCH reads, changes and writes back a whole monitor, written only over what it
-        # read (`replace_monitor`); one at a time in this process, so that only PATCHes of
-        # other processes sharing the store make it read again
-        self._monitor_writes = asyncio.Lock()
 
     def app(self) -> web.Application:
         # one middleware, not two: on the ingest hot path each layer costs a coroutine
@@ -89,12 +55,7 @@ class ServiceApi:
         r.add_post("/v1/events", self.post_event)
         r.add_post("/v1/events/batch", self.post_batch)
         r.add_get("/v1/events/{id}", self.get_event)
-        r.add_post("/v1/monitors", self.create_monitor)
-        r.add_get("/v1/monitors", self.list_monitors)
-        r.add_get("/v1/monitors/{id}", self.get_monitor)
-        r.add_patch("/v1/monitors/{id}", self.patch_monitor)
-        r.add_delete("/v1/monitors/{id}", self.delete_monitor)
-        r.add_get("/v1/monitors/{id}/events", self.monitor_events)
+        MonitorRoutes(self.d).add_to(r)
         return app
 
     @web.middleware
@@ -233,62 +194,3 @@ class ServiceApi:
         return json_response(event_view_json(view))
 
     # --- address monitors ------------------------------------------------------------
-    # Bodies are parsed on a worker thread: 100,000 addresses take a second to check, and
-    # the loop keeps serving meanwhile.
-    async def create_monitor(self, request: web.Request) -> web.Response:
-        raw = await request.read()
-        monitor = await asyncio.to_thread(
-            lambda: monitors.new_monitor(parse.parse_json(raw), self.d.chains.keys(),
-                                         new_id("mon"), self.d.clock()))
-        await self._endpoint_exists(monitor.endpoint_id)
-        await self.d.store.put_monitor(monitor)
-        return json_response(monitor_json(monitor, self.d.chains), status=201)
-
-    async def _endpoint_exists(self, endpoint_id: str) -> None:
-        if await self.d.store.get_endpoint(endpoint_id) is None:
-            raise parse.BadRequest(422, "no such endpoint", "endpoint_id")
-
-    async def _monitor(self, request: web.Request) -> Monitor:
-        monitor = await self.d.store.get_monitor(request.match_info["id"])
-        if monitor is None:
-            raise parse.BadRequest(404, "no such monitor", "id")
-        return monitor
-
-    async def list_monitors(self, request: web.Request) -> web.Response:
-        chain = monitors.list_query(request.query)
-        return json_response([monitor_json(m, self.d.chains)
-                              for m in await self.d.store.list_monitors(chain)])
-
-    async def get_monitor(self, request: web.Request) -> web.Response:
-        monitor = await self._monitor(request)
-        return json_response(monitor_json(monitor, self.d.chains, with_addresses=True))
-
-    async def patch_monitor(self, request: web.Request) -> web.Response:
-        raw = await request.read()
-        changes = await asyncio.to_thread(
-            lambda: monitors.monitor_changes(parse.parse_json(raw)))
-        if changes.endpoint_id is not None:
-            await self._endpoint_exists(changes.endpoint_id)
-        async with self._monitor_writes:
-            for attempt in range(PATCH_TRIES):
-                monitor = changes.apply(await self._monitor(request))
-                # over what was read, or not at all: another process may be changing it
-                if await self.d.store.replace_monitor(monitor):
-                    return json_response(monitor_json(monitor, self.d.chains))
-                await asyncio.sleep(random.uniform(0, 0.01 * (attempt + 1)))
-        raise parse.BadRequest(409, "the monitor kept changing while this change was made; "
-                                    "send it again", "id")
-
-    async def delete_monitor(self, request: web.Request) -> web.Response:
-        async with self._monitor_writes:
-            if not await self.d.store.delete_monitor(request.match_info["id"]):
-                raise parse.BadRequest(404, "no such monitor", "id")
-        return web.Response(status=204)
-
-    async def monitor_events(self, request: web.Request) -> web.Response:
-        query = monitors.history_query(request.query)
-        found = await self.d.store.monitor_events(request.match_info["id"], query.tx_hash,
-                                                  query.address, query.limit)
-        if not found:  # no history, or no monitor: only then is the monitor read
-            await self._monitor(request)
-        return json_response([monitor_event_json(e) for e in found])
