@@ -9,7 +9,8 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from dashboards.grafana import GrafanaError, PushReport, push, shown_url
+from dashboards.grafana import PushReport, push
+from dashboards.grafana_api import GrafanaError, shown_url
 
 log = logging.getLogger(__name__)
 

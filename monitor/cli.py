@@ -126,7 +126,8 @@ async def push_dashboards(config: Config) -> int:
     """`crypitor dashboards push`: 0 pushed, 1 Grafana refused or is unreachable, 2 no
     `[grafana]` section or its token's variable is unset."""
     from dashboards.build import all_dashboards
-    from dashboards.grafana import GrafanaError, push, shown_url
+    from dashboards.grafana import push
+    from dashboards.grafana_api import GrafanaError, shown_url
 
     g = config.grafana
     if g is None:

@@ -2,25 +2,9 @@
 registry are written as `custom.googleapis.com/crypitor/<metric name>` with CreateTimeSeries.
 
 It runs in its own task and only reads the registry, so a slow or failing API costs the
-probes nothing. The choices the API forces on us, in one place:
+probes nothing. The choices the API forces on us on what is written (metrics, resource,
+labels) are listed in `monitor.gcp_series`; those on how it is written, here:
 
-* **What**: the catalog's per-target metrics (`probe_*`, `crypitor_probe_*`,
-  `crypitor_chain_*`, `crypitor_probes_total`, ...). Process, scheduler and build metrics stay
-  in Prometheus. Gauges become GAUGE points at the collection time; counters become
-  CUMULATIVE points counted from the exporter's start (the probe counters start at zero with
-  the process). Histograms are not exported: no per-target metric is one, and a DISTRIBUTION
-  would need its buckets re-encoded for no reader. Every value is DOUBLE, as in Prometheus;
-  NaN and infinities are skipped because the API refuses them.
-* **Resource**: `generic_node` {project_id, location "global", namespace "crypitor",
-  node_id = host name}. It is one of the types Cloud Monitoring accepts for user-defined
-  metrics; unlike `global` (project_id only) it names the writer, so two monitors in one
-  project write two series instead of fighting over one, which the API would reject as
-  points out of order or too frequent.
-* **Labels**: the sample's Prometheus labels. Keys must match `[a-z][a-z0-9_]*` and be at
-  most 100 characters: they are lower-cased, other characters become `_`, a key not starting
-  with a letter gets `l_` in front, and the result is cut to 100; when two keys become one,
-  the first in sorted order wins. Values are cut to 1024 characters. Empty values are
-  dropped: Cloud Monitoring reads an absent label as "", so this changes nothing but size.
 * **Rate**: at most 200 series per call, each series once per call. The API takes one point
   per series every 5 s (older documentation: 10 s); the interval floor is 10 s, and a cycle
   whose clock reads less than 5 s after the previous one (a clock stepped back) is skipped.
@@ -42,17 +26,13 @@ import asyncio
 import contextlib
 import enum
 import logging
-import math
-import re
 import socket
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Protocol
 
 import grpc
-from google.api import metric_pb2, monitored_resource_pb2
-from google.api_core import exceptions as api_exceptions
 from google.api_core.client_options import ClientOptions
 from google.auth import default as default_credentials
 from google.auth.credentials import AnonymousCredentials
@@ -62,31 +42,18 @@ from google.cloud.monitoring_v3.services.metric_service.transports import (
     MetricServiceGrpcAsyncIOTransport,
 )
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import Metric
 
-import catalog.metrics as m
+from monitor.gcp_errors import TRANSIENT, FailureLog, describe, error_kind
+from monitor.gcp_series import EXPORTED, batches, to_time_series
 from probes.base import is_env_ref
 
 log = logging.getLogger("crypitor.gcp")
 
-METRIC_PREFIX = "custom.googleapis.com/crypitor/"
-MAX_SERIES_PER_CALL = 200
 MIN_INTERVAL = 10.0  # seconds between cycles, at least
 MIN_POINT_SPACING = 5.0  # the API's minimum between two points of one series
 CALL_TIMEOUT = 12.0  # the library's own default for CreateTimeSeries
 BACKOFF = (1.0, 2.0, 4.0)  # waits before the retries of a transient failure
 CYCLE_BUDGET = 0.8  # share of the interval a cycle may spend, retries included
-MAX_KEY, MAX_VALUE = 100, 1024
-RESOURCE_TYPE = "generic_node"
-
-EXPORTED: frozenset[str] = frozenset(d.name for d in m.ALL if d.per_target)
-TRANSIENT = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED"})
-_NEEDS_OPERATOR = frozenset({"INVALID_ARGUMENT", "PERMISSION_DENIED", "UNAUTHENTICATED",
-                             "NOT_FOUND", "FAILED_PRECONDITION"})
-_UNITS = {"s": "s", "bytes": "By"}  # catalog unit → UCUM; "unix" and "" stay unit-less
-_KINDS = {"gauge": metric_pb2.MetricDescriptor.MetricKind.GAUGE,
-          "counter": metric_pb2.MetricDescriptor.MetricKind.CUMULATIVE}
-_BAD_KEY_CHARS = re.compile(r"[^a-z0-9_]")
 
 
 class GcpSettings(Protocol):
@@ -100,107 +67,6 @@ class GcpSettings(Protocol):
     def api_endpoint(self) -> str: ...
     @property
     def insecure(self) -> bool: ...
-
-
-# ---- pure conversion ---------------------------------------------------------------------
-
-def label_key(name: str) -> str:
-    """A Prometheus label name as a Cloud Monitoring label key: `[a-z][a-z0-9_]*`, ≤ 100."""
-    key = _BAD_KEY_CHARS.sub("_", name.lower())
-    if not ("a" <= key[:1] <= "z"):
-        key = "l_" + key
-    return key[:MAX_KEY]
-
-
-def metric_labels(labels: Mapping[str, str]) -> dict[str, str]:
-    """The sample's labels as metric labels: keys sanitised, values cut, empty ones dropped."""
-    out: dict[str, str] = {}
-    for name in sorted(labels):
-        value = labels[name]
-        if value == "":
-            continue
-        out.setdefault(label_key(name), value[:MAX_VALUE])
-    return out
-
-
-def node_resource(project_id: str, node_id: str) -> monitored_resource_pb2.MonitoredResource:
-    return monitored_resource_pb2.MonitoredResource(type=RESOURCE_TYPE, labels={
-        "project_id": project_id, "location": "global", "namespace": "crypitor",
-        "node_id": node_id[:MAX_VALUE]})
-
-
-def _unit(name: str) -> str:
-    try:
-        return _UNITS.get(m.by_name(name).unit, "")
-    except KeyError:
-        return ""
-
-
-def to_time_series(families: Iterable[Metric], project_id: str, now: datetime, *,
-                   start: datetime | None = None, node_id: str = "",
-                   names: Collection[str] = EXPORTED) -> list[monitoring_v3.TimeSeries]:
-    """One TimeSeries per exported sample of `families`, each with one point at `now`.
-
-    `start` is when the counters began counting (the exporter's start); it is kept at least
-    a millisecond before `now`, as a CUMULATIVE interval may not be empty. A series that
-    appears twice once its labels are sanitised is written once (the API refuses repeats
-    within a request).
-    """
-    node_id = node_id or socket.gethostname()
-    resource = node_resource(project_id, node_id)
-    begin = min(start or now, now - timedelta(milliseconds=1))
-    seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
-    out: list[monitoring_v3.TimeSeries] = []
-    for family in families:
-        kind = _KINDS.get(family.type)
-        if kind is None:
-            continue
-        for sample in family.samples:
-            value = float(sample.value)
-            if sample.name not in names or not math.isfinite(value):
-                continue
-            labels = metric_labels(sample.labels)
-            key = (sample.name, tuple(sorted(labels.items())))
-            if key in seen:
-                continue
-            seen.add(key)
-            if kind == metric_pb2.MetricDescriptor.MetricKind.GAUGE:
-                interval = monitoring_v3.TimeInterval(end_time=now)
-            else:
-                interval = monitoring_v3.TimeInterval(start_time=begin, end_time=now)
-            out.append(monitoring_v3.TimeSeries(
-                metric=metric_pb2.Metric(type=METRIC_PREFIX + sample.name, labels=labels),
-                resource=resource,
-                metric_kind=kind,
-                value_type=metric_pb2.MetricDescriptor.ValueType.DOUBLE,
-                points=[monitoring_v3.Point(interval=interval,
-                                            value=monitoring_v3.TypedValue(double_value=value))],
-                unit=_unit(sample.name)))
-    return out
-
-
-def batches(series: Sequence[monitoring_v3.TimeSeries],
-            size: int = MAX_SERIES_PER_CALL) -> Iterator[Sequence[monitoring_v3.TimeSeries]]:
-    """`series` in consecutive slices of at most `size` (the API's limit per request)."""
-    if not 0 < size <= MAX_SERIES_PER_CALL:
-        raise ValueError(f"batch size must be 1..{MAX_SERIES_PER_CALL}, not {size}")
-    for i in range(0, len(series), size):
-        yield series[i:i + size]
-
-
-def error_kind(exc: BaseException) -> str:
-    """The gRPC status name of an API error (UNAVAILABLE, ...), else the exception's class."""
-    if isinstance(exc, api_exceptions.GoogleAPICallError) and exc.grpc_status_code is not None:
-        return str(exc.grpc_status_code.name)
-    if isinstance(exc, grpc.aio.AioRpcError):
-        return str(exc.code().name)
-    return type(exc).__name__
-
-
-def _describe(exc: BaseException) -> str:
-    text = exc.message if isinstance(exc, api_exceptions.GoogleAPICallError) else str(exc)
-    text = " ".join(str(text).split())
-    return text if len(text) <= 300 else text[:297] + "..."
 
 
 # ---- the exporter ------------------------------------------------------------------------
@@ -252,7 +118,7 @@ class GcpExporter:
         self._client: monitoring_v3.MetricServiceAsyncClient | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._cycle: asyncio.Task[bool] | None = None
-        self._reported: set[str] = set()
+        self._failures = FailureLog()
         self._settled = asyncio.Event()
 
     # ---- lifecycle ----
@@ -308,7 +174,7 @@ class GcpExporter:
         try:
             self._client = await self._connect()
         except Exception as exc:  # no ADC, a bad endpoint: export off, monitoring on
-            why = _describe(exc)
+            why = describe(exc)
             if isinstance(exc, DefaultCredentialsError):
                 why = ("no Application Default Credentials (set GOOGLE_APPLICATION_CREDENTIALS"
                        f" or run where the metadata server provides them): {why}")
@@ -334,8 +200,8 @@ class GcpExporter:
             return False
         if self._cycle is not None and not self._cycle.done():
             self.stats.skipped += 1
-            self._report("CYCLE_SKIPPED", "the previous export is still running; "
-                         "skipping cycles until it ends", logging.WARNING)
+            self._failures.report("CYCLE_SKIPPED", "the previous export is still running; "
+                                  "skipping cycles until it ends", logging.WARNING)
             return False
         self._cycle = asyncio.create_task(self.export_once(), name="gcp-export-cycle")
         return True
@@ -360,7 +226,7 @@ class GcpExporter:
                 to_time_series, families, self.project_id, now, start=self._start,
                 node_id=self.node_id, names=self._names)
         except Exception as exc:  # a collector bug must not end the exporter
-            self._report(type(exc).__name__, f"cannot collect: {exc}", logging.ERROR)
+            self._failures.report(type(exc).__name__, f"cannot collect: {exc}", logging.ERROR)
             return False
         self._last_end = now
         self.stats.cycles += 1
@@ -374,7 +240,7 @@ class GcpExporter:
             if sent is _Sent.GAVE_UP:
                 break
         if ok:
-            self._recovered()
+            self._failures.recovered()
         return ok
 
     async def _send(self, batch: Sequence[monitoring_v3.TimeSeries], deadline: float) -> _Sent:
@@ -386,8 +252,9 @@ class GcpExporter:
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
-                self._report("CYCLE_BUDGET", f"a cycle ran out of time ({self.interval:g}s "
-                             "interval); its remaining series were dropped", logging.WARNING)
+                self._failures.report(
+                    "CYCLE_BUDGET", f"a cycle ran out of time ({self.interval:g}s interval); "
+                    "its remaining series were dropped", logging.WARNING)
                 return _Sent.GAVE_UP
             self.stats.calls += 1
             try:
@@ -403,36 +270,7 @@ class GcpExporter:
                         attempt += 1
                         await asyncio.sleep(wait)
                         continue
-                self._report_call(kind, exc)
+                self._failures.call_failed(kind, exc, self.project_id)
                 return _Sent.GAVE_UP if transient else _Sent.REJECTED
             self.stats.series_sent += len(batch)
             return _Sent.OK
-
-    # ---- logging once per kind ----
-
-    def _report_call(self, kind: str, exc: BaseException) -> None:
-        hint = ""
-        if kind == "PERMISSION_DENIED":
-            hint = (f" (the credentials need roles/monitoring.metricWriter on project "
-                    f"{self.project_id})")
-        level = logging.ERROR if kind in _NEEDS_OPERATOR else logging.WARNING
-        if kind in TRANSIENT:
-            what = "the API is unavailable or too slow, retrying each cycle"
-        elif isinstance(exc, api_exceptions.GoogleAPICallError):
-            what = "points were refused"
-        else:
-            what = "the call failed"
-        self._report(kind, f"{what}: {kind}: {_describe(exc)}{hint}", level)
-
-    def _report(self, kind: str, message: str, level: int) -> None:
-        if kind in self._reported:
-            return
-        self._reported.add(kind)
-        log.log(level, "Google Cloud Monitoring export: %s (logged once until it recovers)",
-                message)
-
-    def _recovered(self) -> None:
-        if self._reported:
-            log.info("Google Cloud Monitoring export works again (after %s)",
-                     ", ".join(sorted(self._reported)))
-            self._reported.clear()

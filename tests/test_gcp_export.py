@@ -20,10 +20,10 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from monitor.config import GcpSection
-from monitor.gcp import (
+from monitor.gcp import GcpExporter
+from monitor.gcp_series import (
     EXPORTED,
     MAX_SERIES_PER_CALL,
-    GcpExporter,
     batches,
     label_key,
     metric_labels,

@@ -16,11 +16,11 @@ import pytest
 from dashboards.grafana import (
     DATASOURCE_UID,
     FOLDER_UID,
-    GrafanaError,
     PushReport,
     push,
     same_content,
 )
+from dashboards.grafana_api import GrafanaError
 from dashboards.pusher import GrafanaPusher
 from tests.support.fake_grafana import FakeGrafana, serve_fake_grafana
 from tests.support.net import free_port
