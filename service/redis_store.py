@@ -35,8 +35,10 @@ interface passes `now` and expiry must follow it (tests, and processes whose clo
 An expired entry is taken over with XCLAIM; the lease token carries a generation, so a worker
 whose lease was taken over can no longer settle (its attempt is still recorded). An entry
 that left the PEL by hand (XGROUP DELCONSUMER) is put back in `due` rather than lost.
-Every multi-key step is one Lua script (`service.redis_scripts`): atomic between processes,
-one transaction in the AOF.
+Every multi-key step is one Lua script (`service.redis_scripts`,
+`service.redis_monitor_scripts`): atomic between processes, one transaction in the AOF.
+The monitor and follower operations are in `service.redis_monitors`, converters in
+`service.redis_codec`.
 """
 
 from __future__ import annotations
@@ -47,36 +49,40 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
-from service import CursorTaken, StoreError, redis_scripts
+from service import redis_scripts
 from service.models import (
     ACTIVE_STATES,
     Attempt,
     Claim,
     Delivery,
-    DeliveryState,
     Endpoint,
-    Event,
     EventView,
-    MatchRecord,
-    Monitor,
-    MonitorEvent,
     NewEvent,
     QueueStats,
     Verdict,
-    new_id,
 )
-from service.store import IDEMPOTENCY_WINDOW, Settled
+from service.redis_codec import (
+    _attempt,
+    _attempt_json,
+    _delivery,
+    _endpoint,
+    _event,
+    _events_args,
+    _hash,
+    _time,
+    _translated,
+    _us,
+)
+from service.redis_monitors import RedisMonitors
+from service.store import Settled
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-US = timedelta(microseconds=1)
 GROUP = "workers"
 IDLE_CONSUMER_MS = 3_600_000  # consumers with nothing pending and idle this long are removed
 # Without these an acknowledged event can be lost: to a crash before the AOF write reached the
@@ -86,102 +92,7 @@ ADVISED = {"appendonly": "yes", "appendfsync": "always", "maxmemory-policy": "no
 log = logging.getLogger(__name__)
 
 
-def _micros(when: datetime) -> int:
-    return (when - EPOCH) // US  # exact integer arithmetic, unlike timestamp()
-
-
-def _us(when: datetime) -> str:
-    return str(_micros(when))
-
-
-def _at(value: str) -> datetime:
-    return EPOCH + int(float(value)) * US  # a zset score is a double in whatever notation
-
-
-def _time(value: str) -> datetime | None:
-    return _at(value) if value else None
-
-
-def _hash(flat: list[str]) -> dict[str, str]:
-    return dict(zip(flat[::2], flat[1::2], strict=True))
-
-
-def _endpoint(h: dict[str, str]) -> Endpoint:
-    return Endpoint(h["id"], h["url"], h["secret"], tuple(json.loads(h["types"])),
-                    float(h["rate"]) if h["rate"] else None, h["desc"], h["disabled"] == "1",
-                    h["reason"], _time(h["created"]), _time(h["failing"]))
-
-
-def _event(h: dict[str, str]) -> Event:
-    return Event(h["id"], h["type"], h["data"], _at(h["at"]), h["idem"] or None)
-
-
-def _delivery(h: dict[str, str]) -> Delivery:
-    return Delivery(h["id"], h["ev"], h["ep"], DeliveryState(h["st"]), int(h["n"]),
-                    _time(h["next"]), _at(h["created"]), _time(h["acc"]))
-
-
-def _attempt(raw: str) -> Attempt:
-    a = json.loads(raw)
-    return Attempt(a["number"], EPOCH + a["at"] * US, a["duration"], a["status"], a["error"],
-                   a["headers"], a["body"])
-
-
-def _attempt_json(a: Attempt) -> str:
-    return json.dumps({"number": a.number, "at": _micros(a.at), "duration": a.duration,
-                       "status": a.status_code, "error": a.error,
-                       "headers": dict(a.response_headers), "body": a.response_body})
-
-
-def _addresses(packed: str) -> frozenset[str]:
-    return frozenset(["0x" + packed[i:i + 40] for i in range(0, len(packed), 40)])
-
-
-def _monitor(h: dict[str, str]) -> Monitor:
-    direction: Any = h["dir"]  # written from a Monitor: one of its Direction values
-    return Monitor(id=h["id"], chain=h["chain"], endpoint_id=h["ep"],
-                   addresses=_addresses(h["addrs"]), native=h["native"] == "1",
-                   erc20=h["erc20"] == "1", erc721=h["erc721"] == "1",
-                   contracts=_addresses(h["contracts"]), direction=direction,
-                   confirmations=int(h["conf"]) if h["conf"] else None,
-                   tags=tuple(json.loads(h["tags"])), enabled=h["enabled"] == "1",
-                   created_at=_time(h["created"]), revision=int(h.get("rev", 0)))
-
-
-def _monitor_fields(m: Monitor) -> list[str | int]:
-    """The hash fields of a monitor, as field/value pairs (`rev` is the scripts' own)."""
-    return ["id", m.id, "chain", m.chain, "ep", m.endpoint_id,
-            "addrs", "".join(a[2:] for a in m.addresses),
-            "native", int(m.native), "erc20", int(m.erc20), "erc721", int(m.erc721),
-            "contracts", "".join(a[2:] for a in m.contracts), "dir", m.direction,
-            "conf", "" if m.confirmations is None else m.confirmations,
-            "tags", json.dumps(list(m.tags)), "enabled", int(m.enabled),
-            "created", "" if m.created_at is None else _us(m.created_at)]
-
-
-def _monitor_event(fields: list[str | None]) -> MonitorEvent:
-    eid, etype, at, data, mon, kind, tx, addrs, block = (f or "" for f in fields)
-    return MonitorEvent(MatchRecord(mon, kind, tx, tuple(addrs.split()), int(block)), eid,
-                        etype, _at(at), data)
-
-
-def _events_args(events: Sequence[NewEvent], now: datetime) -> list[str | int | float]:
-    args: list[str | int | float] = [_us(now), int(IDEMPOTENCY_WINDOW * 1e6),
-                                     int(IDEMPOTENCY_WINDOW), len(events)]
-    for e in events:
-        args += [new_id("evt"), e.type, e.serialised(), e.idempotency_key or ""]
-    return args
-
-
-@contextmanager
-def _translated(operation: str) -> Iterator[None]:
-    try:
-        yield
-    except (RedisError, OSError) as exc:
-        raise StoreError(f"redis store: {operation} failed: {exc}") from exc
-
-
-class RedisStore:
+class RedisStore(RedisMonitors):
     """`Store` on Redis; one instance is one consumer of the shared group."""
 
     def __init__(self, url: str, *, prefix: str = "crypitor", timeout: float = 10.0,
@@ -345,79 +256,3 @@ class RedisStore:
         with _translated("deliveries_of"):
             found = await self._run(redis_scripts.DELIVERIES_OF, endpoint_id)
         return [_delivery(_hash(h)) for h in found]
-
-    # --- address monitors and followers ------------------------------------------------
-
-    async def put_monitor(self, monitor: Monitor) -> None:
-        with _translated("put_monitor"):
-            await self._run(redis_scripts.PUT_MONITOR, monitor.id, *_monitor_fields(monitor))
-
-    async def replace_monitor(self, monitor: Monitor) -> bool:
-        with _translated("replace_monitor"):
-            done = await self._run(redis_scripts.REPLACE_MONITOR, monitor.id, monitor.revision,
-                                   *_monitor_fields(monitor))
-        return bool(done)
-
-    async def get_monitor(self, monitor_id: str) -> Monitor | None:
-        with _translated("get_monitor"):
-            h = await self._redis.hgetall(f"{self._prefix}:mon:{monitor_id}")
-        return _monitor({str(k): str(v) for k, v in h.items()}) if h else None
-
-    async def list_monitors(self, chain: str | None = None) -> list[Monitor]:
-        with _translated("list_monitors"):
-            found = await self._run(redis_scripts.LIST_MONITORS,
-                                    *(() if chain is None else (chain,)))
-        return [_monitor(_hash(h)) for h in found]
-
-    async def delete_monitor(self, monitor_id: str) -> bool:
-        with _translated("delete_monitor"):
-            return bool(await self._run(redis_scripts.DELETE_MONITOR, monitor_id))
-
-    async def monitors_version(self) -> int:
-        with _translated("monitors_version"):
-            value = await self._redis.get(f"{self._prefix}:monver")
-        return int(value or 0)
-
-    async def get_cursor(self, name: str) -> dict[str, Any] | None:
-        with _translated("get_cursor"):
-            value = await self._redis.get(f"{self._prefix}:cursor:{name}")
-        return None if value is None else dict(json.loads(value))
-
-    async def advance(self, name: str, state: Mapping[str, Any], events: Sequence[NewEvent],
-                      matches: Sequence[MatchRecord], now: datetime, *,
-                      holder: str | None = None) -> list[str]:
-        if len(events) != len(matches):
-            raise ValueError(f"{len(events)} events but {len(matches)} matches")
-        args = _events_args(events, now)
-        # after the count, before the events
-        args[4:4] = [name, json.dumps(dict(state)), holder or ""]
-        for m in matches:
-            args += [m.monitor_id, m.kind, m.tx_hash.lower(),
-                     " ".join(a.lower() for a in m.addresses), m.block_number]
-        try:
-            with _translated("advance"):
-                ids = await self._run(redis_scripts.ADVANCE, *args)
-        except StoreError as exc:
-            if isinstance(exc.__cause__, ResponseError) and str(exc.__cause__).startswith(
-                    "CURSORTAKEN"):
-                raise CursorTaken(f"cursor {name}: another process holds it") from None
-            raise
-        return [str(i) for i in ids]
-
-    async def hold_cursor(self, name: str, holder: str, ttl: float) -> bool:
-        with _translated("hold_cursor"):
-            got = await self._run(redis_scripts.HOLD_CURSOR, name, holder,
-                                  max(1, round(ttl * 1000)))
-        return bool(got)
-
-    async def let_go_cursor(self, name: str, holder: str) -> None:
-        with _translated("let_go_cursor"):
-            await self._run(redis_scripts.LET_GO_CURSOR, name, holder)
-
-    async def monitor_events(self, monitor_id: str, tx_hash: str | None = None,
-                             address: str | None = None,
-                             limit: int = 100) -> list[MonitorEvent]:
-        with _translated("monitor_events"):
-            found = await self._run(redis_scripts.MONITOR_EVENTS, monitor_id,
-                                    (tx_hash or "").lower(), (address or "").lower(), limit)
-        return [_monitor_event(fields) for fields in found]

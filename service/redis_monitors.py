@@ -1,0 +1,112 @@
+"""The address-monitor and chain-follower half of `RedisStore`: monitors, follower cursors,
+their leases and each monitor's history. A mixin: it runs on the store's own connection pool
+and script runner, which `RedisStore` provides.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from service import CursorTaken, StoreError, redis_monitor_scripts
+from service.models import MatchRecord, Monitor, MonitorEvent, NewEvent
+from service.redis_codec import (
+    _events_args,
+    _hash,
+    _monitor,
+    _monitor_event,
+    _monitor_fields,
+    _translated,
+)
+
+
+class RedisMonitors:
+    """Monitor and follower operations of `RedisStore`, on the store's `_redis` and `_run`."""
+
+    _redis: aioredis.Redis
+    _prefix: str
+
+    async def _run(self, script: str, *args: str | int | float) -> Any:
+        raise NotImplementedError  # RedisStore's: one script cache for both halves
+
+    # --- address monitors and followers ------------------------------------------------
+
+    async def put_monitor(self, monitor: Monitor) -> None:
+        with _translated("put_monitor"):
+            await self._run(redis_monitor_scripts.PUT_MONITOR, monitor.id,
+                            *_monitor_fields(monitor))
+
+    async def replace_monitor(self, monitor: Monitor) -> bool:
+        with _translated("replace_monitor"):
+            done = await self._run(redis_monitor_scripts.REPLACE_MONITOR, monitor.id,
+                                   monitor.revision, *_monitor_fields(monitor))
+        return bool(done)
+
+    async def get_monitor(self, monitor_id: str) -> Monitor | None:
+        with _translated("get_monitor"):
+            h = await self._redis.hgetall(f"{self._prefix}:mon:{monitor_id}")
+        return _monitor({str(k): str(v) for k, v in h.items()}) if h else None
+
+    async def list_monitors(self, chain: str | None = None) -> list[Monitor]:
+        with _translated("list_monitors"):
+            found = await self._run(redis_monitor_scripts.LIST_MONITORS,
+                                    *(() if chain is None else (chain,)))
+        return [_monitor(_hash(h)) for h in found]
+
+    async def delete_monitor(self, monitor_id: str) -> bool:
+        with _translated("delete_monitor"):
+            return bool(await self._run(redis_monitor_scripts.DELETE_MONITOR, monitor_id))
+
+    async def monitors_version(self) -> int:
+        with _translated("monitors_version"):
+            value = await self._redis.get(f"{self._prefix}:monver")
+        return int(value or 0)
+
+    async def get_cursor(self, name: str) -> dict[str, Any] | None:
+        with _translated("get_cursor"):
+            value = await self._redis.get(f"{self._prefix}:cursor:{name}")
+        return None if value is None else dict(json.loads(value))
+
+    async def advance(self, name: str, state: Mapping[str, Any], events: Sequence[NewEvent],
+                      matches: Sequence[MatchRecord], now: datetime, *,
+                      holder: str | None = None) -> list[str]:
+        if len(events) != len(matches):
+            raise ValueError(f"{len(events)} events but {len(matches)} matches")
+        args = _events_args(events, now)
+        # after the count, before the events
+        args[4:4] = [name, json.dumps(dict(state)), holder or ""]
+        for m in matches:
+            args += [m.monitor_id, m.kind, m.tx_hash.lower(),
+                     " ".join(a.lower() for a in m.addresses), m.block_number]
+        try:
+            with _translated("advance"):
+                ids = await self._run(redis_monitor_scripts.ADVANCE, *args)
+        except StoreError as exc:
+            if isinstance(exc.__cause__, ResponseError) and str(exc.__cause__).startswith(
+                    "CURSORTAKEN"):
+                raise CursorTaken(f"cursor {name}: another process holds it") from None
+            raise
+        return [str(i) for i in ids]
+
+    async def hold_cursor(self, name: str, holder: str, ttl: float) -> bool:
+        with _translated("hold_cursor"):
+            got = await self._run(redis_monitor_scripts.HOLD_CURSOR, name, holder,
+                                  max(1, round(ttl * 1000)))
+        return bool(got)
+
+    async def let_go_cursor(self, name: str, holder: str) -> None:
+        with _translated("let_go_cursor"):
+            await self._run(redis_monitor_scripts.LET_GO_CURSOR, name, holder)
+
+    async def monitor_events(self, monitor_id: str, tx_hash: str | None = None,
+                             address: str | None = None,
+                             limit: int = 100) -> list[MonitorEvent]:
+        with _translated("monitor_events"):
+            found = await self._run(redis_monitor_scripts.MONITOR_EVENTS, monitor_id,
+                                    (tx_hash or "").lower(), (address or "").lower(), limit)
+        return [_monitor_event(fields) for fields in found]
