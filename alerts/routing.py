@@ -1,156 +1,29 @@
 """Routing: which receiver hears an alert, when, and whether at all.
 
-The route tree picks a receiver and timing per alert; alerts are grouped per route and
-`group_by` values, and each group runs Alertmanager's timers (group_wait, group_interval,
-repeat_interval). Silences, maintenance windows and inhibition mute alerts. Pure logic: the
-clock is passed in and the caller persists `snapshot()` and feeds it back to `restore()`.
+The route tree (`alerts.route_tree`) picks a receiver and timing per alert; alerts are grouped
+per route and `group_by` values, and each group runs Alertmanager's timers (group_wait,
+group_interval, repeat_interval). Silences, maintenance windows and inhibition
+(`alerts.inhibition`) mute alerts. Pure logic: the clock is passed in and the caller persists
+`snapshot()` and feeds it back to `restore()`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from alerts import AlertError
+from alerts.inhibition import BUILTIN_INHIBIT, Inhibitor, InhibitRule, InhibitSpec
 from alerts.maintenance import WindowSpec, in_window
-from alerts.model import Alert, Notification, matches
+from alerts.model import Alert, Notification
+from alerts.route_tree import Route, RouteSpec, matcher_text
 from alerts.silences import Silences
 
-# The shapes of monitor/alertconfig.py's RouteConfig, InhibitConfig and MaintenanceConfig:
-# alerts/ may not import monitor/, so it states what it reads. Durations are in seconds.
-
-
-class RouteSpec(Protocol):
-    @property
-    def receiver(self) -> str: ...
-    @property
-    def match(self) -> Mapping[str, str]: ...
-    @property
-    def group_by(self) -> Sequence[str]: ...
-    @property
-    def group_wait(self) -> float: ...
-    @property
-    def group_interval(self) -> float: ...
-    @property
-    def repeat_interval(self) -> float: ...
-    @property
-    def routes(self) -> Sequence[RouteSpec]: ...
-
-
-class InhibitSpec(Protocol):
-    @property
-    def source_match(self) -> Mapping[str, str]: ...
-    @property
-    def target_match(self) -> Mapping[str, str]: ...
-    @property
-    def equal(self) -> Sequence[str]: ...
-
-
-# --- the route tree -------------------------------------------------------------------------
-
-_INHERITED = ("group_by", "group_wait", "group_interval", "repeat_interval")
-
-
-@dataclass(frozen=True)
-class Route:
-    """A route with inheritance applied: what an alert routed here gets."""
-
-    id: str  # the path of matchers from the root: stable while the config keeps its shape
-    receiver: str
-    match: Mapping[str, str]
-    group_by: tuple[str, ...]
-    group_wait: float
-    group_interval: float
-    repeat_interval: float
-    routes: tuple[Route, ...] = ()
-
-    @classmethod
-    def build(cls, spec: RouteSpec, parent: Route | None = None, rid: str = "root") -> Route:
-        """Applies inheritance: a child's "" receiver, and a child's group_by or timing left
-        at the config default, take the parent's value (the root keeps its own)."""
-        own: dict[str, Any] = {n: getattr(spec, n) for n in _INHERITED}
-        if parent is not None:
-            for n in _INHERITED:
-                if _is_default(spec, n):
-                    own[n] = getattr(parent, n)
-        route = cls(id=rid, receiver=spec.receiver or (parent.receiver if parent else ""),
-                    match=dict(spec.match), **{**own, "group_by": tuple(own["group_by"])})
-        ids = [_matcher_text(s.match) for s in spec.routes]
-        children = tuple(
-            cls.build(s, route, f"{rid}/{text}" + (f"#{i}" if ids.count(text) > 1 else ""))
-            for i, (s, text) in enumerate(zip(spec.routes, ids, strict=True)))
-        return dataclasses.replace(route, routes=children)
-
-    def find(self, labels: Mapping[str, str]) -> Route:
-        """Depth-first: the first child whose matchers all hold takes the alert, else self."""
-        for child in self.routes:
-            if matches(child.match, labels):
-                return child.find(labels)
-        return self
-
-    def group_labels(self, labels: Mapping[str, str]) -> dict[str, str]:
-        return {n: labels[n] for n in self.group_by if n in labels}
-
-
-def _is_default(spec: object, name: str) -> bool:
-    """Whether `spec.name` still holds its dataclass default (read as "not set")."""
-    if not dataclasses.is_dataclass(spec):
-        return False
-    for f in dataclasses.fields(spec):
-        if f.name == name:
-            if f.default is not dataclasses.MISSING:
-                return bool(getattr(spec, name) == f.default)
-            if f.default_factory is not dataclasses.MISSING:
-                return bool(getattr(spec, name) == f.default_factory())
-    return False
-
-
-def _matcher_text(labels: Mapping[str, str]) -> str:
-    return "{" + ",".join(f"{k}={json.dumps(v)}" for k, v in sorted(labels.items())) + "}"
-
-
-# --- inhibition ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class InhibitRule:
-    source_match: Mapping[str, str]
-    target_match: Mapping[str, str]
-    equal: tuple[str, ...] = ("target",)
-
-
-BUILTIN_INHIBIT = tuple(InhibitRule({"alertname": "TargetDown"}, {"alertname": name})
-                        for name in ("NodeLagging", "NodeHeadStale", "NodeSyncing"))
-
-
-class _Inhibitor:
-    """The firing source alerts of every rule, indexed by their `equal` label values."""
-
-    def __init__(self, rules: Sequence[InhibitRule], firing: Iterable[Alert]) -> None:
-        firing = list(firing)
-        self._rules: list[tuple[InhibitRule, dict[tuple[str, ...], list[Alert]]]] = []
-        for rule in rules:
-            index: dict[tuple[str, ...], list[Alert]] = {}
-            for a in firing:
-                if matches(rule.source_match, a.labels):
-                    index.setdefault(_values(a.labels, rule.equal), []).append(a)
-            self._rules.append((rule, index))
-
-    def source(self, alert: Alert) -> Alert | None:
-        for rule, index in self._rules:
-            if matches(rule.target_match, alert.labels):
-                for src in index.get(_values(alert.labels, rule.equal), ()):
-                    if src.fingerprint != alert.fingerprint:  # an alert never mutes itself
-                        return src
-        return None
-
-
-def _values(labels: Mapping[str, str], names: Sequence[str]) -> tuple[str, ...]:
-    return tuple(labels.get(n, "") for n in names)  # absent on both sides counts as equal
+# Route/RouteSpec moved to alerts.route_tree and the inhibit names to alerts.inhibition;
+# re-exported so `from alerts.routing import ...` still works
+__all__ = ["BUILTIN_INHIBIT", "InhibitRule", "InhibitSpec", "Route", "RouteSpec", "Router"]
 
 
 # --- groups and their timers ---------------------------------------------------------------
@@ -170,7 +43,7 @@ class _Group:
 
 
 def _group_key(route: Route, labels: Mapping[str, str]) -> str:
-    return f"{route.id}:{_matcher_text(labels)}"
+    return f"{route.id}:{matcher_text(labels)}"
 
 
 def _order(alerts: Iterable[Alert]) -> tuple[Alert, ...]:
@@ -235,12 +108,12 @@ class Router:
         """Why `alert` is muted at `now`, or None when it is not."""
         return self._mute_reason(alert, now, silences, self._inhibitor())
 
-    def _inhibitor(self) -> _Inhibitor:
-        return _Inhibitor(self._inhibit, (a for g in self._groups.values()
+    def _inhibitor(self) -> Inhibitor:
+        return Inhibitor(self._inhibit, (a for g in self._groups.values()
                                           for a in g.firing.values()))
 
     def _mute_reason(self, alert: Alert, now: datetime, silences: Silences,
-                     inhibitor: _Inhibitor) -> str | None:
+                     inhibitor: Inhibitor) -> str | None:
         if (silence := silences.match(alert.labels, now)) is not None:
             return f"silenced by {silence.id}"
         for w in self._windows:
@@ -272,7 +145,7 @@ class Router:
         return out
 
     def _flush(self, group: _Group, now: datetime, silences: Silences,
-               inhibitor: _Inhibitor) -> Notification | None:
+               inhibitor: Inhibitor) -> Notification | None:
         def shown(a: Alert) -> bool:
             return self._mute_reason(a, now, silences, inhibitor) is None
 

@@ -5,19 +5,16 @@ Every failure is one `NotifyError`: `retry_after` is Telegram's flood wait, a sh
 network trouble and 5xx answers, or None when retrying cannot help (bad request, bot kicked,
 wrong token). The bot token sits in every request URL, so the sender keeps it out of logs
 (httpx quietened, a redacting filter on the loggers that could see it) and out of the errors
-it raises (their messages and causes are scrubbed).
+it raises (their messages and causes are scrubbed), both with `alerts.telegram_errors`.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
-import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Protocol
-from urllib.parse import quote
 
 from telegram import (
     Bot,
@@ -30,18 +27,19 @@ from telegram import (
 from telegram import error as tg
 from telegram.constants import ParseMode
 from telegram.request import HTTPXRequest
-from telegram.warnings import PTBDeprecationWarning
 
 from alerts import NotifyError
+from alerts.telegram_errors import REDACTED, RETRY_HINT, TokenFilter, notify_error, redact
 from alerts.telegram_format import Buttons, Message
+
+# moved to alerts.telegram_errors; re-exported so `from alerts.telegram import ...` still works
+__all__ = ["REDACTED", "RETRY_HINT", "Callback", "Command", "OnMigrate", "ReceiverLike",
+           "SentMessage", "TelegramSender", "TokenFilter", "redact"]
 
 log = logging.getLogger(__name__)
 
-REDACTED = "<redacted>"
-RETRY_HINT = 5.0  # seconds, for network errors, timeouts and 5xx answers
 # loggers that may see request URLs or ptb's own messages about the token
 _WATCHED = ("telegram", "httpx", "httpcore", __name__)
-_FORMATTER = logging.Formatter()
 
 OnMigrate = Callable[[str, str], Awaitable[None] | None]  # (old chat id, new chat id)
 
@@ -81,36 +79,6 @@ class ReceiverLike(Protocol):
     def message_thread_id(self) -> int: ...
     @property
     def api_url(self) -> str: ...
-
-
-def redact(text: str, token: str) -> str:
-    """`text` with the token (raw or percent-encoded) replaced by "<redacted>"."""
-    if not token:
-        return text
-    for form in {token, quote(token, safe="")}:
-        text = text.replace(form, REDACTED)
-    return text
-
-
-class TokenFilter(logging.Filter):
-    """Rewrites any record whose message, traceback or stack mentions the token."""
-
-    def __init__(self, token: str) -> None:
-        super().__init__()
-        self.token = token
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a broken record: let logging report it as it always does
-            return True
-        if redact(message, self.token) != message:
-            record.msg, record.args = redact(message, self.token), None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = redact(_FORMATTER.formatException(record.exc_info), self.token)
-        if record.stack_info:
-            record.stack_info = redact(record.stack_info, self.token)
-        return True
 
 
 class TelegramSender:
@@ -262,16 +230,7 @@ class TelegramSender:
             log.exception("on_migrate(%s, %s) failed", old, new_chat_id)
 
     def _error(self, method: str, exc: tg.TelegramError) -> NotifyError:
-        _scrub(exc, self._token)
-        retry_after: float | None = RETRY_HINT
-        if isinstance(exc, tg.RetryAfter):
-            retry_after = _seconds(exc)
-        elif isinstance(exc, tg.BadRequest | tg.Forbidden | tg.InvalidToken | tg.EndPointNotFound
-                        | tg.ChatMigrated):
-            retry_after = None
-        # NetworkError (connection trouble, 5xx), TimedOut, Conflict: worth another try
-        detail = redact(str(exc), self._token)
-        return NotifyError(f"telegram {method}: {type(exc).__name__}: {detail}", retry_after)
+        return notify_error(method, exc, self._token)
 
     def _guard_logs(self) -> None:
         for name in ("httpx", "httpcore"):
@@ -316,25 +275,3 @@ def _who(user: User | None) -> str:
         return ""
     return f"@{user.username}" if user.username else str(user.id)
 
-
-def _seconds(exc: tg.RetryAfter) -> float:
-    with warnings.catch_warnings():  # ptb 22 warns that the int form will become timedelta
-        warnings.simplefilter("ignore", PTBDeprecationWarning)
-        value = exc.retry_after
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
-
-
-def _scrub(exc: BaseException, token: str) -> None:
-    """Removes the token from the messages of `exc` and every exception in its chain."""
-    seen: set[int] = set()
-    todo: list[BaseException] = [exc]
-    while todo:
-        e = todo.pop()
-        if id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, tg.TelegramError):
-            e.message = redact(e.message, token)
-        if any(token in str(a) or quote(token, safe="") in str(a) for a in e.args):
-            e.args = tuple(redact(str(a), token) for a in e.args)
-        todo += [c for c in (e.__cause__, e.__context__) if c is not None]

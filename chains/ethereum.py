@@ -1,213 +1,54 @@
 """Ethereum/EVM execution-node client: typed answers to the few eth_* calls we rely on.
 
 Each RPC method is one `_ask(method, params, parser)` line and each answer shape one parser
-function. A chain follower reads many blocks at once: `get_blocks`, `get_logs_of_blocks` and
-`get_receipts` send one batch (or the calls one by one on a node that refuses batches) and
-raise the first error any call got.
+function (in `chains.ethereum_types`). A chain follower reads many blocks at once:
+`get_blocks`, `get_logs_of_blocks` and `get_receipts` send one batch (or the calls one by one
+on a node that refuses batches) and raise the first error any call got.
 """
 
 from __future__ import annotations
 
-import string
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aiohttp
 
 from chains import MalformedResponse, RpcError
-from chains.jsonrpc import BatchUnsupported, JsonRpcTransport, Params, Reply, shown
+from chains.ethereum_types import (
+    Block,
+    Log,
+    NodeHealth,
+    Receipt,
+    SyncStatus,
+    Transaction,
+    address,
+    data32,
+    hex_data,
+    parse_block,
+    parse_logs,
+    parse_receipt,
+    parse_syncing,
+    parse_transaction,
+    quantity,
+    transactions_of,
+    uint64,
+)
+from chains.jsonrpc import BatchUnsupported, JsonRpcTransport, Params, Reply
+
+# the value types and parsers moved to chains.ethereum_types; re-exported so
+# `from chains.ethereum import ...` (service/ among others) still works
+__all__ = [
+    "PEERS_UNKNOWN_CODES", "Block", "BlockRef", "EthereumClient", "Log", "NodeHealth",
+    "Receipt", "SyncStatus", "Transaction", "address", "block_param", "data32", "hex_data",
+    "parse_block", "parse_logs", "parse_receipt", "parse_syncing", "parse_transaction",
+    "quantity", "transactions_of", "uint64",
+]
 
 T = TypeVar("T")
 BlockRef = int | str  # a number, or a tag: "latest", "safe", "finalized", "earliest"
-_HEX = frozenset(string.hexdigits)
 # -32601 is JSON-RPC's "method not found", -32004 EIP-1474's "method not supported": providers
 # that hide their peers answer net_peerCount with either
 PEERS_UNKNOWN_CODES = frozenset({-32601, -32004})
-
-
-@dataclass(frozen=True, slots=True)
-class SyncStatus:
-    """eth_syncing's object while the node catches up; fields some clients omit are None."""
-
-    starting_block: int | None
-    current_block: int | None
-    highest_block: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class Block:
-    number: int
-    hash: str
-    parent_hash: str
-    timestamp: int  # unix seconds
-    transactions: tuple[str | Mapping[str, Any], ...]  # hashes, or objects when full
-
-
-@dataclass(frozen=True, slots=True)
-class Transaction:
-    """The fields of a transaction object a transfer follower reads."""
-
-    hash: str
-    from_: str
-    to: str | None  # None: contract creation
-    value: int  # wei
-
-
-@dataclass(frozen=True, slots=True)
-class Log:
-    address: str  # the emitting contract, lower-case
-    topics: tuple[str, ...]  # lower-case 32-byte hashes
-    data: bytes
-    block_number: int
-    block_hash: str
-    tx_hash: str
-    log_index: int
-    removed: bool = False  # only filters report removed logs; eth_getLogs never should
-
-
-@dataclass(frozen=True, slots=True)
-class Receipt:
-    tx_hash: str
-    block_hash: str
-    block_number: int
-    status: bool | None  # None before Byzantium (no status field, only a state root)
-
-
-@dataclass(frozen=True, slots=True)
-class NodeHealth:
-    head: int
-    syncing: SyncStatus | bool  # False when synced; True from nodes that give no detail
-    peers: int | None  # None: the node or provider does not say
-    chain_id: int
-    latest: Block
-
-
-def quantity(value: object, what: str) -> int:
-    """A JSON-RPC QUANTITY: "0x" then hex digits. Anything looser hides a broken node."""
-    if (not isinstance(value, str) or not value.startswith("0x") or len(value) < 3
-            or not _HEX.issuperset(value[2:])):
-        raise MalformedResponse(f"{what}: expected a 0x-prefixed hex quantity, got "
-                                f"{shown(value)}")
-    return int(value, 16)
-
-
-def uint64(value: object, what: str) -> int:
-    """A header field the protocol stores as 64 bits (number, timestamp)."""
-    number = quantity(value, what)
-    if number >= 1 << 64:
-        raise MalformedResponse(f"{what}: {shown(value)} does not fit in 64 bits")
-    return number
-
-
-def data32(value: object, what: str) -> str:
-    """A 32-byte hash, lower-cased so comparisons with stored hashes do not depend on case."""
-    if (not isinstance(value, str) or not value.startswith("0x") or len(value) != 66
-            or not _HEX.issuperset(value[2:])):
-        raise MalformedResponse(f"{what}: expected a 32-byte 0x hash, got {shown(value)}")
-    return value.lower()
-
-
-def address(value: object, what: str) -> str:
-    """A 20-byte address, lower-cased: matching must not depend on EIP-55 capitals."""
-    if (not isinstance(value, str) or not value.startswith("0x") or len(value) != 42
-            or not _HEX.issuperset(value[2:])):
-        raise MalformedResponse(f"{what}: expected a 20-byte 0x address, got {shown(value)}")
-    return value.lower()
-
-
-def hex_data(value: object, what: str) -> bytes:
-    """A DATA field: "0x" then an even number of hex digits."""
-    if (not isinstance(value, str) or not value.startswith("0x") or len(value) % 2
-            or not _HEX.issuperset(value[2:])):
-        raise MalformedResponse(f"{what}: expected 0x-prefixed hex bytes, got {shown(value)}")
-    return bytes.fromhex(value[2:])
-
-
-def parse_syncing(value: object, what: str) -> SyncStatus | bool:
-    if isinstance(value, bool):
-        return value
-    if not isinstance(value, Mapping):
-        raise MalformedResponse(f"{what}: expected false or an object, got {shown(value)}")
-
-    def opt(key: str) -> int | None:
-        return quantity(value[key], f"{what}.{key}") if value.get(key) is not None else None
-
-    return SyncStatus(opt("startingBlock"), opt("currentBlock"), opt("highestBlock"))
-
-
-def parse_block(value: object, what: str) -> Block | None:
-    if value is None:
-        return None  # the block does not exist (yet)
-    if not isinstance(value, Mapping):
-        raise MalformedResponse(f"{what}: expected a block object, got {shown(value)}")
-    txs = value.get("transactions", [])
-    if not isinstance(txs, list) or not all(isinstance(t, str | Mapping) for t in txs):
-        raise MalformedResponse(f"{what}.transactions: expected a list of hashes or objects")
-    return Block(
-        number=uint64(value.get("number"), f"{what}.number"),
-        hash=data32(value.get("hash"), f"{what}.hash"),
-        parent_hash=data32(value.get("parentHash"), f"{what}.parentHash"),
-        timestamp=uint64(value.get("timestamp"), f"{what}.timestamp"),
-        transactions=tuple(txs),
-    )
-
-
-def parse_transaction(value: object, what: str) -> Transaction:
-    if not isinstance(value, Mapping):
-        raise MalformedResponse(f"{what}: expected a transaction object, got {shown(value)}")
-    to = value.get("to")
-    return Transaction(
-        hash=data32(value.get("hash"), f"{what}.hash"),
-        from_=address(value.get("from"), f"{what}.from"),
-        to=None if to is None else address(to, f"{what}.to"),
-        value=quantity(value.get("value"), f"{what}.value"),
-    )
-
-
-def transactions_of(block: Block, what: str = "eth_getBlockByNumber") -> list[Transaction]:
-    """The block's transaction objects (it must have been asked for with full transactions)."""
-    return [parse_transaction(tx, f"{what}.transactions[{i}]")
-            for i, tx in enumerate(block.transactions)]
-
-
-def parse_logs(value: object, what: str) -> tuple[Log, ...]:
-    if not isinstance(value, list):
-        raise MalformedResponse(f"{what}: expected a list of logs, got {shown(value)}")
-    return tuple(_parse_log(item, f"{what}[{i}]") for i, item in enumerate(value))
-
-
-def _parse_log(value: object, what: str) -> Log:
-    if not isinstance(value, Mapping):
-        raise MalformedResponse(f"{what}: expected a log object, got {shown(value)}")
-    topics = value.get("topics")
-    if not isinstance(topics, list):
-        raise MalformedResponse(f"{what}.topics: expected a list, got {shown(topics)}")
-    removed = value.get("removed", False)
-    return Log(
-        address=address(value.get("address"), f"{what}.address"),
-        topics=tuple(data32(t, f"{what}.topics[{i}]") for i, t in enumerate(topics)),
-        data=hex_data(value.get("data"), f"{what}.data"),
-        block_number=uint64(value.get("blockNumber"), f"{what}.blockNumber"),
-        block_hash=data32(value.get("blockHash"), f"{what}.blockHash"),
-        tx_hash=data32(value.get("transactionHash"), f"{what}.transactionHash"),
-        log_index=quantity(value.get("logIndex"), f"{what}.logIndex"),
-        removed=removed is True,
-    )
-
-
-def parse_receipt(value: object, what: str) -> Receipt | None:
-    if value is None:
-        return None  # unknown, or not mined (any more)
-    if not isinstance(value, Mapping):
-        raise MalformedResponse(f"{what}: expected a receipt object, got {shown(value)}")
-    status = value.get("status")
-    return Receipt(
-        tx_hash=data32(value.get("transactionHash"), f"{what}.transactionHash"),
-        block_hash=data32(value.get("blockHash"), f"{what}.blockHash"),
-        block_number=uint64(value.get("blockNumber"), f"{what}.blockNumber"),
-        status=None if status is None else quantity(status, f"{what}.status") == 1,
-    )
 
 
 def block_param(ref: BlockRef) -> str:

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from chains import ChainError
-from chains.ethereum import EthereumClient, NodeHealth, SyncStatus
+from chains.ethereum import EthereumClient
+from chains.ethereum_types import NodeHealth, SyncStatus
 from probes.base import (
     OptionError,
     Outcome,

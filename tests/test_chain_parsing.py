@@ -11,7 +11,7 @@ import pytest
 from chains import MalformedResponse, RpcError
 from chains.bitcoin import parse_blockchain_info
 from chains.eos import parse_info
-from chains.ethereum import SyncStatus, parse_block, parse_syncing, quantity
+from chains.ethereum_types import SyncStatus, parse_block, parse_syncing, quantity
 from chains.xrpl import parse_server_info
 from tests.support.chain_nodes import load_fixture
 from tests.support.node_samples import xrpl_info

@@ -22,7 +22,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from chains import MalformedResponse
-from chains.ethereum import EthereumClient, Log, parse_logs, parse_receipt
+from chains.ethereum import EthereumClient
+from chains.ethereum_types import Log, parse_logs, parse_receipt
 from monitor.config import ChainFollowConfig
 from service import StoreError
 from service.follower import (

@@ -25,7 +25,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from standardwebhooks.webhooks import Webhook
 
-from chains.ethereum import EthereumClient, transactions_of
+from chains.ethereum import EthereumClient
+from chains.ethereum_types import transactions_of
 from monitor.config import ChainFollowConfig
 from service.app import Service, Settings
 from service.follower import CONFIRMED, DETECTED, REVERTED, ChainFollower, FollowerMetrics
@@ -353,7 +354,8 @@ import asyncio, sys
 from pathlib import Path
 import aiohttp
 from prometheus_client import CollectorRegistry
-from chains.ethereum import EthereumClient, transactions_of
+from chains.ethereum import EthereumClient
+from chains.ethereum_types import transactions_of
 from monitor.config import ChainFollowConfig
 from service.follower import ChainFollower, FollowerMetrics
 from service.sqlite_store import SqliteStore

@@ -14,7 +14,8 @@ import pytest
 
 from alerts import AlertError
 from alerts.model import Alert, Notification
-from alerts.routing import Route, Router
+from alerts.route_tree import Route
+from alerts.routing import Router
 from alerts.silences import Silence, Silences
 from monitor.alertconfig import InhibitConfig, MaintenanceConfig, RouteConfig
 

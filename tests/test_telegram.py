@@ -19,15 +19,8 @@ import pytest_asyncio
 
 from alerts import NotifyError
 from alerts.model import Alert, Notification
-from alerts.telegram import (
-    REDACTED,
-    RETRY_HINT,
-    Callback,
-    Command,
-    TelegramSender,
-    TokenFilter,
-    redact,
-)
+from alerts.telegram import Callback, Command, TelegramSender
+from alerts.telegram_errors import REDACTED, RETRY_HINT, TokenFilter, redact
 from alerts.telegram_format import (
     MAX_TEXT,
     Message,
