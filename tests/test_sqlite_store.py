@@ -20,7 +20,7 @@ import pytest
 from service import StoreError
 from service import sqlite_schema as sql
 from service.models import Attempt, DeliveryState, NewEvent, Verdict
-from service.sqlite_schema import CLAIM_SQL
+from service.sqlite_queue import CLAIM_SQL
 from service.sqlite_store import SqliteStore
 from tests.support.stores import NOW, endpoint
 

@@ -1,0 +1,178 @@
+"""Accepting events into the SQLite backend: event rows, idempotency keys and fan-out rows,
+which `materialise` turns into delivery rows as they are claimed (see `sqlite_schema`), and
+reading one event with its deliveries. Plain functions of a connection, run by `sqlite_store`.
+"""
+# SQL text here is assembled only from constants of this module and `sqlite_schema`; values
+# always travel as `?` parameters, so the string-built-query warning does not apply.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import bisect
+import sqlite3
+from array import array
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from service.models import Attempt, Delivery, DeliveryState, Endpoint, EventView, NewEvent
+from service.sqlite_schema import (
+    _ATTEMPT,
+    _DELIVERY,
+    _EVENT,
+    IdClock,
+    _at,
+    _attempt,
+    _delivery,
+    _event,
+    delivery_ref,
+    event_ref,
+    row_id,
+    to_us,
+)
+from service.store import IDEMPOTENCY_WINDOW
+
+_WINDOW_US = int(IDEMPOTENCY_WINDOW * 1_000_000)
+
+
+def accept(conn: sqlite3.Connection, events: Sequence[NewEvent], now: datetime,
+           endpoints: Sequence[Endpoint], prune: bool, clock: IdClock,
+           routes: Sequence[str] | None = None) -> list[str]:
+    """Store the events and their fan-out. `routes`, when given, names for each event the
+    one endpoint it may go to ('' for none) in place of every endpoint that wants it."""
+    at = to_us(now)
+    if prune:
+        conn.execute("DELETE FROM idempotency WHERE expires_at <= ?", (at,))
+    ids: list[str] = []
+    fresh: dict[str, int] = {}  # keys first seen in this call
+    event_rows: list[tuple[int, str, str, int, str | None]] = []
+    key_rows: list[tuple[str, int, int]] = []
+    wanted: dict[str, list[int]] = {}  # endpoint: offsets of the events it wants
+    by_type: dict[tuple[str, str | None], list[list[int]]] = {}
+    first = n = clock.take(len(events))
+    for i, ev in enumerate(events):
+        key = ev.idempotency_key
+        if key is not None:
+            seen = fresh.get(key) or _known_key(conn, key, at)
+            if seen is not None:
+                ids.append(event_ref(seen))
+                continue
+        ids.append(event_ref(n))
+        event_rows.append((n, ev.type, ev.serialised(), at, key))
+        if key is not None:
+            fresh[key] = n
+            key_rows.append((key, n, at + _WINDOW_US))
+        route = None if routes is None else routes[i]
+        lists = by_type.get((ev.type, route))
+        if lists is None:
+            lists = by_type[ev.type, route] = [
+                wanted.setdefault(ep.id, []) for ep in endpoints
+                if ep.wants(ev.type) and (route is None or ep.id == route)]
+        for offsets in lists:
+            offsets.append(n - first)
+        n += 1
+    conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?)", event_rows)
+    if key_rows:
+        conn.executemany("INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?)", key_rows)
+    fanouts = []
+    for endpoint_id, offsets in wanted.items():
+        if not offsets:
+            continue
+        total = len(offsets)  # offsets increase, so the last one tells whether all are there
+        packed = None if offsets[-1] == total - 1 else array("I", offsets).tobytes()
+        fanouts.append((endpoint_id, first, n - 1, packed, clock.take(total), total, at))
+    conn.executemany("INSERT INTO fanouts (endpoint_id, first_event, last_event, offsets,"
+                     " first_delivery, total, done, created_at) VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
+                     fanouts)
+    return ids
+
+
+_FANOUT = "id, endpoint_id, first_event, offsets, first_delivery, total, done, created_at"
+_MAKE = ("INSERT INTO deliveries (id, event_id, endpoint_id, state, attempts, next_attempt_at,"
+         " created_at) VALUES (?, ?, ?, ?, 0, ?, ?)")
+
+
+def _offsets(packed: bytes | None, total: int) -> Sequence[int]:
+    return range(total) if packed is None else array("I", packed)
+
+
+def _make_deliveries(conn: sqlite3.Connection, row: Sequence[Any], upto: int,
+                     state: str = "pending") -> None:
+    """Delivery rows done..upto-1 of fan-out `row` (columns as in _FANOUT)."""
+    fid, endpoint_id, first, packed, first_delivery, total, done, created = row
+    offsets = _offsets(packed, total)
+    due = created if state == "pending" else None
+    conn.executemany(_MAKE, [(first_delivery + k, first + offsets[k], endpoint_id, state, due,
+                              created) for k in range(done, upto)])
+    conn.execute("UPDATE fanouts SET done = ? WHERE id = ?", (upto, fid))
+
+
+def materialise(conn: sqlite3.Connection, budget: int) -> None:
+    """Turn up to `budget` of the oldest not-yet-made deliveries into rows."""
+    for row in conn.execute(f"SELECT {_FANOUT} FROM fanouts WHERE done < total ORDER BY id"
+                            " LIMIT ?", (budget,)).fetchall():
+        if budget <= 0:
+            break
+        upto = min(row[5], row[6] + budget)
+        _make_deliveries(conn, row, upto)
+        budget -= upto - row[6]
+
+
+def _unmade(conn: sqlite3.Connection, event: int) -> list[tuple[int, str, int, bool]]:
+    """The deliveries of one event by fan-out: (delivery id, endpoint, created, made)."""
+    (base,) = conn.execute("SELECT max(first_event) FROM fanouts WHERE first_event <= ?",
+                           (event,)).fetchone()
+    if base is None:
+        return []
+    out = []
+    for _, endpoint_id, first, packed, first_delivery, total, done, created in conn.execute(
+            f"SELECT {_FANOUT} FROM fanouts WHERE first_event = ? AND last_event >= ?"
+            " ORDER BY id", (base, event)):
+        offset = event - first
+        if packed is None:
+            k = offset
+        else:
+            offsets = array("I", packed)
+            k = bisect.bisect_left(offsets, offset)
+            if k == total or offsets[k] != offset:
+                continue  # this endpoint did not want this event
+        out.append((first_delivery + k, endpoint_id, created, k < done))
+    return out
+
+
+def _pending(delivery: int, event: int, endpoint_id: str, created: int) -> Delivery:
+    at = _at(created)
+    return Delivery(delivery_ref(delivery), event_ref(event), endpoint_id,
+                    DeliveryState.PENDING, 0, at, at, at)
+
+
+def _known_key(conn: sqlite3.Connection, key: str, at: int) -> int | None:
+    row = conn.execute("SELECT event_id FROM idempotency WHERE key = ? AND expires_at > ?",
+                       (key, at)).fetchone()
+    return None if row is None else int(row[0])
+
+
+def get_event(conn: sqlite3.Connection, ref: str) -> EventView | None:
+    n = row_id(ref, "evt_")
+    row = None if n is None else conn.execute(f"SELECT {_EVENT} FROM events e WHERE e.id = ?",
+                                              (n,)).fetchone()
+    if row is None or n is None:
+        return None
+    fanned = _unmade(conn, n)
+    made = [d for d, _, _, is_made in fanned if is_made]
+    marks = ", ".join("?" * len(made))
+    attempts: dict[int, list[Attempt]] = {}
+    rows: dict[int, Delivery] = {}
+    if made:
+        for a in conn.execute(f"SELECT {_ATTEMPT} FROM attempts WHERE delivery_id IN ({marks})"
+                              " ORDER BY number, rowid", made):
+            attempts.setdefault(a[0], []).append(_attempt(a))
+        rows = {r[0]: _delivery(r) for r in conn.execute(
+            f"SELECT {_DELIVERY} FROM deliveries d JOIN events e ON e.id = d.event_id"
+            f" WHERE d.id IN ({marks})", made)}
+    views = []
+    for did, endpoint_id, created, is_made in fanned:
+        delivery = rows.get(did) if is_made else _pending(did, n, endpoint_id, created)
+        if delivery is not None:
+            views.append((delivery, tuple(attempts.get(did, ()))))
+    return EventView(_event(row), tuple(views))

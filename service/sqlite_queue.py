@@ -1,0 +1,186 @@
+"""Endpoints and the delivery queue of the SQLite backend: endpoint rows, then claiming (with
+leases), settling, releasing, replaying, the queue's stats and an endpoint's deliveries. Plain
+functions of a connection, called by `sqlite_store` inside its transactions.
+"""
+# SQL text here is assembled only from constants of this module and `sqlite_schema`; values
+# always travel as `?` parameters, so the string-built-query warning does not apply.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from service.models import Claim, Delivery, DeliveryState, Endpoint, QueueStats
+from service.sqlite_events import _FANOUT, _make_deliveries, _offsets, _pending, materialise
+from service.sqlite_schema import (
+    _ATTEMPT,
+    _DELIVERY,
+    _ENDPOINT,
+    _EVENT,
+    ACTIVE,
+    READY,
+    _at,
+    _delivery,
+    _endpoint,
+    _event,
+    _us,
+    row_id,
+    to_us,
+)
+from service.store import Settled
+
+
+# --- endpoints ---------------------------------------------------------------------------
+def put_endpoint(conn: sqlite3.Connection, ep: Endpoint) -> None:
+    updates = ", ".join(f"{c} = excluded.{c}" for c in _ENDPOINT.split(", ")[1:])
+    # an upsert, not INSERT OR REPLACE, keeps the row (and so the listing order) stable
+    conn.execute(f"INSERT INTO endpoints ({_ENDPOINT}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                 f" ON CONFLICT (id) DO UPDATE SET {updates}",
+                 (ep.id, ep.url, ep.secret, json.dumps(list(ep.event_types)), ep.rate_limit,
+                  ep.description, int(ep.disabled), ep.disabled_reason, _us(ep.created_at),
+                  _us(ep.failing_since)))
+
+
+def get_endpoint(conn: sqlite3.Connection, endpoint_id: str) -> Endpoint | None:
+    row = conn.execute(f"SELECT {_ENDPOINT} FROM endpoints WHERE id = ?",
+                       (endpoint_id,)).fetchone()
+    return None if row is None else _endpoint(row)
+
+
+def list_endpoints(conn: sqlite3.Connection) -> list[Endpoint]:
+    return [_endpoint(r) for r in conn.execute(f"SELECT {_ENDPOINT} FROM endpoints ORDER BY rowid")]
+
+
+def delete_endpoint(conn: sqlite3.Connection, endpoint_id: str) -> bool:
+    if conn.execute("DELETE FROM endpoints WHERE id = ?", (endpoint_id,)).rowcount == 0:
+        return False
+    for row in conn.execute(f"SELECT {_FANOUT} FROM fanouts WHERE endpoint_id = ?"
+                            " AND done < total", (endpoint_id,)).fetchall():
+        _make_deliveries(conn, row, row[5], "dead")  # rare: made now, and dead at once
+    conn.execute(f"UPDATE deliveries SET state = 'dead', next_attempt_at = NULL,"
+                 f" lease_until = NULL WHERE endpoint_id = ? AND {ACTIVE}", (endpoint_id,))
+    return True
+
+
+# --- queue -------------------------------------------------------------------------------
+# CROSS JOIN pins deliveries as the outer loop, so the ready index drives the claim; ACTIVE
+# and READY stay unqualified (their columns are only in deliveries) to match the index text.
+CLAIM_SQL = f"""
+SELECT {_DELIVERY}, {_EVENT}, {", ".join("p." + c for c in _ENDPOINT.split(", "))}
+FROM deliveries d CROSS JOIN events e ON e.id = d.event_id
+     CROSS JOIN endpoints p ON p.id = d.endpoint_id
+WHERE {ACTIVE} AND {READY} <= ? AND p.disabled = 0
+ORDER BY {READY}, d.created_at, d.rowid LIMIT ?
+"""
+
+
+def claim(conn: sqlite3.Connection, limit: int, now: datetime, lease: float) -> list[Claim]:
+    if limit <= 0:
+        return []  # SQLite reads a negative LIMIT as "no limit"
+    until = to_us(now) + int(lease * 1_000_000)
+    materialise(conn, limit)
+    rows = conn.execute(CLAIM_SQL, (to_us(now), limit)).fetchall()
+    conn.executemany("UPDATE deliveries SET lease_until = ? WHERE id = ?",
+                     [(until, r[0]) for r in rows])
+    # the lease's end doubles as its token: a later claim always ends later
+    token = str(until)
+    endpoints: dict[tuple[Any, ...], Endpoint] = {}
+    claims = []
+    for r in rows:
+        ep_row = r[13:]  # a batch mostly repeats a few endpoints: build each once
+        ep = endpoints.get(ep_row)
+        if ep is None:
+            ep = endpoints[ep_row] = _endpoint(ep_row)
+        claims.append(Claim(_delivery(r[:8]), _event(r[8:13]), ep, token, _at(until)))
+    return claims
+
+
+# Only the current lease holder moves the state: a worker whose lease ran out and was claimed
+# again must not overwrite the newer outcome (its attempt is still recorded and counted).
+# SET expressions all see the row as it was, so each CASE tests the old lease.
+_SETTLE = """UPDATE deliveries SET attempts = attempts + 1,
+    state = CASE WHEN lease_until = ?1 THEN ?2 ELSE state END,
+    next_attempt_at = CASE WHEN lease_until = ?1 THEN ?3 ELSE next_attempt_at END,
+    lease_until = CASE WHEN lease_until = ?1 THEN NULL ELSE lease_until END
+WHERE id = ?4"""
+
+
+def settle(conn: sqlite3.Connection, outcomes: Sequence[Settled]) -> None:
+    attempts, updates = [], []
+    streaks: dict[str, tuple[int | None, str]] = {}  # endpoint: (failing since, disable)
+    for c, attempt, verdict in outcomes:
+        did = row_id(c.delivery.id, "msg_")
+        attempts.append((did, attempt.number, to_us(attempt.at), attempt.duration,
+                         attempt.status_code, attempt.error,
+                         json.dumps(dict(attempt.response_headers)), attempt.response_body))
+        due = None
+        if verdict.state in (DeliveryState.PENDING, DeliveryState.RETRYING):
+            due = to_us(verdict.next_attempt_at or attempt.at)
+        updates.append((int(c.lease_token), verdict.state.value, due, did))
+        # in order, as one settle after another would: the last verdict sets the streak,
+        # and a disabling one is never undone by a later one in the same batch
+        reason = verdict.disable_endpoint or streaks.get(c.endpoint.id, (None, ""))[1]
+        streaks[c.endpoint.id] = (_us(verdict.endpoint_failing_since), reason)
+    conn.executemany(f"INSERT INTO attempts ({_ATTEMPT}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                     attempts)
+    conn.executemany(_SETTLE, updates)
+    for endpoint_id, (failing, reason) in streaks.items():
+        if reason:
+            conn.execute("UPDATE endpoints SET failing_since = ?, disabled = 1,"
+                         " disabled_reason = ? WHERE id = ?", (failing, reason, endpoint_id))
+        else:  # the guard spares a page write per success when nothing changes
+            conn.execute("UPDATE endpoints SET failing_since = ? WHERE id = ?"
+                         " AND failing_since IS NOT ?", (failing, endpoint_id, failing))
+
+
+def release(conn: sqlite3.Connection, claims: Sequence[Claim]) -> None:
+    conn.executemany("UPDATE deliveries SET lease_until = NULL WHERE id = ? AND lease_until = ?",
+                     [(row_id(c.delivery.id, "msg_"), int(c.lease_token)) for c in claims])
+
+
+def clear_leases(conn: sqlite3.Connection) -> None:
+    conn.execute(f"UPDATE deliveries SET lease_until = NULL"
+                 f" WHERE {ACTIVE} AND lease_until IS NOT NULL")
+
+
+def replay(conn: sqlite3.Connection, endpoint_id: str, since: datetime | None,
+           until: datetime | None, now: datetime) -> int:
+    window = "".join(f" AND created_at {op} ?" for op, t in ((">=", since), ("<=", until))
+                     if t is not None)
+    bounds = [to_us(t) for t in (since, until) if t is not None]
+    # a deleted endpoint's deliveries stay dead: nothing could ever claim them again
+    return conn.execute("UPDATE deliveries SET state = 'pending', next_attempt_at = ?,"
+                        " lease_until = NULL WHERE endpoint_id = ? AND state = 'dead'" + window +
+                        " AND EXISTS (SELECT 1 FROM endpoints WHERE id = ?)",
+                        (to_us(now), endpoint_id, *bounds, endpoint_id)).rowcount
+
+
+def stats(conn: sqlite3.Connection, now: datetime) -> QueueStats:
+    # A delivery is created with its event, so its created_at is the event's accepted_at.
+    depth, oldest = conn.execute(
+        f"SELECT count(*), min(created_at) FROM deliveries WHERE {ACTIVE}").fetchone()
+    unmade, first = conn.execute("SELECT ifnull(sum(total - done), 0), min(created_at)"
+                                 " FROM fanouts WHERE done < total").fetchone()
+    depth += unmade
+    oldest = min((t for t in (oldest, first) if t is not None), default=None)
+    (disabled,) = conn.execute("SELECT count(*) FROM endpoints WHERE disabled = 1").fetchone()
+    age = 0.0 if oldest is None else max(0.0, (to_us(now) - oldest) / 1_000_000)
+    return QueueStats(depth, age, disabled)
+
+
+def deliveries_of(conn: sqlite3.Connection, endpoint_id: str) -> list[Delivery]:
+    out = [_delivery(r) for r in conn.execute(
+        f"SELECT {_DELIVERY} FROM deliveries d JOIN events e ON e.id = d.event_id"
+        " WHERE d.endpoint_id = ?", (endpoint_id,))]
+    for _, _, first, packed, first_delivery, total, done, created in conn.execute(
+            f"SELECT {_FANOUT} FROM fanouts WHERE endpoint_id = ? AND done < total",
+            (endpoint_id,)):
+        offsets = _offsets(packed, total)
+        out += [_pending(first_delivery + k, first + offsets[k], endpoint_id, created)
+                for k in range(done, total)]
+    out.sort(key=lambda d: (d.created_at, d.id))
+    return out
