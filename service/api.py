@@ -157,7 +157,15 @@ class ServiceApi:
         return json_response(endpoint_json(endpoint))
 
     async def delete_endpoint(self, request: web.Request) -> web.Response:
-        if not await self.d.store.delete_endpoint(request.match_info["id"]):
+        endpoint_id = request.match_info["id"]
+        # a monitor's events would go nowhere, silently: the customer decides what first
+        users = await self.d.store.endpoint_monitors(endpoint_id, 6)
+        if users:
+            named = ", ".join(users[:5]) + (" and more" if len(users) > 5 else "")
+            raise parse.BadRequest(409, f"monitors send their events to this endpoint ({named});"
+                                        " delete them or move them to another endpoint first",
+                                   "id")
+        if not await self.d.store.delete_endpoint(endpoint_id):
             raise parse.BadRequest(404, "no such endpoint", "id")
         return web.Response(status=204)
 

@@ -88,8 +88,16 @@ class MonitorRoutes:
 
     async def monitor_events(self, request: web.Request) -> web.Response:
         query = monitors.history_query(request.query)
-        found = await self.d.store.monitor_events(request.match_info["id"], query.tx_hash,
-                                                  query.address, query.limit)
+        try:
+            found = await self.d.store.monitor_events(request.match_info["id"], query.tx_hash,
+                                                      query.address, query.limit, query.before)
+        except ValueError as exc:
+            await self._monitor(request)  # no monitor: 404 rather than a bad `before`
+            raise parse.BadRequest(422, str(exc), "before") from None
         if not found:  # no history, or no monitor: only then is the monitor read
             await self._monitor(request)
-        return json_response([monitor_event_json(e) for e in found])
+        response = json_response([monitor_event_json(e) for e in found])
+        if len(found) == query.limit:  # maybe more: where the next page starts
+            following = request.rel_url.update_query(before=found[-1].event_id)
+            response.headers["Link"] = f'<{following}>; rel="next"'
+        return response

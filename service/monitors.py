@@ -31,6 +31,7 @@ DIRECTIONS: tuple[Direction, ...] = get_args(Direction)
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 _TX_HASH = re.compile(r"0x[0-9a-fA-F]{64}")
 _ID = re.compile(r"[A-Za-z0-9_.:\-]{1,200}")
+_EVENT_ID = re.compile(r"evt_[0-9a-f]{16,32}")
 _LIMIT = re.compile(r"[0-9]{1,6}")
 _CREATE = {"chain", "addresses", "conditions", "direction", "confirmations", "endpoint_id",
            "tags", "enabled"}
@@ -222,11 +223,15 @@ class HistoryQuery:
     tx_hash: str | None = None
     address: str | None = None
     limit: int = DEFAULT_HISTORY
+    before: str | None = None
 
 
 def history_query(query: Mapping[str, str]) -> HistoryQuery:
-    """`?tx_hash=&address=&limit=` of `GET /v1/monitors/{id}/events`."""
-    _unknown(query, {"tx_hash", "address", "limit"})
+    """`?tx_hash=&address=&limit=&before=` of `GET /v1/monitors/{id}/events`."""
+    _unknown(query, {"tx_hash", "address", "limit", "before"})
+    before = query.get("before")
+    if before is not None and not _EVENT_ID.fullmatch(before):
+        raise BadRequest(422, "must be an event id (evt_...) from an earlier page", "before")
     tx_hash = query.get("tx_hash")
     if tx_hash is not None and not _TX_HASH.fullmatch(tx_hash):
         raise BadRequest(422, 'must be "0x" and 64 hex digits', "tx_hash")
@@ -235,7 +240,8 @@ def history_query(query: Mapping[str, str]) -> HistoryQuery:
     if not _LIMIT.fullmatch(limit) or not 0 < int(limit) <= MAX_HISTORY:
         raise BadRequest(422, f"must be a whole number from 1 to {MAX_HISTORY}", "limit")
     return HistoryQuery(tx_hash.lower() if tx_hash else None,
-                        address(found, "address") if found is not None else None, int(limit))
+                        address(found, "address") if found is not None else None, int(limit),
+                        before)
 
 
 def list_query(query: Mapping[str, str]) -> str | None:

@@ -167,8 +167,9 @@ OPENAPI: dict[str, Any] = {
                 "200": {"description": "changed", **_json(_ref("Endpoint"))},
                 "400": _ERROR, "404": _ERROR, "422": _ERROR},
                 body=_ref("EndpointPatch"), params=[_ID]),
-            "delete": _op("remove an endpoint", {"204": {"description": "removed"},
-                                                 "404": _ERROR}, params=[_ID]),
+            "delete": _op("remove an endpoint; refused (409) while monitors send their "
+                          "events to it", {"204": {"description": "removed"},
+                                           "404": _ERROR, "409": _ERROR}, params=[_ID]),
         },
         "/v1/endpoints/{id}/replay": {
             "post": _op("re-enqueue dead deliveries, optionally within a time window", {
@@ -230,7 +231,11 @@ OPENAPI: dict[str, Any] = {
                         {"name": "address", **_Q, "schema": _ADDRESS},
                         {"name": "limit", **_Q, "schema": {
                             "type": "integer", "minimum": 1, "maximum": 1000,
-                            "default": 100}}]),
+                            "default": 100}},
+                        {"name": "before", **_Q, "description": "the last event id of the "
+                         "previous page (a full page answers with a Link rel=\"next\" "
+                         "header to the next one)", "schema": {
+                             "type": "string", "pattern": "^evt_[0-9a-f]{16,32}$"}}]),
         },
     },
 }

@@ -117,14 +117,24 @@ if redis.call('GET', key) == ARGV[3] then redis.call('DEL', key) end
 return 0
 """
 
-# ARGV: prefix, monitor id, tx hash ('' for any), address ('' for any), limit. Newest first:
-# {event hash fields...} per entry.
+# ARGV: prefix, monitor id, tx hash ('' for any), address ('' for any), limit, before (an
+# event id of the history: only entries older than it; '' for the newest). Newest first:
+# {event hash fields...} per entry; a NOTINHISTORY error when `before` is not an entry.
 MONITOR_EVENTS = _READ + """
-local mon, tx, addr, limit = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local mon, tx, addr, limit, before = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
 local ids = {}
+local below = nil  -- the sequence number entries must be under
+if before ~= '' then
+  below = redis.call('ZSCORE', k('mh', mon), before)
+  if not below then
+    return redis.error_reply('NOTINHISTORY ' .. before .. ' is not in the history of ' .. mon)
+  end
+end
 -- entries "<prefix>:<16-digit seq>:<event id>" of a lexicographic index, newest first
 local function newest(key, prefix, max)
-  local found = redis.call('ZREVRANGEBYLEX', key, '(' .. prefix .. ';', '(' .. prefix .. ':',
+  local upper = '(' .. prefix .. ';'
+  if below then upper = '(' .. prefix .. ':' .. string.format('%016d', tonumber(below)) end
+  local found = redis.call('ZREVRANGEBYLEX', key, upper, '(' .. prefix .. ':',
                            'LIMIT', 0, max)
   local out = {}
   for _, entry in ipairs(found) do out[#out + 1] = string.sub(entry, #prefix + 19) end
@@ -140,6 +150,8 @@ if tx ~= '' then
   end
 elseif addr ~= '' then
   ids = newest(k('mha', mon), addr, limit)
+elseif below then
+  ids = redis.call('ZREVRANGEBYSCORE', k('mh', mon), '(' .. below, '-inf', 'LIMIT', 0, limit)
 else
   ids = redis.call('ZREVRANGE', k('mh', mon), 0, limit - 1)
 end
@@ -147,6 +159,17 @@ local out = {}
 for _, id in ipairs(ids) do
   out[#out + 1] = redis.call('HMGET', k('ev', id), 'id', 'type', 'at', 'data', 'mon', 'kind',
                              'tx', 'addrs', 'block')
+end
+return out
+"""
+
+# ARGV: prefix, endpoint id, limit. Ids of the monitors whose events go to the endpoint,
+# in creation order, at most `limit`.
+ENDPOINT_MONITORS = _READ + """
+local out, limit = {}, tonumber(ARGV[3])
+for _, id in ipairs(redis.call('ZRANGE', k('mons'), 0, -1)) do
+  if #out >= limit then break end
+  if redis.call('HGET', k('mon', id), 'ep') == ARGV[2] then out[#out + 1] = id end
 end
 return out
 """

@@ -104,9 +104,21 @@ class RedisMonitors:
             await self._run(redis_monitor_scripts.LET_GO_CURSOR, name, holder)
 
     async def monitor_events(self, monitor_id: str, tx_hash: str | None = None,
-                             address: str | None = None,
-                             limit: int = 100) -> list[MonitorEvent]:
-        with _translated("monitor_events"):
-            found = await self._run(redis_monitor_scripts.MONITOR_EVENTS, monitor_id,
-                                    (tx_hash or "").lower(), (address or "").lower(), limit)
+                             address: str | None = None, limit: int = 100,
+                             before: str | None = None) -> list[MonitorEvent]:
+        try:
+            with _translated("monitor_events"):
+                found = await self._run(redis_monitor_scripts.MONITOR_EVENTS, monitor_id,
+                                        (tx_hash or "").lower(), (address or "").lower(),
+                                        limit, before or "")
+        except StoreError as exc:
+            if isinstance(exc.__cause__, ResponseError) and str(exc.__cause__).startswith(
+                    "NOTINHISTORY"):
+                raise ValueError(f"{before} is not in the history of {monitor_id}") from None
+            raise
         return [_monitor_event(fields) for fields in found]
+
+    async def endpoint_monitors(self, endpoint_id: str, limit: int = 100) -> list[str]:
+        with _translated("endpoint_monitors"):
+            found = await self._run(redis_monitor_scripts.ENDPOINT_MONITORS, endpoint_id, limit)
+        return [str(i) for i in found]

@@ -147,7 +147,14 @@ def _monitor_event(row: Sequence[Any]) -> MonitorEvent:
 
 
 def monitor_events(conn: sqlite3.Connection, monitor_id: str, tx_hash: str | None,
-                   address: str | None, limit: int) -> list[MonitorEvent]:
+                   address: str | None, limit: int, before: str | None) -> list[MonitorEvent]:
+    below = None  # entries are in event id order: older ones have smaller ids
+    if before is not None:
+        below = row_id(before, "evt_")
+        if below is None or conn.execute(
+                "SELECT 1 FROM matches WHERE event_id = ? AND monitor_id = ?",
+                (below, monitor_id)).fetchone() is None:
+            raise ValueError(f"{before} is not in the history of {monitor_id}")
     if limit <= 0:
         return []  # SQLite reads a negative LIMIT as "no limit"
     joined = " CROSS JOIN events e ON e.id = m.event_id"
@@ -168,5 +175,14 @@ def monitor_events(conn: sqlite3.Connection, monitor_id: str, tx_hash: str | Non
         order = "a.event_id"  # the key's own order: no sort
     else:
         query = f"SELECT {_MATCH} FROM matches m{joined} WHERE m.monitor_id = ?"
+    if below is not None:
+        query += f" AND {order} < ?"
+        params.append(below)
     rows = conn.execute(f"{query} ORDER BY {order} DESC LIMIT ?", (*params, limit))
     return [_monitor_event(r) for r in rows]
+
+
+def endpoint_monitors(conn: sqlite3.Connection, endpoint_id: str, limit: int) -> list[str]:
+    rows = conn.execute("SELECT id FROM monitors WHERE endpoint_id = ? ORDER BY rowid LIMIT ?",
+                        (endpoint_id, max(0, limit)))
+    return [r[0] for r in rows]

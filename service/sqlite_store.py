@@ -217,7 +217,11 @@ class SqliteStore:
         return current is not None and current[0] == holder and current[1] > time.monotonic()
 
     async def monitor_events(self, monitor_id: str, tx_hash: str | None = None,
-                             address: str | None = None,
-                             limit: int = 100) -> list[MonitorEvent]:
+                             address: str | None = None, limit: int = 100,
+                             before: str | None = None) -> list[MonitorEvent]:
+        return await self._file.read(lambda c: sqlite_monitors.monitor_events(
+            c, monitor_id, tx_hash, address, limit, before))
+
+    async def endpoint_monitors(self, endpoint_id: str, limit: int = 100) -> list[str]:
         return await self._file.read(
-            lambda c: sqlite_monitors.monitor_events(c, monitor_id, tx_hash, address, limit))
+            lambda c: sqlite_monitors.endpoint_monitors(c, endpoint_id, limit))

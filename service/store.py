@@ -153,8 +153,14 @@ class Store(Protocol):
         without waiting for it to run out; nothing when another holder has it."""
 
     async def monitor_events(self, monitor_id: str, tx_hash: str | None = None,
-                             address: str | None = None,
-                             limit: int = 100) -> list[MonitorEvent]:
+                             address: str | None = None, limit: int = 100,
+                             before: str | None = None) -> list[MonitorEvent]:
         """The monitor's history, newest first, at most `limit` entries: only those of
         transaction `tx_hash` and/or involving the watched `address`, when given (both
-        compared case-insensitively)."""
+        compared case-insensitively), and only those older than the entry of event
+        `before` when given (the next page after a page that ended with it). ValueError
+        when `before` is not an event of this monitor's history."""
+
+    async def endpoint_monitors(self, endpoint_id: str, limit: int = 100) -> list[str]:
+        """Ids of the monitors whose events go to `endpoint_id`, oldest first, at most
+        `limit` (an endpoint with monitors is not deleted under them)."""

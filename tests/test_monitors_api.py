@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import aiohttp
 import pytest
@@ -263,6 +264,38 @@ async def test_event_history_filtered_by_tx_hash_and_address(api: Api) -> None:
     assert await api.call("GET", f"/v1/monitors/{empty}/events") == (200, [])
 
 
+async def test_history_pages_follow_the_link_header(api: Api) -> None:
+    monitor_id = (await api.monitor())["id"]
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    ids = []
+    for i in range(5):
+        event, match = transfer(monitor_id, 100 + i, 10 + i, addr(1))
+        ids += await api.service.store.advance("ethereum", {"block": 10 + i}, [event], [match],
+                                               now + timedelta(seconds=i))
+    url = f"{api.base}/v1/monitors/{monitor_id}/events?limit=2&address={addr(1)}"
+    pages = []
+    async with aiohttp.ClientSession(headers=AUTH) as http:
+        while url:
+            async with http.get(url) as resp:
+                assert resp.status == 200
+                pages.append([h["event_id"] for h in await resp.json()])
+                link = resp.headers.get("Link", "")
+            # a reference relative to the request, as RFC 8288 allows (right behind proxies)
+            url = urljoin(url, link[1:link.index(">")]) if link else ""
+    # full pages link to the next; the last full one links to an empty page
+    assert pages == [ids[:-3:-1], ids[-3:-5:-1], [ids[0]]]
+
+
+async def test_an_endpoint_monitors_send_to_is_not_deleted_under_them(api: Api) -> None:
+    created = await api.monitor()
+    path = f"/v1/endpoints/{created['endpoint_id']}"
+    status, error = await api.call("DELETE", path)
+    assert (status, error["field"]) == (409, "id") and created["id"] in error["error"]
+    assert (await api.call("GET", path))[0] == 200
+    assert (await api.call("DELETE", f"/v1/monitors/{created['id']}"))[0] == 204
+    assert (await api.call("DELETE", path))[0] == 204
+
+
 VALID = {"chain": "ethereum", "addresses": [addr(1)], "endpoint_id": "{endpoint}"}
 
 
@@ -344,6 +377,10 @@ BAD = [
     ("GET", "/v1/monitors/{monitor}/events?limit=1001", None, 422, "limit"),
     ("GET", "/v1/monitors/{monitor}/events?limit=ten", None, 422, "limit"),
     ("GET", "/v1/monitors/{monitor}/events?since=1", None, 422, "since"),
+    ("GET", "/v1/monitors/{monitor}/events?before=12", None, 422, "before"),
+    ("GET", "/v1/monitors/{monitor}/events?before=evt_" + "0" * 16, None, 422, "before"),
+    ("GET", "/v1/monitors/mon_nope/events?before=evt_" + "0" * 16, None, 404, "id"),
+    ("DELETE", "/v1/endpoints/{endpoint}", None, 409, "id"),
 ]
 
 

@@ -583,6 +583,56 @@ async def test_monitor_events_newest_first_filtered_by_tx_and_address(store: Sto
     assert confirmed.accepted_at == NOW + S
 
 
+async def test_monitor_events_page_by_page_with_before(store: Store) -> None:
+    await store.put_endpoint(endpoint("ep_a"))
+    await store.put_monitor(monitor("mon_a"))
+    await store.put_monitor(monitor("mon_b"))
+    # one event each (its own kind keeps the idempotency keys apart); tx and addresses repeat
+    steps = [transfer("mon_a", 1 + i % 2, 1 + i % 3, kind=f"k{i}", block=100 + i)
+             for i in range(7)]
+    ids = []
+    for i, (event, match) in enumerate(steps):
+        ids += await store.advance("ethereum", {"block": i}, [event], [match], NOW + i * S)
+    theirs, their_match = transfer("mon_b", 1, 1)
+    other = await store.advance("ethereum", {"block": 9}, [theirs], [their_match], NOW + 9 * S)
+
+    async def pages(size: int, **filters: str) -> list[list[str]]:
+        out: list[list[str]] = []
+        before = None
+        while True:
+            page = [e.event_id for e in await store.monitor_events(
+                "mon_a", limit=size, before=before, **filters)]
+            if not page:
+                return out
+            out.append(page)
+            before = page[-1]
+
+    newest_first = ids[::-1]
+    assert await pages(3) == [newest_first[0:3], newest_first[3:6], newest_first[6:]]
+    tx1 = f"0x{1:064x}"  # transfers 0, 2, 4, 6
+    assert await pages(2, tx_hash=tx1) == [[ids[6], ids[4]], [ids[2], ids[0]]]
+    a1 = f"0x{1:040x}"  # transfers 0, 3, 6
+    assert await pages(1, address=a1) == [[ids[6]], [ids[3]], [ids[0]]]
+    assert await pages(5, tx_hash=tx1, address=a1) == [[ids[6], ids[0]]]
+    assert await store.monitor_events("mon_a", before=ids[0]) == []  # the oldest: nothing
+    for stranger in (other[0], "evt_" + "0" * 16, "nonsense"):
+        with pytest.raises(ValueError, match="not in the history of mon_a"):
+            await store.monitor_events("mon_a", before=stranger)
+
+
+async def test_endpoint_monitors_names_who_sends_there(store: Store) -> None:
+    for ep in (endpoint("ep_a"), endpoint("ep_b")):
+        await store.put_endpoint(ep)
+    for i in range(4):
+        await store.put_monitor(monitor(f"mon_{i}", endpoint_id="ep_a" if i != 2 else "ep_b"))
+    assert await store.endpoint_monitors("ep_a") == ["mon_0", "mon_1", "mon_3"]
+    assert await store.endpoint_monitors("ep_a", 2) == ["mon_0", "mon_1"]
+    assert await store.endpoint_monitors("ep_b") == ["mon_2"]
+    assert await store.endpoint_monitors("ep_none") == []
+    await store.delete_monitor("mon_2")
+    assert await store.endpoint_monitors("ep_b") == []
+
+
 async def test_monitors_cursor_and_history_survive_a_reopen(
         store_factory: StoreFactory) -> None:
     first = store_factory()
