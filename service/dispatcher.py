@@ -23,7 +23,8 @@ import aiohttp
 from service import ServiceError, StoreError, UnsafeTarget
 from service.delivery_state import Policy, decide
 from service.metrics import ServiceMetrics
-from service.models import Attempt, Claim, DeliveryState, Endpoint, Verdict
+from service.models import Attempt, Claim, Endpoint, Verdict
+from service.pacing import Pacing, RateLimit
 from service.store import Store
 
 log = logging.getLogger(__name__)
@@ -40,29 +41,16 @@ class DispatchConfig:
     max_in_flight_per_endpoint: int = 10
     max_in_flight: int = 512
     claim_batch: int = 128
+    # A claim that would wait longer than this in its endpoint's lane is put off instead
+    # (released with a time, see `service.pacing`), at most `max_put_off` seconds.
+    max_lane_wait: float = 2.0
+    max_put_off: float = 60.0
 
     @property
     def lease(self) -> float:
         # long enough for a wait on a busy endpoint plus the request itself; short enough
         # that another process takes over a dead one's work soon
         return max(10.0, self.request_timeout * 4)
-
-
-class _RateLimit:
-    """A token bucket: at most `rate` starts per second, bursts of one second's worth."""
-
-    def __init__(self, rate: float) -> None:
-        self.rate, self.tokens, self.at = rate, max(1.0, rate), time.monotonic()
-
-    async def take(self) -> None:
-        while True:
-            now = time.monotonic()
-            self.tokens = min(max(1.0, self.rate), self.tokens + (now - self.at) * self.rate)
-            self.at = now
-            if self.tokens >= 1:
-                self.tokens -= 1
-                return
-            await asyncio.sleep((1 - self.tokens) / self.rate)
 
 
 def payload(claim: Claim) -> bytes:
@@ -105,10 +93,9 @@ class Dispatcher:
         self._current: dict[asyncio.Task[None], Claim] = {}  # what each worker is attempting
         self._outbox: list[tuple[Claim, Attempt, Verdict, datetime]] = []  # to record
         self._settler: asyncio.Task[None] | None = None  # records the outbox, in batches
-        self._limits: dict[str, _RateLimit] = {}
-        outcome = metrics.deliveries.labels
-        self._counted = {"success": outcome("success"), "retry": outcome("retry"),
-                         "failed": outcome("failed"), "dead": outcome("dead")}
+        self._limits: dict[str, RateLimit] = {}
+        self._pacing = Pacing(config.max_in_flight_per_endpoint, config.max_lane_wait,
+                              config.max_put_off)
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -128,6 +115,7 @@ class Dispatcher:
                 await self._room.wait()
                 continue
             want = min(free, batch)
+            self._wakeup.clear()  # before the claim: a wake-up during it is not lost
             try:
                 claims = await self._store.claim(want, self._clock(), self._cfg.lease)
             except StoreError:
@@ -136,12 +124,32 @@ class Dispatcher:
             if self.stopping:  # stop() began while we were claiming: hand them back
                 await self._store.release(claims)
                 return
-            for claim in claims:
-                self._enqueue(claim)
+            await self._take(claims)
             if len(claims) < want:
-                self._wakeup.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), IDLE_POLL)
+
+    async def _take(self, claims: list[Claim]) -> None:
+        """Into the lanes, except what a busy endpoint could not start within
+        `max_lane_wait`: that goes back to the store, each claim due when its endpoint
+        should be ready for it (so it is claimed again once, not over and over)."""
+        later: list[Claim] = []
+        times: list[datetime] = []
+        now = self._clock()
+        for claim in claims:
+            lane = self._lanes.get(claim.endpoint.id)
+            at = self._pacing.put_off(claim.endpoint, len(lane.waiting) if lane else 0, now)
+            if at is None:
+                self._enqueue(claim)
+            else:
+                later.append(claim)
+                times.append(at)
+        if later:
+            try:
+                await self._store.release(later, times)
+            except StoreError:  # their leases run out instead: claimed again a bit later
+                log.warning("cannot put off %d deliveries for busy endpoints", len(later),
+                            exc_info=True)
 
     def _enqueue(self, claim: Claim) -> None:
         self._held += 1
@@ -179,6 +187,7 @@ class Dispatcher:
                 finally:
                     del self._current[me]
                     self._running -= 1
+                self._pacing.note(key, attempt.duration)
                 # the slot is free for the next attempt while this one is recorded
                 self._outbox.append((claim, attempt, verdict, now))
                 if self._settler is None or self._settler.done():
@@ -226,7 +235,7 @@ class Dispatcher:
         if endpoint.rate_limit:
             limit = self._limits.get(endpoint.id)
             if limit is None or limit.rate != endpoint.rate_limit:
-                limit = self._limits[endpoint.id] = _RateLimit(endpoint.rate_limit)
+                limit = self._limits[endpoint.id] = RateLimit(endpoint.rate_limit)
             await limit.take()
         attempt, headers = await self._attempt(claim)
         now = self._clock()
@@ -270,17 +279,7 @@ class Dispatcher:
                            error=_describe(exc, self._cfg.request_timeout)), {}
 
     def _count(self, claim: Claim, verdict: Verdict, now: datetime) -> None:
-        counted = self._counted
-        if verdict.state is DeliveryState.DELIVERED:
-            counted["success"].inc()
-            accepted = claim.event.accepted_at
-            self._metrics.latency.observe(max(0.0, (now - accepted).total_seconds()))
-        elif verdict.state is DeliveryState.RETRYING:
-            counted["retry"].inc()
-        elif verdict.disable_endpoint:  # ended early: the endpoint is gone or disabled
-            counted["failed"].inc()
-        else:  # retries exhausted
-            counted["dead"].inc()
+        self._metrics.observe_delivery(verdict, claim.event.accepted_at, now)
         if verdict.disable_endpoint:
             log.warning("endpoint %s disabled: %s", claim.endpoint.id, verdict.disable_endpoint)
 

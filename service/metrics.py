@@ -5,11 +5,13 @@ from `catalog`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 import catalog.metrics as m
-from service.models import QueueStats
+from service.models import DeliveryState, QueueStats, Verdict
 
 OUTCOMES = ("success", "retry", "failed", "dead")
 
@@ -23,6 +25,24 @@ class ServiceMetrics:
     depth: Gauge
     oldest: Gauge
     disabled: Gauge
+
+    def observe_delivery(self, verdict: Verdict, accepted_at: datetime, now: datetime) -> None:
+        """One attempt's outcome, and for a success the time since the event's acceptance."""
+        state, outcome = verdict.state, self._outcomes
+        if state is DeliveryState.DELIVERED:
+            outcome["success"].inc()
+            self.latency.observe(max(0.0, (now - accepted_at).total_seconds()))
+        elif state is DeliveryState.RETRYING:
+            outcome["retry"].inc()
+        elif verdict.disable_endpoint:  # ended early: the endpoint is gone or disabled
+            outcome["failed"].inc()
+        else:  # retries exhausted
+            outcome["dead"].inc()
+
+    @cached_property
+    def _outcomes(self) -> dict[str, Counter]:
+        """The outcome children, looked up once: `labels()` costs a lock per call."""
+        return {o: self.deliveries.labels(o) for o in OUTCOMES}
 
     def observe_stats(self, stats: QueueStats) -> None:
         self.depth.set(stats.depth)

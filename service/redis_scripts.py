@@ -123,15 +123,18 @@ end
 return out
 """
 
-# ARGV: prefix, then (delivery id, token) pairs. Leased deliveries become due again at once.
+# ARGV: prefix, then (delivery id, token, not before or '') triples. Leased deliveries become
+# due again: at once, or not before the time given.
 RELEASE = _PRELUDE + """
-for i = 2, #ARGV, 2 do
+for i = 2, #ARGV, 3 do
   local dlk = k('dl', ARGV[i])
   local d = redis.call('HMGET', dlk, 'lease', 'entry', 'next', 'dk')
   if d[1] == ARGV[i + 1] then
     unlease(d[2])
     redis.call('HDEL', dlk, 'entry', 'lease')
-    redis.call('ZADD', k('due'), d[3], d[4])
+    local due = d[3]
+    if ARGV[i + 2] ~= '' and tonumber(ARGV[i + 2]) > tonumber(due) then due = ARGV[i + 2] end
+    redis.call('ZADD', k('due'), due, d[4])
   end
 end
 return 0

@@ -230,10 +230,13 @@ class RedisStore(RedisMonitors):
         with _translated("settle"):  # one round trip and one script run for the lot
             await self._run(redis_scripts.SETTLE, *args)
 
-    async def release(self, claims: Sequence[Claim]) -> None:
+    async def release(self, claims: Sequence[Claim],
+                      not_before: Sequence[datetime] | None = None) -> None:
         if not claims:
             return
-        args = [x for c in claims for x in (c.delivery.id, c.lease_token)]
+        times = [""] * len(claims) if not_before is None else [_us(t) for t in not_before]
+        args = [x for c, t in zip(claims, times, strict=True)
+                for x in (c.delivery.id, c.lease_token, t)]
         with _translated("release"):
             await self._run(redis_scripts.RELEASE, *args)
 

@@ -137,9 +137,13 @@ def settle(conn: sqlite3.Connection, outcomes: Sequence[Settled]) -> None:
                          " AND failing_since IS NOT ?", (failing, endpoint_id, failing))
 
 
-def release(conn: sqlite3.Connection, claims: Sequence[Claim]) -> None:
-    conn.executemany("UPDATE deliveries SET lease_until = NULL WHERE id = ? AND lease_until = ?",
-                     [(row_id(c.delivery.id, "msg_"), int(c.lease_token)) for c in claims])
+def release(conn: sqlite3.Connection, claims: Sequence[Claim],
+            not_before: Sequence[datetime] | None) -> None:
+    # put off: a lease nobody holds, ending then (claims order by the later of the two times)
+    ends = [None] * len(claims) if not_before is None else [to_us(t) for t in not_before]
+    conn.executemany("UPDATE deliveries SET lease_until = ? WHERE id = ? AND lease_until = ?",
+                     [(end, row_id(c.delivery.id, "msg_"), int(c.lease_token))
+                      for c, end in zip(claims, ends, strict=True)])
 
 
 def clear_leases(conn: sqlite3.Connection) -> None:

@@ -146,9 +146,11 @@ class SqliteStore:
         # an endpoint is kept like any change a person makes
         await self._file.write(op, durable=any(v.disable_endpoint for _, _, v in outcomes))
 
-    async def release(self, claims: Sequence[Claim]) -> None:
+    async def release(self, claims: Sequence[Claim],
+                      not_before: Sequence[datetime] | None = None) -> None:
         claims = list(claims)
-        await self._file.write(lambda c: sqlite_queue.release(c, claims), durable=False)
+        times = None if not_before is None else list(not_before)
+        await self._file.write(lambda c: sqlite_queue.release(c, claims, times), durable=False)
 
     async def replay(self, endpoint_id: str, since: datetime | None,
                      until: datetime | None, now: datetime) -> int:

@@ -81,8 +81,12 @@ class Store(Protocol):
         """`settle` for several deliveries in one write (one transaction or one script
         run); the dispatcher records attempts this way, as they finish."""
 
-    async def release(self, claims: Sequence[Claim]) -> None:
-        """Give leased deliveries back untouched (graceful shutdown): due again at once."""
+    async def release(self, claims: Sequence[Claim],
+                      not_before: Sequence[datetime] | None = None) -> None:
+        """Give leased deliveries back untouched: due again at once (graceful shutdown), or
+        each not before its `not_before` (aligned with `claims`: work for an endpoint that
+        is busy for a while, put off until it can take it). A claim whose lease was taken
+        over meanwhile is left alone."""
 
     async def replay(self, endpoint_id: str, since: datetime | None,
                      until: datetime | None, now: datetime) -> int:

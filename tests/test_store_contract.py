@@ -245,6 +245,27 @@ async def test_release_makes_claims_due_at_once(store: Store) -> None:
     assert all(c.delivery.attempts == 0 for c in again)
 
 
+async def test_release_not_before_puts_each_claim_off_until_its_time(store: Store) -> None:
+    """What the dispatcher does with work for an endpoint that is busy for a while: each
+    claim comes back at its own time, others' work is claimed meanwhile, nothing is lost."""
+    await store.put_endpoint(endpoint("ep_a"))
+    await store.accept([NewEvent("t", i) for i in range(3)], NOW)
+    claims = await store.claim(10, NOW, 3600)
+    await store.release(claims, [NOW + 10 * S, NOW + 20 * S, NOW - S])  # past: at once
+    await store.accept([NewEvent("t", 9)], NOW + S)
+    first = await store.claim(10, NOW + 2 * S, 3600)
+    assert first[0].delivery.id == claims[2].delivery.id
+    assert claims[0].delivery.id not in {c.delivery.id for c in first} and len(first) == 2
+    assert [c.delivery.id for c in await store.claim(10, NOW + 11 * S, 3600)] == [
+        claims[0].delivery.id]
+    later = await store.claim(10, NOW + 21 * S, 3600)
+    assert [c.delivery.id for c in later] == [claims[1].delivery.id]
+    assert later[0].delivery.attempts == 0  # put off, not attempted
+    stale = claims[1]  # its lease was taken over by the claim just made: left alone
+    await store.release([stale], [NOW + 100 * S])
+    assert await store.claim(10, NOW + 200 * S, 3600) == []  # still leased by the new claim
+
+
 async def test_replay_revives_dead_deliveries_in_the_window(store: Store) -> None:
     await store.put_endpoint(endpoint("ep_a"))
     ids = [await accept_one(store, at=NOW + h * 3600 * S) for h in range(3)]

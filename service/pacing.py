@@ -1,0 +1,75 @@
+"""How fast the dispatcher may and can send to an endpoint. `RateLimit` is the endpoint's own
+`rate_limit`. `Pacing` says how long an endpoint will take to get to a new claim, so that
+what a slow endpoint cannot start soon is put off instead of held: a slow customer's backlog
+must hold neither the dispatcher's claims nor the queue order other endpoints' work waits in.
+
+Per endpoint: a running average of attempt durations (with the concurrency and rate limits,
+its pace) and the latest time its put-off claims were given, so a backlog comes back spread
+along when the endpoint can take it: each delivery claimed again once, not over and over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timedelta
+
+from service.models import Endpoint
+
+WEIGHT = 0.2  # of the newest attempt in the running average
+UNTIMED_PUT_OFF = 0.5  # seconds: an endpoint's overflow before any of its attempts is timed
+
+
+class Pacing:
+    def __init__(self, concurrency: int, max_wait: float, max_put_off: float) -> None:
+        self.concurrency = concurrency
+        self.max_wait = timedelta(seconds=max_wait)
+        self.max_put_off = timedelta(seconds=max_put_off)
+        self._pace: dict[str, float] = {}  # endpoint id -> average attempt seconds
+        self._booked: dict[str, datetime] = {}  # endpoint id -> latest time put off to
+
+    def note(self, endpoint_id: str, seconds: float) -> None:
+        """An attempt to the endpoint took `seconds`."""
+        pace = self._pace.get(endpoint_id)
+        self._pace[endpoint_id] = seconds if pace is None else pace + WEIGHT * (seconds - pace)
+
+    def put_off(self, endpoint: Endpoint, waiting: int, now: datetime) -> datetime | None:
+        """None when a claim joining the `waiting` ones in the endpoint's lane now would
+        start within `max_wait`; else when the endpoint should be ready for it: the next
+        free slot of its schedule, after the claims put off before it, at most
+        `max_put_off` from now (past that, it is looked at again then)."""
+        pace = self._pace.get(endpoint.id)
+        if pace is None:  # nothing timed yet: a lane's worth now, the rest soon after
+            return None if waiting < 2 * self.concurrency else (
+                now + timedelta(seconds=UNTIMED_PUT_OFF))
+        rate = self.concurrency / max(pace, 1e-4)
+        if endpoint.rate_limit:
+            rate = min(rate, endpoint.rate_limit)
+        step = timedelta(seconds=1 / rate)
+        start = now + (waiting + 1) * step
+        if start <= now + self.max_wait:
+            return None
+        booked = self._booked.get(endpoint.id)
+        if booked is not None and booked + step > start:
+            start = booked + step
+        if start >= now + self.max_put_off:
+            return now + self.max_put_off
+        self._booked[endpoint.id] = start
+        return start
+
+
+class RateLimit:
+    """A token bucket: at most `rate` starts per second, bursts of one second's worth."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate, self.tokens, self.at = rate, max(1.0, rate), time.monotonic()
+
+    async def take(self) -> None:
+        while True:
+            now = time.monotonic()
+            self.tokens = min(max(1.0, self.rate), self.tokens + (now - self.at) * self.rate)
+            self.at = now
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return
+            await asyncio.sleep((1 - self.tokens) / self.rate)

@@ -1,0 +1,49 @@
+"""`service.pacing.Pacing`: which claims a busy endpoint's lane takes now, and when the rest
+come back (spread along the endpoint's own pace, never further than the cap)."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+
+from service.models import Endpoint
+from service.pacing import UNTIMED_PUT_OFF, Pacing
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+EP = Endpoint(id="ep_a", url="https://hooks.example.com/a", secret="whsec_" + "A" * 32)
+
+
+def seconds(at: datetime | None) -> float | None:
+    return None if at is None else (at - NOW).total_seconds()
+
+
+def test_before_any_attempt_is_timed_a_lanes_worth_is_taken_and_the_rest_soon_after() -> None:
+    pacing = Pacing(concurrency=5, max_wait=2.0, max_put_off=60.0)
+    assert pacing.put_off(EP, 9, NOW) is None
+    assert seconds(pacing.put_off(EP, 10, NOW)) == UNTIMED_PUT_OFF
+
+
+def test_a_fast_endpoint_takes_everything_a_slow_one_is_spread_along_its_pace() -> None:
+    pacing = Pacing(concurrency=5, max_wait=2.0, max_put_off=60.0)
+    pacing.note("ep_a", 0.002)
+    assert pacing.put_off(EP, 1000, NOW) is None  # 5 at 2 ms each: 0.4 s for 1000
+    for _ in range(50):  # it became slow: one second per request, 5 per second
+        pacing.note("ep_a", 1.0)
+    assert pacing.put_off(EP, 8, NOW) is None  # starts within 1.8 s
+    first = seconds(pacing.put_off(EP, 10, NOW))
+    second = seconds(pacing.put_off(EP, 10, NOW))  # behind the first, not beside it
+    assert first is not None and second is not None and 2.0 < first < second
+    assert abs(second - first - 0.2) < 0.05  # one more slot of 1/5 s
+    for _ in range(400):  # 80 s of backlog: capped at 60 s, looked at again then
+        last = seconds(pacing.put_off(EP, 10, NOW))
+    assert last == 60.0
+
+
+def test_the_endpoints_rate_limit_sets_the_pace_when_it_is_slower() -> None:
+    pacing = Pacing(concurrency=10, max_wait=2.0, max_put_off=60.0)
+    limited = dataclasses.replace(EP, rate_limit=1.0)
+    pacing.note("ep_a", 0.001)
+    assert pacing.put_off(limited, 1, NOW) is None  # starts within 2 s
+    assert seconds(pacing.put_off(limited, 2, NOW)) == 3.0
+    later = NOW + timedelta(seconds=10)  # the schedule booked before is in the past now
+    assert seconds(pacing.put_off(limited, 2, later)) == 13.0
