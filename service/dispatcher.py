@@ -116,8 +116,10 @@ class Dispatcher:
                 continue
             want = min(free, batch)
             self._wakeup.clear()  # before the claim: a wake-up during it is not lost
+            now = self._clock()
             try:
-                claims = await self._store.claim(want, self._clock(), self._cfg.lease)
+                claims = await self._store.claim(want, now, self._cfg.lease,
+                                                 self._pacing.busy(now))
             except StoreError:
                 log.exception("cannot claim deliveries; retrying")
                 claims = []

@@ -23,7 +23,7 @@ UNTIMED_PUT_OFF = 0.5  # seconds: an endpoint's overflow before any of its attem
 class Pacing:
     def __init__(self, concurrency: int, max_wait: float, max_put_off: float) -> None:
         self.concurrency = concurrency
-        self.max_wait = timedelta(seconds=max_wait)
+        self.max_wait = max_wait
         self.max_put_off = timedelta(seconds=max_put_off)
         self._pace: dict[str, float] = {}  # endpoint id -> average attempt seconds
         self._booked: dict[str, datetime] = {}  # endpoint id -> latest time put off to
@@ -45,17 +45,25 @@ class Pacing:
         rate = self.concurrency / max(pace, 1e-4)
         if endpoint.rate_limit:
             rate = min(rate, endpoint.rate_limit)
-        step = timedelta(seconds=1 / rate)
-        start = now + (waiting + 1) * step
-        if start <= now + self.max_wait:
+        wait = (waiting + 1) / rate  # in float seconds: this runs for every claim
+        if wait <= self.max_wait:
             return None
+        step = timedelta(seconds=1 / rate)
+        start = now + timedelta(seconds=wait)
         booked = self._booked.get(endpoint.id)
         if booked is not None and booked + step > start:
             start = booked + step
-        if start >= now + self.max_put_off:
-            return now + self.max_put_off
+        start = min(start, now + self.max_put_off)
         self._booked[endpoint.id] = start
         return start
+
+    def busy(self, now: datetime) -> dict[str, datetime]:
+        """Endpoints with work put off past `now`, each with the time its schedule ends:
+        their further due deliveries can wait until then without being claimed first."""
+        gone = [key for key, at in self._booked.items() if at <= now]
+        for key in gone:
+            del self._booked[key]
+        return dict(self._booked)
 
 
 class RateLimit:

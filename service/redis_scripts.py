@@ -13,11 +13,14 @@ ACCEPT = _PRELUDE + _ACCEPT_FN + """
 return accept(ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5]), 6, nil)
 """
 
-# ARGV: prefix, now, lease deadline, limit, consumer. A lease ending at `now` has ended.
-# Returns {token, delivery, event, endpoint} for each claimed delivery.
+# ARGV: prefix, now, lease deadline, limit, consumer, then (endpoint id, time) pairs: busy
+# endpoints, whose due deliveries are put off until that time instead of claimed. A lease
+# ending at `now` has ended. Returns {token, delivery, event, endpoint} per claimed delivery.
 CLAIM = _PRELUDE + """
 local now, deadline, limit, consumer = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local stream, leases, due = k('stream'), k('leases'), k('due')
+local busy = {}
+for i = 6, #ARGV, 2 do busy[ARGV[i]] = ARGV[i + 1] end
 if redis.call('EXISTS', stream) == 0 or #redis.call('XINFO', 'GROUPS', stream) == 0 then
   redis.call('XGROUP', 'CREATE', stream, GROUP, '0', 'MKSTREAM')  -- '0': keep what is there
 end
@@ -62,17 +65,30 @@ while #out < limit do  -- 1. leases that ran out: their worker died or stalled
     end
   end
 end
-while #out < limit do  -- 2. due deliveries, oldest first, through the stream to this consumer
+local rounds = 0
+while #out < limit and rounds < 8 do  -- 2. due deliveries, oldest first, through the stream
+  rounds = rounds + 1
   local need = limit - #out
-  for _, dk in ipairs(redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, need)) do
-    redis.call('ZREM', due, dk)
-    redis.call('XADD', stream, '*', 'd', string.sub(dk, 18))
+  local found = redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, need)
+  local put_off = 0
+  for _, dk in ipairs(found) do
+    local later = next(busy) and busy[redis.call('HGET', k('dl', string.sub(dk, 18)), 'ep')]
+    if later then  -- its endpoint is busy: due again then (later than now: not seen again)
+      redis.call('ZADD', due, later, dk)
+      put_off = put_off + 1
+    else
+      redis.call('ZREM', due, dk)
+      redis.call('XADD', stream, '*', 'd', string.sub(dk, 18))
+    end
   end
   -- reads what was just added, after anything an earlier call added but could not read
   local read = redis.call('XREADGROUP', 'GROUP', GROUP, consumer, 'COUNT', need,
                           'STREAMS', stream, '>')
-  if not read then break end
-  for _, e in ipairs(read[1][2]) do take(e[1], e[2][2]) end
+  if read then
+    for _, e in ipairs(read[1][2]) do take(e[1], e[2][2]) end
+  elseif put_off == 0 or #found < need then
+    break
+  end
 end
 return out
 """

@@ -49,7 +49,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -201,13 +201,15 @@ class RedisStore(RedisMonitors):
 
     # --- queue -------------------------------------------------------------------------
 
-    async def claim(self, limit: int, now: datetime, lease: float) -> list[Claim]:
+    async def claim(self, limit: int, now: datetime, lease: float,
+                    put_off: Mapping[str, datetime] | None = None) -> list[Claim]:
         if limit <= 0:
             return []
         deadline = _us(now + timedelta(seconds=lease))
+        busy = [x for ep, at in (put_off or {}).items() for x in (ep, _us(at))]
         with _translated("claim"):
             found = await self._run(redis_scripts.CLAIM, _us(now), deadline, limit,
-                                    self.consumer)
+                                    self.consumer, *busy)
         until = now + timedelta(seconds=lease)
         return [Claim(_delivery(_hash(d)), _event(_hash(ev)), _endpoint(_hash(ep)), token,
                       until) for token, d, ev, ep in found]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 import sqlite3
 from array import array
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -107,10 +107,23 @@ def _make_deliveries(conn: sqlite3.Connection, row: Sequence[Any], upto: int,
     conn.execute("UPDATE fanouts SET done = ? WHERE id = ?", (upto, fid))
 
 
-def materialise(conn: sqlite3.Connection, budget: int) -> None:
-    """Turn up to `budget` of the oldest not-yet-made deliveries into rows."""
-    for row in conn.execute(f"SELECT {_FANOUT} FROM fanouts WHERE done < total ORDER BY id"
-                            " LIMIT ?", (budget,)).fetchall():
+def materialise(conn: sqlite3.Connection, budget: int,
+                busy: Collection[str] = ()) -> None:
+    """Turn up to `budget` of the oldest not-yet-made deliveries into rows, except those of
+    `busy` endpoints (their work waits unmade, so it costs nothing until they have room,
+    and it cannot stand in the way of other endpoints' work)."""
+    if busy:
+        rows = []
+        for (endpoint_id,) in conn.execute("SELECT id FROM endpoints WHERE disabled = 0"):
+            if endpoint_id not in busy:  # an index walk of its own open fan-outs only
+                rows += conn.execute(f"SELECT {_FANOUT} FROM fanouts WHERE done < total AND"
+                                     " endpoint_id = ? ORDER BY id LIMIT ?",
+                                     (endpoint_id, budget)).fetchall()
+        rows.sort()
+    else:
+        rows = conn.execute(f"SELECT {_FANOUT} FROM fanouts WHERE done < total ORDER BY id"
+                            " LIMIT ?", (budget,)).fetchall()
+    for row in rows:
         if budget <= 0:
             break
         upto = min(row[5], row[6] + budget)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -69,6 +69,7 @@ def delete_endpoint(conn: sqlite3.Connection, endpoint_id: str) -> bool:
 # --- queue -------------------------------------------------------------------------------
 # CROSS JOIN pins deliveries as the outer loop, so the ready index drives the claim; ACTIVE
 # and READY stay unqualified (their columns are only in deliveries) to match the index text.
+CLAIM_ROUNDS = 8  # selections per claim at most while busy endpoints' deliveries are put off
 CLAIM_SQL = f"""
 SELECT {_DELIVERY}, {_EVENT}, {", ".join("p." + c for c in _ENDPOINT.split(", "))}
 FROM deliveries d CROSS JOIN events e ON e.id = d.event_id
@@ -78,14 +79,25 @@ ORDER BY {READY}, d.created_at, d.rowid LIMIT ?
 """
 
 
-def claim(conn: sqlite3.Connection, limit: int, now: datetime, lease: float) -> list[Claim]:
+def claim(conn: sqlite3.Connection, limit: int, now: datetime, lease: float,
+          put_off: Mapping[str, datetime] | None = None) -> list[Claim]:
     if limit <= 0:
         return []  # SQLite reads a negative LIMIT as "no limit"
     until = to_us(now) + int(lease * 1_000_000)
-    materialise(conn, limit)
-    rows = conn.execute(CLAIM_SQL, (to_us(now), limit)).fetchall()
-    conn.executemany("UPDATE deliveries SET lease_until = ? WHERE id = ?",
-                     [(until, r[0]) for r in rows])
+    later = {ep: to_us(at) for ep, at in (put_off or {}).items()}
+    rows: list[Any] = []
+    for _ in range(CLAIM_ROUNDS):  # a busy endpoint's deliveries do not fill the claim
+        want = limit - len(rows)
+        materialise(conn, want, later.keys())
+        found = conn.execute(CLAIM_SQL, (to_us(now), want)).fetchall()
+        taken = [r for r in found if r[2] not in later]
+        # put off: a lease nobody holds, ending when the endpoint should have room
+        conn.executemany("UPDATE deliveries SET lease_until = ? WHERE id = ?",
+                         [(until, r[0]) for r in taken] +
+                         [(later[r[2]], r[0]) for r in found if r[2] in later])
+        rows += taken
+        if len(taken) == len(found) or len(found) < want:
+            break
     # the lease's end doubles as its token: a later claim always ends later
     token = str(until)
     endpoints: dict[tuple[Any, ...], Endpoint] = {}

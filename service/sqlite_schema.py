@@ -74,6 +74,8 @@ CREATE TABLE IF NOT EXISTS fanouts (
     total INTEGER NOT NULL, done INTEGER NOT NULL, created_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS fanouts_open ON fanouts (id) WHERE done < total;
+CREATE INDEX IF NOT EXISTS fanouts_endpoint_open ON fanouts (endpoint_id, id)
+    WHERE done < total;
 CREATE INDEX IF NOT EXISTS fanouts_range ON fanouts (first_event);
 CREATE TABLE IF NOT EXISTS monitors (
     id TEXT PRIMARY KEY, chain TEXT NOT NULL, endpoint_id TEXT NOT NULL,

@@ -126,11 +126,13 @@ class SqliteStore:
         return await self._file.read(lambda c: sqlite_events.get_event(c, event_id))
 
     # --- queue ---------------------------------------------------------------------------
-    async def claim(self, limit: int, now: datetime, lease: float) -> list[Claim]:
+    async def claim(self, limit: int, now: datetime, lease: float,
+                    put_off: Mapping[str, datetime] | None = None) -> list[Claim]:
         # a write: the lease is set in the same serial transaction that picks the rows, so
         # two concurrent claims can never take the same delivery
-        return await self._file.write(lambda c: sqlite_queue.claim(c, limit, now, lease),
-                                      durable=False)
+        busy = dict(put_off or {})
+        return await self._file.write(
+            lambda c: sqlite_queue.claim(c, limit, now, lease, busy), durable=False)
 
     async def settle(self, claim: Claim, attempt: Attempt, verdict: Verdict) -> None:
         await self.settle_many([(claim, attempt, verdict)])

@@ -69,9 +69,14 @@ class Store(Protocol):
     async def get_event(self, event_id: str) -> EventView | None: ...
 
     # --- queue -------------------------------------------------------------------------
-    async def claim(self, limit: int, now: datetime, lease: float) -> list[Claim]:
+    async def claim(self, limit: int, now: datetime, lease: float,
+                    put_off: Mapping[str, datetime] | None = None) -> list[Claim]:
         """Up to `limit` deliveries that are due, leased to the caller for `lease` seconds,
-        oldest due first. Deliveries of disabled or deleted endpoints are never returned."""
+        oldest due first. Deliveries of disabled or deleted endpoints are never returned.
+        Due deliveries of the endpoints in `put_off` (busy ones) are not returned either,
+        nor do they count against `limit` (within a bounded amount of work per call): the
+        store leaves them waiting or makes them due at the time given, whichever is
+        cheaper for it; the caller names an endpoint for as long as it is busy."""
 
     async def settle(self, claim: Claim, attempt: Attempt, verdict: Verdict) -> None:
         """Record the attempt and apply the verdict (new state, next time, endpoint

@@ -47,3 +47,12 @@ def test_the_endpoints_rate_limit_sets_the_pace_when_it_is_slower() -> None:
     assert seconds(pacing.put_off(limited, 2, NOW)) == 3.0
     later = NOW + timedelta(seconds=10)  # the schedule booked before is in the past now
     assert seconds(pacing.put_off(limited, 2, later)) == 13.0
+
+
+def test_busy_lists_the_endpoints_with_work_put_off_until_their_schedule_ends() -> None:
+    pacing = Pacing(concurrency=1, max_wait=2.0, max_put_off=60.0)
+    pacing.note("ep_a", 1.0)
+    assert pacing.busy(NOW) == {}
+    ends = [pacing.put_off(EP, 5, NOW) for _ in range(3)]
+    assert pacing.busy(NOW) == {"ep_a": ends[-1]}
+    assert ends[-1] is not None and pacing.busy(ends[-1]) == {}  # the schedule has ended

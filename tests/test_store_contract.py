@@ -266,6 +266,20 @@ async def test_release_not_before_puts_each_claim_off_until_its_time(store: Stor
     assert await store.claim(10, NOW + 200 * S, 3600) == []  # still leased by the new claim
 
 
+async def test_claim_puts_off_a_busy_endpoints_deliveries_and_fills_up_with_others(
+        store: Store) -> None:
+    await store.put_endpoint(endpoint("ep_a", "a"))
+    await store.put_endpoint(endpoint("ep_b", "b"))
+    await store.accept([NewEvent("a", i) for i in range(30)], NOW)  # older than b's
+    await store.accept([NewEvent("b", i) for i in range(5)], NOW + S)
+    claims = await store.claim(5, NOW + 2 * S, 3600, {"ep_a": NOW + 60 * S})
+    assert [c.endpoint.id for c in claims] == ["ep_b"] * 5  # not 5 of a's, not fewer
+    assert await store.claim(50, NOW + 30 * S, 3600, {"ep_a": NOW + 60 * S}) == []
+    back = await store.claim(50, NOW + 60 * S, 3600)  # no longer busy: all there
+    assert len(back) == 30 and {c.endpoint.id for c in back} == {"ep_a"}
+    assert all(c.delivery.attempts == 0 for c in back)
+
+
 async def test_replay_revives_dead_deliveries_in_the_window(store: Store) -> None:
     await store.put_endpoint(endpoint("ep_a"))
     ids = [await accept_one(store, at=NOW + h * 3600 * S) for h in range(3)]
