@@ -58,6 +58,7 @@ bench: $(STAMP) bench-deps
 	$(VENV)/bin/python -m bench.http_cpu
 	$(VENV)/bin/python -m bench.capacity
 	$(VENV)/bin/python -m bench.service
+	$(VENV)/bin/python -m bench.isolation
 	$(VENV)/bin/python -m bench.alerting
 	$(VENV)/bin/python -m bench.follower
 
