@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 ROUTER_DOC, SILENCES_DOC, EXTERNAL_DOC = "router", "silences", "external"
 MAX_BACKOFF = 300.0
 FLUSH_EVERY = 1.0  # seconds between looks at the router when nothing woke the loop
+# A stop lets a message already on its way to Telegram finish and be marked sent: cut off
+# after Telegram took it, it would be sent again after the restart.
+SEND_GRACE = 15.0
 
 
 class Receiver(Protocol):
@@ -72,6 +75,7 @@ class Alerting:
         self._wake = asyncio.Event()
         self._send_wake = {name: asyncio.Event() for name in self.receivers}
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
 
     # --- life cycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -88,10 +92,22 @@ class Alerting:
         self._tasks = [asyncio.create_task(self._flush_loop())]
         self._tasks += [asyncio.create_task(self._send_loop(r)) for r in self.receivers.values()]
 
+    def stopping(self) -> bool:
+        return self._stopping
+
     async def stop(self) -> None:
+        """Stop flushing at once; let each sender finish the message it is sending (up to
+        SEND_GRACE), then stop it before the next one."""
+        self._stopping = True
+        for wake in self._send_wake.values():
+            wake.set()
+        flush, senders = self._tasks[:1], self._tasks[1:]
+        for task in flush:
+            task.cancel()
+        if senders:
+            await asyncio.wait(senders, timeout=SEND_GRACE)
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
@@ -206,7 +222,7 @@ class Alerting:
     # --- senders ---------------------------------------------------------------------------
     async def _send_loop(self, receiver: Receiver) -> None:
         wake = self._send_wake[receiver.name]
-        while True:
+        while not self.stopping():
             try:
                 wait = await self.send_next(receiver)
             except Exception:
@@ -215,6 +231,8 @@ class Alerting:
             if wait is None:
                 continue
             wake.clear()
+            if self.stopping():  # stop() came while sending: its wake-up was just cleared
+                break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), wait)
 

@@ -118,8 +118,7 @@ class Dispatcher:
             self._wakeup.clear()  # before the claim: a wake-up during it is not lost
             now = self._clock()
             try:
-                claims = await self._store.claim(want, now, self._cfg.lease,
-                                                 self._pacing.busy(now))
+                claims = await self._store.claim(want, now, self._cfg.lease, self._busy(now))
             except StoreError:
                 log.exception("cannot claim deliveries; retrying")
                 claims = []
@@ -152,6 +151,11 @@ class Dispatcher:
             except StoreError:  # their leases run out instead: claimed again a bit later
                 log.warning("cannot put off %d deliveries for busy endpoints", len(later),
                             exc_info=True)
+
+    def _busy(self, now: datetime) -> dict[str, datetime]:
+        """Endpoints whose further work waits: work put off for later, and a lane still at
+        work (one that has drained can take more at once, whatever it was booked for)."""
+        return {key: at for key, at in self._pacing.busy(now).items() if key in self._lanes}
 
     def _enqueue(self, claim: Claim) -> None:
         self._held += 1

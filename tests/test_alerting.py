@@ -183,6 +183,23 @@ async def test_a_restart_while_firing_neither_forgets_nor_repeats(
     assert "RESOLVED" in texts(fake_telegram)[1]
 
 
+async def test_a_stop_while_telegram_answers_lets_the_send_finish_and_repeats_nothing(
+        monitor: Started, site: Site, fake_telegram: FakeTelegram) -> None:
+    """Telegram has taken the message but not answered yet when the monitor is stopped:
+    the stop waits for the answer and marks it sent, so the restart sends nothing again."""
+    fake_telegram.answer_delay = 1.5
+    first = await monitor()
+    site.status = 500
+    await until(lambda: len(texts(fake_telegram)) == 1)  # taken; the answer is on its way
+    await first.stop()
+    fake_telegram.answer_delay = 0.0
+    second = await monitor()
+    await asyncio.sleep(2.0)
+    assert len(texts(fake_telegram)) == 1
+    _, history = await api(second, "GET", "/api/v1/notifications")
+    assert [h["status"] for h in history] == ["sent"]
+
+
 async def test_telegram_failures_delay_but_lose_and_repeat_nothing(
         monitor: Started, site: Site, fake_telegram: FakeTelegram) -> None:
     fake_telegram.fail("sendMessage", 429, "Too Many Requests: retry after 1", retry_after=1)

@@ -68,6 +68,7 @@ class FakeTelegram:
 
     def __init__(self) -> None:
         self.url = ""  # what the sender takes as api_url: http://127.0.0.1:PORT
+        self.answer_delay = 0.0  # seconds between taking a message and answering for it
         self.token = f"{BOT_ID}:AA{secrets.token_urlsafe(24)}"
         self.sent: list[Sent] = []
         self.edits: list[JSON] = []  # chat_id, message_id, text, reply_markup
@@ -185,6 +186,7 @@ class FakeTelegram:
             message["reply_markup"] = markup
         self.messages[(chat_id, message_id)] = message
         self.sent.append(Sent(chat_id, text, parse_mode, thread, markup, message_id))
+        await asyncio.sleep(self.answer_delay)  # taken, the answer still on its way
         return message
 
     async def _edit_message_text(self, p: JSON) -> JSON:
