@@ -115,7 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return export_command(args.out, g.prometheus_url, g.folder)
         return _run_async(push_dashboards(config))
     setup_logging(args.log_level)
-    from monitor.app import run, run_service
+    from monitor.app import run
+    from monitor.service_setup import run_service
 
     if args.command == "service":
         return _run_async(run_service(config))
