@@ -131,6 +131,10 @@ WEBHOOK_OLDEST_PENDING = MetricDef(
     "Age of the oldest event that still has a delivery waiting.", unit="s")
 WEBHOOK_DISABLED_ENDPOINTS = MetricDef(
     "crypitor_webhook_disabled_endpoints", G, "Endpoints disabled (410 or failing too long).")
+WEBHOOK_BUSY_ENDPOINTS = MetricDef(
+    "crypitor_webhook_busy_endpoints", G,
+    "Endpoints with more work than they take (slow answers or their rate limit): their "
+    "deliveries wait along their own pace, so other endpoints' are not held up.")
 
 # --- chain followers (exported by service/, one `chain` label per [service.chains.NAME]) ----
 FOLLOWER_HEAD = MetricDef(

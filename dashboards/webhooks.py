@@ -120,9 +120,12 @@ def build(prometheus_url: str) -> dict[str, Any]:
                               query(f"max({m.WEBHOOK_OLDEST_PENDING.name})", "oldest"),
                               description="Alerting (WebhookQueueBacklog) starts at 5 min.",
                               steps=BACKLOG_STEPS), 8, 8)
-    page.add(timeseries_panel("Disabled endpoints", COUNT,
+    page.add(timeseries_panel("Disabled and busy endpoints", COUNT,
                               query(f"max({m.WEBHOOK_DISABLED_ENDPOINTS.name})", "disabled"),
-                              decimals=0, stepped=True), 8, 8)
+                              query(f"max({m.WEBHOOK_BUSY_ENDPOINTS.name})", "busy"),
+                              description="Busy: more work than the endpoint takes (slow "
+                              "answers or its rate limit); its deliveries wait along its own "
+                              "pace, other endpoints' go on.", decimals=0, stepped=True), 8, 8)
     page.add(timeseries_panel(
         "Retries and give-ups", PER_SECOND,
         query(f'sum by (outcome) (rate({DELIVERIES}{{outcome=~"retry|failed|dead"}}[{rate}]))',

@@ -117,8 +117,10 @@ class Dispatcher:
             want = min(free, batch)
             self._wakeup.clear()  # before the claim: a wake-up during it is not lost
             now = self._clock()
+            busy = self._busy(now)
+            self._metrics.busy.set(len(busy))
             try:
-                claims = await self._store.claim(want, now, self._cfg.lease, self._busy(now))
+                claims = await self._store.claim(want, now, self._cfg.lease, busy)
             except StoreError:
                 log.exception("cannot claim deliveries; retrying")
                 claims = []

@@ -25,6 +25,7 @@ class ServiceMetrics:
     depth: Gauge
     oldest: Gauge
     disabled: Gauge
+    busy: Gauge
 
     def observe_delivery(self, verdict: Verdict, accepted_at: datetime, now: datetime) -> None:
         """One attempt's outcome, and for a success the time since the event's acceptance."""
@@ -71,6 +72,7 @@ def new_metrics() -> ServiceMetrics:
                      registry=r),
         disabled=Gauge(m.WEBHOOK_DISABLED_ENDPOINTS.name, m.WEBHOOK_DISABLED_ENDPOINTS.help,
                        registry=r),
+        busy=Gauge(m.WEBHOOK_BUSY_ENDPOINTS.name, m.WEBHOOK_BUSY_ENDPOINTS.help, registry=r),
     )
 
 

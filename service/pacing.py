@@ -40,8 +40,11 @@ class Pacing:
         `max_put_off` from now (past that, it is looked at again then)."""
         pace = self._pace.get(endpoint.id)
         if pace is None:  # nothing timed yet: a lane's worth now, the rest soon after
-            return None if waiting < 2 * self.concurrency else (
-                now + timedelta(seconds=UNTIMED_PUT_OFF))
+            if waiting < 2 * self.concurrency:
+                return None
+            soon = now + timedelta(seconds=UNTIMED_PUT_OFF)
+            self._booked[endpoint.id] = max(soon, self._booked.get(endpoint.id, soon))
+            return soon
         rate = self.concurrency / max(pace, 1e-4)
         if endpoint.rate_limit:
             rate = min(rate, endpoint.rate_limit)

@@ -99,6 +99,8 @@ async def test_a_stuck_endpoints_backlog_does_not_hold_up_another_endpoint(
                 await asyncio.sleep(0.05)
         assert sinks.got["fast"] == Counter(range(20))  # each once
         assert not sinks.got["slow"] and sinks.waiting == 5
+        async with http.get(f"{service}/metrics") as resp:
+            assert "crypitor_webhook_busy_endpoints 1.0" in await resp.text()
         sinks.stuck.set()  # and the stuck one goes on from where it was
         async with asyncio.timeout(30):
             while len(sinks.got["slow"]) < 20:

@@ -21,6 +21,7 @@ def test_before_any_attempt_is_timed_a_lanes_worth_is_taken_and_the_rest_soon_af
     pacing = Pacing(concurrency=5, max_wait=2.0, max_put_off=60.0)
     assert pacing.put_off(EP, 9, NOW) is None
     assert seconds(pacing.put_off(EP, 10, NOW)) == UNTIMED_PUT_OFF
+    assert seconds(pacing.busy(NOW).get("ep_a")) == UNTIMED_PUT_OFF  # its work waits a bit
 
 
 def test_a_fast_endpoint_takes_everything_a_slow_one_is_spread_along_its_pace() -> None:
