@@ -155,9 +155,9 @@ class Dispatcher:
                             exc_info=True)
 
     def _busy(self, now: datetime) -> dict[str, datetime]:
-        """Endpoints whose further work waits: work put off for later, and a lane still at
-        work (one that has drained can take more at once, whatever it was booked for)."""
-        return {key: at for key, at in self._pacing.busy(now).items() if key in self._lanes}
+        """Endpoints whose further work waits (see `Pacing.busy`)."""
+        return self._pacing.busy(now, {key: len(lane.waiting)
+                                       for key, lane in self._lanes.items()})
 
     def _enqueue(self, claim: Claim) -> None:
         self._held += 1

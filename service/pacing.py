@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from service.models import Endpoint
@@ -27,6 +28,7 @@ class Pacing:
         self.max_put_off = timedelta(seconds=max_put_off)
         self._pace: dict[str, float] = {}  # endpoint id -> average attempt seconds
         self._booked: dict[str, datetime] = {}  # endpoint id -> latest time put off to
+        self._rate_limits: dict[str, float | None] = {}  # as last seen on a claim
 
     def note(self, endpoint_id: str, seconds: float) -> None:
         """An attempt to the endpoint took `seconds`."""
@@ -39,6 +41,7 @@ class Pacing:
         free slot of its schedule, after the claims put off before it, at most
         `max_put_off` from now (past that, it is looked at again then)."""
         pace = self._pace.get(endpoint.id)
+        self._rate_limits[endpoint.id] = endpoint.rate_limit
         if pace is None:  # nothing timed yet: a lane's worth now, the rest soon after
             if waiting < 2 * self.concurrency:
                 return None
@@ -60,13 +63,29 @@ class Pacing:
         self._booked[endpoint.id] = start
         return start
 
-    def busy(self, now: datetime) -> dict[str, datetime]:
-        """Endpoints with work put off past `now`, each with the time its schedule ends:
-        their further due deliveries can wait until then without being claimed first."""
-        gone = [key for key, at in self._booked.items() if at <= now]
-        for key in gone:
-            del self._booked[key]
-        return dict(self._booked)
+    def busy(self, now: datetime, waiting: Mapping[str, int]) -> dict[str, datetime]:
+        """Endpoints with work put off past `now` that are still behind, each with the time
+        its schedule ends: their further due deliveries can wait until then without being
+        claimed first. `waiting`: claims waiting in each endpoint's lane (an endpoint
+        without a lane has drained, and one whose lane would start a new claim within
+        `max_wait` has caught up: neither is busy, whatever it was booked for)."""
+        busy = {}
+        for key, at in list(self._booked.items()):
+            if at <= now:
+                del self._booked[key]
+            elif key in waiting and self._behind(key, waiting[key]):
+                busy[key] = at
+        return busy
+
+    def _behind(self, key: str, waiting: int) -> bool:
+        pace = self._pace.get(key)
+        if pace is None:
+            return True
+        rate = self.concurrency / max(pace, 1e-4)
+        limit = self._rate_limits.get(key)
+        if limit:
+            rate = min(rate, limit)
+        return (waiting + 1) / rate > self.max_wait
 
 
 class RateLimit:

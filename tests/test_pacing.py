@@ -21,7 +21,9 @@ def test_before_any_attempt_is_timed_a_lanes_worth_is_taken_and_the_rest_soon_af
     pacing = Pacing(concurrency=5, max_wait=2.0, max_put_off=60.0)
     assert pacing.put_off(EP, 9, NOW) is None
     assert seconds(pacing.put_off(EP, 10, NOW)) == UNTIMED_PUT_OFF
-    assert seconds(pacing.busy(NOW).get("ep_a")) == UNTIMED_PUT_OFF  # its work waits a bit
+    assert seconds(pacing.busy(NOW, {"ep_a": 10}).get("ep_a")) == UNTIMED_PUT_OFF
+    pacing.note("ep_a", 0.001)  # fast after all: caught up at once, not busy for 0.5 s
+    assert pacing.busy(NOW, {"ep_a": 10}) == {}
 
 
 def test_a_fast_endpoint_takes_everything_a_slow_one_is_spread_along_its_pace() -> None:
@@ -50,10 +52,12 @@ def test_the_endpoints_rate_limit_sets_the_pace_when_it_is_slower() -> None:
     assert seconds(pacing.put_off(limited, 2, later)) == 13.0
 
 
-def test_busy_lists_the_endpoints_with_work_put_off_until_their_schedule_ends() -> None:
+def test_busy_lists_the_endpoints_still_behind_until_their_schedule_ends() -> None:
     pacing = Pacing(concurrency=1, max_wait=2.0, max_put_off=60.0)
     pacing.note("ep_a", 1.0)
-    assert pacing.busy(NOW) == {}
+    assert pacing.busy(NOW, {"ep_a": 5}) == {}
     ends = [pacing.put_off(EP, 5, NOW) for _ in range(3)]
-    assert pacing.busy(NOW) == {"ep_a": ends[-1]}
-    assert ends[-1] is not None and pacing.busy(ends[-1]) == {}  # the schedule has ended
+    assert pacing.busy(NOW, {"ep_a": 5}) == {"ep_a": ends[-1]}
+    assert pacing.busy(NOW, {}) == {}  # its lane drained: it takes more at once
+    assert pacing.busy(NOW, {"ep_a": 1}) == {}  # caught up: one waiting starts in 2 s
+    assert ends[-1] is not None and pacing.busy(ends[-1], {"ep_a": 5}) == {}  # schedule over
