@@ -48,9 +48,7 @@ class Pacing:
             soon = now + timedelta(seconds=UNTIMED_PUT_OFF)
             self._booked[endpoint.id] = max(soon, self._booked.get(endpoint.id, soon))
             return soon
-        rate = self.concurrency / max(pace, 1e-4)
-        if endpoint.rate_limit:
-            rate = min(rate, endpoint.rate_limit)
+        rate = self._rate(pace, endpoint.rate_limit)
         wait = (waiting + 1) / rate  # in float seconds: this runs for every claim
         if wait <= self.max_wait:
             return None
@@ -81,11 +79,13 @@ class Pacing:
         pace = self._pace.get(key)
         if pace is None:
             return True
+        return (waiting + 1) / self._rate(pace, self._rate_limits.get(key)) > self.max_wait
+
+    def _rate(self, pace: float, rate_limit: float | None) -> float:
+        """Claims per second the endpoint takes: its concurrency over its average attempt
+        time, or its rate limit when that is lower."""
         rate = self.concurrency / max(pace, 1e-4)
-        limit = self._rate_limits.get(key)
-        if limit:
-            rate = min(rate, limit)
-        return (waiting + 1) / rate > self.max_wait
+        return min(rate, rate_limit) if rate_limit else rate
 
 
 class RateLimit:
