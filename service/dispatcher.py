@@ -156,8 +156,7 @@ class Dispatcher:
 
     def _busy(self, now: datetime) -> dict[str, datetime]:
         """Endpoints whose further work waits (see `Pacing.busy`)."""
-        return self._pacing.busy(now, {key: len(lane.waiting)
-                                       for key, lane in self._lanes.items()})
+        return self._pacing.busy(now, {k: len(lane.waiting) for k, lane in self._lanes.items()})
 
     def _enqueue(self, claim: Claim) -> None:
         self._held += 1
