@@ -36,6 +36,7 @@ from service.sqlite_store import SqliteStore
 from tests.support import contracts
 from tests.support.chain_nodes import GanacheFactory, GanacheNode
 from tests.support.net import free_port
+from tests.support.web import serve
 
 pytestmark = pytest.mark.timeout(120)
 WAIT = 30.0  # seconds any awaited event may take on a loaded machine
@@ -258,13 +259,9 @@ async def sink() -> AsyncIterator[Sink]:
     s = Sink()
     app = web.Application()
     app.router.add_post("/hook", s.handle)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    s.url = f"http://127.0.0.1:{port}/hook"
-    yield s
-    await runner.cleanup()
+    async with serve(app) as base:
+        s.url = f"{base}/hook"
+        yield s
 
 
 async def test_reorg_delivers_reverted_and_never_confirms_the_orphan(

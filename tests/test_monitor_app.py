@@ -20,6 +20,7 @@ from monitor.config import Config, parse
 from tests.support.chain_nodes import FakeNode, GanacheNode, json_answer
 from tests.support.net import free_port
 from tests.support.node_samples import eos_info, xrpl_info
+from tests.support.web import serve
 
 
 def promtool() -> str:
@@ -40,12 +41,8 @@ async def local_site() -> AsyncIterator[str]:
     app = web.Application()
     app.router.add_get("/ok", ok)
     app.router.add_get("/broken", broken)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"127.0.0.1:{port}"
-    await runner.cleanup()
+    async with serve(app) as base:
+        yield base.removeprefix("http://")
 
 
 def monitor_config(tmp_path: Path, site: str, listen: str) -> Config:

@@ -45,13 +45,9 @@ async def sink() -> AsyncIterator[Sink]:
     s = Sink()
     app = web.Application()
     app.router.add_post("/hook", s.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    s.url = f"http://127.0.0.1:{port}/hook"
-    yield s
-    await runner.cleanup()
+    async with serve(app) as base:
+        s.url = f"{base}/hook"
+        yield s
 
 
 ServiceFactory = Callable[..., Any]
@@ -299,14 +295,10 @@ async def test_per_endpoint_concurrency_and_rate_limit(service: Any) -> None:
     slow = SlowSink()
     app = web.Application()
     app.router.add_post("/hook", slow.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
+    async with serve(app) as sink_base:
         base = await service(max_in_flight_per_endpoint=2)
         _, endpoint = await call("POST", f"{base}/v1/endpoints",
-                                 {"url": f"http://127.0.0.1:{port}/hook"})
+                                 {"url": f"{sink_base}/hook"})
         _, accepted = await call("POST", f"{base}/v1/events/batch",
                                  [{"type": "t", "data": i} for i in range(20)])
         for event_id in accepted["ids"]:
@@ -320,8 +312,6 @@ async def test_per_endpoint_concurrency_and_rate_limit(service: Any) -> None:
         for event_id in accepted["ids"]:
             await wait_state(base, event_id, "delivered")
         assert len(slow.times) == 10 and slow.times[-1] - slow.times[0] >= 0.9
-    finally:
-        await runner.cleanup()
 
 
 async def test_claims_that_waited_past_their_lease_are_not_sent_twice(service: Any) -> None:

@@ -18,6 +18,7 @@ import pytest
 from aiohttp import web
 
 from tests.support.net import free_port
+from tests.support.web import serve
 
 KEY = "crash-test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -41,13 +42,9 @@ async def sink() -> AsyncIterator[Sink]:
     s = Sink()
     app = web.Application()
     app.router.add_post("/hook", s.handle)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    s.url = f"http://127.0.0.1:{port}/hook"
-    yield s
-    await runner.cleanup()
+    async with serve(app) as base:
+        s.url = f"{base}/hook"
+        yield s
 
 
 class ServiceProcess:
