@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from service import StoreError
 from service.models import (
@@ -117,6 +117,11 @@ def _events_args(events: Sequence[NewEvent], now: datetime) -> list[str | int | 
     for e in events:
         args += [new_id("evt"), e.type, e.serialised(), e.idempotency_key or ""]
     return args
+
+
+def refused(exc: StoreError, code: str) -> bool:
+    """Whether a store error is a script's own refusal (`redis.error_reply(code .. ...)`)."""
+    return isinstance(exc.__cause__, ResponseError) and str(exc.__cause__).startswith(code)
 
 
 @contextmanager

@@ -11,7 +11,6 @@ from datetime import datetime
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
 
 from service import CursorTaken, StoreError, redis_monitor_scripts
 from service.models import MatchRecord, Monitor, MonitorEvent, NewEvent
@@ -22,6 +21,7 @@ from service.redis_codec import (
     _monitor_event,
     _monitor_fields,
     _translated,
+    refused,
 )
 
 
@@ -87,8 +87,7 @@ class RedisMonitors:
             with _translated("advance"):
                 ids = await self._run(redis_monitor_scripts.ADVANCE, *args)
         except StoreError as exc:
-            if isinstance(exc.__cause__, ResponseError) and str(exc.__cause__).startswith(
-                    "CURSORTAKEN"):
+            if refused(exc, "CURSORTAKEN"):
                 raise CursorTaken(f"cursor {name}: another process holds it") from None
             raise
         return [str(i) for i in ids]
@@ -112,8 +111,7 @@ class RedisMonitors:
                                         (tx_hash or "").lower(), (address or "").lower(),
                                         limit, before or "")
         except StoreError as exc:
-            if isinstance(exc.__cause__, ResponseError) and str(exc.__cause__).startswith(
-                    "NOTINHISTORY"):
+            if refused(exc, "NOTINHISTORY"):
                 raise ValueError(f"{before} is not in the history of {monitor_id}") from None
             raise
         return [_monitor_event(fields) for fields in found]
