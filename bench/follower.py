@@ -43,9 +43,9 @@ from prometheus_client import CollectorRegistry
 from bench.procs import ROOT, free_port, stop, wait_http
 from chains.ethereum import EthereumClient
 from service.app import Service, Settings
-from service.follower import DETECTED, ChainFollower, FollowerMetrics
+from service.follow.follower import DETECTED, ChainFollower, FollowerMetrics
 from service.models import MatchRecord, Monitor, NewEvent
-from service.sqlite_store import SqliteStore
+from service.store.sqlite import SqliteStore
 from tests.support import contracts
 
 GANACHE = ROOT / "node_modules" / ".bin" / "ganache"

@@ -24,11 +24,11 @@ from prometheus_client.openmetrics.exposition import (
     generate_latest as generate_openmetrics,
 )
 
+from core import signing
 from monitor.history import UptimeHistory
 from monitor.state import TargetState
 from monitor.statuspage import render_status_page
 from probes.webhook_canary import CanaryInbox
-from service import signing
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

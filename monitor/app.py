@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 import aiohttp
 from aiohttp import web
 
+from core import signing
 from dashboards.build import all_dashboards
 from dashboards.pusher import GrafanaPusher
 from monitor.alerting_setup import MonitorAlerting
@@ -42,7 +43,7 @@ from probes.base import (
 )
 from probes.registry import TYPES
 from probes.webhook_canary import CanaryInbox, WebhookCanaryOptions, WebhookCanaryProbe
-from service import StoreError, signing
+from service import StoreError
 from service.app import Service
 from service.keys import ensure_api_keys
 

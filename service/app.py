@@ -19,16 +19,16 @@ import aiohttp
 from aiohttp import web
 
 from chains.ethereum import EthereumClient
-from service import StoreError, UnsafeTarget, signing, ssrf
+from core import signing
+from core.leases import LEASE_TTL, Lease
+from service import StoreError, UnsafeTarget
 from service.api import ApiDeps, ServiceApi
-from service.delivery_state import Policy
-from service.dispatcher import DispatchConfig, Dispatcher
-from service.follower import ChainFollower, FollowerMetrics, cursor_name
+from service.delivery import DispatchConfig, Dispatcher, Guard, Policy, check_url, guarded_connector
+from service.follow import ChainFollower, CursorLeases, cursor_name
 from service.keys import ensure_api_keys
-from service.leases import LEASE_TTL, Lease
-from service.metrics import ServiceMetrics, new_metrics
+from service.metrics import FollowerMetrics, ServiceMetrics, new_metrics
 from service.models import Endpoint
-from service.store import Store
+from service.store import Store, open_store
 
 log = logging.getLogger("crypitor.service")
 STATS_EVERY = 5.0
@@ -66,22 +66,12 @@ class ChainSpec:
     timeout: float = 10.0
 
 
-def open_store(settings: Settings) -> Store:
-    if settings.queue.startswith(("redis://", "rediss://")):
-        from service.redis_store import RedisStore
-
-        return RedisStore(settings.queue)
-    from service.sqlite_store import SqliteStore
-
-    return SqliteStore(settings.data_dir / "service.sqlite3")
-
-
 class Service:
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
-        self.store = store or open_store(settings)
+        self.store = store or open_store(settings.queue, settings.data_dir)
         self.metrics: ServiceMetrics = new_metrics()
-        self.guard = ssrf.Guard(settings.allow_private_targets, settings.allowed_networks,
+        self.guard = Guard(settings.allow_private_targets, settings.allowed_networks,
                                 settings.allowed_sockets)
         self.dispatcher: Dispatcher | None = None
         self._runner: web.AppRunner | None = None
@@ -97,7 +87,7 @@ class Service:
 
     def _check_url(self, url: str) -> None:
         try:
-            ssrf.check_url(url, self.guard)
+            check_url(url, self.guard)
         except UnsafeTarget as exc:  # registration answers 422 naming the address
             raise ValueError(str(exc)) from None
 
@@ -109,7 +99,7 @@ class Service:
             log.info("service API key: generated, read it from %s", key_file)
         await self.store.open()
         # pooled connections, kept per host: deliveries to one endpoint reuse them
-        connector = ssrf.guarded_connector(self.guard, limit=0, keepalive_timeout=30)
+        connector = guarded_connector(self.guard, limit=0, keepalive_timeout=30)
         session = self._session = aiohttp.ClientSession(connector=connector)
         self.dispatcher = Dispatcher(
             self.store, session, self._sign, self.metrics,
@@ -141,7 +131,7 @@ class Service:
         tasks = []
         for name, spec in specs.items():
             client = EthereumClient(self._rpc_session, spec.rpc_url, spec.timeout)
-            lease = Lease(self.store, cursor_name(name), f"chain {name}",
+            lease = Lease(CursorLeases(self.store), cursor_name(name), f"chain {name}",
                           ttl=self.settings.follower_lease)
             follower = ChainFollower(name, spec, client, self.store, metrics, wake=wake,
                                      lease=lease)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from service.delivery_state import Policy, decide, retry_after
+from service.delivery.state import Policy, decide, retry_after
 from service.models import Claim, Delivery, DeliveryState, Endpoint, Event
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

@@ -26,7 +26,7 @@ from chains.ethereum import EthereumClient
 from chains.ethereum_types import Log, parse_logs, parse_receipt
 from monitor.config import ChainFollowConfig
 from service import StoreError
-from service.follower import (
+from service.follow.follower import (
     CONFIRMED,
     DETECTED,
     MAX_SPAN,
@@ -35,13 +35,7 @@ from service.follower import (
     FollowerMetrics,
     StepResult,
 )
-from service.matching import (
-    TRANSFER_TOPIC,
-    IndexCache,
-    MonitorIndex,
-    Transfer,
-    log_transfer,
-)
+from service.follow.matching import TRANSFER_TOPIC, IndexCache, MonitorIndex, Transfer, log_transfer
 from service.models import Category, MatchRecord, Monitor, NewEvent
 from tests.support.chain_nodes import (
     Canned,

@@ -27,12 +27,13 @@ from standardwebhooks.webhooks import Webhook
 
 from chains.ethereum import EthereumClient
 from chains.ethereum_types import transactions_of
+from core.leases import Lease
 from monitor.config import ChainFollowConfig
 from service.app import Service, Settings
-from service.follower import CONFIRMED, DETECTED, REVERTED, ChainFollower, FollowerMetrics
-from service.leases import Lease
+from service.follow import CursorLeases
+from service.follow.follower import CONFIRMED, DETECTED, REVERTED, ChainFollower, FollowerMetrics
 from service.models import Monitor
-from service.sqlite_store import SqliteStore
+from service.store.sqlite import SqliteStore
 from tests.support import contracts
 from tests.support.chain_nodes import GanacheFactory, GanacheNode
 from tests.support.net import free_port
@@ -312,7 +313,7 @@ async def test_a_follower_that_lost_its_lease_unnoticed_writes_nothing_and_stand
     again, from the cursor the other left, only once it holds the lease."""
     w = fresh()
     await rig.watch("m", w)
-    lease = Lease(rig.store, "chain:eth", "chain eth", ttl=30)
+    lease = Lease(CursorLeases(rig.store), "chain:eth", "chain eth", ttl=30)
     follower = rig.follower(lease)
     assert await lease.renew()
     first = await follower.step()  # first start: the cursor is saved at the start block
@@ -354,8 +355,9 @@ from prometheus_client import CollectorRegistry
 from chains.ethereum import EthereumClient
 from chains.ethereum_types import transactions_of
 from monitor.config import ChainFollowConfig
-from service.follower import ChainFollower, FollowerMetrics
-from service.sqlite_store import SqliteStore
+from service.follow import ChainFollower
+from service.metrics import FollowerMetrics
+from service.store.sqlite import SqliteStore
 
 class Reporting(SqliteStore):
     async def advance(self, name, state, events, matches, now, *, holder=None):

@@ -1,4 +1,4 @@
-"""`service.leases.Lease` on a real Redis: two processes (two stores, two leases) wanting to
+"""`core.leases.Lease` (on the cursor leases of `service.follow.CursorLeases`) on a real Redis: two processes (two stores, two leases) wanting to
 follow one chain; one holds it at a time, a clean stop hands over at once, a dead holder's
 lease runs out, and a store that stops answering makes a holder stop by its own clock."""
 
@@ -11,9 +11,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from core.leases import Lease
 from service import CursorTaken, StoreError
-from service.leases import Lease
-from service.redis_store import RedisStore
+from service.follow import CursorLeases
+from service.store.redis import RedisStore
 from tests.support.redis_server import RedisKeyspace
 
 pytestmark = pytest.mark.timeout(30)
@@ -44,8 +45,8 @@ async def kept(lease: Lease) -> AsyncIterator[asyncio.Task[None]]:
 
 async def test_one_of_two_holds_and_a_clean_stop_hands_over_at_once(
         stores: tuple[RedisStore, RedisStore]) -> None:
-    a = Lease(stores[0], "chain:eth", "chain eth", ttl=30)
-    b = Lease(stores[1], "chain:eth", "chain eth", ttl=30)
+    a = Lease(CursorLeases(stores[0]), "chain:eth", "chain eth", ttl=30)
+    b = Lease(CursorLeases(stores[1]), "chain:eth", "chain eth", ttl=30)
     async with kept(a) as keeping_a:
         await asyncio.wait_for(a.gained(), 5)
         assert not await b.renew() and holds(a) and not holds(b)
@@ -58,9 +59,9 @@ async def test_one_of_two_holds_and_a_clean_stop_hands_over_at_once(
 
 async def test_a_dead_holders_lease_runs_out_and_fences_its_writes(
         stores: tuple[RedisStore, RedisStore]) -> None:
-    dead = Lease(stores[0], "chain:eth", "chain eth", ttl=TTL)
+    dead = Lease(CursorLeases(stores[0]), "chain:eth", "chain eth", ttl=TTL)
     assert await dead.renew()  # then never again, like a process killed with -9
-    alive = Lease(stores[1], "chain:eth", "chain eth", ttl=TTL)
+    alive = Lease(CursorLeases(stores[1]), "chain:eth", "chain eth", ttl=TTL)
     assert not await alive.renew()
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -88,7 +89,7 @@ async def test_a_store_that_stops_answering_ends_the_lease_by_our_own_clock() ->
 
     now = [100.0]
     store = Flaky()
-    lease = Lease(store, "chain:eth", "chain eth", ttl=10, clock=lambda: now[0])
+    lease = Lease(CursorLeases(store), "chain:eth", "chain eth", ttl=10, clock=lambda: now[0])
     assert await lease.renew() and holds(lease)
     store.answers = False
     now[0] += 5

@@ -19,7 +19,7 @@ import pytest
 from chains.keccak import to_checksums
 from service.app import Service, Settings
 from service.models import MatchRecord, Monitor, NewEvent
-from service.redis_store import RedisStore
+from service.store.redis import RedisStore
 from tests.support.net import free_port
 from tests.support.redis_server import RedisKeyspace
 from tests.support.stores import StoreFactory

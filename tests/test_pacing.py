@@ -1,4 +1,4 @@
-"""`service.pacing.Pacing`: which claims a busy endpoint's lane takes now, and when the rest
+"""`service.delivery.pacing.Pacing`: which claims a busy endpoint's lane takes now, and when the rest
 come back (spread along the endpoint's own pace, never further than the cap)."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime, timedelta
 
+from service.delivery.pacing import UNTIMED_PUT_OFF, Pacing
 from service.models import Endpoint
-from service.pacing import UNTIMED_PUT_OFF, Pacing
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 EP = Endpoint(id="ep_a", url="https://hooks.example.com/a", secret="whsec_" + "A" * 32)

@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 
 from service import StoreError
 from service.models import Attempt, Claim, DeliveryState, NewEvent, Verdict
-from service.redis_store import GROUP, RedisStore
+from service.store.redis.store import GROUP, RedisStore
 from tests.support.net import free_port
 from tests.support.redis_server import RedisKeyspace, RedisServers, fresh_prefix
 from tests.support.stores import NOW, endpoint
@@ -225,7 +225,7 @@ async def test_work_of_a_forgotten_consumer_is_not_lost(
     (settled,) = await idle.claim(1, NOW, 30)
     await idle.settle(settled, attempt(settled), Verdict(DeliveryState.DELIVERED))
     lost = await busy.claim(10, NOW, 30)
-    monkeypatch.setattr("service.redis_store.IDLE_CONSUMER_MS", -1)
+    monkeypatch.setattr("service.store.redis.store.IDLE_CONSUMER_MS", -1)
     assert {c["name"] for c in await raw.xinfo_consumers(stream, GROUP)} == {
         idle.consumer, busy.consumer}
     await open_store()  # start-up forgets consumers with nothing pending, and only those
@@ -239,7 +239,7 @@ async def test_work_of_a_forgotten_consumer_is_not_lost(
 async def test_a_redis_that_may_lose_writes_is_named_at_start(
         open_store: Open, raw: aioredis.Redis, caplog: pytest.LogCaptureFixture) -> None:
     def warnings() -> list[str]:
-        return [r.getMessage() for r in caplog.records if r.name == "service.redis_store"]
+        return [r.getMessage() for r in caplog.records if r.name == "service.store.redis.store"]
 
     await open_store()
     assert warnings() == []  # the fixture's server is configured as production should be

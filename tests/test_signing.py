@@ -12,14 +12,7 @@ from datetime import UTC, datetime
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from service.signing import (
-    Signer,
-    SignerCache,
-    headers,
-    new_secret,
-    parse_secret,
-    sign,
-)
+from core.signing import Signer, SignerCache, headers, new_secret, parse_secret, sign
 
 BODIES = [
     json.dumps({"id": "evt_1", "type": "transfer", "data": {"value": "1.5"}}).encode(),

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from service import StoreError
-from service import sqlite_schema as sql
 from service.models import Attempt, DeliveryState, NewEvent, Verdict
-from service.sqlite_queue import CLAIM_SQL
-from service.sqlite_store import SqliteStore
+from service.store.sqlite import SqliteStore
+from service.store.sqlite import schema as sql
+from service.store.sqlite.queue import CLAIM_SQL
 from tests.support.stores import NOW, endpoint
 
 pytestmark = pytest.mark.timeout(60)
@@ -36,7 +36,7 @@ import asyncio, sys
 from datetime import UTC, datetime
 from pathlib import Path
 from service.models import Attempt, DeliveryState, NewEvent, Verdict
-from service.sqlite_store import SqliteStore
+from service.store.sqlite import SqliteStore
 
 async def main() -> None:
     store = SqliteStore(Path(sys.argv[1]))

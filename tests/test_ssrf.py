@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from service import UnsafeTarget
-from service.ssrf import Guard, GuardedResolver, check_url, classify, guarded_connector
+from service.delivery.ssrf import Guard, GuardedResolver, check_url, classify, guarded_connector
 
 REFUSED = [
     ("127.0.0.1", "loopback"), ("127.255.255.254", "loopback"), ("::1", "loopback"),

@@ -14,9 +14,9 @@ import pytest
 import pytest_asyncio
 
 from service.models import Attempt, Claim, Endpoint, NewEvent
-from service.redis_store import RedisStore
-from service.sqlite_store import SqliteStore
 from service.store import Store
+from service.store.redis import RedisStore
+from service.store.sqlite import SqliteStore
 from tests.support.redis_server import RedisKeyspace
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

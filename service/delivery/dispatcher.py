@@ -21,10 +21,10 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 
 from service import ServiceError, StoreError, UnsafeTarget
-from service.delivery_state import Policy, decide
+from service.delivery.pacing import Pacing, RateLimit
+from service.delivery.state import Policy, decide
 from service.metrics import ServiceMetrics
 from service.models import Attempt, Claim, Endpoint, Verdict
-from service.pacing import Pacing, RateLimit
 from service.store import Store
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ class DispatchConfig:
     max_in_flight: int = 512
     claim_batch: int = 128
     # A claim that would wait longer than this in its endpoint's lane is put off instead
-    # (released with a time, see `service.pacing`), at most `max_put_off` seconds.
+    # (released with a time, see `service.delivery.pacing`), at most `max_put_off` seconds.
     max_lane_wait: float = 2.0
     max_put_off: float = 60.0
 

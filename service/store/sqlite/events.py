@@ -16,7 +16,8 @@ from datetime import datetime
 from typing import Any
 
 from service.models import Attempt, Delivery, DeliveryState, Endpoint, EventView, NewEvent
-from service.sqlite_schema import (
+from service.store import IDEMPOTENCY_WINDOW
+from service.store.sqlite.schema import (
     _ATTEMPT,
     _DELIVERY,
     _EVENT,
@@ -30,7 +31,6 @@ from service.sqlite_schema import (
     row_id,
     to_us,
 )
-from service.store import IDEMPOTENCY_WINDOW
 
 _WINDOW_US = int(IDEMPOTENCY_WINDOW * 1_000_000)
 

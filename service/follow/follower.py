@@ -3,12 +3,12 @@ into `transfer.detected` / `transfer.confirmed` / `transfer.reverted` events, an
 together with its cursor in one `advance` write, so a block counts as processed only once
 its events are durable.
 
-`service.cursor.Cursor` decides what each block means and is pure; `ChainFollower` drives
-the I/O: the head from the node, blocks and their transfers through `BlockReader`, the
-monitor index and `advance` from the store. Node failures are data (`StepResult.error`),
-retried with backoff by `run()`; they are never read as "no new block". When processes share
-a store, a `service.leases.Lease` lets one of them follow the chain and fences the others'
-writes.
+`cursor.Cursor` decides what each block means and is pure; `ChainFollower` drives the I/O:
+the head from the node, blocks and their transfers through `BlockReader`, the monitor index
+and `advance` from the store. Node failures are data (`StepResult.error`), retried with
+backoff by `run()`; they are never read as "no new block". When processes share a store, a
+`core.leases.Lease` on the cursor (`service.follow.leases`) lets one of them follow the
+chain and fences the others' writes.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from typing import Any, Protocol
 
 from chains import ChainError, RpcError, TransportError
 from chains.ethereum import EthereumClient
+from core.leases import Lease
 from service import CursorTaken, StoreError
-from service.block_reader import BlockReader, NodeProblem
-from service.cursor import CONFIRMED, DETECTED, KINDS, REVERTED, Cursor, Outbox
-from service.leases import Lease
-from service.matching import IndexCache
+from service.follow.block_reader import BlockReader, NodeProblem
+from service.follow.cursor import CONFIRMED, DETECTED, KINDS, REVERTED, Cursor, Outbox
+from service.follow.matching import IndexCache
 from service.metrics import FollowerMetrics
 from service.models import MatchRecord, Monitor, NewEvent
 

@@ -3,7 +3,7 @@
 Addresses are `0x` + 40 hex digits: all lower-case or all upper-case as they are, mixed case
 only as a valid EIP-55 checksum (a typo in a checksummed address is caught, not watched);
 they are kept lower-case, and duplicates collapse. Every parser raises
-`service.requests.BadRequest(status, message, field)` with the field's path, such as
+`service.api.parsing.BadRequest(status, message, field)` with the field's path, such as
 `addresses[12]` or `conditions.contracts[0]`.
 """
 
@@ -17,8 +17,8 @@ from datetime import datetime
 from typing import Any, get_args
 
 from chains.keccak import to_checksums
+from service.api.parsing import BadRequest, _object, _unknown
 from service.models import Direction, Monitor
-from service.requests import BadRequest, _object, _unknown
 
 MAX_ADDRESSES = 100_000  # per monitor, and per list in one request
 MAX_CONTRACTS = 1000

@@ -15,8 +15,9 @@ from datetime import datetime
 from typing import Any
 
 from service.models import Claim, Delivery, DeliveryState, Endpoint, QueueStats
-from service.sqlite_events import _FANOUT, _make_deliveries, _offsets, _pending, materialise
-from service.sqlite_schema import (
+from service.store import Settled
+from service.store.sqlite.events import _FANOUT, _make_deliveries, _offsets, _pending, materialise
+from service.store.sqlite.schema import (
     _ATTEMPT,
     _DELIVERY,
     _ENDPOINT,
@@ -31,7 +32,6 @@ from service.sqlite_schema import (
     row_id,
     to_us,
 )
-from service.store import Settled
 
 
 # --- endpoints ---------------------------------------------------------------------------

@@ -12,9 +12,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from service import CursorTaken, StoreError, redis_monitor_scripts
+from service import CursorTaken, StoreError
 from service.models import MatchRecord, Monitor, MonitorEvent, NewEvent
-from service.redis_codec import (
+from service.store.redis.codec import (
     _events_args,
     _hash,
     _monitor,
@@ -23,6 +23,7 @@ from service.redis_codec import (
     _translated,
     refused,
 )
+from service.store.redis.lua import monitors as redis_monitor_scripts
 
 
 class RedisMonitors:

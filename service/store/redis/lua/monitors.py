@@ -5,7 +5,7 @@ Key layout and invariants are described in `service.redis_store`.
 
 from __future__ import annotations
 
-from service.redis_prelude import _ACCEPT_FN, _PRELUDE, _READ
+from service.store.redis.lua.prelude import _ACCEPT_FN, _PRELUDE, _READ
 
 # --- address monitors and followers ------------------------------------------------------
 # ARGV: prefix, monitor id, then its field/value pairs. The hash's `rev` field counts its

@@ -56,7 +56,6 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
-from service import redis_scripts
 from service.models import (
     ACTIVE_STATES,
     Attempt,
@@ -68,7 +67,8 @@ from service.models import (
     QueueStats,
     Verdict,
 )
-from service.redis_codec import (
+from service.store import Settled
+from service.store.redis.codec import (
     _attempt,
     _attempt_json,
     _delivery,
@@ -80,8 +80,8 @@ from service.redis_codec import (
     _translated,
     _us,
 )
-from service.redis_monitors import RedisMonitors
-from service.store import Settled
+from service.store.redis.lua import queue as redis_scripts
+from service.store.redis.monitors import RedisMonitors
 
 GROUP = "workers"
 IDLE_CONSUMER_MS = 3_600_000  # consumers with nothing pending and idle this long are removed

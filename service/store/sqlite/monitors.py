@@ -15,8 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from service.models import Endpoint, MatchRecord, Monitor, MonitorEvent, NewEvent
-from service.sqlite_events import accept
-from service.sqlite_schema import IdClock, _at, _dt, _us, event_ref, row_id, to_us
+from service.store.sqlite.events import accept
+from service.store.sqlite.schema import IdClock, _at, _dt, _us, event_ref, row_id, to_us
 
 _MONITOR = ("id, chain, endpoint_id, addresses, native, erc20, erc721, contracts, direction,"
             " confirmations, tags, enabled, created_at")  # then `revision`, which we set

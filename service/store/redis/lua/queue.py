@@ -5,7 +5,7 @@ as one transaction. Key layout and invariants are described in `service.redis_st
 
 from __future__ import annotations
 
-from service.redis_prelude import _ACCEPT_FN, _PRELUDE, _READ
+from service.store.redis.lua.prelude import _ACCEPT_FN, _PRELUDE, _READ
 
 # ARGV: prefix, now, idempotency window, key ttl (s), count, then per event: event id, type,
 # data (JSON), idempotency key ('' for none). Returns the event ids.

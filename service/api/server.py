@@ -19,12 +19,12 @@ from aiohttp import web
 from prometheus_client import generate_latest
 
 from service import StoreError
-from service import requests as parse
-from service.api_base import ApiDeps, error, json_response
+from service.api import parsing as parse
+from service.api.base import ApiDeps, error, json_response
+from service.api.monitor_routes import MonitorRoutes
+from service.api.openapi import OPENAPI
+from service.api.views import endpoint_json, event_view_json
 from service.models import Endpoint, new_id
-from service.monitor_routes import MonitorRoutes
-from service.openapi import OPENAPI
-from service.views import endpoint_json, event_view_json
 
 __all__ = ["ApiDeps", "ServiceApi"]
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chains.ethereum import Block
-from service.matching import Match, MonitorIndex, Transfer, watched
+from service.follow.matching import Match, MonitorIndex, Transfer, watched
 from service.models import MatchRecord, Monitor, NewEvent
 
 DETECTED, CONFIRMED, REVERTED = "transfer.detected", "transfer.confirmed", "transfer.reverted"

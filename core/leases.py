@@ -1,15 +1,16 @@
-"""Who follows a chain when several processes share one store.
+"""Fenced leases: which one of several processes does a job that only one may do.
 
-Every `crypitor service` on a Redis queue configures the same chains, but one process follows
-each chain: the one holding the lease on its cursor. `Lease.keep()` takes the lease
-(`Store.hold_cursor`) and renews it every third of its time to live; a process that dies stops
-renewing and another takes over once the lease runs out, resuming at the saved cursor. A clean
-stop lets go at once.
+A lease is held under a name by one holder at a time, in a shared backend (Redis) that lets it
+run out unless it is renewed. `Lease.keep()` takes the lease and renews it every third of its
+time to live; a process that dies stops renewing and another takes over once the lease runs
+out. A clean stop lets go at once. The service's chain followers hold one per chain cursor.
 
-The lease is also a fence: the follower passes its holder id to `Store.advance`, which writes
-nothing (`CursorTaken`) unless that holder still holds the lease, checked in the same
-transaction. A process that lost its lease without noticing (paused, cut off from Redis
-longer than the time to live) therefore cannot move a cursor another process has moved on.
+The lease is also a fence: the backend's writes that only the holder may make check the holder
+id in the same transaction (the followers' `Store.advance(holder=)`), so a process that lost its
+lease without noticing (paused, cut off longer than the time to live) cannot write over the
+process that holds it now.
+
+Errors: a backend raises `LeaseUnavailable` when it cannot be asked.
 """
 
 from __future__ import annotations
@@ -24,20 +25,27 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from service import StoreError
-
-log = logging.getLogger("crypitor.service.leases")
+log = logging.getLogger("crypitor.leases")
 
 LEASE_TTL = 10.0  # seconds: a dead holder's chain waits at most this long for a new one
-# Our own view of the lease ends a little before the store's: we count from before the
+# Our own view of the lease ends a little before the backend's: we count from before the
 # request was sent, and a tenth of the time to live covers clocks that run apart.
 MARGIN = 0.9
 LET_GO_TIMEOUT = 2.0
 
 
-class LeaseStore(Protocol):
-    async def hold_cursor(self, name: str, holder: str, ttl: float) -> bool: ...
-    async def let_go_cursor(self, name: str, holder: str) -> None: ...
+class LeaseUnavailable(Exception):
+    """The lease backend could not be asked; whether the lease is held is unknown."""
+
+
+class LeaseBackend(Protocol):
+    async def hold(self, name: str, holder: str, ttl: float) -> bool:
+        """Take or renew the lease `name` for `ttl` seconds: True when `holder` holds it now
+        (it was free, ran out, or was its own), False while another holder's runs.
+        `LeaseUnavailable` when the backend cannot be asked."""
+
+    async def let_go(self, name: str, holder: str) -> None:
+        """End `holder`'s lease on `name` now; nothing when another holder has it."""
 
 
 def new_holder() -> str:
@@ -46,12 +54,12 @@ def new_holder() -> str:
 
 
 class Lease:
-    """The lease on one cursor, as seen by this process. `what` names it in the log."""
+    """One lease, as seen by this process. `what` names it in the log."""
 
-    def __init__(self, store: LeaseStore, name: str, what: str, *, ttl: float = LEASE_TTL,
+    def __init__(self, backend: LeaseBackend, name: str, what: str, *, ttl: float = LEASE_TTL,
                  holder: str | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.store = store
+        self.backend = backend
         self.name = name
         self.what = what
         self.ttl = ttl
@@ -76,14 +84,14 @@ class Lease:
             await self.let_go()
 
     async def renew(self) -> bool:
-        """Take or renew it once; whether it is held now. A store that does not answer
+        """Take or renew it once; whether it is held now. A backend that does not answer
         changes nothing: the lease we had runs out by our own clock."""
         asked = self._clock()
         try:
-            got = await self.store.hold_cursor(self.name, self.holder, self.ttl)
-        except StoreError as exc:
+            got = await self.backend.hold(self.name, self.holder, self.ttl)
+        except LeaseUnavailable as exc:
             if not self._failing:
-                log.warning("%s: cannot renew the follower lease: %s", self.what, exc)
+                log.warning("%s: cannot renew the lease: %s", self.what, exc)
             self._failing = True
             return self.held
         self._failing = False
@@ -96,7 +104,7 @@ class Lease:
         return got
 
     def lost(self) -> None:
-        """Not held (any more): the store said so, or refused a fenced write."""
+        """Not held (any more): the backend said so, or refused a fenced write."""
         self._until = 0.0
         self._renewed.clear()
         self._tell(False)
@@ -111,15 +119,15 @@ class Lease:
         if not self.held:
             return
         self._until = 0.0
-        with contextlib.suppress(StoreError, TimeoutError):
+        with contextlib.suppress(LeaseUnavailable, TimeoutError):
             async with asyncio.timeout(LET_GO_TIMEOUT):
-                await self.store.let_go_cursor(self.name, self.holder)
+                await self.backend.let_go(self.name, self.holder)
 
     def _tell(self, held: bool) -> None:
         if held == self._told:
             return
         self._told = held
         if held:
-            log.info("%s: this process follows it (lease holder %s)", self.what, self.holder)
+            log.info("%s: this process holds the lease (holder %s)", self.what, self.holder)
         else:
-            log.info("%s: another process follows it; this one stands by", self.what)
+            log.info("%s: another process holds the lease; this one stands by", self.what)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from chains import MalformedResponse
 from chains.ethereum import Block, EthereumClient, transactions_of
-from service.matching import (
+from service.follow.matching import (
     TRANSFER_TOPIC,
     Match,
     MonitorIndex,

@@ -9,11 +9,11 @@ import random
 
 from aiohttp import web
 
-from service import monitors
-from service import requests as parse
-from service.api_base import ApiDeps, json_response
+from service.api import monitor_parsing as monitors
+from service.api import parsing as parse
+from service.api.base import ApiDeps, json_response
+from service.api.views import monitor_event_json, monitor_json
 from service.models import Monitor, new_id
-from service.views import monitor_event_json, monitor_json
 
 PATCH_TRIES = 10  # reads of a monitor that other processes keep changing, then 409
 

@@ -16,8 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from service import CursorTaken, StoreError, sqlite_events, sqlite_monitors, sqlite_queue
-from service import sqlite_schema as schema
+from service import CursorTaken, StoreError
 from service.models import (
     Attempt,
     Claim,
@@ -31,8 +30,12 @@ from service.models import (
     QueueStats,
     Verdict,
 )
-from service.sqlite_file import SqliteFile
 from service.store import Settled
+from service.store.sqlite import events as sqlite_events
+from service.store.sqlite import monitors as sqlite_monitors
+from service.store.sqlite import queue as sqlite_queue
+from service.store.sqlite import schema
+from service.store.sqlite.file import SqliteFile
 
 PRUNE_EVERY = 3600 * 1_000_000  # µs of event time between sweeps of expired idempotency keys
 

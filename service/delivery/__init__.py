@@ -1,0 +1,10 @@
+"""Delivering events to endpoints: the dispatcher (per-endpoint lanes of workers), the one
+module that owns delivery state transitions (`state`), pacing that keeps endpoints apart, and
+the SSRF guard inside the connector. Signing is `core.signing`.
+"""
+
+from service.delivery.dispatcher import DispatchConfig, Dispatcher
+from service.delivery.ssrf import Guard, check_url, guarded_connector
+from service.delivery.state import Policy
+
+__all__ = ["DispatchConfig", "Dispatcher", "Guard", "Policy", "check_url", "guarded_connector"]

@@ -1,0 +1,25 @@
+"""The service's store and queue: the `Store` interface (`base`) and its two backends,
+`sqlite` (embedded, one process) and `redis` (several processes share one queue).
+
+`open_store(queue, data_dir)` picks the backend a `[service].queue` value names; the backends
+are imported only when chosen, so a SQLite deployment never loads the Redis client.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from service.store.base import IDEMPOTENCY_WINDOW, Settled, Store
+
+__all__ = ["IDEMPOTENCY_WINDOW", "Settled", "Store", "open_store"]
+
+
+def open_store(queue: str, data_dir: Path) -> Store:
+    """The store `queue` names: a redis:// URL, or "sqlite" (a file in `data_dir`)."""
+    if queue.startswith(("redis://", "rediss://")):
+        from service.store.redis import RedisStore
+
+        return RedisStore(queue)
+    from service.store.sqlite import SqliteStore
+
+    return SqliteStore(data_dir / "service.sqlite3")
