@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from alerts import NotifyError
@@ -25,6 +25,7 @@ from alerts.model import Alert, Notification
 from alerts.routing import Router
 from alerts.silences import Silence, Silences
 from alerts.store import AlertStore, Outgoing
+from core.clock import Clock, utc_now
 
 log = logging.getLogger(__name__)
 ROUTER_DOC, SILENCES_DOC, EXTERNAL_DOC = "router", "silences", "external"
@@ -53,10 +54,6 @@ class Counters(Protocol):
         """(alertname, severity) → alerts firing now."""
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _brief(alert: Alert) -> dict[str, str]:
     return {"alertname": alert.name, "target": alert.labels.get("target", ""),
             "status": alert.status, "fingerprint": alert.fingerprint}
@@ -65,7 +62,7 @@ def _brief(alert: Alert) -> dict[str, str]:
 class Alerting:
     def __init__(self, evaluator: Evaluator, router: Router, store: AlertStore,
                  receivers: Mapping[str, Receiver], counters: Counters | None = None,
-                 clock: Callable[[], datetime] = utc_now) -> None:
+                 clock: Clock = utc_now) -> None:
         self.evaluator, self.router, self.store = evaluator, router, store
         self.receivers = dict(receivers)
         self._counters, self._clock = counters, clock

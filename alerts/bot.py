@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from alerts import NotifyError
 from alerts.alerting import Alerting
@@ -30,6 +30,7 @@ from alerts.telegram_format import (
     short_duration,
     utc,
 )
+from core.clock import Clock, utc_now
 
 log = logging.getLogger(__name__)
 OFFSET_DOC = "telegram-offset:"
@@ -44,7 +45,7 @@ class OnCallBot:
     def __init__(self, name: str, alerting: Alerting, sender: TelegramSender,
                  allowed_chats: Sequence[str], targets: Sequence[str],
                  down: Callable[[], list[Down]],
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Clock = utc_now) -> None:
         self.name, self.alerting, self.sender = name, alerting, sender
         self._allowed = {str(c) for c in allowed_chats}
         self._targets, self._down, self._clock = list(targets), down, clock

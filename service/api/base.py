@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 from aiohttp import web
 
+from core.clock import Clock, utc_now
 from service.metrics import ServiceMetrics
 from service.store import Store
 
@@ -26,19 +26,15 @@ def error(status: int, message: str, field: str | None = None) -> web.Response:
     return json_response({"error": message, "field": field}, status=status)
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 @dataclasses.dataclass
 class ApiDeps:
     store: Store
     metrics: ServiceMetrics
     api_keys: Sequence[str]
-    check_url: Callable[[str], None]  # ValueError: bad URL; UnsafeTarget is a ValueError too
+    check_url: Callable[[str], None]  # ValueError (naming the address) for a URL refused
     new_secret: Callable[[], str]
     check_secret: Callable[[str], object]  # raises ValueError for a bad secret
     wake: Callable[[], None] = lambda: None  # tells the dispatcher new work is due
-    clock: Callable[[], datetime] = utc_now
+    clock: Clock = utc_now
     # the configured chains ([service.chains.NAME]): name -> default confirmations
     chains: Mapping[str, int] = dataclasses.field(default_factory=dict)

@@ -16,10 +16,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import aiohttp
 
+from core.clock import Clock, utc_now
 from service import ServiceError, StoreError, UnsafeTarget
 from service.delivery.pacing import Pacing, RateLimit
 from service.delivery.state import Policy, decide
@@ -78,7 +79,7 @@ class Dispatcher:
 
     def __init__(self, store: Store, session: aiohttp.ClientSession, sign: Sign,
                  metrics: ServiceMetrics, config: DispatchConfig,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 clock: Clock = utc_now,
                  rand: Callable[[], float] = random.random) -> None:
         self._store, self._session, self._sign = store, session, sign
         self._metrics, self._cfg, self._clock, self._rand = metrics, config, clock, rand
