@@ -19,8 +19,9 @@ from typing import Any
 
 from aiohttp import web
 
-from bench.procs import ROOT, free_port, need, stop, wait_http
+from bench.procs import ROOT, need, stop, wait_http
 from tests.support.fake_telegram import FakeTelegram, Sent, serve_fake_telegram
+from tests.support.net import free_port
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 METRICS = "# HELP bench_target_ready A trivial gauge.\n# TYPE bench_target_ready gauge\n" \

@@ -40,13 +40,14 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from bench.procs import ROOT, free_port, stop, wait_http
+from bench.procs import ROOT, stop, wait_http
 from chains.ethereum import EthereumClient
 from service.app import Service, Settings
 from service.follow.follower import DETECTED, ChainFollower, FollowerMetrics
 from service.models import MatchRecord, Monitor, NewEvent
 from service.store.sqlite import SqliteStore
 from tests.support import contracts
+from tests.support.net import free_port
 
 GANACHE = ROOT / "node_modules" / ".bin" / "ganache"
 PER_MONITOR = 1000  # addresses per monitor when building large watched sets

@@ -18,8 +18,8 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from bench.procs import free_port
 from service.app import Service, Settings
+from tests.support.net import free_port
 
 KEY = "bench-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.procs import CLK_TCK, ROOT, free_port, need, sample_sum, scrape, stop, wait_http
+from bench.procs import CLK_TCK, ROOT, need, sample_sum, scrape, stop, wait_http
+from tests.support.net import free_port
 
 API_KEY = "bench-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}

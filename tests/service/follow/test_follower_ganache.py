@@ -391,7 +391,7 @@ class FollowerProcess:
         with self.log.open("ab") as err:
             self.proc = await asyncio.create_subprocess_exec(
                 *self.args, stdout=asyncio.subprocess.PIPE, stderr=err,
-                cwd=Path(__file__).resolve().parents[1])
+                cwd=Path(__file__).resolve().parents[3])
         self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:

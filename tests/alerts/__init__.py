@@ -1,0 +1,1 @@
+"""Tests of alerts/: rules, state, routing, receivers."""

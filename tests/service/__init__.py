@@ -1,0 +1,1 @@
+"""Tests of the webhook delivery service (service/), by subpackage."""

@@ -1,0 +1,1 @@
+"""Tests of the service's HTTP API (service/api/)."""

@@ -1,0 +1,1 @@
+"""Tests of delivery: dispatcher, delivery state, pacing, SSRF guard (service/delivery/)."""
