@@ -135,10 +135,6 @@ class Condition:
         """True or False, or None when a value it needs is absent (unknown)."""
         return self.root.evaluate(values)
 
-    def tripped(self, values: Mapping[str, Value]) -> dict[str, Value]:
-        """The values this condition refers to that are present: what made it hold."""
-        return {n: values[n] for n in self.names if n in values}
-
 
 @functools.lru_cache(maxsize=1024)
 def parse(text: str) -> Condition:

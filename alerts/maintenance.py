@@ -6,7 +6,7 @@ zone, so windows cross midnight and DST changes correctly.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, time, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
@@ -63,10 +63,3 @@ def window_span(w: WindowSpec, now: datetime) -> tuple[datetime, datetime] | Non
 def in_window(w: WindowSpec, labels: Mapping[str, str], now: datetime) -> bool:
     """Whether `w` covers an alert with `labels` at `now`."""
     return matches(w.match, labels) and window_span(w, now) is not None
-
-
-def active_windows(windows: Iterable[WindowSpec], labels: Mapping[str, str] | None,
-                   now: datetime) -> list[WindowSpec]:
-    """The windows in force at `now`: those covering `labels`, or all when labels is None."""
-    return [w for w in windows if window_span(w, now) is not None
-            and (labels is None or matches(w.match, labels))]

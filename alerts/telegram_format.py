@@ -40,11 +40,6 @@ def tg_len(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
-def clip(text: str, limit: int = MAX_FIELD) -> str:
-    """At most `limit` characters, the last one "…" when something was cut."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def escape(text: str, limit: int | None = MAX_FIELD) -> str:
     """`text` escaped for HTML mode, clipped first (with "…") so that the result takes at
     most `limit` UTF-16 units; None: no clip. Clipping works on whole characters, before

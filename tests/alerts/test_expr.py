@@ -120,13 +120,10 @@ def test_unknown_name_lists_the_known_ones() -> None:
         VALUE_KINDS)
 
 
-def test_names_in_order_of_first_use_and_tripped_values() -> None:
+def test_names_in_order_of_first_use() -> None:
     c = parse("peers < 3 or block_lag > 5 and not (peers == 0 or syncing)")
     assert c.names == ("peers", "block_lag", "syncing")
     assert c.text == "peers < 3 or block_lag > 5 and not (peers == 0 or syncing)"
-    assert c.tripped({"block_lag": 9, "syncing": False, "head_block": 1}) == {
-        "block_lag": 9, "syncing": False}
-    assert c.tripped({}) == {}
 
 
 def test_parsed_once_and_frozen() -> None:
