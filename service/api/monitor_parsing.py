@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, get_args
 
 from chains.keccak import to_checksums
-from service.api.parsing import BadRequest, _object, _unknown
+from service.api.parsing import BadRequest, json_object, reject_unknown
 from service.models import Direction, Monitor
 
 MAX_ADDRESSES = 100_000  # per monitor, and per list in one request
@@ -87,8 +87,8 @@ class Conditions:
 def conditions(value: Any, where: str = "conditions") -> Conditions:
     """`{native, erc20, erc721: bool, contracts: [address]}`: the kinds set true are
     watched (absent ones are not); `contracts` limits token transfers to those contracts."""
-    body = _object(value, where)
-    _unknown(body, {"native", "erc20", "erc721", "contracts"}, where)
+    body = json_object(value, where)
+    reject_unknown(body, {"native", "erc20", "erc721", "contracts"}, where)
     kinds = {}
     for kind in ("native", "erc20", "erc721"):
         flag = body.get(kind, False)
@@ -145,8 +145,8 @@ def new_monitor(value: Any, chains: Collection[str], monitor_id: str,
                 now: datetime) -> Monitor:
     """A `POST /v1/monitors` body as a Monitor. `chains`: the configured chain names. Whether
     the endpoint exists is the caller's check (it needs the store)."""
-    body = _object(value, None)
-    _unknown(body, _CREATE)
+    body = json_object(value, None)
+    reject_unknown(body, _CREATE)
     for key in ("chain", "addresses", "endpoint_id"):
         if key not in body:
             raise BadRequest(422, "is required", key)
@@ -199,8 +199,8 @@ class MonitorChanges:
 
 
 def monitor_changes(value: Any) -> MonitorChanges:
-    body = _object(value, None)
-    _unknown(body, _PATCH)
+    body = json_object(value, None)
+    reject_unknown(body, _PATCH)
     add = address_list(body.get("add_addresses", []), "add_addresses")
     remove_list = body.get("remove_addresses", [])
     remove = address_list(remove_list, "remove_addresses")
@@ -228,7 +228,7 @@ class HistoryQuery:
 
 def history_query(query: Mapping[str, str]) -> HistoryQuery:
     """`?tx_hash=&address=&limit=&before=` of `GET /v1/monitors/{id}/events`."""
-    _unknown(query, {"tx_hash", "address", "limit", "before"})
+    reject_unknown(query, {"tx_hash", "address", "limit", "before"})
     before = query.get("before")
     if before is not None and not _EVENT_ID.fullmatch(before):
         raise BadRequest(422, "must be an event id (evt_...) from an earlier page", "before")
@@ -247,5 +247,5 @@ def history_query(query: Mapping[str, str]) -> HistoryQuery:
 def list_query(query: Mapping[str, str]) -> str | None:
     """`?chain=` of `GET /v1/monitors`: any name (monitors of a chain no longer configured
     stay listable)."""
-    _unknown(query, {"chain"})
+    reject_unknown(query, {"chain"})
     return query.get("chain")

@@ -35,7 +35,8 @@ def parse_json(raw: bytes) -> Any:
         raise BadRequest(400, f"body is not valid JSON: {exc}") from None
 
 
-def _object(value: Any, where: str | None) -> Mapping[str, Any]:
+def json_object(value: Any, where: str | None) -> Mapping[str, Any]:
+    """`value` when it is a JSON object; else BadRequest (422) naming the field `where`."""
     if not isinstance(value, dict):
         raise BadRequest(422, "must be a JSON object", where)
     return value
@@ -45,7 +46,8 @@ def _join(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
 
 
-def _unknown(body: Mapping[str, Any], allowed: set[str], prefix: str = "") -> None:
+def reject_unknown(body: Mapping[str, Any], allowed: set[str], prefix: str = "") -> None:
+    """BadRequest (422) naming the first key of `body` (under `prefix`) not in `allowed`."""
     for key in body:
         if key not in allowed:
             raise BadRequest(422, f"unknown field (allowed: {', '.join(sorted(allowed))})",
@@ -151,9 +153,9 @@ class EndpointFields:
 
 def endpoint_fields(value: Any, creating: bool, check_url: Callable[[str], None],
                     check_secret: Callable[[str], object]) -> EndpointFields:
-    body = _object(value, None)
+    body = json_object(value, None)
     allowed = {"url", "event_types", "secret", "rate_limit", "description"}
-    _unknown(body, allowed if creating else allowed - {"secret"} | {"disabled"})
+    reject_unknown(body, allowed if creating else allowed - {"secret"} | {"disabled"})
     url = body.get("url")
     if url is None and creating:
         raise BadRequest(422, "is required", "url")
@@ -195,8 +197,8 @@ def endpoint_fields(value: Any, creating: bool, check_url: Callable[[str], None]
 
 
 def time_window(value: Any) -> tuple[datetime | None, datetime | None]:
-    body = _object(value if value is not None else {}, None)
-    _unknown(body, {"since", "until"})
+    body = json_object(value if value is not None else {}, None)
+    reject_unknown(body, {"since", "until"})
     out: list[datetime | None] = []
     for key in ("since", "until"):
         raw = body.get(key)

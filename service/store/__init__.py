@@ -1,5 +1,6 @@
 """The service's store and queue: the `Store` interface (`base`) and its two backends,
-`sqlite` (embedded, one process) and `redis` (several processes share one queue).
+`sqlite` (embedded, one process) and `redis` (several processes share one queue), which keep
+times alike (`times`: integer microseconds since the epoch).
 
 `open_store(queue, data_dir)` picks the backend a `[service].queue` value names; the backends
 are imported only when chosen, so a SQLite deployment never loads the Redis client.

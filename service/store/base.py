@@ -1,4 +1,4 @@
-"""The store-and-queue interface both backends implement (`sqlite_store`, `redis_store`).
+"""The store-and-queue interface both backends implement (`sqlite`, `redis`).
 
 Durability contract, which the shared contract test suite checks for each backend:
 - `accept` returns only after the events, their idempotency keys and their deliveries are

@@ -1,6 +1,6 @@
-"""How the Redis store crosses between Redis and the service's types: times as integer
-microseconds since the epoch, models as hash fields and back, the argument lists the scripts
-take, and Redis errors translated into `StoreError`.
+"""How the Redis store crosses between Redis and the service's types: times as strings of
+integer microseconds since the epoch (`service.store.times`), models as hash fields and back,
+the argument lists the scripts take, and Redis errors translated into `StoreError`.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from redis.exceptions import RedisError, ResponseError
@@ -27,54 +27,60 @@ from service.models import (
     new_id,
 )
 from service.store import IDEMPOTENCY_WINDOW
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-US = timedelta(microseconds=1)
+from service.store.times import from_us, to_us
 
 
-def _micros(when: datetime) -> int:
-    return (when - EPOCH) // US  # exact integer arithmetic, unlike timestamp()
+def encode_time(when: datetime) -> str:
+    """A time as the scripts take and store it: its microseconds, in decimal."""
+    return str(to_us(when))
 
 
-def _us(when: datetime) -> str:
-    return str(_micros(when))
+def decode_time(value: str) -> datetime:
+    """A time stored by `encode_time`, or read back as a zset score (a double, in whatever
+    notation Redis prints it)."""
+    return from_us(int(float(value)))
 
 
-def _at(value: str) -> datetime:
-    return EPOCH + int(float(value)) * US  # a zset score is a double in whatever notation
+def decode_optional_time(value: str) -> datetime | None:
+    """`decode_time`, with '' (no time) as None."""
+    return decode_time(value) if value else None
 
 
-def _time(value: str) -> datetime | None:
-    return _at(value) if value else None
-
-
-def _hash(flat: list[str]) -> dict[str, str]:
+def flat_hash(flat: list[str]) -> dict[str, str]:
+    """A hash as HGETALL-style scripts return it (field, value, field, value ...) as a dict."""
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
-def _endpoint(h: dict[str, str]) -> Endpoint:
+def decode_endpoint(h: dict[str, str]) -> Endpoint:
+    """The endpoint an `ep:<id>` hash holds."""
     return Endpoint(h["id"], h["url"], h["secret"], tuple(json.loads(h["types"])),
                     float(h["rate"]) if h["rate"] else None, h["desc"], h["disabled"] == "1",
-                    h["reason"], _time(h["created"]), _time(h["failing"]))
+                    h["reason"], decode_optional_time(h["created"]),
+                    decode_optional_time(h["failing"]))
 
 
-def _event(h: dict[str, str]) -> Event:
-    return Event(h["id"], h["type"], h["data"], _at(h["at"]), h["idem"] or None)
+def decode_event(h: dict[str, str]) -> Event:
+    """The event an `ev:<id>` hash holds."""
+    return Event(h["id"], h["type"], h["data"], decode_time(h["at"]), h["idem"] or None)
 
 
-def _delivery(h: dict[str, str]) -> Delivery:
+def decode_delivery(h: dict[str, str]) -> Delivery:
+    """The delivery a `dl:<id>` hash holds."""
     return Delivery(h["id"], h["ev"], h["ep"], DeliveryState(h["st"]), int(h["n"]),
-                    _time(h["next"]), _at(h["created"]), _time(h["acc"]))
+                    decode_optional_time(h["next"]), decode_time(h["created"]),
+                    decode_optional_time(h["acc"]))
 
 
-def _attempt(raw: str) -> Attempt:
+def decode_attempt(raw: str) -> Attempt:
+    """An attempt from its JSON in an `att:<id>` list (see `encode_attempt`)."""
     a = json.loads(raw)
-    return Attempt(a["number"], EPOCH + a["at"] * US, a["duration"], a["status"], a["error"],
+    return Attempt(a["number"], from_us(a["at"]), a["duration"], a["status"], a["error"],
                    a["headers"], a["body"])
 
 
-def _attempt_json(a: Attempt) -> str:
-    return json.dumps({"number": a.number, "at": _micros(a.at), "duration": a.duration,
+def encode_attempt(a: Attempt) -> str:
+    """An attempt as the JSON the SETTLE script appends to its delivery's attempts."""
+    return json.dumps({"number": a.number, "at": to_us(a.at), "duration": a.duration,
                        "status": a.status_code, "error": a.error,
                        "headers": dict(a.response_headers), "body": a.response_body})
 
@@ -83,7 +89,8 @@ def _addresses(packed: str) -> frozenset[str]:
     return frozenset(["0x" + packed[i:i + 40] for i in range(0, len(packed), 40)])
 
 
-def _monitor(h: dict[str, str]) -> Monitor:
+def decode_monitor(h: dict[str, str]) -> Monitor:
+    """The monitor a `mon:<id>` hash holds."""
     direction: Any = h["dir"]  # written from a Monitor: one of its Direction values
     return Monitor(id=h["id"], chain=h["chain"], endpoint_id=h["ep"],
                    addresses=_addresses(h["addrs"]), native=h["native"] == "1",
@@ -91,10 +98,11 @@ def _monitor(h: dict[str, str]) -> Monitor:
                    contracts=_addresses(h["contracts"]), direction=direction,
                    confirmations=int(h["conf"]) if h["conf"] else None,
                    tags=tuple(json.loads(h["tags"])), enabled=h["enabled"] == "1",
-                   created_at=_time(h["created"]), revision=int(h.get("rev", 0)))
+                   created_at=decode_optional_time(h["created"]),
+                   revision=int(h.get("rev", 0)))
 
 
-def _monitor_fields(m: Monitor) -> list[str | int]:
+def monitor_fields(m: Monitor) -> list[str | int]:
     """The hash fields of a monitor, as field/value pairs (`rev` is the scripts' own)."""
     return ["id", m.id, "chain", m.chain, "ep", m.endpoint_id,
             "addrs", "".join(a[2:] for a in m.addresses),
@@ -102,17 +110,20 @@ def _monitor_fields(m: Monitor) -> list[str | int]:
             "contracts", "".join(a[2:] for a in m.contracts), "dir", m.direction,
             "conf", "" if m.confirmations is None else m.confirmations,
             "tags", json.dumps(list(m.tags)), "enabled", int(m.enabled),
-            "created", "" if m.created_at is None else _us(m.created_at)]
+            "created", "" if m.created_at is None else encode_time(m.created_at)]
 
 
-def _monitor_event(fields: list[str | None]) -> MonitorEvent:
+def decode_monitor_event(fields: list[str | None]) -> MonitorEvent:
+    """A history entry as MONITOR_EVENTS returns it: the event's fields, then its match's."""
     eid, etype, at, data, mon, kind, tx, addrs, block = (f or "" for f in fields)
     return MonitorEvent(MatchRecord(mon, kind, tx, tuple(addrs.split()), int(block)), eid,
-                        etype, _at(at), data)
+                        etype, decode_time(at), data)
 
 
-def _events_args(events: Sequence[NewEvent], now: datetime) -> list[str | int | float]:
-    args: list[str | int | float] = [_us(now), int(IDEMPOTENCY_WINDOW * 1e6),
+def events_args(events: Sequence[NewEvent], now: datetime) -> list[str | int | float]:
+    """The arguments ACCEPT (and, with its own inserted, ADVANCE) takes for `events`: now,
+    the idempotency window (µs) and key lifetime (s), the count, then four per event."""
+    args: list[str | int | float] = [encode_time(now), int(IDEMPOTENCY_WINDOW * 1e6),
                                      int(IDEMPOTENCY_WINDOW), len(events)]
     for e in events:
         args += [new_id("evt"), e.type, e.serialised(), e.idempotency_key or ""]
@@ -125,7 +136,8 @@ def refused(exc: StoreError, code: str) -> bool:
 
 
 @contextmanager
-def _translated(operation: str) -> Iterator[None]:
+def translated(operation: str) -> Iterator[None]:
+    """Raise a Redis or connection error inside as `StoreError` naming `operation`."""
     try:
         yield
     except (RedisError, OSError) as exc:

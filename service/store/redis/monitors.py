@@ -1,6 +1,6 @@
-"""The address-monitor and chain-follower half of `RedisStore`: monitors, follower cursors,
-their leases and each monitor's history. A mixin: it runs on the store's own connection pool
-and script runner, which `RedisStore` provides.
+"""The address-monitor and chain-follower part of `RedisStore`: monitors, follower cursors,
+their leases and each monitor's history. It runs on the connection (pool and script runner)
+the store holds and shares with its queue part.
 """
 
 from __future__ import annotations
@@ -10,67 +10,63 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from service import CursorTaken, StoreError
 from service.models import MatchRecord, Monitor, MonitorEvent, NewEvent
 from service.store.redis.codec import (
-    _events_args,
-    _hash,
-    _monitor,
-    _monitor_event,
-    _monitor_fields,
-    _translated,
+    decode_monitor,
+    decode_monitor_event,
+    events_args,
+    flat_hash,
+    monitor_fields,
     refused,
+    translated,
 )
-from service.store.redis.lua import monitors as redis_monitor_scripts
+from service.store.redis.connection import RedisConnection
+from service.store.redis.lua import monitors as monitor_scripts
 
 
 class RedisMonitors:
-    """Monitor and follower operations of `RedisStore`, on the store's `_redis` and `_run`."""
+    """The monitor and follower operations of `RedisStore`, on the store's connection."""
 
-    _redis: aioredis.Redis
-    _prefix: str
-
-    async def _run(self, script: str, *args: str | int | float) -> Any:
-        raise NotImplementedError  # RedisStore's: one script cache for both halves
+    def __init__(self, conn: RedisConnection) -> None:
+        self._conn = conn
 
     # --- address monitors and followers ------------------------------------------------
 
     async def put_monitor(self, monitor: Monitor) -> None:
-        with _translated("put_monitor"):
-            await self._run(redis_monitor_scripts.PUT_MONITOR, monitor.id,
-                            *_monitor_fields(monitor))
+        with translated("put_monitor"):
+            await self._conn.run(monitor_scripts.PUT_MONITOR, monitor.id,
+                                 *monitor_fields(monitor))
 
     async def replace_monitor(self, monitor: Monitor) -> bool:
-        with _translated("replace_monitor"):
-            done = await self._run(redis_monitor_scripts.REPLACE_MONITOR, monitor.id,
-                                   monitor.revision, *_monitor_fields(monitor))
+        with translated("replace_monitor"):
+            done = await self._conn.run(monitor_scripts.REPLACE_MONITOR, monitor.id,
+                                        monitor.revision, *monitor_fields(monitor))
         return bool(done)
 
     async def get_monitor(self, monitor_id: str) -> Monitor | None:
-        with _translated("get_monitor"):
-            h = await self._redis.hgetall(f"{self._prefix}:mon:{monitor_id}")
-        return _monitor({str(k): str(v) for k, v in h.items()}) if h else None
+        with translated("get_monitor"):
+            h = await self._conn.redis.hgetall(self._conn.key("mon", monitor_id))
+        return decode_monitor({str(k): str(v) for k, v in h.items()}) if h else None
 
     async def list_monitors(self, chain: str | None = None) -> list[Monitor]:
-        with _translated("list_monitors"):
-            found = await self._run(redis_monitor_scripts.LIST_MONITORS,
-                                    *(() if chain is None else (chain,)))
-        return [_monitor(_hash(h)) for h in found]
+        with translated("list_monitors"):
+            found = await self._conn.run(monitor_scripts.LIST_MONITORS,
+                                         *(() if chain is None else (chain,)))
+        return [decode_monitor(flat_hash(h)) for h in found]
 
     async def delete_monitor(self, monitor_id: str) -> bool:
-        with _translated("delete_monitor"):
-            return bool(await self._run(redis_monitor_scripts.DELETE_MONITOR, monitor_id))
+        with translated("delete_monitor"):
+            return bool(await self._conn.run(monitor_scripts.DELETE_MONITOR, monitor_id))
 
     async def monitors_version(self) -> int:
-        with _translated("monitors_version"):
-            value = await self._redis.get(f"{self._prefix}:monver")
+        with translated("monitors_version"):
+            value = await self._conn.redis.get(self._conn.key("monver"))
         return int(value or 0)
 
     async def get_cursor(self, name: str) -> dict[str, Any] | None:
-        with _translated("get_cursor"):
-            value = await self._redis.get(f"{self._prefix}:cursor:{name}")
+        with translated("get_cursor"):
+            value = await self._conn.redis.get(self._conn.key("cursor", name))
         return None if value is None else dict(json.loads(value))
 
     async def advance(self, name: str, state: Mapping[str, Any], events: Sequence[NewEvent],
@@ -78,15 +74,15 @@ class RedisMonitors:
                       holder: str | None = None) -> list[str]:
         if len(events) != len(matches):
             raise ValueError(f"{len(events)} events but {len(matches)} matches")
-        args = _events_args(events, now)
+        args = events_args(events, now)
         # after the count, before the events
         args[4:4] = [name, json.dumps(dict(state)), holder or ""]
         for m in matches:
             args += [m.monitor_id, m.kind, m.tx_hash.lower(),
                      " ".join(a.lower() for a in m.addresses), m.block_number]
         try:
-            with _translated("advance"):
-                ids = await self._run(redis_monitor_scripts.ADVANCE, *args)
+            with translated("advance"):
+                ids = await self._conn.run(monitor_scripts.ADVANCE, *args)
         except StoreError as exc:
             if refused(exc, "CURSORTAKEN"):
                 raise CursorTaken(f"cursor {name}: another process holds it") from None
@@ -94,30 +90,30 @@ class RedisMonitors:
         return [str(i) for i in ids]
 
     async def hold_cursor(self, name: str, holder: str, ttl: float) -> bool:
-        with _translated("hold_cursor"):
-            got = await self._run(redis_monitor_scripts.HOLD_CURSOR, name, holder,
-                                  max(1, round(ttl * 1000)))
+        with translated("hold_cursor"):
+            got = await self._conn.run(monitor_scripts.HOLD_CURSOR, name, holder,
+                                       max(1, round(ttl * 1000)))
         return bool(got)
 
     async def let_go_cursor(self, name: str, holder: str) -> None:
-        with _translated("let_go_cursor"):
-            await self._run(redis_monitor_scripts.LET_GO_CURSOR, name, holder)
+        with translated("let_go_cursor"):
+            await self._conn.run(monitor_scripts.LET_GO_CURSOR, name, holder)
 
     async def monitor_events(self, monitor_id: str, tx_hash: str | None = None,
                              address: str | None = None, limit: int = 100,
                              before: str | None = None) -> list[MonitorEvent]:
         try:
-            with _translated("monitor_events"):
-                found = await self._run(redis_monitor_scripts.MONITOR_EVENTS, monitor_id,
-                                        (tx_hash or "").lower(), (address or "").lower(),
-                                        limit, before or "")
+            with translated("monitor_events"):
+                found = await self._conn.run(monitor_scripts.MONITOR_EVENTS, monitor_id,
+                                             (tx_hash or "").lower(), (address or "").lower(),
+                                             limit, before or "")
         except StoreError as exc:
             if refused(exc, "NOTINHISTORY"):
                 raise ValueError(f"{before} is not in the history of {monitor_id}") from None
             raise
-        return [_monitor_event(fields) for fields in found]
+        return [decode_monitor_event(fields) for fields in found]
 
     async def endpoint_monitors(self, endpoint_id: str, limit: int = 100) -> list[str]:
-        with _translated("endpoint_monitors"):
-            found = await self._run(redis_monitor_scripts.ENDPOINT_MONITORS, endpoint_id, limit)
+        with translated("endpoint_monitors"):
+            found = await self._conn.run(monitor_scripts.ENDPOINT_MONITORS, endpoint_id, limit)
         return [str(i) for i in found]

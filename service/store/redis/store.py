@@ -35,15 +35,14 @@ interface passes `now` and expiry must follow it (tests, and processes whose clo
 An expired entry is taken over with XCLAIM; the lease token carries a generation, so a worker
 whose lease was taken over can no longer settle (its attempt is still recorded). An entry
 that left the PEL by hand (XGROUP DELCONSUMER) is put back in `due` rather than lost.
-Every multi-key step is one Lua script (`service.redis_scripts`,
-`service.redis_monitor_scripts`): atomic between processes, one transaction in the AOF.
-The monitor and follower operations are in `service.redis_monitors`, converters in
-`service.redis_codec`.
+Every multi-key step is one Lua script (`lua.queue`, `lua.monitors`): atomic between
+processes, one transaction in the AOF. The store is built from parts it holds: the connection
+(`connection`: pool, key prefix, script runner) and, on that same connection, the monitor and
+follower operations (`monitors`), to which it hands those calls; converters are in `codec`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -53,8 +52,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from service.models import (
     ACTIVE_STATES,
@@ -63,24 +61,28 @@ from service.models import (
     Delivery,
     Endpoint,
     EventView,
+    MatchRecord,
+    Monitor,
+    MonitorEvent,
     NewEvent,
     QueueStats,
     Verdict,
 )
 from service.store import Settled
 from service.store.redis.codec import (
-    _attempt,
-    _attempt_json,
-    _delivery,
-    _endpoint,
-    _event,
-    _events_args,
-    _hash,
-    _time,
-    _translated,
-    _us,
+    decode_attempt,
+    decode_delivery,
+    decode_endpoint,
+    decode_event,
+    decode_optional_time,
+    encode_attempt,
+    encode_time,
+    events_args,
+    flat_hash,
+    translated,
 )
-from service.store.redis.lua import queue as redis_scripts
+from service.store.redis.connection import RedisConnection
+from service.store.redis.lua import queue as queue_scripts
 from service.store.redis.monitors import RedisMonitors
 
 GROUP = "workers"
@@ -92,51 +94,37 @@ ADVISED = {"appendonly": "yes", "appendfsync": "always", "maxmemory-policy": "no
 log = logging.getLogger(__name__)
 
 
-class RedisStore(RedisMonitors):
-    """`Store` on Redis; one instance is one consumer of the shared group."""
+class RedisStore:
+    """`Store` on Redis; one instance is one consumer of the shared group. It runs the queue
+    and endpoint operations itself and hands the monitor and follower ones to its
+    `RedisMonitors`, both on one `RedisConnection`."""
 
     def __init__(self, url: str, *, prefix: str = "crypitor", timeout: float = 10.0,
                  max_connections: int = 32) -> None:
-        # Redis runs one command at a time: past a few dozen connections more only cost
-        # memory, so callers beyond the pool wait for a connection (up to `timeout`).
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=max_connections, timeout=timeout, decode_responses=True,
-            socket_timeout=timeout, socket_connect_timeout=timeout)
-        self._redis = aioredis.Redis.from_pool(pool)
-        self._prefix = prefix
+        self._conn = RedisConnection(url, prefix, timeout=timeout,
+                                     max_connections=max_connections)
+        self._monitors = RedisMonitors(self._conn)
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
-        self._shas: dict[str, str] = {}
-
-    async def _run(self, script: str, *args: str | int | float) -> Any:
-        sha = self._shas.get(script)
-        if sha is None:
-            sha = hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
-            self._shas[script] = sha
-        try:
-            return await self._redis.evalsha(sha, 0, self._prefix, *args)
-        except NoScriptError:  # first use, or Redis restarted: the script cache is empty
-            await self._redis.script_load(script)
-            return await self._redis.evalsha(sha, 0, self._prefix, *args)
 
     async def open(self) -> None:
         # In-flight deliveries of a dead process need nothing here: any claimer takes them
         # over once their lease deadline has passed.
-        stream = f"{self._prefix}:stream"
-        with _translated("open"):
+        redis, stream = self._conn.redis, self._conn.key("stream")
+        with translated("open"):
             try:
-                await self._redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+                await redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
-            for c in await self._redis.xinfo_consumers(stream, GROUP):
+            for c in await redis.xinfo_consumers(stream, GROUP):
                 if c["pending"] == 0 and c["idle"] > IDLE_CONSUMER_MS:
-                    await self._redis.xgroup_delconsumer(stream, GROUP, c["name"])
+                    await redis.xgroup_delconsumer(stream, GROUP, c["name"])
             await self._check_config()
 
     async def _check_config(self) -> None:
         try:
             found = {k: v for name in ADVISED for k, v in
-                     (await self._redis.config_get(name)).items()}
+                     (await self._conn.redis.config_get(name)).items()}
         except ResponseError:  # managed services often disable CONFIG: nothing to check
             return
         for name, advised in ADVISED.items():
@@ -145,11 +133,11 @@ class RedisStore(RedisMonitors):
                             name, found.get(name), advised)
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        await self._conn.close()
 
     async def ping(self) -> bool:
         try:
-            return bool(await self._redis.ping())
+            return bool(await self._conn.redis.ping())
         except (RedisError, OSError):
             return False
 
@@ -158,46 +146,48 @@ class RedisStore(RedisMonitors):
     async def put_endpoint(self, endpoint: Endpoint) -> None:
         e = endpoint
         rate = "" if e.rate_limit is None else repr(e.rate_limit)
-        created = "" if e.created_at is None else _us(e.created_at)
-        failing = "" if e.failing_since is None else _us(e.failing_since)
-        with _translated("put_endpoint"):
-            await self._run(redis_scripts.PUT_ENDPOINT, e.id, "id", e.id, "url", e.url,
-                            "secret", e.secret, "types", json.dumps(list(e.event_types)),
-                            "rate", rate, "desc", e.description,
-                            "disabled", "1" if e.disabled else "0", "reason", e.disabled_reason,
-                            "created", created, "failing", failing)
+        created = "" if e.created_at is None else encode_time(e.created_at)
+        failing = "" if e.failing_since is None else encode_time(e.failing_since)
+        with translated("put_endpoint"):
+            await self._conn.run(queue_scripts.PUT_ENDPOINT, e.id, "id", e.id, "url", e.url,
+                                 "secret", e.secret, "types", json.dumps(list(e.event_types)),
+                                 "rate", rate, "desc", e.description,
+                                 "disabled", "1" if e.disabled else "0",
+                                 "reason", e.disabled_reason,
+                                 "created", created, "failing", failing)
 
     async def get_endpoint(self, endpoint_id: str) -> Endpoint | None:
-        with _translated("get_endpoint"):
-            h = await self._redis.hgetall(f"{self._prefix}:ep:{endpoint_id}")
-        return _endpoint({str(k): str(v) for k, v in h.items()}) if h else None
+        with translated("get_endpoint"):
+            h = await self._conn.redis.hgetall(self._conn.key("ep", endpoint_id))
+        return decode_endpoint({str(k): str(v) for k, v in h.items()}) if h else None
 
     async def list_endpoints(self) -> list[Endpoint]:
-        with _translated("list_endpoints"):
-            found = await self._run(redis_scripts.LIST_ENDPOINTS)
-        return [_endpoint(_hash(h)) for h in found]
+        with translated("list_endpoints"):
+            found = await self._conn.run(queue_scripts.LIST_ENDPOINTS)
+        return [decode_endpoint(flat_hash(h)) for h in found]
 
     async def delete_endpoint(self, endpoint_id: str) -> bool:
-        with _translated("delete_endpoint"):
-            return bool(await self._run(redis_scripts.DELETE_ENDPOINT, endpoint_id))
+        with translated("delete_endpoint"):
+            return bool(await self._conn.run(queue_scripts.DELETE_ENDPOINT, endpoint_id))
 
     # --- events ------------------------------------------------------------------------
 
     async def accept(self, events: Sequence[NewEvent], now: datetime) -> list[str]:
         if not events:
             return []
-        with _translated("accept"):
-            ids = await self._run(redis_scripts.ACCEPT, *_events_args(events, now))
+        with translated("accept"):
+            ids = await self._conn.run(queue_scripts.ACCEPT, *events_args(events, now))
         return [str(i) for i in ids]
 
     async def get_event(self, event_id: str) -> EventView | None:
-        with _translated("get_event"):
-            found = await self._run(redis_scripts.GET_EVENT, event_id)
+        with translated("get_event"):
+            found = await self._conn.run(queue_scripts.GET_EVENT, event_id)
         if not found:
             return None
-        deliveries = tuple((_delivery(_hash(d)), tuple(_attempt(a) for a in attempts))
+        deliveries = tuple((decode_delivery(flat_hash(d)),
+                            tuple(decode_attempt(a) for a in attempts))
                            for d, attempts in found[1])
-        return EventView(_event(_hash(found[0])), deliveries)
+        return EventView(decode_event(flat_hash(found[0])), deliveries)
 
     # --- queue -------------------------------------------------------------------------
 
@@ -205,14 +195,15 @@ class RedisStore(RedisMonitors):
                     put_off: Mapping[str, datetime] | None = None) -> list[Claim]:
         if limit <= 0:
             return []
-        deadline = _us(now + timedelta(seconds=lease))
-        busy = [x for ep, at in (put_off or {}).items() for x in (ep, _us(at))]
-        with _translated("claim"):
-            found = await self._run(redis_scripts.CLAIM, _us(now), deadline, limit,
-                                    self.consumer, *busy)
+        deadline = encode_time(now + timedelta(seconds=lease))
+        busy = [x for ep, at in (put_off or {}).items() for x in (ep, encode_time(at))]
+        with translated("claim"):
+            found = await self._conn.run(queue_scripts.CLAIM, encode_time(now), deadline, limit,
+                                         self.consumer, *busy)
         until = now + timedelta(seconds=lease)
-        return [Claim(_delivery(_hash(d)), _event(_hash(ev)), _endpoint(_hash(ep)), token,
-                      until) for token, d, ev, ep in found]
+        return [Claim(decode_delivery(flat_hash(d)), decode_event(flat_hash(ev)),
+                      decode_endpoint(flat_hash(ep)), token, until)
+                for token, d, ev, ep in found]
 
     async def settle(self, claim: Claim, attempt: Attempt, verdict: Verdict) -> None:
         await self.settle_many([(claim, attempt, verdict)])
@@ -226,38 +217,81 @@ class RedisStore(RedisMonitors):
             if verdict.state in ACTIVE_STATES:  # an active delivery is always due at some time
                 next_at = verdict.next_attempt_at or attempt.at
             failing = verdict.endpoint_failing_since
-            args += [claim.delivery.id, claim.lease_token, _attempt_json(attempt),
-                     verdict.state.value, "" if next_at is None else _us(next_at),
-                     verdict.disable_endpoint, "" if failing is None else _us(failing)]
-        with _translated("settle"):  # one round trip and one script run for the lot
-            await self._run(redis_scripts.SETTLE, *args)
+            args += [claim.delivery.id, claim.lease_token, encode_attempt(attempt),
+                     verdict.state.value, "" if next_at is None else encode_time(next_at),
+                     verdict.disable_endpoint, "" if failing is None else encode_time(failing)]
+        with translated("settle"):  # one round trip and one script run for the lot
+            await self._conn.run(queue_scripts.SETTLE, *args)
 
     async def release(self, claims: Sequence[Claim],
                       not_before: Sequence[datetime] | None = None) -> None:
         if not claims:
             return
-        times = [""] * len(claims) if not_before is None else [_us(t) for t in not_before]
+        times = [""] * len(claims) if not_before is None else [encode_time(t) for t in not_before]
         args = [x for c, t in zip(claims, times, strict=True)
                 for x in (c.delivery.id, c.lease_token, t)]
-        with _translated("release"):
-            await self._run(redis_scripts.RELEASE, *args)
+        with translated("release"):
+            await self._conn.run(queue_scripts.RELEASE, *args)
 
     async def replay(self, endpoint_id: str, since: datetime | None,
                      until: datetime | None, now: datetime) -> int:
-        with _translated("replay"):
-            count = await self._run(redis_scripts.REPLAY, endpoint_id,
-                                    "-inf" if since is None else _us(since),
-                                    "+inf" if until is None else _us(until), _us(now))
+        with translated("replay"):
+            count = await self._conn.run(queue_scripts.REPLAY, endpoint_id,
+                                         "-inf" if since is None else encode_time(since),
+                                         "+inf" if until is None else encode_time(until),
+                                         encode_time(now))
         return int(count)
 
     async def stats(self, now: datetime) -> QueueStats:
-        with _translated("stats"):
-            depth, oldest, disabled = await self._run(redis_scripts.STATS)
-        first = _time(oldest)
+        with translated("stats"):
+            depth, oldest, disabled = await self._conn.run(queue_scripts.STATS)
+        first = decode_optional_time(oldest)
         age = 0.0 if first is None else max(0.0, (now - first).total_seconds())
         return QueueStats(int(depth), age, int(disabled))
 
     async def deliveries_of(self, endpoint_id: str) -> list[Delivery]:
-        with _translated("deliveries_of"):
-            found = await self._run(redis_scripts.DELIVERIES_OF, endpoint_id)
-        return [_delivery(_hash(h)) for h in found]
+        with translated("deliveries_of"):
+            found = await self._conn.run(queue_scripts.DELIVERIES_OF, endpoint_id)
+        return [decode_delivery(flat_hash(h)) for h in found]
+
+    # --- address monitors and followers: the `RedisMonitors` part ----------------------
+
+    async def put_monitor(self, monitor: Monitor) -> None:
+        await self._monitors.put_monitor(monitor)
+
+    async def replace_monitor(self, monitor: Monitor) -> bool:
+        return await self._monitors.replace_monitor(monitor)
+
+    async def get_monitor(self, monitor_id: str) -> Monitor | None:
+        return await self._monitors.get_monitor(monitor_id)
+
+    async def list_monitors(self, chain: str | None = None) -> list[Monitor]:
+        return await self._monitors.list_monitors(chain)
+
+    async def delete_monitor(self, monitor_id: str) -> bool:
+        return await self._monitors.delete_monitor(monitor_id)
+
+    async def monitors_version(self) -> int:
+        return await self._monitors.monitors_version()
+
+    async def get_cursor(self, name: str) -> dict[str, Any] | None:
+        return await self._monitors.get_cursor(name)
+
+    async def advance(self, name: str, state: Mapping[str, Any], events: Sequence[NewEvent],
+                      matches: Sequence[MatchRecord], now: datetime, *,
+                      holder: str | None = None) -> list[str]:
+        return await self._monitors.advance(name, state, events, matches, now, holder=holder)
+
+    async def hold_cursor(self, name: str, holder: str, ttl: float) -> bool:
+        return await self._monitors.hold_cursor(name, holder, ttl)
+
+    async def let_go_cursor(self, name: str, holder: str) -> None:
+        await self._monitors.let_go_cursor(name, holder)
+
+    async def monitor_events(self, monitor_id: str, tx_hash: str | None = None,
+                             address: str | None = None, limit: int = 100,
+                             before: str | None = None) -> list[MonitorEvent]:
+        return await self._monitors.monitor_events(monitor_id, tx_hash, address, limit, before)
+
+    async def endpoint_monitors(self, endpoint_id: str, limit: int = 100) -> list[str]:
+        return await self._monitors.endpoint_monitors(endpoint_id, limit)

@@ -1,8 +1,8 @@
 """Accepting events into the SQLite backend: event rows, idempotency keys and fan-out rows,
-which `materialise` turns into delivery rows as they are claimed (see `sqlite_schema`), and
-reading one event with its deliveries. Plain functions of a connection, run by `sqlite_store`.
+which `materialise` turns into delivery rows as they are claimed (see `schema`), and reading
+one event with its deliveries. Plain functions of a connection, run by `store`.
 """
-# SQL text here is assembled only from constants of this module and `sqlite_schema`; values
+# SQL text here is assembled only from constants of this module and `schema`; values
 # always travel as `?` parameters, so the string-built-query warning does not apply.
 # ruff: noqa: S608
 
@@ -18,19 +18,18 @@ from typing import Any
 from service.models import Attempt, Delivery, DeliveryState, Endpoint, EventView, NewEvent
 from service.store import IDEMPOTENCY_WINDOW
 from service.store.sqlite.schema import (
-    _ATTEMPT,
-    _DELIVERY,
-    _EVENT,
+    ATTEMPT_COLUMNS,
+    DELIVERY_COLUMNS,
+    EVENT_COLUMNS,
     IdClock,
-    _at,
-    _attempt,
-    _delivery,
-    _event,
+    attempt_from_row,
+    delivery_from_row,
     delivery_ref,
+    event_from_row,
     event_ref,
     row_id,
-    to_us,
 )
+from service.store.times import from_us, to_us
 
 _WINDOW_US = int(IDEMPOTENCY_WINDOW * 1_000_000)
 
@@ -87,20 +86,23 @@ def accept(conn: sqlite3.Connection, events: Sequence[NewEvent], now: datetime,
     return ids
 
 
-_FANOUT = "id, endpoint_id, first_event, offsets, first_delivery, total, done, created_at"
+# The columns of a fan-out row as `make_deliveries` and the readers of open fan-outs take them.
+FANOUT_COLUMNS = ("id, endpoint_id, first_event, offsets, first_delivery, total, done,"
+                  " created_at")
 _MAKE = ("INSERT INTO deliveries (id, event_id, endpoint_id, state, attempts, next_attempt_at,"
          " created_at) VALUES (?, ?, ?, ?, 0, ?, ?)")
 
 
-def _offsets(packed: bytes | None, total: int) -> Sequence[int]:
+def unpack_offsets(packed: bytes | None, total: int) -> Sequence[int]:
+    """A fan-out row's event offsets: its `offsets` blob, or all `total` when it is NULL."""
     return range(total) if packed is None else array("I", packed)
 
 
-def _make_deliveries(conn: sqlite3.Connection, row: Sequence[Any], upto: int,
-                     state: str = "pending") -> None:
-    """Delivery rows done..upto-1 of fan-out `row` (columns as in _FANOUT)."""
+def make_deliveries(conn: sqlite3.Connection, row: Sequence[Any], upto: int,
+                    state: str = "pending") -> None:
+    """Delivery rows done..upto-1 of fan-out `row` (columns as in FANOUT_COLUMNS)."""
     fid, endpoint_id, first, packed, first_delivery, total, done, created = row
-    offsets = _offsets(packed, total)
+    offsets = unpack_offsets(packed, total)
     due = created if state == "pending" else None
     conn.executemany(_MAKE, [(first_delivery + k, first + offsets[k], endpoint_id, state, due,
                               created) for k in range(done, upto)])
@@ -116,18 +118,18 @@ def materialise(conn: sqlite3.Connection, budget: int,
         rows = []
         for (endpoint_id,) in conn.execute("SELECT id FROM endpoints WHERE disabled = 0"):
             if endpoint_id not in busy:  # an index walk of its own open fan-outs only
-                rows += conn.execute(f"SELECT {_FANOUT} FROM fanouts WHERE done < total AND"
+                rows += conn.execute(f"SELECT {FANOUT_COLUMNS} FROM fanouts WHERE done < total AND"
                                      " endpoint_id = ? ORDER BY id LIMIT ?",
                                      (endpoint_id, budget)).fetchall()
         rows.sort()
     else:
-        rows = conn.execute(f"SELECT {_FANOUT} FROM fanouts WHERE done < total ORDER BY id"
-                            " LIMIT ?", (budget,)).fetchall()
+        rows = conn.execute(f"SELECT {FANOUT_COLUMNS} FROM fanouts WHERE done < total"
+                            " ORDER BY id LIMIT ?", (budget,)).fetchall()
     for row in rows:
         if budget <= 0:
             break
         upto = min(row[5], row[6] + budget)
-        _make_deliveries(conn, row, upto)
+        make_deliveries(conn, row, upto)
         budget -= upto - row[6]
 
 
@@ -139,7 +141,7 @@ def _unmade(conn: sqlite3.Connection, event: int) -> list[tuple[int, str, int, b
         return []
     out = []
     for _, endpoint_id, first, packed, first_delivery, total, done, created in conn.execute(
-            f"SELECT {_FANOUT} FROM fanouts WHERE first_event = ? AND last_event >= ?"
+            f"SELECT {FANOUT_COLUMNS} FROM fanouts WHERE first_event = ? AND last_event >= ?"
             " ORDER BY id", (base, event)):
         offset = event - first
         if packed is None:
@@ -153,8 +155,9 @@ def _unmade(conn: sqlite3.Connection, event: int) -> list[tuple[int, str, int, b
     return out
 
 
-def _pending(delivery: int, event: int, endpoint_id: str, created: int) -> Delivery:
-    at = _at(created)
+def pending_delivery(delivery: int, event: int, endpoint_id: str, created: int) -> Delivery:
+    """A delivery that has no row yet (still in its fan-out row): pending, never tried."""
+    at = from_us(created)
     return Delivery(delivery_ref(delivery), event_ref(event), endpoint_id,
                     DeliveryState.PENDING, 0, at, at, at)
 
@@ -167,8 +170,8 @@ def _known_key(conn: sqlite3.Connection, key: str, at: int) -> int | None:
 
 def get_event(conn: sqlite3.Connection, ref: str) -> EventView | None:
     n = row_id(ref, "evt_")
-    row = None if n is None else conn.execute(f"SELECT {_EVENT} FROM events e WHERE e.id = ?",
-                                              (n,)).fetchone()
+    row = None if n is None else conn.execute(
+        f"SELECT {EVENT_COLUMNS} FROM events e WHERE e.id = ?", (n,)).fetchone()
     if row is None or n is None:
         return None
     fanned = _unmade(conn, n)
@@ -177,15 +180,15 @@ def get_event(conn: sqlite3.Connection, ref: str) -> EventView | None:
     attempts: dict[int, list[Attempt]] = {}
     rows: dict[int, Delivery] = {}
     if made:
-        for a in conn.execute(f"SELECT {_ATTEMPT} FROM attempts WHERE delivery_id IN ({marks})"
-                              " ORDER BY number, rowid", made):
-            attempts.setdefault(a[0], []).append(_attempt(a))
-        rows = {r[0]: _delivery(r) for r in conn.execute(
-            f"SELECT {_DELIVERY} FROM deliveries d JOIN events e ON e.id = d.event_id"
+        for a in conn.execute(f"SELECT {ATTEMPT_COLUMNS} FROM attempts"
+                              f" WHERE delivery_id IN ({marks}) ORDER BY number, rowid", made):
+            attempts.setdefault(a[0], []).append(attempt_from_row(a))
+        rows = {r[0]: delivery_from_row(r) for r in conn.execute(
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id"
             f" WHERE d.id IN ({marks})", made)}
     views = []
     for did, endpoint_id, created, is_made in fanned:
-        delivery = rows.get(did) if is_made else _pending(did, n, endpoint_id, created)
+        delivery = rows.get(did) if is_made else pending_delivery(did, n, endpoint_id, created)
         if delivery is not None:
             views.append((delivery, tuple(attempts.get(did, ()))))
-    return EventView(_event(row), tuple(views))
+    return EventView(event_from_row(row), tuple(views))

@@ -1,6 +1,6 @@
 """Address monitors, follower cursors and match history in the SQLite backend: `advance`
 stores a follower's events, their history rows and its cursor in the caller's transaction.
-Plain functions of a connection, called by `sqlite_store`.
+Plain functions of a connection, called by `store`.
 """
 # SQL text here is assembled only from this module's constants; values always travel as
 # `?` parameters, so the string-built-query warning does not apply.
@@ -16,7 +16,8 @@ from typing import Any
 
 from service.models import Endpoint, MatchRecord, Monitor, MonitorEvent, NewEvent
 from service.store.sqlite.events import accept
-from service.store.sqlite.schema import IdClock, _at, _dt, _us, event_ref, row_id, to_us
+from service.store.sqlite.schema import IdClock, event_ref, row_id
+from service.store.times import from_us, from_us_or_none, to_us, to_us_or_none
 
 _MONITOR = ("id, chain, endpoint_id, addresses, native, erc20, erc721, contracts, direction,"
             " confirmations, tags, enabled, created_at")  # then `revision`, which we set
@@ -40,7 +41,7 @@ def _monitor(row: Sequence[Any]) -> Monitor:
                    erc20=bool(row[5]), erc721=bool(row[6]),
                    contracts=unpack_addresses(row[7]), direction=row[8],
                    confirmations=row[9], tags=tuple(json.loads(row[10])),
-                   enabled=bool(row[11]), created_at=_dt(row[12]), revision=row[13])
+                   enabled=bool(row[11]), created_at=from_us_or_none(row[12]), revision=row[13])
 
 
 def _bump_monitors(conn: sqlite3.Connection) -> None:
@@ -51,7 +52,7 @@ def _bump_monitors(conn: sqlite3.Connection) -> None:
 def _monitor_row(m: Monitor, addresses: bytes) -> tuple[Any, ...]:
     return (m.id, m.chain, m.endpoint_id, addresses, int(m.native), int(m.erc20),
             int(m.erc721), pack_addresses(m.contracts), m.direction, m.confirmations,
-            json.dumps(list(m.tags)), int(m.enabled), _us(m.created_at))
+            json.dumps(list(m.tags)), int(m.enabled), to_us_or_none(m.created_at))
 
 
 def put_monitor(conn: sqlite3.Connection, m: Monitor, addresses: bytes) -> None:
@@ -143,7 +144,7 @@ def advance(conn: sqlite3.Connection, name: str, state: str, events: Sequence[Ne
 
 def _monitor_event(row: Sequence[Any]) -> MonitorEvent:
     match = MatchRecord(row[1], row[2], row[3], tuple(row[4].split()), row[5])
-    return MonitorEvent(match, event_ref(row[0]), row[6], _at(row[7]), row[8])
+    return MonitorEvent(match, event_ref(row[0]), row[6], from_us(row[7]), row[8])
 
 
 def monitor_events(conn: sqlite3.Connection, monitor_id: str, tx_hash: str | None,

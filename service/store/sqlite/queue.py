@@ -1,8 +1,8 @@
 """Endpoints and the delivery queue of the SQLite backend: endpoint rows, then claiming (with
 leases), settling, releasing, replaying, the queue's stats and an endpoint's deliveries. Plain
-functions of a connection, called by `sqlite_store` inside its transactions.
+functions of a connection, called by `store` inside its transactions.
 """
-# SQL text here is assembled only from constants of this module and `sqlite_schema`; values
+# SQL text here is assembled only from constants of this module, `events` and `schema`; values
 # always travel as `?` parameters, so the string-built-query warning does not apply.
 # ruff: noqa: S608
 
@@ -16,51 +16,57 @@ from typing import Any
 
 from service.models import Claim, Delivery, DeliveryState, Endpoint, QueueStats
 from service.store import Settled
-from service.store.sqlite.events import _FANOUT, _make_deliveries, _offsets, _pending, materialise
-from service.store.sqlite.schema import (
-    _ATTEMPT,
-    _DELIVERY,
-    _ENDPOINT,
-    _EVENT,
-    ACTIVE,
-    READY,
-    _at,
-    _delivery,
-    _endpoint,
-    _event,
-    _us,
-    row_id,
-    to_us,
+from service.store.sqlite.events import (
+    FANOUT_COLUMNS,
+    make_deliveries,
+    materialise,
+    pending_delivery,
+    unpack_offsets,
 )
+from service.store.sqlite.schema import (
+    ACTIVE,
+    ATTEMPT_COLUMNS,
+    DELIVERY_COLUMNS,
+    ENDPOINT_COLUMNS,
+    EVENT_COLUMNS,
+    READY,
+    delivery_from_row,
+    endpoint_from_row,
+    event_from_row,
+    row_id,
+)
+from service.store.times import from_us, to_us, to_us_or_none
 
 
 # --- endpoints ---------------------------------------------------------------------------
 def put_endpoint(conn: sqlite3.Connection, ep: Endpoint) -> None:
-    updates = ", ".join(f"{c} = excluded.{c}" for c in _ENDPOINT.split(", ")[1:])
+    updates = ", ".join(f"{c} = excluded.{c}" for c in ENDPOINT_COLUMNS.split(", ")[1:])
     # an upsert, not INSERT OR REPLACE, keeps the row (and so the listing order) stable
-    conn.execute(f"INSERT INTO endpoints ({_ENDPOINT}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    conn.execute(f"INSERT INTO endpoints ({ENDPOINT_COLUMNS})"
+                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                  f" ON CONFLICT (id) DO UPDATE SET {updates}",
                  (ep.id, ep.url, ep.secret, json.dumps(list(ep.event_types)), ep.rate_limit,
-                  ep.description, int(ep.disabled), ep.disabled_reason, _us(ep.created_at),
-                  _us(ep.failing_since)))
+                  ep.description, int(ep.disabled), ep.disabled_reason,
+                  to_us_or_none(ep.created_at), to_us_or_none(ep.failing_since)))
 
 
 def get_endpoint(conn: sqlite3.Connection, endpoint_id: str) -> Endpoint | None:
-    row = conn.execute(f"SELECT {_ENDPOINT} FROM endpoints WHERE id = ?",
+    row = conn.execute(f"SELECT {ENDPOINT_COLUMNS} FROM endpoints WHERE id = ?",
                        (endpoint_id,)).fetchone()
-    return None if row is None else _endpoint(row)
+    return None if row is None else endpoint_from_row(row)
 
 
 def list_endpoints(conn: sqlite3.Connection) -> list[Endpoint]:
-    return [_endpoint(r) for r in conn.execute(f"SELECT {_ENDPOINT} FROM endpoints ORDER BY rowid")]
+    rows = conn.execute(f"SELECT {ENDPOINT_COLUMNS} FROM endpoints ORDER BY rowid")
+    return [endpoint_from_row(r) for r in rows]
 
 
 def delete_endpoint(conn: sqlite3.Connection, endpoint_id: str) -> bool:
     if conn.execute("DELETE FROM endpoints WHERE id = ?", (endpoint_id,)).rowcount == 0:
         return False
-    for row in conn.execute(f"SELECT {_FANOUT} FROM fanouts WHERE endpoint_id = ?"
+    for row in conn.execute(f"SELECT {FANOUT_COLUMNS} FROM fanouts WHERE endpoint_id = ?"
                             " AND done < total", (endpoint_id,)).fetchall():
-        _make_deliveries(conn, row, row[5], "dead")  # rare: made now, and dead at once
+        make_deliveries(conn, row, row[5], "dead")  # rare: made now, and dead at once
     conn.execute(f"UPDATE deliveries SET state = 'dead', next_attempt_at = NULL,"
                  f" lease_until = NULL WHERE endpoint_id = ? AND {ACTIVE}", (endpoint_id,))
     return True
@@ -70,8 +76,9 @@ def delete_endpoint(conn: sqlite3.Connection, endpoint_id: str) -> bool:
 # CROSS JOIN pins deliveries as the outer loop, so the ready index drives the claim; ACTIVE
 # and READY stay unqualified (their columns are only in deliveries) to match the index text.
 CLAIM_ROUNDS = 8  # selections per claim at most while busy endpoints' deliveries are put off
+_CLAIMED_ENDPOINT = ", ".join("p." + c for c in ENDPOINT_COLUMNS.split(", "))
 CLAIM_SQL = f"""
-SELECT {_DELIVERY}, {_EVENT}, {", ".join("p." + c for c in _ENDPOINT.split(", "))}
+SELECT {DELIVERY_COLUMNS}, {EVENT_COLUMNS}, {_CLAIMED_ENDPOINT}
 FROM deliveries d CROSS JOIN events e ON e.id = d.event_id
      CROSS JOIN endpoints p ON p.id = d.endpoint_id
 WHERE {ACTIVE} AND {READY} <= ? AND p.disabled = 0
@@ -106,8 +113,9 @@ def claim(conn: sqlite3.Connection, limit: int, now: datetime, lease: float,
         ep_row = r[13:]  # a batch mostly repeats a few endpoints: build each once
         ep = endpoints.get(ep_row)
         if ep is None:
-            ep = endpoints[ep_row] = _endpoint(ep_row)
-        claims.append(Claim(_delivery(r[:8]), _event(r[8:13]), ep, token, _at(until)))
+            ep = endpoints[ep_row] = endpoint_from_row(ep_row)
+        claims.append(Claim(delivery_from_row(r[:8]), event_from_row(r[8:13]), ep, token,
+                            from_us(until)))
     return claims
 
 
@@ -136,8 +144,8 @@ def settle(conn: sqlite3.Connection, outcomes: Sequence[Settled]) -> None:
         # in order, as one settle after another would: the last verdict sets the streak,
         # and a disabling one is never undone by a later one in the same batch
         reason = verdict.disable_endpoint or streaks.get(c.endpoint.id, (None, ""))[1]
-        streaks[c.endpoint.id] = (_us(verdict.endpoint_failing_since), reason)
-    conn.executemany(f"INSERT INTO attempts ({_ATTEMPT}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        streaks[c.endpoint.id] = (to_us_or_none(verdict.endpoint_failing_since), reason)
+    conn.executemany(f"INSERT INTO attempts ({ATTEMPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                      attempts)
     conn.executemany(_SETTLE, updates)
     for endpoint_id, (failing, reason) in streaks.items():
@@ -189,14 +197,14 @@ def stats(conn: sqlite3.Connection, now: datetime) -> QueueStats:
 
 
 def deliveries_of(conn: sqlite3.Connection, endpoint_id: str) -> list[Delivery]:
-    out = [_delivery(r) for r in conn.execute(
-        f"SELECT {_DELIVERY} FROM deliveries d JOIN events e ON e.id = d.event_id"
+    out = [delivery_from_row(r) for r in conn.execute(
+        f"SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id"
         " WHERE d.endpoint_id = ?", (endpoint_id,))]
     for _, _, first, packed, first_delivery, total, done, created in conn.execute(
-            f"SELECT {_FANOUT} FROM fanouts WHERE endpoint_id = ? AND done < total",
+            f"SELECT {FANOUT_COLUMNS} FROM fanouts WHERE endpoint_id = ? AND done < total",
             (endpoint_id,)):
-        offsets = _offsets(packed, total)
-        out += [_pending(first_delivery + k, first + offsets[k], endpoint_id, created)
+        offsets = unpack_offsets(packed, total)
+        out += [pending_delivery(first_delivery + k, first + offsets[k], endpoint_id, created)
                 for k in range(done, total)]
     out.sort(key=lambda d: (d.created_at, d.id))
     return out

@@ -1,5 +1,5 @@
-"""Tables of the SQLite backend: the DDL, its version and upgrade, and the ids, times and row
-conversions shared by the statement modules `sqlite_events`, `sqlite_queue`, `sqlite_monitors`.
+"""Tables of the SQLite backend: the DDL, its version and upgrade, and the ids, column lists
+and row conversions shared by the statement modules `events`, `queue` and `monitors`.
 
 Fan-out is written as one `fanouts` row per accept call and endpoint, not one delivery row
 per event and endpoint: a 1000-event batch costs its event rows and one row per endpoint
@@ -15,9 +15,9 @@ addresses are 2 MB, read whole when followers reload). A follower's events carry
 the one endpoint of their monitor instead of every endpoint that wants the type. `matches`
 holds one row per event a monitor caused, `match_addresses` indexes it by watched address.
 
-The statement modules hold plain functions of a connection, called by `sqlite_store` inside
-its transactions; times are integer microseconds since the epoch (exact round trips, cheap
-comparisons and indexes).
+The statement modules hold plain functions of a connection, called by `store` inside its
+transactions; times are integer microseconds since the epoch (`service.store.times`: exact
+round trips, cheap comparisons and indexes).
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ import json
 import sqlite3
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from service.models import Attempt, Delivery, DeliveryState, Endpoint, Event
+from service.store.times import from_us, from_us_or_none
 
 VERSION = 5  # 2: integer row ids; 3: fan-out rows, deliveries made when claimed; 4: monitors;
 # 5: monitor revisions
@@ -102,37 +102,21 @@ CREATE TABLE IF NOT EXISTS match_addresses (
 PRAGMA user_version = {VERSION};
 """
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_US = timedelta(microseconds=1)
-
-_ENDPOINT = ("id, url, secret, event_types, rate_limit, description, disabled, disabled_reason,"
-             " created_at, failing_since")
-_EVENT = "e.id, e.type, e.data, e.accepted_at, e.idempotency_key"
-_DELIVERY = ("d.id, d.event_id, d.endpoint_id, d.state, d.attempts, d.next_attempt_at,"
-             " d.created_at, e.accepted_at")
-_ATTEMPT = ("delivery_id, number, at, duration, status_code, error, response_headers,"
-            " response_body")
-
-
-def to_us(t: datetime) -> int:
-    return (t - _EPOCH) // _US
+# Column lists, in the order the `*_from_row` functions below read them. EVENT_COLUMNS and
+# DELIVERY_COLUMNS name the tables `e` (events) and `d` (deliveries joined to their event).
+ENDPOINT_COLUMNS = ("id, url, secret, event_types, rate_limit, description, disabled,"
+                    " disabled_reason, created_at, failing_since")
+EVENT_COLUMNS = "e.id, e.type, e.data, e.accepted_at, e.idempotency_key"
+DELIVERY_COLUMNS = ("d.id, d.event_id, d.endpoint_id, d.state, d.attempts, d.next_attempt_at,"
+                    " d.created_at, e.accepted_at")
+ATTEMPT_COLUMNS = ("delivery_id, number, at, duration, status_code, error, response_headers,"
+                   " response_body")
 
 
-def _us(t: datetime | None) -> int | None:
-    return None if t is None else to_us(t)
-
-
-def _dt(us: int | None) -> datetime | None:
-    return None if us is None else _EPOCH + timedelta(microseconds=us)
-
-
-def _at(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=us)
-
-
-def _endpoint(row: Sequence[Any]) -> Endpoint:
+def endpoint_from_row(row: Sequence[Any]) -> Endpoint:
+    """The endpoint a row of ENDPOINT_COLUMNS holds."""
     return Endpoint(row[0], row[1], row[2], tuple(json.loads(row[3])), row[4], row[5],
-                    bool(row[6]), row[7], _dt(row[8]), _dt(row[9]))
+                    bool(row[6]), row[7], from_us_or_none(row[8]), from_us_or_none(row[9]))
 
 
 class IdClock:
@@ -192,15 +176,18 @@ def upgrade(conn: sqlite3.Connection) -> None:
     conn.executescript(f"BEGIN IMMEDIATE; {steps} {SCHEMA} COMMIT;")
 
 
-def _event(row: Sequence[Any]) -> Event:
-    return Event(event_ref(row[0]), row[1], row[2], _at(row[3]), row[4])
+def event_from_row(row: Sequence[Any]) -> Event:
+    """The event a row of EVENT_COLUMNS holds."""
+    return Event(event_ref(row[0]), row[1], row[2], from_us(row[3]), row[4])
 
 
-def _delivery(row: Sequence[Any]) -> Delivery:
+def delivery_from_row(row: Sequence[Any]) -> Delivery:
+    """The delivery a row of DELIVERY_COLUMNS holds."""
     return Delivery(delivery_ref(row[0]), event_ref(row[1]), row[2], DeliveryState(row[3]),
-                    row[4], _dt(row[5]),
-                    _at(row[6]), _dt(row[7]))
+                    row[4], from_us_or_none(row[5]),
+                    from_us(row[6]), from_us_or_none(row[7]))
 
 
-def _attempt(row: Sequence[Any]) -> Attempt:
-    return Attempt(row[1], _at(row[2]), row[3], row[4], row[5], json.loads(row[6]), row[7])
+def attempt_from_row(row: Sequence[Any]) -> Attempt:
+    """The attempt a row of ATTEMPT_COLUMNS holds."""
+    return Attempt(row[1], from_us(row[2]), row[3], row[4], row[5], json.loads(row[6]), row[7])

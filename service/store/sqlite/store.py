@@ -2,8 +2,9 @@
 
 All writes go through one writer task that gathers whatever operations are waiting into a
 single transaction on a dedicated thread (group commit); reads have their own connection and
-thread, which WAL lets run beside the writer. Those connections and threads are `sqlite_file`;
-the SQL itself is in `sqlite_schema`, `sqlite_events`, `sqlite_queue` and `sqlite_monitors`.
+thread, which WAL lets run beside the writer. Those connections and threads are `file`; the
+SQL itself is in `schema`, `events`, `queue` and `monitors`, plain functions of a connection
+that this class runs in its transactions.
 """
 
 from __future__ import annotations
@@ -31,11 +32,12 @@ from service.models import (
     Verdict,
 )
 from service.store import Settled
-from service.store.sqlite import events as sqlite_events
-from service.store.sqlite import monitors as sqlite_monitors
-from service.store.sqlite import queue as sqlite_queue
+from service.store.sqlite import events as event_sql
+from service.store.sqlite import monitors as monitor_sql
+from service.store.sqlite import queue as queue_sql
 from service.store.sqlite import schema
 from service.store.sqlite.file import SqliteFile
+from service.store.times import to_us
 
 PRUNE_EVERY = 3600 * 1_000_000  # µs of event time between sweeps of expired idempotency keys
 
@@ -78,7 +80,7 @@ class SqliteStore:
         schema.upgrade(conn)
         self._ids = schema.IdClock.resume(conn)
         # Whatever is leased belonged to a process that is gone: take it up at once.
-        sqlite_queue.clear_leases(conn)
+        queue_sql.clear_leases(conn)
         self._endpoints = None
 
     def _forget_endpoints(self) -> None:
@@ -86,26 +88,26 @@ class SqliteStore:
 
     def _fanout(self, conn: sqlite3.Connection) -> list[Endpoint]:
         if self._endpoints is None:
-            self._endpoints = sqlite_queue.list_endpoints(conn)
+            self._endpoints = queue_sql.list_endpoints(conn)
         return self._endpoints
 
     # --- endpoints -----------------------------------------------------------------------
     async def put_endpoint(self, endpoint: Endpoint) -> None:
         def op(conn: sqlite3.Connection) -> None:
             self._endpoints = None
-            sqlite_queue.put_endpoint(conn, endpoint)
+            queue_sql.put_endpoint(conn, endpoint)
         await self._file.write(op)
 
     async def get_endpoint(self, endpoint_id: str) -> Endpoint | None:
-        return await self._file.read(lambda c: sqlite_queue.get_endpoint(c, endpoint_id))
+        return await self._file.read(lambda c: queue_sql.get_endpoint(c, endpoint_id))
 
     async def list_endpoints(self) -> list[Endpoint]:
-        return await self._file.read(sqlite_queue.list_endpoints)
+        return await self._file.read(queue_sql.list_endpoints)
 
     async def delete_endpoint(self, endpoint_id: str) -> bool:
         def op(conn: sqlite3.Connection) -> bool:
             self._endpoints = None
-            return sqlite_queue.delete_endpoint(conn, endpoint_id)
+            return queue_sql.delete_endpoint(conn, endpoint_id)
         return await self._file.write(op)
 
     # --- events --------------------------------------------------------------------------
@@ -113,20 +115,20 @@ class SqliteStore:
         events = list(events)  # the caller may change its list while the write waits
 
         def op(conn: sqlite3.Connection) -> list[str]:
-            return sqlite_events.accept(conn, events, now, self._fanout(conn),
-                                        self._prune(now), self._ids)
+            return event_sql.accept(conn, events, now, self._fanout(conn),
+                                    self._prune(now), self._ids)
         return await self._file.write(op)
 
     def _prune(self, now: datetime) -> bool:
         """Whether this write should sweep expired idempotency keys (once an hour)."""
-        at = schema.to_us(now)
+        at = to_us(now)
         prune = at - self._pruned_at >= PRUNE_EVERY
         if prune:
             self._pruned_at = at
         return prune
 
     async def get_event(self, event_id: str) -> EventView | None:
-        return await self._file.read(lambda c: sqlite_events.get_event(c, event_id))
+        return await self._file.read(lambda c: event_sql.get_event(c, event_id))
 
     # --- queue ---------------------------------------------------------------------------
     async def claim(self, limit: int, now: datetime, lease: float,
@@ -135,7 +137,7 @@ class SqliteStore:
         # two concurrent claims can never take the same delivery
         busy = dict(put_off or {})
         return await self._file.write(
-            lambda c: sqlite_queue.claim(c, limit, now, lease, busy), durable=False)
+            lambda c: queue_sql.claim(c, limit, now, lease, busy), durable=False)
 
     async def settle(self, claim: Claim, attempt: Attempt, verdict: Verdict) -> None:
         await self.settle_many([(claim, attempt, verdict)])
@@ -146,7 +148,7 @@ class SqliteStore:
         def op(conn: sqlite3.Connection) -> None:
             if any(v.disable_endpoint for _, _, v in outcomes):
                 self._endpoints = None
-            sqlite_queue.settle(conn, outcomes)
+            queue_sql.settle(conn, outcomes)
         # lost in a power cut, an attempt is simply made again (at least once); disabling
         # an endpoint is kept like any change a person makes
         await self._file.write(op, durable=any(v.disable_endpoint for _, _, v in outcomes))
@@ -155,43 +157,43 @@ class SqliteStore:
                       not_before: Sequence[datetime] | None = None) -> None:
         claims = list(claims)
         times = None if not_before is None else list(not_before)
-        await self._file.write(lambda c: sqlite_queue.release(c, claims, times), durable=False)
+        await self._file.write(lambda c: queue_sql.release(c, claims, times), durable=False)
 
     async def replay(self, endpoint_id: str, since: datetime | None,
                      until: datetime | None, now: datetime) -> int:
         return await self._file.write(
-            lambda c: sqlite_queue.replay(c, endpoint_id, since, until, now))
+            lambda c: queue_sql.replay(c, endpoint_id, since, until, now))
 
     async def stats(self, now: datetime) -> QueueStats:
-        return await self._file.read(lambda c: sqlite_queue.stats(c, now))
+        return await self._file.read(lambda c: queue_sql.stats(c, now))
 
     async def deliveries_of(self, endpoint_id: str) -> list[Delivery]:
-        return await self._file.read(lambda c: sqlite_queue.deliveries_of(c, endpoint_id))
+        return await self._file.read(lambda c: queue_sql.deliveries_of(c, endpoint_id))
 
     # --- address monitors and followers --------------------------------------------------
     async def put_monitor(self, monitor: Monitor) -> None:
-        packed = sqlite_monitors.pack_addresses(monitor.addresses)
-        await self._file.write(lambda c: sqlite_monitors.put_monitor(c, monitor, packed))
+        packed = monitor_sql.pack_addresses(monitor.addresses)
+        await self._file.write(lambda c: monitor_sql.put_monitor(c, monitor, packed))
 
     async def replace_monitor(self, monitor: Monitor) -> bool:
-        packed = sqlite_monitors.pack_addresses(monitor.addresses)
+        packed = monitor_sql.pack_addresses(monitor.addresses)
         return await self._file.write(
-            lambda c: sqlite_monitors.replace_monitor(c, monitor, packed))
+            lambda c: monitor_sql.replace_monitor(c, monitor, packed))
 
     async def get_monitor(self, monitor_id: str) -> Monitor | None:
-        return await self._file.read(lambda c: sqlite_monitors.get_monitor(c, monitor_id))
+        return await self._file.read(lambda c: monitor_sql.get_monitor(c, monitor_id))
 
     async def list_monitors(self, chain: str | None = None) -> list[Monitor]:
-        return await self._file.read(lambda c: sqlite_monitors.list_monitors(c, chain))
+        return await self._file.read(lambda c: monitor_sql.list_monitors(c, chain))
 
     async def delete_monitor(self, monitor_id: str) -> bool:
-        return await self._file.write(lambda c: sqlite_monitors.delete_monitor(c, monitor_id))
+        return await self._file.write(lambda c: monitor_sql.delete_monitor(c, monitor_id))
 
     async def monitors_version(self) -> int:
-        return await self._file.read(sqlite_monitors.monitors_version)
+        return await self._file.read(monitor_sql.monitors_version)
 
     async def get_cursor(self, name: str) -> dict[str, Any] | None:
-        return await self._file.read(lambda c: sqlite_monitors.get_cursor(c, name))
+        return await self._file.read(lambda c: monitor_sql.get_cursor(c, name))
 
     async def advance(self, name: str, state: Mapping[str, Any], events: Sequence[NewEvent],
                       matches: Sequence[MatchRecord], now: datetime, *,
@@ -204,8 +206,8 @@ class SqliteStore:
         events, matches = list(events), list(matches)
 
         def op(conn: sqlite3.Connection) -> list[str]:
-            return sqlite_monitors.advance(conn, name, saved, events, matches, now,
-                                           self._fanout(conn), self._prune(now), self._ids)
+            return monitor_sql.advance(conn, name, saved, events, matches, now,
+                                       self._fanout(conn), self._prune(now), self._ids)
         return await self._file.write(op)  # durable: FULL sync before the follower moves on
 
     async def hold_cursor(self, name: str, holder: str, ttl: float) -> bool:
@@ -226,9 +228,9 @@ class SqliteStore:
     async def monitor_events(self, monitor_id: str, tx_hash: str | None = None,
                              address: str | None = None, limit: int = 100,
                              before: str | None = None) -> list[MonitorEvent]:
-        return await self._file.read(lambda c: sqlite_monitors.monitor_events(
+        return await self._file.read(lambda c: monitor_sql.monitor_events(
             c, monitor_id, tx_hash, address, limit, before))
 
     async def endpoint_monitors(self, endpoint_id: str, limit: int = 100) -> list[str]:
         return await self._file.read(
-            lambda c: sqlite_monitors.endpoint_monitors(c, endpoint_id, limit))
+            lambda c: monitor_sql.endpoint_monitors(c, endpoint_id, limit))

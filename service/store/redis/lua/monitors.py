@@ -1,16 +1,16 @@
 """Lua scripts of the Redis store's address monitors and chain followers: monitor writes, a
 follower's step (ADVANCE), its cursor lease and a monitor's history, each one atomic script.
-Key layout and invariants are described in `service.redis_store`.
+Key layout and invariants are described in `service.store.redis.store`.
 """
 
 from __future__ import annotations
 
-from service.store.redis.lua.prelude import _ACCEPT_FN, _PRELUDE, _READ
+from service.store.redis.lua.prelude import ACCEPT_FN, PRELUDE, READ_PRELUDE
 
 # --- address monitors and followers ------------------------------------------------------
 # ARGV: prefix, monitor id, then its field/value pairs. The hash's `rev` field counts its
 # writes (absent: 0). Returns the new monitors version.
-PUT_MONITOR = _PRELUDE + """
+PUT_MONITOR = PRELUDE + """
 local id = ARGV[2]
 local rev = tonumber(redis.call('HGET', k('mon', id), 'rev') or '0') + 1
 redis.call('DEL', k('mon', id))
@@ -23,7 +23,7 @@ return redis.call('INCR', k('monver'))
 
 # ARGV: prefix, monitor id, the revision it was read at, then its field/value pairs. 1 when
 # written; 0 (nothing written) when the monitor is gone or was written since.
-REPLACE_MONITOR = _PRELUDE + """
+REPLACE_MONITOR = PRELUDE + """
 local key = k('mon', ARGV[2])
 if redis.call('EXISTS', key) == 0 or (redis.call('HGET', key, 'rev') or '0') ~= ARGV[3] then
   return 0
@@ -35,7 +35,7 @@ return 1
 """
 
 # ARGV: prefix, monitor id. Returns 0 when unknown (the version stays).
-DELETE_MONITOR = _PRELUDE + """
+DELETE_MONITOR = PRELUDE + """
 if redis.call('DEL', k('mon', ARGV[2])) == 0 then return 0 end
 redis.call('ZREM', k('mons'), ARGV[2])
 redis.call('INCR', k('monver'))
@@ -43,7 +43,7 @@ return 1
 """
 
 # ARGV: prefix, then a chain name to list only its monitors. Monitors in creation order.
-LIST_MONITORS = _READ + """
+LIST_MONITORS = READ_PRELUDE + """
 local out = {}
 for _, id in ipairs(redis.call('ZRANGE', k('mons'), 0, -1)) do
   if not ARGV[2] or redis.call('HGET', k('mon', id), 'chain') == ARGV[2] then
@@ -64,7 +64,7 @@ return out
 # History of monitor M: mh:M zset event id -> sequence (newest highest); mhx:M and mha:M
 # hold "<tx hash>:<seq>:<event id>" and "<address>:<seq>:<event id>" at score 0, so a
 # lexicographic range finds one transaction's or one address's entries, newest last.
-ADVANCE = _PRELUDE + _ACCEPT_FN + """
+ADVANCE = PRELUDE + ACCEPT_FN + """
 local now, window, ttl, count = ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
 local holder = ARGV[8]
 if holder ~= '' and redis.call('GET', k('cursorlease', ARGV[6])) ~= holder then
@@ -102,7 +102,7 @@ return ids
 
 # ARGV: prefix, cursor name, holder, time to live in ms. 1 when `holder` holds the lease now
 # (it was free, ran out, or was its own: renewed), 0 while another holder's lease runs.
-HOLD_CURSOR = _PRELUDE + """
+HOLD_CURSOR = PRELUDE + """
 local key, holder = k('cursorlease', ARGV[2]), ARGV[3]
 local current = redis.call('GET', key)
 if current and current ~= holder then return 0 end
@@ -111,7 +111,7 @@ return 1
 """
 
 # ARGV: prefix, cursor name, holder. Ends the lease when `holder` has it.
-LET_GO_CURSOR = _PRELUDE + """
+LET_GO_CURSOR = PRELUDE + """
 local key = k('cursorlease', ARGV[2])
 if redis.call('GET', key) == ARGV[3] then redis.call('DEL', key) end
 return 0
@@ -120,7 +120,7 @@ return 0
 # ARGV: prefix, monitor id, tx hash ('' for any), address ('' for any), limit, before (an
 # event id of the history: only entries older than it; '' for the newest). Newest first:
 # {event hash fields...} per entry; a NOTINHISTORY error when `before` is not an entry.
-MONITOR_EVENTS = _READ + """
+MONITOR_EVENTS = READ_PRELUDE + """
 local mon, tx, addr, limit, before = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
 local ids = {}
 local below = nil  -- the sequence number entries must be under
@@ -165,7 +165,7 @@ return out
 
 # ARGV: prefix, endpoint id, limit. Ids of the monitors whose events go to the endpoint,
 # in creation order, at most `limit`.
-ENDPOINT_MONITORS = _READ + """
+ENDPOINT_MONITORS = READ_PRELUDE + """
 local out, limit = {}, tonumber(ARGV[3])
 for _, id in ipairs(redis.call('ZRANGE', k('mons'), 0, -1)) do
   if #out >= limit then break end

@@ -1,6 +1,6 @@
 """The Lua every script of the Redis store starts with (key helper, lease release), and the
 accept function ACCEPT and ADVANCE share; each script module builds on these by import.
-Key layout and invariants are described in `service.redis_store`.
+Key layout and invariants are described in `service.store.redis.store`.
 """
 
 from __future__ import annotations
@@ -21,14 +21,15 @@ local function unlease(entry)
   redis.call('ZREM', k('leases'), entry)
 end
 """
-_PRELUDE = "#!lua\n" + _COMMON
-_READ = "#!lua flags=no-writes\n" + _COMMON  # reads still answer when memory is full
+PRELUDE = "#!lua\n" + _COMMON  # starts every script that writes
+# starts every script that only reads: those still answer when memory is full
+READ_PRELUDE = "#!lua flags=no-writes\n" + _COMMON
 
 # Accepting events, shared by ACCEPT and ADVANCE. ARGV from `base`: four values per event
 # (event id, type, data JSON, idempotency key or ''). `routes` is nil to fan each event out
 # to every enabled endpoint that wants its type, or per event the one endpoint id it may go
 # to ('' for none). Returns the event ids.
-_ACCEPT_FN = """
+ACCEPT_FN = """
 local function accept(now, window, ttl, count, base, routes)
   local targets = {}  -- enabled endpoints: {id, set of types or false for every type}
   for _, id in ipairs(redis.call('ZRANGE', k('eps'), 0, -1)) do

@@ -1,22 +1,22 @@
 """Lua scripts of the Redis store's queue and endpoints: each store operation that touches
 more than one key runs as one script, so it is atomic between processes and lands in the AOF
-as one transaction. Key layout and invariants are described in `service.redis_store`.
+as one transaction. Key layout and invariants are described in `service.store.redis.store`.
 """
 
 from __future__ import annotations
 
-from service.store.redis.lua.prelude import _ACCEPT_FN, _PRELUDE, _READ
+from service.store.redis.lua.prelude import ACCEPT_FN, PRELUDE, READ_PRELUDE
 
 # ARGV: prefix, now, idempotency window, key ttl (s), count, then per event: event id, type,
 # data (JSON), idempotency key ('' for none). Returns the event ids.
-ACCEPT = _PRELUDE + _ACCEPT_FN + """
+ACCEPT = PRELUDE + ACCEPT_FN + """
 return accept(ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5]), 6, nil)
 """
 
 # ARGV: prefix, now, lease deadline, limit, consumer, then (endpoint id, time) pairs: busy
 # endpoints, whose due deliveries are put off until that time instead of claimed. A lease
 # ending at `now` has ended. Returns {token, delivery, event, endpoint} per claimed delivery.
-CLAIM = _PRELUDE + """
+CLAIM = PRELUDE + """
 local now, deadline, limit, consumer = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local stream, leases, due = k('stream'), k('leases'), k('due')
 local busy = {}
@@ -95,7 +95,7 @@ return out
 
 # ARGV: prefix, then groups of seven: delivery id, token, attempt (JSON), state, next time
 # or '', reason to disable the endpoint or '', endpoint failing since or ''.
-SETTLE = _PRELUDE + """
+SETTLE = PRELUDE + """
 local function settle(did, token, attempt, state, next_at, reason, failing)
   local dlk = k('dl', did)
   local d = redis.call('HMGET', dlk, 'lease', 'entry', 'ep', 'dk', 'created')
@@ -141,7 +141,7 @@ return out
 
 # ARGV: prefix, then (delivery id, token, not before or '') triples. Leased deliveries become
 # due again: at once, or not before the time given.
-RELEASE = _PRELUDE + """
+RELEASE = PRELUDE + """
 for i = 2, #ARGV, 3 do
   local dlk = k('dl', ARGV[i])
   local d = redis.call('HMGET', dlk, 'lease', 'entry', 'next', 'dk')
@@ -158,7 +158,7 @@ return 0
 
 # ARGV: prefix, endpoint id, then its field/value pairs. Enabling an endpoint returns its
 # parked deliveries to the due set with their own due times.
-PUT_ENDPOINT = _PRELUDE + """
+PUT_ENDPOINT = PRELUDE + """
 local id = ARGV[2]
 local epk = k('ep', id)
 redis.call('DEL', epk)
@@ -179,7 +179,7 @@ return 0
 
 # ARGV: prefix, endpoint id. Its active deliveries become dead, leases included; returns 0
 # when the endpoint is unknown.
-DELETE_ENDPOINT = _PRELUDE + """
+DELETE_ENDPOINT = PRELUDE + """
 local id = ARGV[2]
 if redis.call('EXISTS', k('ep', id)) == 0 then return 0 end
 for _, did in ipairs(redis.call('ZRANGE', k('ep', id, 'dls'), 0, -1)) do
@@ -202,7 +202,7 @@ return 1
 """
 
 # ARGV: prefix, endpoint id, since ('-inf'), until ('+inf'), now. Returns how many.
-REPLAY = _PRELUDE + """
+REPLAY = PRELUDE + """
 local id, now = ARGV[2], ARGV[5]
 local dead = redis.call('ZRANGEBYSCORE', k('ep', id, 'dead'), ARGV[3], ARGV[4])
 for _, did in ipairs(dead) do
@@ -218,7 +218,7 @@ return #dead
 
 # Reads: one round trip and one consistent snapshot each.
 # ARGV: prefix, event id. Returns {event, {{delivery, attempts}...}} or {}.
-GET_EVENT = _READ + """
+GET_EVENT = READ_PRELUDE + """
 local ev = redis.call('HGETALL', k('ev', ARGV[2]))
 if #ev == 0 then return {} end
 local out = {}
@@ -229,7 +229,7 @@ return {ev, out}
 """
 
 # ARGV: prefix, endpoint id. Its deliveries, oldest first.
-DELIVERIES_OF = _READ + """
+DELIVERIES_OF = READ_PRELUDE + """
 local out = {}
 for _, did in ipairs(redis.call('ZRANGE', k('ep', ARGV[2], 'dls'), 0, -1)) do
   out[#out + 1] = redis.call('HGETALL', k('dl', did))
@@ -238,7 +238,7 @@ return out
 """
 
 # ARGV: prefix. Every endpoint, in creation order.
-LIST_ENDPOINTS = _READ + """
+LIST_ENDPOINTS = READ_PRELUDE + """
 local out = {}
 for _, id in ipairs(redis.call('ZRANGE', k('eps'), 0, -1)) do
   out[#out + 1] = redis.call('HGETALL', k('ep', id))
@@ -247,7 +247,7 @@ return out
 """
 
 # ARGV: prefix. Returns {active count, oldest acceptance time or '', disabled endpoints}.
-STATS = _READ + """
+STATS = READ_PRELUDE + """
 local oldest = redis.call('ZRANGE', k('active'), 0, 0, 'WITHSCORES')
 return {redis.call('ZCARD', k('active')), oldest[2] or '', redis.call('SCARD', k('disabled'))}
 """

@@ -25,7 +25,7 @@ from service.store.sqlite.queue import CLAIM_SQL
 from tests.support.stores import NOW, endpoint
 
 pytestmark = pytest.mark.timeout(60)
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]  # the repository: the child imports `service`
 EVENT_ID = re.compile(r"evt_[0-9a-f]{16}")
 S = timedelta(seconds=1)
 
