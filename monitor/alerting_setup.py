@@ -27,9 +27,8 @@ from alerts.routing import Router
 from alerts.store import AlertStore
 from alerts.telegram import TelegramSender
 from alerts.telegram_format import Message, format_notification
-from monitor.alertconfig import AlertsSection
-from monitor.secrets import resolve
-from monitor.state import TargetState
+from monitor.config import AlertsSection, resolve
+from monitor.runtime import TargetState
 
 log = logging.getLogger(__name__)
 SERVICE_TARGET = "webhook-service"

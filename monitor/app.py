@@ -21,17 +21,11 @@ from core import signing
 from dashboards.build import all_dashboards
 from dashboards.pusher import GrafanaPusher
 from monitor.alerting_setup import MonitorAlerting
-from monitor.alerts_api import AlertsApi
-from monitor.api import MonitorApi
-from monitor.config import Config
-from monitor.gcp import GcpExporter
-from monitor.history import UptimeHistory
-from monitor.metrics import new_registry
-from monitor.scheduler import Job, ProbeScheduler
-from monitor.secrets import SecretError, resolve, resolve_fields
+from monitor.config import Config, SecretError, TargetConfig, resolve, resolve_fields
+from monitor.exporters import GcpExporter, new_registry
+from monitor.runtime import Job, ProbeScheduler, TargetState, UptimeHistory, last_good
 from monitor.service_setup import service_settings, sink_socket, stop_on_signals
-from monitor.state import TargetState, last_good
-from monitor.targets import TargetConfig
+from monitor.web import AlertsApi, MonitorApi
 from probes.base import (
     OptionError,
     Outcome,

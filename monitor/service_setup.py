@@ -12,8 +12,7 @@ import signal
 import sqlite3
 from collections.abc import Mapping, Sequence
 
-from monitor.config import Config
-from monitor.secrets import SecretError, resolve
+from monitor.config import Config, SecretError, resolve
 from service import StoreError
 from service.app import ChainSpec, Service, Settings
 

@@ -19,9 +19,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from monitor.config import GcpSection
-from monitor.gcp import GcpExporter
-from monitor.gcp_series import (
+from monitor.config import GcpSection, TargetConfig
+from monitor.exporters import new_registry
+from monitor.exporters.gcp import GcpExporter
+from monitor.exporters.gcp.series import (
     EXPORTED,
     MAX_SERIES_PER_CALL,
     batches,
@@ -29,10 +30,7 @@ from monitor.gcp_series import (
     metric_labels,
     to_time_series,
 )
-from monitor.metrics import new_registry
-from monitor.scheduler import Job, ProbeScheduler
-from monitor.state import TargetState
-from monitor.targets import TargetConfig
+from monitor.runtime import Job, ProbeScheduler, TargetState
 from probes.base import Outcome, ProbeResult, Reason, SystemClock
 from tests.support.fake_gcp import CUMULATIVE, GAUGE, FakeGcp
 
@@ -514,7 +512,7 @@ async def test_default_credentials_talk_tls_and_lend_their_project(
         looked_up.append(scopes)
         return AnonymousCredentials(), "adc-project"  # type: ignore[no-untyped-call]
 
-    monkeypatch.setattr("monitor.gcp.default_credentials", fake_adc)
+    monkeypatch.setattr("monitor.exporters.gcp.exporter.default_credentials", fake_adc)
     section = GcpSection(project_id="", interval=60.0, api_endpoint=fake_gcp.address)
     clock = StepClock()
     exporter = GcpExporter(section, probe_registry(), now=clock, backoff=FAST,

@@ -1,5 +1,5 @@
 """The monitor's HTTP server: /metrics, /healthz, /api/v1/targets, the status page, and the
-alerting routes of `monitor.alerts_api`.
+alerting routes of `monitor.web.alerts_api`.
 
 Errors are JSON `{"error", "field"}`, never a stack trace. Methods other than GET/HEAD need
 `Authorization: Bearer <monitor api key>`; keys are compared in constant time.
@@ -25,9 +25,8 @@ from prometheus_client.openmetrics.exposition import (
 )
 
 from core import signing
-from monitor.history import UptimeHistory
-from monitor.state import TargetState
-from monitor.statuspage import render_status_page
+from monitor.runtime import TargetState, UptimeHistory
+from monitor.web.statuspage import render_status_page
 from probes.webhook_canary import CanaryInbox
 
 log = logging.getLogger(__name__)

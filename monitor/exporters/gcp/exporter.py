@@ -3,7 +3,7 @@ registry are written as `custom.googleapis.com/crypitor/<metric name>` with Crea
 
 It runs in its own task and only reads the registry, so a slow or failing API costs the
 probes nothing. The choices the API forces on us on what is written (metrics, resource,
-labels) are listed in `monitor.gcp_series`; those on how it is written, here:
+labels) are listed in `monitor.exporters.gcp.series`; those on how it is written, here:
 
 * **Rate**: at most 200 series per call, each series once per call. The API takes one point
   per series every 5 s (older documentation: 10 s); the interval floor is 10 s, and a cycle
@@ -43,8 +43,8 @@ from google.cloud.monitoring_v3.services.metric_service.transports import (
 )
 from prometheus_client import CollectorRegistry
 
-from monitor.gcp_errors import TRANSIENT, FailureLog, describe, error_kind
-from monitor.gcp_series import EXPORTED, batches, to_time_series
+from monitor.exporters.gcp.errors import TRANSIENT, FailureLog, describe, error_kind
+from monitor.exporters.gcp.series import EXPORTED, batches, to_time_series
 from probes.base import is_env_ref
 
 log = logging.getLogger("crypitor.gcp")

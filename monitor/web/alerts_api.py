@@ -1,5 +1,5 @@
 """The monitor's alerting endpoints: alerts, the notification history, silences and the
-Alertmanager bridge. Mounted by `monitor.api.MonitorApi`, whose middlewares make errors JSON
+Alertmanager bridge. Mounted by `monitor.web.server.MonitorApi`, whose middlewares make errors JSON
 and demand the API key on POST and DELETE.
 """
 

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from html import escape
 
-from monitor.state import TargetState
+from monitor.runtime import TargetState
 
 _STYLE = """
 body{font:14px system-ui,sans-serif;margin:2em;color:#222}

@@ -8,7 +8,6 @@ target instead of a dozen labelled children. Names, help and types come from `ca
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -16,7 +15,7 @@ from prometheus_client.registry import Collector
 
 import catalog.metrics as m
 from catalog import MetricDef
-from monitor.state import TargetState
+from monitor.runtime import SchedulerMetrics, TargetState
 
 PHASES = ("resolve", "connect", "tls", "processing", "transfer")
 XRPL_STATES = ("disconnected", "connected", "syncing", "tracking", "full", "validating",
@@ -116,12 +115,6 @@ class ProbeCollector(Collector):
                     state_rank.add_metric(clv, float(XRPL_STATES.index(st)))
         yield from (success, duration, last_run, status, phases, expiry, body, connect, canary,
                     totals, failures, skipped, *chain.values(), state_rank)
-
-
-@dataclass(frozen=True)
-class SchedulerMetrics:
-    lag: Histogram
-    missed: Counter
 
 
 def new_registry(states: Sequence[TargetState]) -> tuple[CollectorRegistry, SchedulerMetrics]:
