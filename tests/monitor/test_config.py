@@ -22,7 +22,7 @@ from monitor.config import (
     resolve_fields,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def parse_text(text: str) -> Config:
