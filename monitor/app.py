@@ -24,7 +24,7 @@ from monitor.alerting_setup import MonitorAlerting
 from monitor.config import Config, SecretError, TargetConfig, resolve, resolve_fields
 from monitor.exporters import GcpExporter, new_registry
 from monitor.runtime import Job, ProbeScheduler, TargetState, UptimeHistory, last_good
-from monitor.service_setup import service_settings, sink_socket, stop_on_signals
+from monitor.service_setup import new_service, sink_socket, stop_on_signals
 from monitor.web import AlertsApi, MonitorApi
 from probes.base import (
     OptionError,
@@ -156,7 +156,7 @@ class Monitor:
         log.info("monitor listening on http://%s", self.config.monitor.listen)
         if self.config.service.enabled:
             sink = sink_socket(self.config.monitor.listen)
-            self.service = Service(service_settings(self.config, self.env, [sink]))
+            self.service = new_service(self.config, self.env, [sink])
             await self.service.start()
         await self.alerting.start(self.service)
         await self._start_exports()
