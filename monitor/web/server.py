@@ -25,6 +25,7 @@ from prometheus_client.openmetrics.exposition import (
 )
 
 from core import signing
+from core.clock import Clock, utc_now
 from monitor.runtime import TargetState, UptimeHistory
 from monitor.web.statuspage import render_status_page
 from probes.webhook_canary import CanaryInbox
@@ -61,8 +62,10 @@ class MonitorApi:
     def __init__(self, states: Sequence[TargetState], registry: CollectorRegistry,
                  history: UptimeHistory, api_keys: Sequence[str],
                  inbox: CanaryInbox | None = None,
-                 extra_routes: Callable[[web.UrlDispatcher], None] | None = None) -> None:
+                 extra_routes: Callable[[web.UrlDispatcher], None] | None = None,
+                 clock: Clock = utc_now) -> None:
         self._inbox = inbox
+        self._clock = clock
         self._extra_routes = extra_routes
         self._signer = signing.Signer(inbox.secret) if inbox is not None else None
         self._states = states
@@ -162,5 +165,5 @@ class MonitorApi:
 
     async def status_page(self, _request: web.Request) -> web.Response:
         ratios = await self._history.ratios(self._by_name)
-        html = render_status_page(self._states, ratios)
+        html = render_status_page(self._states, ratios, self._clock())
         return web.Response(text=html, content_type="text/html")

@@ -27,9 +27,9 @@ import contextlib
 import enum
 import logging
 import socket
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Protocol
 
 import grpc
@@ -43,6 +43,7 @@ from google.cloud.monitoring_v3.services.metric_service.transports import (
 )
 from prometheus_client import CollectorRegistry
 
+from core.clock import Clock, utc_now
 from monitor.exporters.gcp.errors import TRANSIENT, FailureLog, describe, error_kind
 from monitor.exporters.gcp.series import EXPORTED, batches, to_time_series
 from probes.base import is_env_ref
@@ -99,7 +100,7 @@ class GcpExporter:
     """
 
     def __init__(self, settings: GcpSettings, registry: CollectorRegistry, *,
-                 node_id: str | None = None, now: Callable[[], datetime] | None = None,
+                 node_id: str | None = None, now: Clock = utc_now,
                  backoff: Sequence[float] = BACKOFF, call_timeout: float = CALL_TIMEOUT,
                  names: Collection[str] = EXPORTED) -> None:
         self.settings = settings
@@ -109,7 +110,7 @@ class GcpExporter:
         self.stats = ExportStats()
         self.enabled = False
         self._registry = registry
-        self._now = now or (lambda: datetime.now(UTC))
+        self._now = now
         self._backoff = tuple(backoff)
         self._call_timeout = call_timeout
         self._names = names
