@@ -55,7 +55,7 @@ BUILTIN_NAMES = tuple(r.name for r in BUILTINS)
 
 
 class RuleSource(Protocol):
-    """What a configured rule offers (monitor.alertconfig.RuleConfig has this shape)."""
+    """What a configured rule offers (monitor.config.RuleConfig has this shape)."""
 
     @property
     def name(self) -> str: ...
@@ -72,7 +72,7 @@ class RuleSource(Protocol):
 
 
 class RulesSource(Protocol):
-    """What the `[alerts]` section offers (monitor.alertconfig.AlertsSection has this shape)."""
+    """What the `[alerts]` section offers (monitor.config.AlertsSection has this shape)."""
 
     @property
     def disable_builtin(self) -> Sequence[str]: ...

@@ -11,8 +11,8 @@ from typing import Protocol
 
 from alerts.model import Alert, matches
 
-# The shape of monitor/alertconfig.py's InhibitConfig: alerts/ may not import monitor/, so it
-# states what it reads.
+# The shape of monitor/config/alertconfig.py's InhibitConfig: alerts/ may not import monitor/,
+# so it states what it reads.
 
 
 class InhibitSpec(Protocol):

@@ -13,8 +13,8 @@ from typing import Any, Protocol
 
 from alerts.model import matches
 
-# The shape of monitor/alertconfig.py's RouteConfig: alerts/ may not import monitor/, so it
-# states what it reads. Durations are in seconds.
+# The shape of monitor/config/alertconfig.py's RouteConfig: alerts/ may not import monitor/,
+# so it states what it reads. Durations are in seconds.
 
 
 class RouteSpec(Protocol):

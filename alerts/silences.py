@@ -30,7 +30,7 @@ _PART = re.compile(r"(\d+)([smhdw])")
 def parse_duration(text: str) -> timedelta:
     """"90s", "30m", "1h30m", "2d", "1w" as a timedelta; SilenceError when not one, or zero.
 
-    A copy of the idea in monitor/durations.py kept small on purpose: alerts/ must not
+    A copy of the idea in monitor/config/durations.py kept small on purpose: alerts/ must not
     import monitor/, and a silence never needs fractions or milliseconds.
     """
     text = text.strip().lower()

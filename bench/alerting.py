@@ -38,7 +38,7 @@ from typing import Any
 import aiohttp
 
 from bench.alert_peers import Peers, alertmanager, crypitor, peers, prometheus
-from monitor.durations import format_duration, parse_duration
+from monitor.config import format_duration, parse_duration
 
 GROUP_WAIT = 10.0  # crypitor's default [alerts.route] group_wait
 PHASE = 60.0  # Prometheus' scrape and evaluation cycle: T0 falls anywhere in it

@@ -42,7 +42,8 @@ from prometheus_client import CollectorRegistry
 
 from bench.procs import ROOT, stop, wait_http
 from chains.ethereum import EthereumClient
-from service.app import Service, Settings
+from monitor.config import ServiceSection
+from service.app import Service
 from service.follow.follower import DETECTED, ChainFollower, FollowerMetrics
 from service.models import MatchRecord, Monitor, NewEvent
 from service.store.sqlite import SqliteStore
@@ -293,8 +294,8 @@ async def latency(url: str, poll: float, samples: int, tmp: Path) -> Latency:
     data_dir.mkdir()
     store = TimedStore(data_dir / "service.sqlite3")
     store.accepted = {}
-    svc = Service(Settings(listen=listen, data_dir=data_dir, api_keys=[key],
-                           allow_private_targets=True), store=store)
+    svc = Service(ServiceSection(listen=listen, api_keys=(key,), allow_private_targets=True),
+                  data_dir, store=store)
     arrived: dict[str, float] = {}
     mined: dict[str, float] = {}
     sends: list[float] = []

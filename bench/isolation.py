@@ -18,7 +18,8 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from service.app import Service, Settings
+from monitor.config import ServiceSection
+from service.app import Service
 from tests.support.net import free_port
 
 KEY = "bench-key"
@@ -48,8 +49,8 @@ async def run(backlog: int, events: int) -> list[float]:
     listen = f"127.0.0.1:{free_port()}"
     sent: dict[int, float] = {}
     with tempfile.TemporaryDirectory(prefix="bench-iso-") as tmp:
-        svc = Service(Settings(listen=listen, data_dir=Path(tmp), api_keys=[KEY],
-                               allow_private_targets=True, request_timeout=5.0))
+        svc = Service(ServiceSection(listen=listen, api_keys=(KEY,), allow_private_targets=True,
+                                     request_timeout=5.0), Path(tmp))
         await svc.start()
         try:
             async with aiohttp.ClientSession(headers=AUTH) as http:

@@ -6,9 +6,12 @@ read these definitions, so a renamed metric cannot leave one of them behind.
 
 from catalog.metrics import (
     ALL,
+    XRPL_HEALTHY_STATES,
+    XRPL_SERVER_STATES,
     MetricDef,
     MetricKind,
     by_name,
 )
 
-__all__ = ["ALL", "MetricDef", "MetricKind", "by_name"]
+__all__ = ["ALL", "XRPL_HEALTHY_STATES", "XRPL_SERVER_STATES", "MetricDef", "MetricKind",
+           "by_name"]

@@ -90,10 +90,15 @@ CHAIN_LIB_LAG = MetricDef(
 CHAIN_LOAD_FACTOR = MetricDef(
     "crypitor_chain_load_factor", G, "XRPL: the server's load factor.",
     ("chain",), per_target=True)
+# rippled's server states in its own order, worst first: the value of crypitor_chain_server_state
+# is a state's index here, and the xrpl probe counts the last three as healthy.
+XRPL_SERVER_STATES = ("disconnected", "connected", "syncing", "tracking", "full", "validating",
+                      "proposing")
+XRPL_HEALTHY_STATES = frozenset(XRPL_SERVER_STATES[4:])
 CHAIN_SERVER_STATE = MetricDef(
     "crypitor_chain_server_state", G,
-    "XRPL server_state as a rank: 0 disconnected, 1 connected, 2 syncing, 3 tracking, "
-    "4 full, 5 validating, 6 proposing.",
+    "XRPL server_state as a rank: "
+    + ", ".join(f"{rank} {state}" for rank, state in enumerate(XRPL_SERVER_STATES)) + ".",
     ("chain",), per_target=True)
 CHAIN_ID = MetricDef(
     "crypitor_chain_id", G, "EVM chain id the node reported.", ("chain",), per_target=True)

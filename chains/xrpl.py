@@ -15,10 +15,6 @@ import aiohttp
 from chains import MalformedResponse, RpcError
 from chains.jsonrpc import JsonRpcTransport, flag, integer, mapping, number, shown, tag, text
 
-# rippled's own order, worst first; the probe treats the last three as healthy
-SERVER_STATES = ("disconnected", "connected", "syncing", "tracking", "full", "validating",
-                 "proposing")
-
 
 @dataclass(frozen=True, slots=True)
 class ValidatedLedger:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import catalog.metrics as m
+from catalog import XRPL_HEALTHY_STATES, XRPL_SERVER_STATES
 from dashboards.common import (
     COUNT,
     GREEN,
@@ -38,10 +39,11 @@ NODES = f"{HEAD}{SEL}"  # one series per selected node
 LAG_STEPS = ((3.0, ORANGE), (5.0, RED))  # NodeLagging fires above 5 blocks
 AGE_STEPS = ((60.0, ORANGE), (180.0, RED))  # NodeHeadStale fires above 180 s
 SYNCING = value_text(("0", "synced", GREEN), ("1", "syncing", ORANGE))
-XRPL_STATES = value_text(("0", "disconnected", RED), ("1", "connected", RED),
-                         ("2", "syncing", ORANGE), ("3", "tracking", ORANGE),
-                         ("4", "full", GREEN), ("5", "validating", GREEN),
-                         ("6", "proposing", GREEN))
+# the catalog's ranks: not connected red, catching up (syncing, tracking) orange, healthy green
+XRPL_STATES = value_text(*(
+    (str(rank), state, GREEN if state in XRPL_HEALTHY_STATES
+     else ORANGE if rank >= XRPL_SERVER_STATES.index("syncing") else RED)
+    for rank, state in enumerate(XRPL_SERVER_STATES)))
 
 
 def per_node(metric: str) -> str:

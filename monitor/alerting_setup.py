@@ -10,9 +10,9 @@ import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -22,14 +22,13 @@ from alerts.alerting import Alerting
 from alerts.bot import Down, OnCallBot
 from alerts.builtin import all_rules
 from alerts.evaluate import Evaluator
-from alerts.model import Notification
 from alerts.routing import Router
 from alerts.store import AlertStore
-from alerts.telegram import TelegramSender
-from alerts.telegram_format import Message, format_notification
-from monitor.alertconfig import AlertsSection
-from monitor.secrets import resolve
-from monitor.state import TargetState
+from alerts.telegram import OnMigrate, TelegramSender
+from alerts.telegram_receiver import TelegramReceiver
+from core.clock import Clock, utc_now
+from monitor.config import AlertsSection, resolve
+from monitor.runtime import TargetState
 
 log = logging.getLogger(__name__)
 SERVICE_TARGET = "webhook-service"
@@ -37,38 +36,30 @@ SERVICE_EVERY = 30.0  # seconds between looks at the embedded service
 CHAT_DOC = "telegram-chat:"
 
 
-class TelegramReceiver:
-    """One `[[alerts.receivers]]` entry: renders notifications and sends them, starting the
-    bot on first use so that Telegram being down at start-up delays, never stops, the
-    monitor."""
+class QueueStats(Protocol):
+    @property
+    def depth(self) -> int: ...
+    @property
+    def oldest_pending_age(self) -> float: ...
 
-    def __init__(self, name: str, sender: TelegramSender) -> None:
-        self._name, self.sender = name, sender
-        self._started = False
-        self._lock = asyncio.Lock()
+
+class ServiceQueue(Protocol):
+    async def stats(self, now: datetime) -> QueueStats: ...
+
+
+class ServiceRegistry(Protocol):
+    @property
+    def registry(self) -> CollectorRegistry: ...
+
+
+class WatchedService(Protocol):
+    """What alerting reads of the embedded service (`service.app.Service`): its queue's
+    statistics and the delivery counters in its registry."""
 
     @property
-    def name(self) -> str:
-        return self._name
-
-    async def ready(self) -> None:
-        async with self._lock:
-            if not self._started:
-                await self.sender.start()  # NotifyError when Telegram cannot be reached
-                self._started = True
-
-    def render(self, note: Notification) -> tuple[str, tuple[tuple[str, str], ...]]:
-        message = format_notification(note, datetime.now(UTC))
-        return message.text, message.buttons
-
-    async def send(self, text: str, buttons: Sequence[tuple[str, str]]) -> tuple[str, int]:
-        await self.ready()
-        sent = await self.sender.send(Message(text, tuple((a, b) for a, b in buttons)))
-        return sent.chat_id, sent.message_id
-
-    async def close(self) -> None:
-        if self._started:
-            await self.sender.close()
+    def store(self) -> ServiceQueue: ...
+    @property
+    def metrics(self) -> ServiceRegistry: ...
 
 
 class _Counters:
@@ -91,10 +82,15 @@ class _Counters:
 
 
 class MonitorAlerting:
+    """The alerting of `crypitor run`: build from `[alerts]`, feed probe results to
+    `observe()`, `await start(service)`, `await stop()`."""
+
     def __init__(self, section: AlertsSection, data_dir: Path,
                  states: Sequence[TargetState], registry: CollectorRegistry,
-                 env: Mapping[str, str], watch_service: bool) -> None:
+                 env: Mapping[str, str], watch_service: bool,
+                 clock: Clock = utc_now) -> None:
         self.states = states
+        self._clock = clock
         self.store = AlertStore(data_dir / "alerts.sqlite3")
         targets: dict[str, Mapping[str, str]] = {
             s.name: {**s.config.labels, "type": s.config.type} for s in states}
@@ -112,20 +108,20 @@ class MonitorAlerting:
             chat = self.store.get(CHAT_DOC + rc.name) or chat  # a migrated group's new id
             sender = TelegramSender(token, chat, message_thread_id=rc.message_thread_id,
                                     api_url=rc.api_url, on_migrate=self._migrated(rc.name))
-            self.receivers[rc.name] = TelegramReceiver(rc.name, sender)
+            self.receivers[rc.name] = TelegramReceiver(rc.name, sender, clock)
         self.alerting = Alerting(evaluator, Router(route, section.inhibit, section.maintenance),
-                                 self.store, self.receivers, _Counters(registry))
+                                 self.store, self.receivers, _Counters(registry), clock)
         for rc in section.receivers:
             allowed = [resolve(c, f"alerts.receivers.{rc.name}.command_chat_ids", env)
                        for c in rc.command_chat_ids] or [self.receivers[rc.name].sender.chat_id]
             self.bots.append(OnCallBot(rc.name, self.alerting, self.receivers[rc.name].sender,
-                                       allowed, [s.name for s in states], self.down))
+                                       allowed, [s.name for s in states], self.down, clock))
         if not section.receivers:
             log.info("no [[alerts.receivers]]: alerts are evaluated and listed at "
                      "/api/v1/alerts, but nothing is sent")
         self._tasks: list[asyncio.Task[None]] = []
 
-    def _migrated(self, name: str) -> Any:
+    def _migrated(self, name: str) -> OnMigrate:
         def remember(old: str, new: str) -> None:
             log.warning("Telegram chat %s of receiver %s became %s; following it", old, name,
                         new)
@@ -136,7 +132,7 @@ class MonitorAlerting:
         return [(s.name, s.last.reason.value if s.last and s.last.reason else "down", s.since)
                 for s in self.states if s.up is False]
 
-    async def start(self, service: Any = None) -> None:
+    async def start(self, service: WatchedService | None = None) -> None:
         await self.alerting.start()
         for bot, receiver in zip(self.bots, self.receivers.values(), strict=True):
             self._tasks.append(asyncio.create_task(self._run_bot(bot, receiver)))
@@ -156,7 +152,7 @@ class MonitorAlerting:
                 delay = min(60.0, delay * 2)
         await bot.run()
 
-    async def _watch_service(self, service: Any) -> None:
+    async def _watch_service(self, service: WatchedService) -> None:
         """The embedded service as a target: queue age and depth, and the share of failed
         delivery attempts since the last look."""
         registry = service.metrics.registry
@@ -165,7 +161,7 @@ class MonitorAlerting:
         while True:
             await asyncio.sleep(SERVICE_EVERY)
             try:
-                stats = await service.store.stats(datetime.now(UTC))
+                stats = await service.store.stats(self._clock())
             except Exception as exc:  # the store is down: that is what the probes report
                 log.debug("cannot read the service's queue: %s", exc)
                 continue

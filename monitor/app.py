@@ -12,26 +12,22 @@ import logging
 import os
 import sqlite3
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import aiohttp
 from aiohttp import web
 
 from core import signing
+from core.clock import Clock, utc_now
 from dashboards.build import all_dashboards
 from dashboards.pusher import GrafanaPusher
 from monitor.alerting_setup import MonitorAlerting
-from monitor.alerts_api import AlertsApi
-from monitor.api import MonitorApi
-from monitor.config import Config
-from monitor.gcp import GcpExporter
-from monitor.history import UptimeHistory
-from monitor.metrics import new_registry
-from monitor.scheduler import Job, ProbeScheduler
-from monitor.secrets import SecretError, resolve, resolve_fields
-from monitor.service_setup import service_settings, sink_socket, stop_on_signals
-from monitor.state import TargetState, last_good
-from monitor.targets import TargetConfig
+from monitor.config import Config, SecretError, TargetConfig, resolve, resolve_fields
+from monitor.exporters import GcpExporter, new_registry
+from monitor.runtime import Job, ProbeScheduler, TargetState, UptimeHistory, last_good
+from monitor.service_setup import new_service, sink_socket, stop_on_signals
+from monitor.web import AlertsApi, MonitorApi
+from probes.base import Clock as ProbeClock
 from probes.base import (
     OptionError,
     Outcome,
@@ -57,9 +53,10 @@ class BrokenProbe:
 
     reason: Reason
     detail: str
+    clock: ProbeClock = field(default_factory=SystemClock)
 
     async def run(self) -> ProbeResult:
-        outcome = Outcome(SystemClock())
+        outcome = Outcome(self.clock)
         outcome.fail(self.reason, self.detail)
         return outcome.result()
 
@@ -91,7 +88,7 @@ def build_probe(target: TargetConfig, index: int, ctx: ProbeContext,
         if isinstance(options, WebhookCanaryOptions):
             if canary is None:
                 return BrokenProbe(Reason.CONFIG, "the canary needs the monitor's sink: run it"
-                                   " with `crypitor run`")
+                                   " with `crypitor run`", ctx.clock)
             if not options.api_key:
                 options = replace(options, api_key=canary.service_key)
             return WebhookCanaryProbe(url, target.timeout, options, ctx, canary.inbox)
@@ -99,84 +96,95 @@ def build_probe(target: TargetConfig, index: int, ctx: ProbeContext,
         return ptype.build(url, target.timeout, options, ctx)
     except SecretError as exc:
         log.warning("target %s cannot run: %s", target.name, exc)
-        return BrokenProbe(Reason.CONFIG, str(exc))
+        return BrokenProbe(Reason.CONFIG, str(exc), ctx.clock)
     except OptionError as exc:
         # an env: value that resolved to something invalid; never echo the value itself
         log.warning("target %s cannot run: %s.%s: %s", target.name, path, exc.key, exc.message)
-        return BrokenProbe(Reason.CONFIG, f"{path}.{exc.key}: {exc.message}")
+        return BrokenProbe(Reason.CONFIG, f"{path}.{exc.key}: {exc.message}", ctx.clock)
 
 
-class Monitor:
-    """The running monitor: build with a config, `await start()`, `await stop()`."""
+class Runtime:
+    """The running monitor: build with a config, `await start()`, `await stop()`.
 
-    def __init__(self, config: Config, env: Mapping[str, str] | None = None) -> None:
+    `start()` enters each part into one exit stack as it starts it, so `stop()` (also after
+    a failed start) stops what did start, in reverse: exports, history flusher, scheduler,
+    API server, webhook service, alerting, then the history is flushed and closed and the
+    HTTP session closed last.
+    """
+
+    def __init__(self, config: Config, env: Mapping[str, str] | None = None,
+                 clock: Clock = utc_now) -> None:
         self.config = config
         self.env = os.environ if env is None else env
+        self.clock = clock
         self.states = [TargetState(t) for t in config.targets]
         self._by_name = {s.name: s for s in self.states}
         self.registry, self._sched_metrics = new_registry(self.states)
         self.history = UptimeHistory(config.data_dir / "history.sqlite3")
-        self.session: aiohttp.ClientSession | None = None
-        self._runner: web.AppRunner | None = None
-        self._scheduler: ProbeScheduler | None = None
-        self._flusher: asyncio.Task[None] | None = None
-        self.service: Service | None = None
-        self.alerting: MonitorAlerting | None = None
-        self.gcp: GcpExporter | None = None
-        self.grafana: GrafanaPusher | None = None
         self.inbox: CanaryInbox | None = None
         if any(t.type == "webhook_canary" for t in config.targets):
             host, port = sink_socket(config.monitor.listen)
             self.inbox = CanaryInbox(f"http://{host}:{port}/canary", signing.new_secret())
+        self._parts = contextlib.AsyncExitStack()
 
-    def context(self) -> ProbeContext:
-        assert self.session is not None
-        return ProbeContext(session=self.session,
-                            last_result=lambda name: last_good(self._by_name, name))
-
-    def jobs(self) -> Sequence[Job]:
-        ctx = self.context()
+    def _jobs(self, ctx: ProbeContext, service: Service | None) -> Sequence[Job]:
         canary = None
         if self.inbox is not None:
-            key = self.service.api_keys[0] if self.service is not None else ""
-            canary = Canary(self.inbox, key)
+            canary = Canary(self.inbox, service.api_keys[0] if service is not None else "")
         return [Job(state, build_probe(state.config, i, ctx, self.env, canary))
                 for i, state in enumerate(self.states)]
 
     async def start(self) -> None:
+        parts = self._parts
+        session = new_session()
+        parts.push_async_callback(session.close)
+        parts.push_async_callback(self._close_history)
         keys, key_file = ensure_api_keys(
             [resolve(k, f"monitor.api_keys[{i}]", self.env)
              for i, k in enumerate(self.config.monitor.api_keys)],
             self.config.data_dir, "monitor_api_key")
         if key_file is not None:
             log.info("monitor API key: generated, read it from %s", key_file)
-        self.session = new_session()
-        self.alerting = MonitorAlerting(self.config.alerts, self.config.data_dir, self.states,
-                                        self.registry, self.env, self.config.service.enabled)
+        alerting = MonitorAlerting(self.config.alerts, self.config.data_dir, self.states,
+                                   self.registry, self.env, self.config.service.enabled,
+                                   self.clock)
+        parts.push_async_callback(alerting.stop)
+        # The service starts after the API server and stops after it; the scheduler and the
+        # flusher start after the exports and stop after them: their stops wait in stacks
+        # entered before the server's and the exports' own.
+        service_part = await parts.enter_async_context(contextlib.AsyncExitStack())
         api = MonitorApi(self.states, self.registry, self.history, keys, self.inbox,
-                         AlertsApi(self.alerting.alerting).routes)
-        self._runner = web.AppRunner(api.app(), access_log=None, handle_signals=False)
-        await self._runner.setup()
+                         AlertsApi(alerting.alerting, self.clock).routes, self.clock)
+        runner = web.AppRunner(api.app(), access_log=None, handle_signals=False)
+        parts.push_async_callback(runner.cleanup)
+        await runner.setup()
         host, _, port = self.config.monitor.listen.rpartition(":")
-        await web.TCPSite(self._runner, host.strip("[]"), int(port)).start()
+        await web.TCPSite(runner, host.strip("[]"), int(port)).start()
         log.info("monitor listening on http://%s", self.config.monitor.listen)
+        service = None
         if self.config.service.enabled:
-            sink = sink_socket(self.config.monitor.listen)
-            self.service = Service(service_settings(self.config, self.env, [sink]))
-            await self.service.start()
-        await self.alerting.start(self.service)
-        await self._start_exports()
-        self._scheduler = ProbeScheduler(self.jobs(), self._sched_metrics, self._on_result)
-        self._scheduler.start()
-        self._flusher = asyncio.create_task(self._flush_loop())
+            service = new_service(self.config, self.env, [sink_socket(self.config.monitor.listen)])
+            service_part.push_async_callback(service.stop)
+            await service.start()
+        await alerting.start(service)
+        probing = await parts.enter_async_context(contextlib.AsyncExitStack())
+        await self._start_exports(parts)
+        ctx = ProbeContext(session=session,
+                           last_result=lambda name: last_good(self._by_name, name))
+        scheduler = ProbeScheduler(self._jobs(ctx, service), self._sched_metrics,
+                                   lambda job, result: self._on_result(job, result, alerting))
+        probing.push_async_callback(scheduler.stop)
+        scheduler.start()
+        probing.push_async_callback(_cancelled, asyncio.create_task(self._flush_loop()))
 
-    async def _start_exports(self) -> None:
+    async def _start_exports(self, parts: contextlib.AsyncExitStack) -> None:
         """Grafana and Google Cloud Monitoring, when configured: both work in the
         background, and neither can stop monitoring (they log and retry)."""
         if self.config.gcp is not None:
             section = resolve_fields(self.config.gcp, "gcp", self.env)
-            self.gcp = GcpExporter(section, self.registry)
-            await self.gcp.start()
+            gcp = GcpExporter(section, self.registry)
+            parts.push_async_callback(gcp.stop)
+            await gcp.start()
         g = self.config.grafana
         if g is not None:
             try:
@@ -184,16 +192,16 @@ class Monitor:
             except SecretError as exc:
                 log.error("dashboards not pushed to Grafana: %s", exc)
                 return
-            self.grafana = GrafanaPusher(g.url, token, g.folder, g.prometheus_url,
-                                         all_dashboards(g.prometheus_url))
-            self.grafana.start()
+            grafana = GrafanaPusher(g.url, token, g.folder, g.prometheus_url,
+                                    all_dashboards(g.prometheus_url))
+            parts.push_async_callback(grafana.stop)
+            grafana.start()
 
-    def _on_result(self, job: Job, result: ProbeResult) -> None:
+    def _on_result(self, job: Job, result: ProbeResult, alerting: MonitorAlerting) -> None:
         state = job.state
         flip = state.record(result)
         self.history.record(state.name, result.success, result.started_at.timestamp())
-        if self.alerting is not None:
-            self.alerting.observe(state, result.named_values(), result.detail)
+        alerting.observe(state, result.named_values(), result.detail)
         if flip == "down":
             reason = result.reason.value if result.reason else "unknown"
             log.warning("target %s is DOWN: %s: %s", state.name, reason, result.detail)
@@ -208,45 +216,36 @@ class Monitor:
             except Exception:  # a full disk must not stop monitoring
                 log.exception("could not write uptime history")
 
-    async def stop(self) -> None:
-        if self.grafana is not None:
-            await self.grafana.stop()
-        if self.gcp is not None:
-            await self.gcp.stop()
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
-        if self._scheduler is not None:
-            await self._scheduler.stop()
-        if self._runner is not None:
-            await self._runner.cleanup()
-        if self.service is not None:
-            await self.service.stop()
-        if self.alerting is not None:
-            await self.alerting.stop()
+    async def _close_history(self) -> None:
         await self.history.flush()
         self.history.close()
-        if self.session is not None:
-            await self.session.close()
+
+    async def stop(self) -> None:
+        await self._parts.aclose()
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def run(config: Config) -> int:
     """`crypitor run`: start, wait for SIGTERM/SIGINT, shut down; the exit code."""
     stop = stop_on_signals()
     try:
-        monitor = Monitor(config)
+        runtime = Runtime(config)
     except (OSError, sqlite3.Error) as exc:
         log.error("cannot start: data_dir %s: %s", config.data_dir, exc)
         return 1
     try:
-        await monitor.start()
+        await runtime.start()
     except (OSError, SecretError, StoreError) as exc:  # port in use, data_dir, unset env:
         log.error("cannot start: %s", exc)
-        await monitor.stop()
+        await runtime.stop()
         return 1
     await stop.wait()
     log.info("shutting down")
-    await monitor.stop()
+    await runtime.stop()
     log.info("stopped")
     return 0

@@ -18,8 +18,7 @@ from typing import Any
 
 from alerts.builtin import all_rules
 from monitor import __version__
-from monitor.config import Config, ConfigError, GrafanaSection, load
-from monitor.secrets import SecretError, resolve
+from monitor.config import Config, ConfigError, GrafanaSection, SecretError, load, resolve
 
 log = logging.getLogger("crypitor")
 
@@ -202,8 +201,7 @@ async def probe_once(config: Config, name: str) -> int:
     import os
 
     from monitor.app import build_probe, new_session
-    from monitor.scheduler import run_bounded
-    from monitor.state import TargetState, last_good
+    from monitor.runtime import TargetState, last_good, run_bounded
     from probes.base import ProbeContext
 
     states = {t.name: TargetState(t) for t in config.targets}

@@ -1,6 +1,6 @@
-"""Wires the embedded webhook service for `crypitor run` and `crypitor service`: its
-settings from `[service]` (env: values resolved), where it reaches the monitor's canary
-sink, and the service run alone until SIGTERM or SIGINT.
+"""Wires the embedded webhook service for `crypitor run` and `crypitor service`: `[service]`
+handed over with its env: values resolved, where it reaches the monitor's canary sink, and the
+service run alone until SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import os
 import signal
 import sqlite3
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
-from monitor.config import Config
-from monitor.secrets import SecretError, resolve
+from monitor.config import Config, SecretError, ServiceSection, resolve_fields
 from service import StoreError
-from service.app import ChainSpec, Service, Settings
+from service.app import Service
 
 log = logging.getLogger("crypitor")
 
@@ -30,23 +30,20 @@ def sink_socket(listen: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def service_settings(config: Config, env: Mapping[str, str],
-                     allowed_sockets: Sequence[tuple[str, int]] = ()) -> Settings:
-    """The service's settings from `[service]`, with its env: keys resolved."""
-    s = config.service
-    keys = [resolve(k, f"service.api_keys[{i}]", env) for i, k in enumerate(s.api_keys)]
-    return Settings(listen=s.listen, data_dir=config.data_dir, queue=s.queue, api_keys=keys,
-                    allow_private_targets=s.allow_private_targets,
-                    allowed_networks=s.allowed_networks, allowed_sockets=allowed_sockets,
-                    retry_schedule=s.retry_schedule,
-                    request_timeout=s.request_timeout,
-                    max_in_flight_per_endpoint=s.max_in_flight_per_endpoint,
-                    disable_after=s.disable_after,
-                    chains={name: c.confirmations for name, c in s.chains.items()},
-                    followers={name: ChainSpec(resolve(c.rpc_url, f"service.chains.{name}.rpc_url",
-                                                       env), c.confirmations, c.poll_interval,
-                                               c.chain_id, c.start_block)
-                               for name, c in s.chains.items()})
+def resolved(section: ServiceSection, env: Mapping[str, str]) -> ServiceSection:
+    """`[service]` as the service reads it: every env: value resolved (its API keys, each
+    chain's `rpc_url`); SecretError names the key of an unset variable."""
+    section = resolve_fields(section, "service", env)
+    chains = {name: resolve_fields(c, f"service.chains.{name}", env)
+              for name, c in section.chains.items()}
+    return replace(section, chains=chains)
+
+
+def new_service(config: Config, env: Mapping[str, str],
+                allowed_sockets: Sequence[tuple[str, int]] = ()) -> Service:
+    """The webhook service of `config`, its env: values resolved from `env`."""
+    return Service(resolved(config.service, env), config.data_dir,
+                   allowed_sockets=allowed_sockets)
 
 
 def stop_on_signals() -> asyncio.Event:
@@ -62,7 +59,7 @@ async def run_service(config: Config) -> int:
     """`crypitor service`: the webhook service alone, until SIGTERM/SIGINT."""
     stop = stop_on_signals()
     try:
-        service = Service(service_settings(config, os.environ))
+        service = new_service(config, os.environ)
         await service.start()
     except (OSError, SecretError, sqlite3.Error, StoreError) as exc:
         log.error("cannot start the webhook service: %s", exc)

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from catalog import XRPL_HEALTHY_STATES
 from chains.xrpl import XrplClient
 from probes.base import OptionError, Outcome, ProbeContext, ProbeResult, Reason, duration
 from probes.chain import check_peers, guarded
-
-HEALTHY_STATES = frozenset({"full", "validating", "proposing"})
 
 
 @dataclass(frozen=True)
@@ -49,7 +48,7 @@ class XrplProbe:
             out.values.update(head_block=ledger.seq, head_age_seconds=float(ledger.age))
 
         # the server's state is the cause; a missing or old ledger usually its consequence
-        if info.server_state not in HEALTHY_STATES:
+        if info.server_state not in XRPL_HEALTHY_STATES:
             out.fail(Reason.STATE, f"server_state is {info.server_state}")
         if info.amendment_blocked:
             out.fail(Reason.STATE, "amendment blocked: the server must be upgraded")

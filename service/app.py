@@ -1,8 +1,9 @@
 """Assembles the delivery service: store, API server, dispatcher and queue statistics.
 
-Runs on its own (`crypitor service`) or inside `crypitor run`; both build a `Settings`
-from config and call `start()` / `stop()`. Shutdown stops accepting first, then lets
-in-flight deliveries finish or returns them to the queue, then closes the store.
+Runs on its own (`crypitor service`) or inside `crypitor run`; both hand it `[service]`
+(read through `service.settings`, `env:` values resolved) and call `start()` / `stop()`.
+Shutdown stops accepting first, then lets in-flight deliveries finish or returns them to the
+queue, then closes the store.
 """
 
 from __future__ import annotations
@@ -10,8 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from aiohttp import web
 
 from chains.ethereum import EthereumClient
 from core import signing
-from core.leases import LEASE_TTL, Lease
+from core.leases import Lease
 from service import StoreError, UnsafeTarget
 from service.api import ApiDeps, ServiceApi
 from service.delivery import DispatchConfig, Dispatcher, Guard, Policy, check_url, guarded_connector
@@ -28,51 +28,27 @@ from service.follow import ChainFollower, CursorLeases, cursor_name
 from service.keys import ensure_api_keys
 from service.metrics import FollowerMetrics, ServiceMetrics, new_metrics
 from service.models import Endpoint
+from service.settings import ServiceSettings
 from service.store import Store, open_store
 
 log = logging.getLogger("crypitor.service")
 STATS_EVERY = 5.0
 SHUTDOWN_GRACE = 10.0
-
-
-@dataclass(frozen=True)
-class Settings:
-    listen: str
-    data_dir: Path
-    queue: str = "sqlite"
-    api_keys: Sequence[str] = ()  # resolved; empty: generated into data_dir
-    allow_private_targets: bool = False
-    allowed_networks: Sequence[str] = ()
-    allowed_sockets: Sequence[tuple[str, int]] = ()  # exact ip:port, e.g. the canary sink
-    retry_schedule: Sequence[float] = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
-    request_timeout: float = 15.0
-    max_in_flight_per_endpoint: int = 10
-    disable_after: float = 5 * 86400.0
-    # [service.chains.NAME]: name -> default confirmations; monitors may name only these
-    chains: Mapping[str, int] = field(default_factory=dict)
-    followers: Mapping[str, ChainSpec] = field(default_factory=dict)  # the same chains
-    follower_lease: float = LEASE_TTL  # seconds before a dead process's chains move on
-
-
-@dataclass(frozen=True)
-class ChainSpec:
-    """One `[service.chains.NAME]` for its follower, with `rpc_url` resolved."""
-
-    rpc_url: str
-    confirmations: int = 12
-    poll_interval: float = 2.0
-    chain_id: int | None = None
-    start_block: int | None = None
-    timeout: float = 10.0
+RPC_TIMEOUT = 10.0  # seconds per call to a followed chain's node
 
 
 class Service:
-    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+    def __init__(self, settings: ServiceSettings, data_dir: Path, *,
+                 allowed_sockets: Sequence[tuple[str, int]] = (),
+                 store: Store | None = None) -> None:
+        """`allowed_sockets`: exact (ip, port) pairs the SSRF guard lets through although
+        private, such as the monitor's canary sink."""
         self.settings = settings
-        self.store = store or open_store(settings.queue, settings.data_dir)
+        self.data_dir = data_dir
+        self.store = store or open_store(settings.queue, data_dir)
         self.metrics: ServiceMetrics = new_metrics()
         self.guard = Guard(settings.allow_private_targets, settings.allowed_networks,
-                                settings.allowed_sockets)
+                           allowed_sockets)
         self.dispatcher: Dispatcher | None = None
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -93,7 +69,7 @@ class Service:
 
     async def start(self) -> None:
         s = self.settings
-        keys, key_file = ensure_api_keys(s.api_keys, s.data_dir, "service_api_key")
+        keys, key_file = ensure_api_keys(s.api_keys, self.data_dir, "service_api_key")
         self.api_keys = keys
         if key_file is not None:
             log.info("service API key: generated, read it from %s", key_file)
@@ -107,7 +83,8 @@ class Service:
                            s.max_in_flight_per_endpoint))
         api = ServiceApi(ApiDeps(self.store, self.metrics, keys, self._check_url,
                                  signing.new_secret, signing.parse_secret,
-                                 wake=self.dispatcher.wake, chains=s.chains))
+                                 wake=self.dispatcher.wake,
+                                 chains={n: c.confirmations for n, c in s.chains.items()}))
         self._runner = web.AppRunner(api.app(), access_log=None, handle_signals=False)
         await self._runner.setup()
         host, _, port = s.listen.rpartition(":")
@@ -120,19 +97,18 @@ class Service:
 
     def _start_followers(self, wake: Callable[[], None]) -> list[asyncio.Task[None]]:
         """One follower per configured chain. Every process sharing a queue starts them; the
-        lease on a chain's cursor decides which one follows it (`service.leases`). Node URLs
+        lease on a chain's cursor decides which one follows it (`service.follow.leases`). Node URLs
         come from the operator, not from customers: their own session, without the SSRF
         guard."""
-        specs = self.settings.followers
+        specs = self.settings.chains
         if not specs:
             return []
         self._rpc_session = aiohttp.ClientSession()
         metrics = FollowerMetrics.create(self.metrics.registry)
         tasks = []
         for name, spec in specs.items():
-            client = EthereumClient(self._rpc_session, spec.rpc_url, spec.timeout)
-            lease = Lease(CursorLeases(self.store), cursor_name(name), f"chain {name}",
-                          ttl=self.settings.follower_lease)
+            client = EthereumClient(self._rpc_session, spec.rpc_url, RPC_TIMEOUT)
+            lease = Lease(CursorLeases(self.store), cursor_name(name), f"chain {name}")
             follower = ChainFollower(name, spec, client, self.store, metrics, wake=wake,
                                      lease=lease)
             tasks.append(asyncio.create_task(follower.run(), name=f"follower-{name}"))

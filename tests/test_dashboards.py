@@ -34,7 +34,7 @@ from dashboards.build import (
 from dashboards.common import DATASOURCE_VAR, PROVISIONED_DATASOURCE_UID, WIDTH
 from dashboards.export import export, export_command
 from dashboards.promql import BUILTINS, label_values, metric_names, variable_names
-from monitor.app import Monitor
+from monitor.app import Runtime
 from monitor.config import parse
 from tests.support.chain_nodes import FakeNode, GanacheNode, json_answer
 from tests.support.fake_telegram import FakeTelegram
@@ -557,7 +557,7 @@ async def test_every_panel_query_runs_on_a_real_prometheus(
     listen, service = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     text = live_config(tmp_path, listen, service, sink.url, tls_server, main.url,
                        reference.url, eos.url, xrpl.url, fake_telegram.url)
-    monitor = Monitor(parse(tomllib.loads(text), tmp_path / "config.toml"),
+    monitor = Runtime(parse(tomllib.loads(text), tmp_path / "config.toml"),
                       env={"TEST_BOT_TOKEN": fake_telegram.token})
     workdir = tmp_path / "prometheus"
     workdir.mkdir()

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from monitor.secrets import resolve_fields
+from monitor.config import resolve_fields
 from probes.base import OptionError, ProbeContext, Reason
 from probes.http import HttpOptions, HttpProbe
 from tests.support.web import CHUNKS, TlsServer, open_fds, probe

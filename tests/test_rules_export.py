@@ -21,12 +21,12 @@ from alerts.model import matches
 from alerts.promrules import PromRule, Skipped, _duration, _quote, export, translate
 from monitor.config import Config
 from monitor.config import parse as parse_config
-from monitor.metrics import ProbeCollector
-from monitor.state import TargetState
+from monitor.exporters import ProbeCollector
+from monitor.runtime import TargetState
 from probes.base import ProbeResult, Reason, Value
 from service.metrics import new_metrics
 from service.models import QueueStats
-from tests.test_monitor_app import promtool
+from tests.monitor.test_app import promtool
 
 CONFIG = """
 [[targets]]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import aiohttp
 
-from monitor.app import Monitor
+from monitor.app import Runtime
 from monitor.config import parse
 from tests.support.net import free_port
 
@@ -31,8 +31,8 @@ timeout = "1s"
 """
 
 
-async def run_until_probed(tmp_path: Path, text: str, runs: int = 2) -> Monitor:
-    monitor = Monitor(parse(tomllib.loads(text), tmp_path / "config.toml"), env={})
+async def run_until_probed(tmp_path: Path, text: str, runs: int = 2) -> Runtime:
+    monitor = Runtime(parse(tomllib.loads(text), tmp_path / "config.toml"), env={})
     await monitor.start()
     try:
         async with asyncio.timeout(20):
@@ -78,7 +78,7 @@ async def test_canary_with_a_wrong_key_or_no_service(tmp_path: Path) -> None:
 
 async def test_the_sink_refuses_unsigned_deliveries(tmp_path: Path) -> None:
     listen, service = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-    monitor = Monitor(parse(tomllib.loads(config_text(tmp_path, listen, service)),
+    monitor = Runtime(parse(tomllib.loads(config_text(tmp_path, listen, service)),
                             tmp_path / "config.toml"), env={})
     await monitor.start()
     try:

@@ -4,7 +4,7 @@ block means (detected → confirmed / reverted), `matching` finds watched addres
 `leases` decides which process follows a chain when several share a store.
 """
 
-from service.follow.follower import ChainFollower, FollowerMetrics, cursor_name
+from service.follow.follower import ChainFollower, ChainSettings, FollowerMetrics, cursor_name
 from service.follow.leases import CursorLeases
 
-__all__ = ["ChainFollower", "CursorLeases", "FollowerMetrics", "cursor_name"]
+__all__ = ["ChainFollower", "ChainSettings", "CursorLeases", "FollowerMetrics", "cursor_name"]

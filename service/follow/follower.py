@@ -31,7 +31,8 @@ from service.follow.matching import IndexCache
 from service.metrics import FollowerMetrics
 from service.models import MatchRecord, Monitor, NewEvent
 
-__all__ = ["CONFIRMED", "DETECTED", "REVERTED", "ChainFollower", "FollowerMetrics", "StepResult"]
+__all__ = ["CONFIRMED", "DETECTED", "REVERTED", "ChainFollower", "ChainSettings", "FollowerMetrics",
+           "StepResult"]
 
 log = logging.getLogger("crypitor.service.follower")
 

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from monitor.app import Monitor
+from monitor.app import Runtime
 from monitor.config import Config, parse
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.net import free_port
@@ -87,10 +87,10 @@ Started = Callable[..., Any]
 @pytest.fixture
 async def monitor(tmp_path: Path, site: Site,
                   fake_telegram: FakeTelegram) -> AsyncIterator[Started]:
-    running: list[Monitor] = []
+    running: list[Runtime] = []
 
-    async def start(extra: str = "") -> Monitor:
-        m = Monitor(config(tmp_path, site, fake_telegram, extra),
+    async def start(extra: str = "") -> Runtime:
+        m = Runtime(config(tmp_path, site, fake_telegram, extra),
                     {"TEST_BOT_TOKEN": fake_telegram.token})
         await m.start()
         running.append(m)
@@ -111,7 +111,7 @@ def texts(fake: FakeTelegram) -> list[str]:
     return [s.text for s in fake.sent if s.chat_id == CHAT]
 
 
-async def api(m: Monitor, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+async def api(m: Runtime, method: str, path: str, body: Any = None) -> tuple[int, Any]:
     base = f"http://{m.config.monitor.listen}"
     async with aiohttp.ClientSession() as http, http.request(
             method, base + path, json=body,

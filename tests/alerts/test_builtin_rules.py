@@ -12,7 +12,7 @@ from alerts.builtin import BUILTIN_NAMES, BUILTINS, RuleSpec, all_rules, from_co
 from alerts.expr import parse
 from alerts.model import matches
 from alerts.template import check, render
-from monitor.alertconfig import AlertsSection, RuleConfig
+from monitor.config import AlertsSection, RuleConfig
 from monitor.config import parse as parse_config
 
 

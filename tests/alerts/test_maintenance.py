@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from alerts.maintenance import in_window, window_span
-from monitor.alertconfig import MaintenanceConfig
+from monitor.config import MaintenanceConfig
 
 ETH = {"alertname": "NodeLagging", "target": "eth-main", "type": "ethereum"}
 

@@ -17,7 +17,7 @@ from alerts.model import Alert, Notification
 from alerts.route_tree import Route
 from alerts.routing import Router
 from alerts.silences import Silence, Silences
-from monitor.alertconfig import InhibitConfig, MaintenanceConfig, RouteConfig
+from monitor.config import InhibitConfig, MaintenanceConfig, RouteConfig
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 WAIT, INTERVAL, REPEAT = 10.0, 60.0, 3600.0

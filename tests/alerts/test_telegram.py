@@ -31,7 +31,7 @@ from alerts.telegram_format import (
     short_duration,
     tg_len,
 )
-from monitor.alertconfig import ReceiverConfig
+from monitor.config import ReceiverConfig
 from tests.support.fake_telegram import ApiError, FakeTelegram, parse_html
 from tests.support.net import free_port
 

@@ -17,7 +17,8 @@ import aiohttp
 import pytest
 
 from chains.keccak import to_checksums
-from service.app import Service, Settings
+from monitor.config import ChainFollowConfig, ServiceSection
+from service.app import Service
 from service.models import MatchRecord, Monitor, NewEvent
 from service.store.redis import RedisStore
 from tests.support.net import free_port
@@ -27,7 +28,9 @@ from tests.support.stores import StoreFactory
 pytestmark = pytest.mark.timeout(90)
 KEY = "test-service-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
-CHAINS = {"ethereum": 12, "polygon": 64}
+# chains monitors may name; their followers find no node there and keep retrying, unseen
+CHAINS = {"ethereum": ChainFollowConfig("http://127.0.0.1:1", confirmations=12),
+          "polygon": ChainFollowConfig("http://127.0.0.1:1", confirmations=64)}
 CHECKSUMMED = ["0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
                "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359",
                "0xdbF03B407c01E7cD3CBea99509d93f8DDDC8C6FB",
@@ -75,8 +78,8 @@ class Api:
 @pytest.fixture
 async def api(tmp_path: Path, store_factory: StoreFactory) -> AsyncIterator[Api]:
     listen = f"127.0.0.1:{free_port()}"
-    service = Service(Settings(listen=listen, data_dir=tmp_path, api_keys=[KEY],
-                               chains=CHAINS), store=store_factory())
+    service = Service(ServiceSection(listen=listen, api_keys=(KEY,), chains=CHAINS), tmp_path,
+                      store=store_factory())
     await service.start()
     try:
         yield Api(f"http://{listen}", service)
@@ -191,8 +194,8 @@ async def test_patches_through_two_processes_on_one_redis_lose_no_address(
     apis = []
     for name in "ab":
         listen = f"127.0.0.1:{free_port()}"
-        service = Service(Settings(listen=listen, data_dir=tmp_path / name, api_keys=[KEY],
-                                   chains=CHAINS),
+        service = Service(ServiceSection(listen=listen, api_keys=(KEY,), chains=CHAINS),
+                          tmp_path / name,
                           store=RedisStore(redis_keyspace.url, prefix=redis_keyspace.prefix))
         await service.start()
         apis.append(Api(f"http://{listen}", service))

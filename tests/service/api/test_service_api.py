@@ -16,7 +16,8 @@ import pytest
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
-from service.app import Service, Settings
+from monitor.config import ServiceSection
+from service.app import Service
 from tests.support.net import free_port
 from tests.support.web import serve
 
@@ -59,10 +60,10 @@ async def service(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
 
     async def start(**overrides: Any) -> str:
         listen = f"127.0.0.1:{free_port()}"
-        settings = Settings(**{"listen": listen, "data_dir": tmp_path, "api_keys": [KEY],
-                               "allow_private_targets": True,
-                               "retry_schedule": (0.2, 0.2, 0.2), **overrides})
-        svc = Service(settings)
+        settings = ServiceSection(**{"listen": listen, "api_keys": (KEY,),
+                                     "allow_private_targets": True,
+                                     "retry_schedule": (0.2, 0.2, 0.2), **overrides})
+        svc = Service(settings, tmp_path)
         await svc.start()
         started.append(svc)
         return f"http://{listen}"
@@ -268,7 +269,7 @@ async def test_health_readiness_metrics_and_openapi(service: Any, sink: Sink) ->
 
 
 async def test_generated_key_file_when_none_configured(tmp_path: Path) -> None:
-    svc = Service(Settings(listen=f"127.0.0.1:{free_port()}", data_dir=tmp_path))
+    svc = Service(ServiceSection(listen=f"127.0.0.1:{free_port()}"), tmp_path)
     await svc.start()
     await svc.stop()
     key_file = tmp_path / "service_api_key"

@@ -17,7 +17,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from service.app import Service, Settings
+from monitor.config import ServiceSection
+from service.app import Service
 from tests.support.net import free_port
 from tests.support.stores import StoreFactory
 from tests.support.web import serve
@@ -62,9 +63,9 @@ async def sinks() -> AsyncIterator[Sinks]:
 @pytest.fixture
 async def service(tmp_path: Path, store_factory: StoreFactory) -> AsyncIterator[str]:
     listen = f"127.0.0.1:{free_port()}"
-    svc = Service(Settings(listen=listen, data_dir=tmp_path, api_keys=[KEY],
-                           allow_private_targets=True, request_timeout=30.0,
-                           max_in_flight_per_endpoint=5), store=store_factory())
+    svc = Service(ServiceSection(listen=listen, api_keys=(KEY,), allow_private_targets=True,
+                                 request_timeout=30.0, max_in_flight_per_endpoint=5),
+                  tmp_path, store=store_factory())
     await svc.start()
     try:
         yield f"http://{listen}"

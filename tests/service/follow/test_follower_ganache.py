@@ -28,8 +28,8 @@ from standardwebhooks.webhooks import Webhook
 from chains.ethereum import EthereumClient
 from chains.ethereum_types import transactions_of
 from core.leases import Lease
-from monitor.config import ChainFollowConfig
-from service.app import Service, Settings
+from monitor.config import ChainFollowConfig, ServiceSection
+from service.app import Service
 from service.follow import CursorLeases
 from service.follow.follower import CONFIRMED, DETECTED, REVERTED, ChainFollower, FollowerMetrics
 from service.models import Monitor
@@ -269,8 +269,8 @@ async def test_reorg_delivers_reverted_and_never_confirms_the_orphan(
         rig: Rig, sink: Sink, tmp_path: Path) -> None:
     key = "reorg-test-key"
     listen = f"127.0.0.1:{free_port()}"
-    svc = Service(Settings(listen=listen, data_dir=tmp_path / "svc", api_keys=[key],
-                           allow_private_targets=True, retry_schedule=(0.2, 0.2, 0.2)))
+    svc = Service(ServiceSection(listen=listen, api_keys=(key,), allow_private_targets=True,
+                                 retry_schedule=(0.2, 0.2, 0.2)), tmp_path / "svc")
     await svc.start()
     try:
         async with aiohttp.ClientSession() as http, http.post(

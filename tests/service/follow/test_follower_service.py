@@ -16,7 +16,8 @@ import pytest
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
-from service.app import ChainSpec, Service, Settings
+from monitor.config import ChainFollowConfig, ServiceSection
+from service.app import Service
 from tests.support import contracts
 from tests.support.chain_nodes import GanacheFactory, GanacheNode
 from tests.support.net import free_port
@@ -57,9 +58,10 @@ async def test_a_monitor_made_through_the_api_gets_signed_transfer_webhooks(
     sink_url, hits = sink
     listen = f"127.0.0.1:{free_port()}"
     start = await node.head() + 1
-    svc = Service(Settings(listen=listen, data_dir=tmp_path, api_keys=[KEY],
-                           allow_private_targets=True, chains={"eth": 2},
-                           followers={"eth": ChainSpec(node.url, 2, 0.05, 1337, start)}))
+    chain = ChainFollowConfig(node.url, confirmations=2, poll_interval=0.05, chain_id=1337,
+                              start_block=start)
+    svc = Service(ServiceSection(listen=listen, api_keys=(KEY,), allow_private_targets=True,
+                                 chains={"eth": chain}), tmp_path)
     await svc.start()
     auth = {"Authorization": f"Bearer {KEY}"}
 

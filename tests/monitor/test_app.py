@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from monitor.app import Monitor
+from monitor.app import Runtime
 from monitor.config import Config, parse
 from tests.support.chain_nodes import FakeNode, GanacheNode, json_answer
 from tests.support.net import free_port
@@ -80,7 +80,7 @@ interval = "1s"
     return parse(tomllib.loads(text), tmp_path / "config.toml")
 
 
-async def wait_all_probed(monitor: Monitor) -> None:
+async def wait_all_probed(monitor: Runtime) -> None:
     async with asyncio.timeout(20):
         while any(s.last is None for s in monitor.states):
             await asyncio.sleep(0.1)
@@ -89,7 +89,7 @@ async def wait_all_probed(monitor: Monitor) -> None:
 async def test_metrics_pass_promtool_and_carry_probe_values(tmp_path: Path,
                                                              local_site: str) -> None:
     listen = f"127.0.0.1:{free_port()}"
-    monitor = Monitor(monitor_config(tmp_path, local_site, listen), env={})
+    monitor = Runtime(monitor_config(tmp_path, local_site, listen), env={})
     await monitor.start()
     try:
         await wait_all_probed(monitor)
@@ -120,7 +120,7 @@ async def test_metrics_pass_promtool_and_carry_probe_values(tmp_path: Path,
 
 async def test_targets_api_status_page_and_errors(tmp_path: Path, local_site: str) -> None:
     listen = f"127.0.0.1:{free_port()}"
-    monitor = Monitor(monitor_config(tmp_path, local_site, listen), env={})
+    monitor = Runtime(monitor_config(tmp_path, local_site, listen), env={})
     await monitor.start()
     try:
         await wait_all_probed(monitor)
@@ -161,7 +161,7 @@ async def test_generated_api_key_is_written_once_and_accepted(tmp_path: Path,
                                                               local_site: str) -> None:
     listen = f"127.0.0.1:{free_port()}"
     config = monitor_config(tmp_path, local_site, listen)
-    monitor = Monitor(config, env={})
+    monitor = Runtime(config, env={})
     await monitor.start()
     try:
         key_file = config.data_dir / "monitor_api_key"
@@ -173,7 +173,7 @@ async def test_generated_api_key_is_written_once_and_accepted(tmp_path: Path,
             assert resp.status == 405  # authenticated; the route just takes no POST
     finally:
         await monitor.stop()
-    again = Monitor(config, env={})
+    again = Runtime(config, env={})
     await again.start()
     await again.stop()
     assert key_file.read_text().strip() == key
@@ -222,7 +222,7 @@ type = "xrpl"
 url = "{xrpl.url}"
 interval = "1s"
 """
-    monitor = Monitor(parse(tomllib.loads(text), tmp_path / "config.toml"), env={})
+    monitor = Runtime(parse(tomllib.loads(text), tmp_path / "config.toml"), env={})
     await monitor.start()
     try:
         async with asyncio.timeout(20):

@@ -6,10 +6,10 @@ Every string from config or from a target's answer is HTML-escaped.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from html import escape
 
-from monitor.state import TargetState
+from monitor.runtime import TargetState
 
 _STYLE = """
 body{font:14px system-ui,sans-serif;margin:2em;color:#222}
@@ -35,8 +35,7 @@ def _since(state: TargetState, now: datetime) -> str:
 
 
 def render_status_page(states: Sequence[TargetState],
-                       uptime: Mapping[str, Mapping[str, float | None]]) -> str:
-    now = datetime.now(UTC)
+                       uptime: Mapping[str, Mapping[str, float | None]], now: datetime) -> str:
     down = sum(1 for s in states if s.up is False)
     rows = []
     for s in states:

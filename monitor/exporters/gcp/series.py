@@ -1,6 +1,6 @@
 """Turning our registry's samples into Cloud Monitoring TimeSeries: metric names, label
 keys and values the API accepts, metric kinds, units and the monitored resource. Pure
-functions; `monitor.gcp` collects, sends and retries.
+functions; `monitor.exporters.gcp.exporter` collects, sends and retries.
 
 * **What**: the catalog's per-target metrics (`probe_*`, `crypitor_probe_*`,
   `crypitor_chain_*`, `crypitor_probes_total`, ...). Process, scheduler and build metrics stay

@@ -8,19 +8,16 @@ target instead of a dozen labelled children. Names, help and types come from `ca
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 import catalog.metrics as m
-from catalog import MetricDef
-from monitor.state import TargetState
+from catalog import XRPL_SERVER_STATES, MetricDef
+from monitor.runtime import SchedulerMetrics, TargetState
 
 PHASES = ("resolve", "connect", "tls", "processing", "transfer")
-XRPL_STATES = ("disconnected", "connected", "syncing", "tracking", "full", "validating",
-               "proposing")
 _CHAIN_VALUES: tuple[tuple[str, MetricDef], ...] = (
     ("head_block", m.CHAIN_HEAD),
     ("block_lag", m.CHAIN_LAG),
@@ -112,16 +109,10 @@ class ProbeCollector(Collector):
                     if isinstance(v, int | float):  # bool is an int: syncing → 0/1
                         chain[d.name].add_metric(clv, float(v))
                 st = values.get("server_state")
-                if isinstance(st, str) and st in XRPL_STATES:
-                    state_rank.add_metric(clv, float(XRPL_STATES.index(st)))
+                if isinstance(st, str) and st in XRPL_SERVER_STATES:
+                    state_rank.add_metric(clv, float(XRPL_SERVER_STATES.index(st)))
         yield from (success, duration, last_run, status, phases, expiry, body, connect, canary,
                     totals, failures, skipped, *chain.values(), state_rank)
-
-
-@dataclass(frozen=True)
-class SchedulerMetrics:
-    lag: Histogram
-    missed: Counter
 
 
 def new_registry(states: Sequence[TargetState]) -> tuple[CollectorRegistry, SchedulerMetrics]:

@@ -1,5 +1,5 @@
 """The monitor's alerting endpoints: alerts, the notification history, silences and the
-Alertmanager bridge. Mounted by `monitor.api.MonitorApi`, whose middlewares make errors JSON
+Alertmanager bridge. Mounted by `monitor.web.server.MonitorApi`, whose middlewares make errors JSON
 and demand the API key on POST and DELETE.
 """
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -16,6 +16,7 @@ from alerts import alertmanager
 from alerts.alerting import Alerting
 from alerts.model import Alert
 from alerts.silences import Silence, SilenceError, parse_duration, silence_id
+from core.clock import Clock, utc_now
 
 
 def _error(status: int, message: str, field: str | None = None) -> web.Response:
@@ -37,8 +38,9 @@ def silence_json(s: Silence, now: datetime) -> dict[str, Any]:
 
 
 class AlertsApi:
-    def __init__(self, alerting: Alerting) -> None:
+    def __init__(self, alerting: Alerting, clock: Clock = utc_now) -> None:
         self.alerting = alerting
+        self._clock = clock
 
     def routes(self, router: web.UrlDispatcher) -> None:
         router.add_get("/api/v1/alerts", self.alerts)
@@ -60,7 +62,7 @@ class AlertsApi:
         return web.json_response(await asyncio.to_thread(self.alerting.store.history, limit))
 
     async def silences(self, _r: web.Request) -> web.Response:
-        now = datetime.now(UTC)
+        now = self._clock()
         return web.json_response([silence_json(s, now)
                                   for s in self.alerting.silences.active(now)])
 
@@ -68,7 +70,7 @@ class AlertsApi:
         body = await _json(request)
         if not isinstance(body, dict):
             return _error(422, "must be a JSON object")
-        now = datetime.now(UTC)
+        now = self._clock()
         matchers = body.get("matchers")
         if (not isinstance(matchers, dict) or not matchers
                 or not all(isinstance(v, str) for v in matchers.values())):
@@ -103,7 +105,7 @@ class AlertsApi:
         expired = await self.alerting.expire_silence(request.match_info["id"])
         if expired is None:
             return _error(404, "no such silence", "id")
-        return web.json_response(silence_json(expired, datetime.now(UTC)))
+        return web.json_response(silence_json(expired, self._clock()))
 
     async def from_alertmanager(self, request: web.Request) -> web.Response:
         body = await _json(request)

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from monitor.decode import Decoder, join
-from monitor.durations import format_duration
+from monitor.config.decode import Decoder, join
+from monitor.config.durations import format_duration
 from probes.base import DURATION, SECRET, is_env_ref
 from probes.registry import TYPES
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
-from monitor.durations import parse_duration
+from monitor.config.durations import parse_duration
 from probes.base import DURATION, SECRET, OptionError
 
 KEY = "key"  # metadata: the TOML key when it differs from the field name

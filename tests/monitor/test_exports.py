@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.app import Monitor
+from monitor.app import Runtime
 from monitor.config import parse
 from tests.support.fake_gcp import FakeGcp
 from tests.support.fake_grafana import FakeGrafana
@@ -18,7 +18,7 @@ from tests.support.net import free_port
 pytestmark = pytest.mark.timeout(60)
 
 
-def monitor(tmp_path: Path, grafana_url: str, gcp_address: str) -> Monitor:
+def monitor(tmp_path: Path, grafana_url: str, gcp_address: str) -> Runtime:
     listen = f"127.0.0.1:{free_port()}"
     text = f"""
 [monitor]
@@ -40,7 +40,7 @@ interval = "10s"
 api_endpoint = "{gcp_address}"
 insecure = true
 """
-    return Monitor(parse(tomllib.loads(text), tmp_path / "config.toml"),
+    return Runtime(parse(tomllib.loads(text), tmp_path / "config.toml"),
                    {"TEST_GRAFANA_TOKEN": "glsa_test_token"})
 
 

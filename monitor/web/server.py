@@ -1,5 +1,5 @@
 """The monitor's HTTP server: /metrics, /healthz, /api/v1/targets, the status page, and the
-alerting routes of `monitor.alerts_api`.
+alerting routes of `monitor.web.alerts_api`.
 
 Errors are JSON `{"error", "field"}`, never a stack trace. Methods other than GET/HEAD need
 `Authorization: Bearer <monitor api key>`; keys are compared in constant time.
@@ -25,9 +25,9 @@ from prometheus_client.openmetrics.exposition import (
 )
 
 from core import signing
-from monitor.history import UptimeHistory
-from monitor.state import TargetState
-from monitor.statuspage import render_status_page
+from core.clock import Clock, utc_now
+from monitor.runtime import TargetState, UptimeHistory
+from monitor.web.statuspage import render_status_page
 from probes.webhook_canary import CanaryInbox
 
 log = logging.getLogger(__name__)
@@ -62,8 +62,10 @@ class MonitorApi:
     def __init__(self, states: Sequence[TargetState], registry: CollectorRegistry,
                  history: UptimeHistory, api_keys: Sequence[str],
                  inbox: CanaryInbox | None = None,
-                 extra_routes: Callable[[web.UrlDispatcher], None] | None = None) -> None:
+                 extra_routes: Callable[[web.UrlDispatcher], None] | None = None,
+                 clock: Clock = utc_now) -> None:
         self._inbox = inbox
+        self._clock = clock
         self._extra_routes = extra_routes
         self._signer = signing.Signer(inbox.secret) if inbox is not None else None
         self._states = states
@@ -163,5 +165,5 @@ class MonitorApi:
 
     async def status_page(self, _request: web.Request) -> web.Response:
         ratios = await self._history.ratios(self._by_name)
-        html = render_status_page(self._states, ratios)
+        html = render_status_page(self._states, ratios, self._clock())
         return web.Response(text=html, content_type="text/html")

@@ -1,7 +1,7 @@
 """config.toml as typed, frozen objects: the schema of every section, loaded and checked once.
 
 `load(path)` returns a `Config` or raises `ConfigError` listing every problem with its key
-path and the bad value. `env:` values stay unresolved here; `monitor.secrets` resolves them
+path and the bad value. `env:` values stay unresolved here; `monitor.config.envrefs` resolves them
 when the feature that needs them starts.
 """
 
@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from monitor.alertconfig import AlertsSection, check_alerts
-from monitor.decode import Decoder, Issue, show
-from monitor.targets import TargetConfig, decode_targets
+from monitor.config.alertconfig import AlertsSection, check_alerts
+from monitor.config.decode import Decoder, Issue, show
+from monitor.config.targets import TargetConfig, decode_targets
 from probes.base import OptionError, duration, secret
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.history import UptimeHistory
+from monitor.runtime import UptimeHistory
 
 NOW = 1_800_000_000.0
 

@@ -10,11 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config import Config, ConfigError, load, parse
-from monitor.durations import format_duration, parse_duration
-from monitor.secrets import SecretError, resolve, resolve_fields
+from monitor.config import (
+    Config,
+    ConfigError,
+    SecretError,
+    format_duration,
+    load,
+    parse,
+    parse_duration,
+    resolve,
+    resolve_fields,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def parse_text(text: str) -> Config:

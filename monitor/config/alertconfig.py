@@ -15,7 +15,7 @@ from alerts import ConditionError
 from alerts.builtin import BUILTIN_NAMES
 from alerts.expr import parse as parse_condition
 from alerts.template import check as check_template
-from monitor.decode import KEY, Decoder, join
+from monitor.config.decode import KEY, Decoder, join
 from probes.base import OptionError, duration, secret
 
 

@@ -21,9 +21,9 @@ from datetime import UTC, datetime
 from apscheduler.events import EVENT_JOB_MISSED, JobEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
+from prometheus_client import Counter, Histogram
 
-from monitor.metrics import SchedulerMetrics
-from monitor.state import TargetState
+from monitor.runtime.state import TargetState
 from probes.base import Outcome, Probe, ProbeResult, Reason, SystemClock
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,14 @@ class _Scheduler(AsyncIOScheduler):  # type: ignore[misc]
 
 
 TIMER_SLACK = 0.002
+
+
+@dataclass(frozen=True)
+class SchedulerMetrics:
+    """The scheduler's own series, registered by `monitor.exporters.new_registry`."""
+
+    lag: Histogram
+    missed: Counter
 
 
 @dataclass(eq=False)

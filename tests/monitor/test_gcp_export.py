@@ -1,6 +1,6 @@
-"""Google Cloud Monitoring export: samples become the documented custom metrics, requests go
-through the real client and gRPC transport to a local fake, at most 200 series a call, and a
-failing or slow API is retried, logged once and never felt by the probes."""
+"""Google Cloud Monitoring export through the real client and gRPC transport to a local
+fake: requests as documented, at most 200 series a call, and a failing or slow API retried,
+logged once and never felt by the probes."""
 
 from __future__ import annotations
 
@@ -9,80 +9,34 @@ import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 import grpc
 import pytest
-from google.auth.credentials import AnonymousCredentials
-from google.cloud import monitoring_v3
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from monitor.config import GcpSection
-from monitor.gcp import GcpExporter
-from monitor.gcp_series import (
-    EXPORTED,
+from monitor.config import TargetConfig
+from monitor.exporters import new_registry
+from monitor.exporters.gcp import GcpExporter
+from monitor.exporters.gcp.series import (
     MAX_SERIES_PER_CALL,
-    batches,
-    label_key,
-    metric_labels,
-    to_time_series,
 )
-from monitor.metrics import new_registry
-from monitor.scheduler import Job, ProbeScheduler
-from monitor.state import TargetState
-from monitor.targets import TargetConfig
+from monitor.runtime import Job, ProbeScheduler, TargetState
 from probes.base import Outcome, ProbeResult, Reason, SystemClock
+from tests.monitor.gcp_helpers import (
+    T0,
+    StepClock,
+    by_type,
+    probe_registry,
+    records,
+    settings,
+    started,
+)
 from tests.support.fake_gcp import CUMULATIVE, GAUGE, FakeGcp
 
 pytestmark = pytest.mark.timeout(60)
-
-T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
-PREFIX = "custom.googleapis.com/crypitor/"
-FAST = (0.01, 0.02)  # retry waits: the real ones are seconds
-
-
-class StepClock:
-    """Wall time that moves only when told to."""
-
-    def __init__(self, start: datetime = T0) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float = 60.0) -> datetime:
-        self.now += timedelta(seconds=seconds)
-        return self.now
-
-
-def settings(fake: FakeGcp, project: str = "test-project") -> GcpSection:
-    return GcpSection(project_id=project, interval=60.0, api_endpoint=fake.address,
-                      insecure=True)
-
-
-def probe_registry() -> CollectorRegistry:
-    """Hand-made gauges and a counter with the catalog's names, plus series not exported."""
-    reg = CollectorRegistry(auto_describe=False)
-    success = Gauge("probe_success", "h", ["target", "type", "team"], registry=reg)
-    success.labels("eth-main", "ethereum", "infra").set(1)
-    success.labels("api", "http", "").set(0)
-    Gauge("probe_duration_seconds", "h", ["target", "type"], registry=reg) \
-        .labels("eth-main", "ethereum").set(0.25)
-    head = Gauge("crypitor_chain_head_block", "h", ["target", "chain"], registry=reg)
-    head.labels("eth-main", "ethereum").set(19_000_000)
-    Gauge("crypitor_chain_block_lag", "h", ["target", "chain"], registry=reg) \
-        .labels("eth-main", "ethereum").set(3)
-    Gauge("crypitor_chain_head_age_seconds", "h", ["target", "chain"], registry=reg) \
-        .labels("eth-main", "ethereum").set(12.5)
-    Gauge("crypitor_chain_peers", "h", ["target", "chain"], registry=reg) \
-        .labels("eth-main", "ethereum").set(25)
-    Counter("crypitor_probes", "h", ["target", "type", "result"], registry=reg) \
-        .labels("eth-main", "ethereum", "success").inc(7)
-    Gauge("crypitor_targets", "not per target", registry=reg).set(2)
-    Histogram("crypitor_scheduler_lag_seconds", "h", registry=reg).observe(0.1)
-    return reg
 
 
 @pytest.fixture
@@ -93,98 +47,6 @@ async def exporter_for(fake_gcp: FakeGcp) -> AsyncIterator[
     yield StepClock(), made
     for e in made:
         await e.stop()
-
-
-async def started(fake: FakeGcp, registry: CollectorRegistry, clock: StepClock,
-                  made: list[GcpExporter], call_timeout: float = 12.0) -> GcpExporter:
-    exporter = GcpExporter(settings(fake), registry, node_id="mon-1", now=clock,
-                           backoff=FAST, call_timeout=call_timeout)
-    made.append(exporter)
-    await exporter.start()
-    assert await exporter.ready()
-    clock.advance()
-    return exporter
-
-
-def by_type(series: list[monitoring_v3.TimeSeries]) -> dict[str, list[monitoring_v3.TimeSeries]]:
-    out: dict[str, list[monitoring_v3.TimeSeries]] = {}
-    for ts in series:
-        out.setdefault(ts.metric.type.removeprefix(PREFIX), []).append(ts)
-    return out
-
-
-def records(caplog: pytest.LogCaptureFixture, text: str) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == "crypitor.gcp" and text in r.getMessage()]
-
-
-# ---- pure conversion ---------------------------------------------------------------------
-
-def test_label_keys_follow_cloud_monitoring_rules() -> None:
-    assert label_key("target") == "target"
-    assert label_key("Team") == "team"
-    assert label_key("_hidden") == "l__hidden"
-    assert label_key("9lives") == "l_9lives"
-    assert label_key("a" * 150) == "a" * 100
-    labels = metric_labels({"target": "x", "team": "", "Region": "eu", "region": "us",
-                            "note": "v" * 2000})
-    # "" dropped; Region and region collide: the first in sorted order wins
-    assert labels == {"target": "x", "region": "eu", "note": "v" * 1024}
-
-
-def test_to_time_series_kinds_values_times_and_selection() -> None:
-    now = T0 + timedelta(minutes=5)
-    series = to_time_series(probe_registry().collect(), "p1", now, start=T0, node_id="mon-1")
-    got = by_type(series)
-    assert set(got) == {"probe_success", "probe_duration_seconds", "crypitor_chain_head_block",
-                        "crypitor_chain_block_lag", "crypitor_chain_head_age_seconds",
-                        "crypitor_chain_peers", "crypitor_probes_total"}
-    assert set(got) <= EXPORTED  # no process, scheduler or per-process series
-    up = {ts.metric.labels["target"]: ts for ts in got["probe_success"]}
-    assert dict(up["eth-main"].metric.labels) == {"target": "eth-main", "type": "ethereum",
-                                                  "team": "infra"}
-    assert dict(up["api"].metric.labels) == {"target": "api", "type": "http"}  # "" dropped
-    assert up["eth-main"].points[0].value.double_value == 1.0
-    assert up["api"].points[0].value.double_value == 0.0
-    gauge = got["crypitor_chain_head_block"][0]
-    assert gauge.metric_kind == GAUGE
-    assert gauge.points[0].value.double_value == 19_000_000
-    assert gauge.points[0].interval.end_time == now
-    assert "start_time" not in gauge.points[0].interval
-    assert got["probe_duration_seconds"][0].unit == "s"
-    counter = got["crypitor_probes_total"][0]
-    assert counter.metric_kind == CUMULATIVE
-    assert counter.points[0].value.double_value == 7
-    assert counter.points[0].interval.start_time == T0
-    assert counter.points[0].interval.end_time == now
-    assert counter.resource.type == "generic_node"
-    assert dict(counter.resource.labels) == {"project_id": "p1", "location": "global",
-                                             "namespace": "crypitor", "node_id": "mon-1"}
-
-
-def test_non_finite_values_and_sanitising_duplicates_are_skipped() -> None:
-    reg = CollectorRegistry(auto_describe=False)
-    g = Gauge("probe_success", "h", ["target", "Zone", "zone"], registry=reg)
-    g.labels("a", "eu", "").set(float("nan"))
-    g.labels("b", "eu", "").set(1)
-    g.labels("b", "eu", "us").set(1)  # becomes the same series as the one before
-    g.labels("c", "", "").set(float("inf"))
-    series = to_time_series(reg.collect(), "p", T0, node_id="n")
-    assert [dict(ts.metric.labels) for ts in series] == [{"target": "b", "zone": "eu"}]
-
-
-def test_counters_start_before_they_end() -> None:
-    reg = CollectorRegistry(auto_describe=False)
-    Counter("crypitor_probes", "h", registry=reg).inc()
-    (ts,) = to_time_series(reg.collect(), "p", T0, node_id="n")  # no start given
-    assert ts.points[0].interval.start_time < ts.points[0].interval.end_time
-
-
-def test_batches_hold_at_most_200() -> None:
-    items = [monitoring_v3.TimeSeries() for _ in range(450)]
-    assert [len(b) for b in batches(items)] == [200, 200, 50]
-    assert list(batches([])) == []
-    with pytest.raises(ValueError):
-        list(batches(items, 201))
 
 
 # ---- end to end through the client -------------------------------------------------------
@@ -462,71 +324,3 @@ async def test_a_broken_collector_is_logged_once_and_the_export_goes_on(
     broken.fail = False
     assert await exporter.export_once()
     assert fake_gcp.requests
-
-
-# ---- credentials -------------------------------------------------------------------------
-
-@pytest.fixture
-def no_adc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/credentials.json")
-    yield
-
-
-async def test_missing_credentials_disable_the_exporter_without_raising(
-        no_adc: None, caplog: pytest.LogCaptureFixture) -> None:
-    section = GcpSection(project_id="p", interval=60.0)
-    exporter = GcpExporter(section, probe_registry())
-    await exporter.start()  # must not raise: `crypitor run` goes on without the export
-    assert not await exporter.ready()
-    assert not exporter.tick()
-    assert not await exporter.export_once()
-    (logged,) = records(caplog, "disabled")
-    assert logged.levelno == logging.ERROR and "credentials.json" in logged.getMessage()
-    assert "Application Default Credentials" in logged.getMessage()
-    await exporter.stop()
-
-
-@pytest.mark.parametrize(("project", "endpoint", "why"), [
-    ("p", "", "needs gcp.api_endpoint"),
-    ("", "127.0.0.1:1", "project_id is empty"),
-    ("env:GCP_PROJECT", "127.0.0.1:1", "unresolved env:"),
-])
-async def test_unusable_settings_disable_the_exporter(
-        project: str, endpoint: str, why: str, caplog: pytest.LogCaptureFixture) -> None:
-    section = GcpSection(project_id=project, interval=60.0, api_endpoint=endpoint,
-                         insecure=True)
-    exporter = GcpExporter(section, probe_registry())
-    await exporter.start()
-    assert not await exporter.ready()
-    (logged,) = records(caplog, why)
-    assert logged.levelno == logging.ERROR
-    await exporter.stop()
-
-
-async def test_default_credentials_talk_tls_and_lend_their_project(
-        fake_gcp: FakeGcp, monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture) -> None:
-    """Without `insecure` the client uses ADC over TLS: against the plain-text fake every
-    call fails (and is reported once), and an empty project_id comes from the credentials."""
-    looked_up: list[object] = []
-
-    def fake_adc(scopes: object = None) -> tuple[AnonymousCredentials, str]:
-        looked_up.append(scopes)
-        return AnonymousCredentials(), "adc-project"  # type: ignore[no-untyped-call]
-
-    monkeypatch.setattr("monitor.gcp.default_credentials", fake_adc)
-    section = GcpSection(project_id="", interval=60.0, api_endpoint=fake_gcp.address)
-    clock = StepClock()
-    exporter = GcpExporter(section, probe_registry(), now=clock, backoff=FAST,
-                           call_timeout=2.0)
-    await exporter.start()
-    try:
-        assert await exporter.ready()
-        assert exporter.project_id == "adc-project" and looked_up
-        for _ in range(2):
-            clock.advance()
-            assert not await exporter.export_once()
-    finally:
-        await exporter.stop()
-    assert fake_gcp.requests == []
-    assert len(records(caplog, "unavailable or too slow")) == 1

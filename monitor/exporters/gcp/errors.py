@@ -1,4 +1,4 @@
-"""What a failed Google Cloud Monitoring call means for `monitor.gcp`'s exporter: its kind
+"""What a failed Google Cloud Monitoring call means for the exporter (`exporter`): its kind
 (gRPC status name or exception class), whether a retry may help, and the operator's log
 line, written once per kind until a cycle where every call succeeds.
 """

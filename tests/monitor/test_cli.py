@@ -16,7 +16,7 @@ from typing import Any
 
 from tests.support.net import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def shipped_config_copy(tmp_path: Path) -> tuple[Path, int]:

@@ -12,10 +12,9 @@ import pytest
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client import Counter as PromCounter
 
-from monitor.metrics import SchedulerMetrics
-from monitor.scheduler import Job, ProbeScheduler, run_bounded, spread
-from monitor.state import TargetState
-from monitor.targets import TargetConfig
+from monitor.config import TargetConfig
+from monitor.runtime import SchedulerMetrics, TargetState
+from monitor.runtime.scheduler import Job, ProbeScheduler, run_bounded, spread
 from probes.base import Outcome, ProbeResult, Reason, SystemClock
 
 
@@ -173,7 +172,7 @@ def test_missed_runs_are_counted_and_logged_once_a_minute(
     metrics = lag_histogram()
     now = [1000.0]
     sched = ProbeScheduler([], metrics, lambda _j, _r: None, clock=lambda: now[0])
-    with caplog.at_level(logging.WARNING, logger="monitor.scheduler"):
+    with caplog.at_level(logging.WARNING, logger="monitor.runtime.scheduler"):
         for _ in range(500):  # a stalled loop: every target's run comes too late
             sched._on_missed(None)
         now[0] += 61

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from monitor.targets import TargetConfig
+from monitor.config import TargetConfig
 from probes.base import ProbeResult
 
 Flip = Literal["up", "down"]

@@ -3,7 +3,7 @@ registry are written as `custom.googleapis.com/crypitor/<metric name>` with Crea
 
 It runs in its own task and only reads the registry, so a slow or failing API costs the
 probes nothing. The choices the API forces on us on what is written (metrics, resource,
-labels) are listed in `monitor.gcp_series`; those on how it is written, here:
+labels) are listed in `monitor.exporters.gcp.series`; those on how it is written, here:
 
 * **Rate**: at most 200 series per call, each series once per call. The API takes one point
   per series every 5 s (older documentation: 10 s); the interval floor is 10 s, and a cycle
@@ -27,9 +27,9 @@ import contextlib
 import enum
 import logging
 import socket
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Protocol
 
 import grpc
@@ -43,8 +43,9 @@ from google.cloud.monitoring_v3.services.metric_service.transports import (
 )
 from prometheus_client import CollectorRegistry
 
-from monitor.gcp_errors import TRANSIENT, FailureLog, describe, error_kind
-from monitor.gcp_series import EXPORTED, batches, to_time_series
+from core.clock import Clock, utc_now
+from monitor.exporters.gcp.errors import TRANSIENT, FailureLog, describe, error_kind
+from monitor.exporters.gcp.series import EXPORTED, batches, to_time_series
 from probes.base import is_env_ref
 
 log = logging.getLogger("crypitor.gcp")
@@ -99,7 +100,7 @@ class GcpExporter:
     """
 
     def __init__(self, settings: GcpSettings, registry: CollectorRegistry, *,
-                 node_id: str | None = None, now: Callable[[], datetime] | None = None,
+                 node_id: str | None = None, now: Clock = utc_now,
                  backoff: Sequence[float] = BACKOFF, call_timeout: float = CALL_TIMEOUT,
                  names: Collection[str] = EXPORTED) -> None:
         self.settings = settings
@@ -109,7 +110,7 @@ class GcpExporter:
         self.stats = ExportStats()
         self.enabled = False
         self._registry = registry
-        self._now = now or (lambda: datetime.now(UTC))
+        self._now = now
         self._backoff = tuple(backoff)
         self._call_timeout = call_timeout
         self._names = names

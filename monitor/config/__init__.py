@@ -1,0 +1,53 @@
+"""config.toml as typed, frozen objects: the schema of each section (`schema`, `targets`,
+`alertconfig`), the decoder that checks it once with key paths (`decode`), durations, and the
+`env:` references resolved when a feature starts (`envrefs`).
+"""
+
+from monitor.config.alertconfig import (
+    AlertsSection,
+    InhibitConfig,
+    MaintenanceConfig,
+    ReceiverConfig,
+    RouteConfig,
+    RuleConfig,
+)
+from monitor.config.decode import Issue
+from monitor.config.durations import format_duration, parse_duration
+from monitor.config.envrefs import SecretError, resolve, resolve_fields
+from monitor.config.schema import (
+    ChainFollowConfig,
+    Config,
+    ConfigError,
+    GcpSection,
+    GrafanaSection,
+    MonitorSection,
+    ServiceSection,
+    load,
+    parse,
+)
+from monitor.config.targets import TargetConfig
+
+__all__ = [
+    "AlertsSection",
+    "ChainFollowConfig",
+    "Config",
+    "ConfigError",
+    "GcpSection",
+    "GrafanaSection",
+    "InhibitConfig",
+    "Issue",
+    "MaintenanceConfig",
+    "MonitorSection",
+    "ReceiverConfig",
+    "RouteConfig",
+    "RuleConfig",
+    "SecretError",
+    "ServiceSection",
+    "TargetConfig",
+    "format_duration",
+    "load",
+    "parse",
+    "parse_duration",
+    "resolve",
+    "resolve_fields",
+]

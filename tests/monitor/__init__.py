@@ -1,0 +1,1 @@
+"""Tests of monitor/: config, runtime, exporters, HTTP surface and the command line."""
