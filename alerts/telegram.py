@@ -14,7 +14,6 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 from telegram import (
     Bot,
@@ -33,8 +32,8 @@ from alerts.telegram_errors import REDACTED, RETRY_HINT, TokenFilter, notify_err
 from alerts.telegram_format import Buttons, Message
 
 # moved to alerts.telegram_errors; re-exported so `from alerts.telegram import ...` still works
-__all__ = ["REDACTED", "RETRY_HINT", "Callback", "Command", "OnMigrate", "ReceiverLike",
-           "SentMessage", "TelegramSender", "TokenFilter", "redact"]
+__all__ = ["REDACTED", "RETRY_HINT", "Callback", "Command", "OnMigrate", "SentMessage",
+           "TelegramSender", "TokenFilter", "redact"]
 
 log = logging.getLogger(__name__)
 
@@ -72,15 +71,6 @@ class Callback:
     data: str
 
 
-class ReceiverLike(Protocol):
-    @property
-    def chat_id(self) -> str: ...
-    @property
-    def message_thread_id(self) -> int: ...
-    @property
-    def api_url(self) -> str: ...
-
-
 class TelegramSender:
     def __init__(self, token: str, chat_id: str, *, message_thread_id: int = 0,
                  api_url: str = "https://api.telegram.org", timeout: float = 10.0,
@@ -96,13 +86,6 @@ class TelegramSender:
         self._filtered: list[logging.Filterer] = []
         self._bot: Bot | None = None
         self._next_offset: int | None = None
-
-    @classmethod
-    def from_receiver(cls, receiver: ReceiverLike, token: str, *, timeout: float = 10.0,
-                      on_migrate: OnMigrate | None = None) -> TelegramSender:
-        """From a receiver's config; `token` is its bot_token with the env: reference resolved."""
-        return cls(token, receiver.chat_id, message_thread_id=receiver.message_thread_id,
-                   api_url=receiver.api_url, timeout=timeout, on_migrate=on_migrate)
 
     @property
     def chat_id(self) -> str:

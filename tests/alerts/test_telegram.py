@@ -31,7 +31,6 @@ from alerts.telegram_format import (
     short_duration,
     tg_len,
 )
-from monitor.config import ReceiverConfig
 from tests.support.fake_telegram import ApiError, FakeTelegram, parse_html
 from tests.support.net import free_port
 
@@ -341,10 +340,9 @@ async def test_token_never_reaches_logs_or_errors(fake_telegram: FakeTelegram,
     assert not any(isinstance(f, TokenFilter) for f in logging.getLogger("httpx").filters)
 
 
-async def test_built_from_receiver_config(fake_telegram: FakeTelegram) -> None:
-    receiver = ReceiverConfig("oncall", chat_id=CHAT, bot_token="env:TELEGRAM_BOT_TOKEN",
-                              message_thread_id=3, api_url=fake_telegram.url + "/")
-    s = TelegramSender.from_receiver(receiver, fake_telegram.token)
+async def test_a_forum_topic_and_an_api_url_with_a_slash(fake_telegram: FakeTelegram) -> None:
+    s = TelegramSender(fake_telegram.token, CHAT, message_thread_id=3,
+                       api_url=fake_telegram.url + "/")
     await s.start()
     try:
         await s.send(Message("hi"))
