@@ -20,6 +20,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 
 import catalog.metrics as m
 from dashboards.build import (
@@ -32,7 +33,12 @@ from dashboards.build import (
     substitute,
 )
 from dashboards.common import DATASOURCE_VAR, PROVISIONED_DATASOURCE_UID, WIDTH
-from dashboards.export import export, export_command
+from dashboards.export import (
+    dashboards_provider_yaml,
+    datasource_yaml,
+    export,
+    export_command,
+)
 from dashboards.promql import BUILTINS, label_values, metric_names, variable_names
 from monitor.app import Monitor
 from monitor.config import parse
@@ -193,48 +199,6 @@ def test_metric_names_and_label_values_parsing() -> None:
 # --- export ---------------------------------------------------------------------------------
 
 
-def read_yaml(text: str) -> Any:
-    """The YAML subset the export writes: block mappings and lists of mappings, scalars as
-    JSON strings, integers or booleans; comments on lines of their own. Anything else (tabs,
-    a bare string, a flow collection) is rejected, so the test sees what Grafana would."""
-    lines = [(len(raw) - len(raw.lstrip(" ")), raw.strip()) for raw in text.splitlines()
-             if raw.strip() and not raw.lstrip().startswith("#")]
-    assert all("\t" not in line for _, line in lines)
-
-    def scalar(value: str) -> Any:
-        if value in ("true", "false"):
-            return value == "true"
-        if value.lstrip("-").isdigit():
-            return int(value)
-        assert value.startswith('"'), f"unquoted string {value!r}"
-        return json.loads(value)
-
-    def block(i: int, indent: int) -> tuple[Any, int]:
-        if lines[i][1].startswith("- "):
-            items: list[Any] = []
-            while i < len(lines) and lines[i][0] == indent and lines[i][1].startswith("- "):
-                # "- key: value" opens a mapping whose keys sit two columns further in
-                lines[i] = (indent + 2, lines[i][1][2:])
-                item, i = block(i, indent + 2)
-                items.append(item)
-            return items, i
-        mapping: dict[str, Any] = {}
-        while i < len(lines) and lines[i][0] == indent:
-            key, sep, rest = lines[i][1].partition(":")
-            assert sep and key.isidentifier(), f"not a mapping entry: {lines[i][1]!r}"
-            assert key not in mapping, f"duplicate key {key}"
-            if rest.strip():
-                mapping[key], i = scalar(rest.strip()), i + 1
-            else:
-                assert lines[i + 1][0] > indent or lines[i + 1][1].startswith("- ")
-                mapping[key], i = block(i + 1, lines[i + 1][0])
-        return mapping, i
-
-    doc, end = block(0, 0)
-    assert end == len(lines), f"unparsed from line {end}: {lines[end:]}"
-    return doc
-
-
 def test_export_writes_dashboards_and_provisioning(tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     url = 'http://prom.example:9090/sub path?a=b#c: "quoted"'
@@ -247,14 +211,14 @@ def test_export_writes_dashboards_and_provisioning(tmp_path: Path,
             for b in all_dashboards(url)] == all_dashboards(url)
     assert not list(out.rglob("*.tmp"))
 
-    provider = read_yaml((out / "provisioning/dashboards/crypitor.yaml").read_text())
+    provider = yaml.safe_load((out / "provisioning/dashboards/crypitor.yaml").read_text())
     assert provider["apiVersion"] == 1
     [p] = provider["providers"]
     assert p["type"] == "file" and p["folder"] == "yes" and p["name"] == "crypitor"
     assert p["options"]["path"] == str(out / "dashboards")
     assert p["disableDeletion"] is False and p["orgId"] == 1
 
-    sources = read_yaml((out / "provisioning/datasources/crypitor.yaml").read_text())
+    sources = yaml.safe_load((out / "provisioning/datasources/crypitor.yaml").read_text())
     assert sources["apiVersion"] == 1
     [ds] = sources["datasources"]
     assert ds == {"name": "Crypitor Prometheus", "uid": PROVISIONED_DATASOURCE_UID,
@@ -270,11 +234,15 @@ def test_export_writes_dashboards_and_provisioning(tmp_path: Path,
     assert "cannot write" in capsys.readouterr().err
 
 
-def test_read_yaml_rejects_what_grafana_would_misread() -> None:
-    with pytest.raises(AssertionError):
-        read_yaml("a: plain string\n")
-    assert read_yaml('a:\n  - b: "x"\n    c: 2\n  - b: "y"\nd: true\n') == \
-        {"a": [{"b": "x", "c": 2}, {"b": "y"}], "d": True}
+def test_provisioning_yaml_keeps_awkward_values_strings() -> None:
+    # values YAML could read as another type, or that could end a scalar or open a structure
+    for value in ("yes", "null", "~", "", "1e3", "0o17", "#c", "a: b", "- x", "[x]", "{x}",
+                  "'q'", '"q"', "é 😀", "line\nbreak", " padded "):
+        path = Path("/d") / value
+        [provider] = yaml.safe_load(dashboards_provider_yaml(path, value))["providers"]
+        assert (provider["folder"], provider["options"]["path"]) == (value, str(path))
+        [source] = yaml.safe_load(datasource_yaml(value))["datasources"]
+        assert source["url"] == value
 
 
 # --- Prometheus config and recording rules --------------------------------------------------
@@ -294,40 +262,39 @@ def test_example_prometheus_config_and_rules_pass_promtool() -> None:
         assert name in rules
 
 
-RULES_TEST = """
-rule_files:
-  - {rules}
-evaluation_interval: 1m
-tests:
-  - interval: 1m
-    input_series:
-      - series: 'probe_success{{job="m", target="a"}}'
-        values: '1x59 0x59'
-      - series: 'probe_success{{job="m", target="b"}}'
-        values: '1x119'
-      - series: 'crypitor_webhook_deliveries_total{{job="s", outcome="success"}}'
-        values: '0+180x10'
-      - series: 'crypitor_webhook_deliveries_total{{job="s", outcome="retry"}}'
-        values: '0+60x10'
-    promql_expr_test:
-      - expr: target:probe_success:avg_over_time_1h
-        eval_time: 120m
-        exp_samples:
-          - labels: 'target:probe_success:avg_over_time_1h{{job="m", target="a"}}'
-            value: 0
-          - labels: 'target:probe_success:avg_over_time_1h{{job="m", target="b"}}'
-            value: 1
-      - expr: job:crypitor_webhook_delivery_success:ratio_rate5m
-        eval_time: 10m
-        exp_samples:
-          - labels: 'job:crypitor_webhook_delivery_success:ratio_rate5m{{job="s"}}'
-            value: 0.75
-"""
+def rules_test(rules: Path) -> dict[str, Any]:
+    """A promtool unit test of the recording rules in `rules`."""
+    def series(name: str, labels: str, values: str) -> dict[str, str]:
+        return {"series": f"{name}{{{labels}}}", "values": values}
+
+    def sample(name: str, labels: str, value: float) -> dict[str, Any]:
+        return {"labels": f"{name}{{{labels}}}", "value": value}
+
+    availability = "target:probe_success:avg_over_time_1h"
+    success = "job:crypitor_webhook_delivery_success:ratio_rate5m"
+    return {"rule_files": [str(rules)], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m",
+        "input_series": [
+            series("probe_success", 'job="m", target="a"', "1x59 0x59"),
+            series("probe_success", 'job="m", target="b"', "1x119"),
+            series("crypitor_webhook_deliveries_total", 'job="s", outcome="success"',
+                   "0+180x10"),
+            series("crypitor_webhook_deliveries_total", 'job="s", outcome="retry"', "0+60x10"),
+        ],
+        "promql_expr_test": [
+            {"expr": availability, "eval_time": "120m", "exp_samples": [
+                sample(availability, 'job="m", target="a"', 0),
+                sample(availability, 'job="m", target="b"', 1)]},
+            {"expr": success, "eval_time": "10m", "exp_samples": [
+                sample(success, 'job="s"', 0.75)]},
+        ],
+    }]}
 
 
 def test_recording_rules_compute_what_they_say(tmp_path: Path) -> None:
     spec = tmp_path / "rules_test.yml"
-    spec.write_text(RULES_TEST.format(rules=DEPLOY / "recording_rules.yml"))
+    spec.write_text(yaml.safe_dump(rules_test(DEPLOY / "recording_rules.yml"),
+                                   sort_keys=False))
     check = subprocess.run([promtool(), "test", "rules", str(spec)], capture_output=True,
                            text=True, timeout=60)
     assert check.returncode == 0, check.stdout + check.stderr
@@ -366,12 +333,13 @@ class Prometheus:
     def __init__(self, workdir: Path, scrape: Mapping[str, str]) -> None:
         self.url = f"http://127.0.0.1:{free_port()}"
         self._workdir = workdir
-        jobs = "".join(
-            f"  - job_name: {job}\n    static_configs:\n      - targets: [\"{addr}\"]\n"
-            for job, addr in scrape.items())
+        jobs = [{"job_name": job, "static_configs": [{"targets": [addr]}]}
+                for job, addr in scrape.items()]
         self.config = workdir / "prometheus.yml"
-        self.config.write_text("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
-                               "  evaluation_interval: 1s\nscrape_configs:\n" + jobs)
+        self.config.write_text(yaml.safe_dump({
+            "global": {"scrape_interval": "1s", "scrape_timeout": "1s",
+                       "evaluation_interval": "1s"},
+            "scrape_configs": jobs}, sort_keys=False))
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
