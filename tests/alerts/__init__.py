@@ -1,0 +1,1 @@
+"""Tests of alerts/, a file per module they test."""
