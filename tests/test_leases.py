@@ -1,6 +1,7 @@
-"""`core.leases.Lease` (on the cursor leases of `service.follow.CursorLeases`) on a real Redis: two processes (two stores, two leases) wanting to
-follow one chain; one holds it at a time, a clean stop hands over at once, a dead holder's
-lease runs out, and a store that stops answering makes a holder stop by its own clock."""
+"""`core.leases.Lease` (on the cursor leases of `service.follow.CursorLeases`) on a real
+Redis: two processes (two stores, two leases) wanting to follow one chain; one holds it at a
+time, a clean stop hands over at once, a dead holder's lease runs out, and a store that stops
+answering makes a holder stop by its own clock."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""`service.delivery.pacing.Pacing`: which claims a busy endpoint's lane takes now, and when the rest
-come back (spread along the endpoint's own pace, never further than the cap)."""
+"""`service.delivery.pacing.Pacing`: which claims a busy endpoint's lane takes now, and when
+the rest come back (spread along the endpoint's own pace, never further than the cap)."""
 
 from __future__ import annotations
 
