@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from aiohttp import web
 
 from bench.procs import ROOT, need, stop, wait_http
@@ -160,9 +161,10 @@ async def alertmanager(sink_url: str) -> AsyncIterator[int]:
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="bench-am-") as tmp:
         conf = Path(tmp) / "alertmanager.yml"
-        conf.write_text("route:\n  receiver: sink\n  group_by: [alertname, instance]\n"
-                        "receivers:\n  - name: sink\n    webhook_configs:\n"
-                        f"      - url: {sink_url}\n")
+        conf.write_text(yaml.safe_dump({
+            "route": {"receiver": "sink", "group_by": ["alertname", "instance"]},
+            "receivers": [{"name": "sink", "webhook_configs": [{"url": sink_url}]}],
+        }, sort_keys=False))
         async with _process([binary, f"--config.file={conf}", f"--storage.path={tmp}/data",
                              f"--web.listen-address=127.0.0.1:{port}",
                              "--cluster.listen-address=", "--log.level=warn"],
@@ -179,15 +181,17 @@ async def prometheus(targets: Sequence[str], am_port: int, hold: str) -> AsyncIt
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="bench-prom-") as tmp:
         rules = Path(tmp) / "rules.yml"
-        rules.write_text("groups:\n  - name: bench\n    rules:\n      - alert: TargetDown\n"
-                         f"        expr: up{{job=\"target\"}} == 0\n        for: {hold}\n")
-        listed = ", ".join(f"'{t}'" for t in targets)
+        rules.write_text(yaml.safe_dump({"groups": [{"name": "bench", "rules": [
+            {"alert": "TargetDown", "expr": 'up{job="target"} == 0', "for": hold}]}]},
+            sort_keys=False))
         conf = Path(tmp) / "prometheus.yml"
-        conf.write_text(f"rule_files: ['{rules}']\n"
-                        "alerting:\n  alertmanagers:\n    - static_configs:\n"
-                        f"        - targets: ['127.0.0.1:{am_port}']\n"
-                        "scrape_configs:\n  - job_name: target\n    static_configs:\n"
-                        f"      - targets: [{listed}]\n")
+        conf.write_text(yaml.safe_dump({
+            "rule_files": [str(rules)],
+            "alerting": {"alertmanagers": [
+                {"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]},
+            "scrape_configs": [
+                {"job_name": "target", "static_configs": [{"targets": list(targets)}]}],
+        }, sort_keys=False))
         async with _process([binary, f"--config.file={conf}",
                              f"--storage.tsdb.path={tmp}/data",
                              f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],

@@ -15,6 +15,8 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import yaml
+
 from tests.support.net import free_port
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -118,8 +120,9 @@ def blackbox() -> Iterator[tuple[int, int]]:
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         conf = Path(tmp) / "blackbox.yml"
-        conf.write_text("modules:\n  http_2xx:\n    prober: http\n    timeout: 5s\n"
-                        "    http:\n      preferred_ip_protocol: ip4\n")
+        conf.write_text(yaml.safe_dump({"modules": {"http_2xx": {
+            "prober": "http", "timeout": "5s", "http": {"preferred_ip_protocol": "ip4"}}}},
+            sort_keys=False))
         proc = subprocess.Popen([binary, f"--config.file={conf}",
                                  f"--web.listen-address=127.0.0.1:{port}",
                                  "--log.level=warn"])

@@ -6,17 +6,19 @@ files that load them, ready for Grafana's `provisioning/` directory:
     OUT/provisioning/datasources/crypitor.yaml   (the Prometheus datasource, uid
                                                   crypitor-prometheus)
 
-The YAML is written by hand: every string is a JSON string, which is also a valid YAML
-double-quoted scalar, so no value (a URL with `#` or `: `, a folder named `yes`) can change
-the document's structure.
+The YAML is written by PyYAML, which quotes what needs quoting, so no value (a URL with `#`
+or `: `, a folder named `yes`) can change the document's structure.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from pathlib import Path
+
+import yaml
 
 from dashboards.build import DEFAULT_PROMETHEUS_URL, all_dashboards
 from dashboards.common import PROVISIONED_DATASOURCE_NAME, PROVISIONED_DATASOURCE_UID, TAG
@@ -27,49 +29,32 @@ FOLDER_UID = TAG
 SCRAPE_INTERVAL = "15s"  # Grafana's minimum step for the datasource; our example config's
 
 
-def _q(value: str) -> str:
-    return json.dumps(value)
-
-
 def dashboards_provider_yaml(dashboards_path: Path, folder: str = DEFAULT_FOLDER) -> str:
     """A file dashboards provider loading every JSON file of `dashboards_path` into
     `folder`. Grafana reads the path on its own machine: it is written absolute."""
-    return "\n".join([
-        "# Written by `crypitor dashboards export`; Grafana loads the dashboards from `path`.",
-        "apiVersion: 1",
-        "providers:",
-        f"  - name: {_q(PROVIDER_NAME)}",
-        "    orgId: 1",
-        f"    folder: {_q(folder)}",
-        f"    folderUid: {_q(FOLDER_UID)}",
-        f"    type: {_q('file')}",
-        "    disableDeletion: false",
-        "    allowUiUpdates: false",
-        "    updateIntervalSeconds: 30",
-        "    options:",
-        f"      path: {_q(str(dashboards_path))}",
-        "      foldersFromFilesStructure: false",
-        "",
-    ])
+    provider = {
+        "name": PROVIDER_NAME, "orgId": 1, "folder": folder, "folderUid": FOLDER_UID,
+        "type": "file", "disableDeletion": False, "allowUiUpdates": False,
+        "updateIntervalSeconds": 30,
+        "options": {"path": str(dashboards_path), "foldersFromFilesStructure": False},
+    }
+    return _yaml("Written by `crypitor dashboards export`; Grafana loads the dashboards from "
+                 "`path`.", {"apiVersion": 1, "providers": [provider]})
 
 
 def datasource_yaml(prometheus_url: str) -> str:
     """The Prometheus datasource the dashboards select by default."""
-    return "\n".join([
-        "# Written by `crypitor dashboards export`: the Prometheus that scrapes Crypitor.",
-        "apiVersion: 1",
-        "datasources:",
-        f"  - name: {_q(PROVISIONED_DATASOURCE_NAME)}",
-        f"    uid: {_q(PROVISIONED_DATASOURCE_UID)}",
-        f"    type: {_q('prometheus')}",
-        f"    access: {_q('proxy')}",
-        f"    url: {_q(prometheus_url)}",
-        "    isDefault: false",
-        "    editable: true",
-        "    jsonData:",
-        f"      timeInterval: {_q(SCRAPE_INTERVAL)}",
-        "",
-    ])
+    source = {
+        "name": PROVISIONED_DATASOURCE_NAME, "uid": PROVISIONED_DATASOURCE_UID,
+        "type": "prometheus", "access": "proxy", "url": prometheus_url, "isDefault": False,
+        "editable": True, "jsonData": {"timeInterval": SCRAPE_INTERVAL},
+    }
+    return _yaml("Written by `crypitor dashboards export`: the Prometheus that scrapes "
+                 "Crypitor.", {"apiVersion": 1, "datasources": [source]})
+
+
+def _yaml(comment: str, document: dict[str, object]) -> str:
+    return f"# {comment}\n" + yaml.safe_dump(document, sort_keys=False, width=math.inf)
 
 
 def _write(path: Path, text: str) -> Path:

@@ -47,7 +47,7 @@ def _is_mixed(digits: str) -> bool:
 
 def _bad_checksums(texts: list[str]) -> list[int]:
     """Positions of the mixed-case addresses among `texts` that are not their EIP-55 form,
-    checked in one batch (hashing many at once is ~30x faster, see chains.keccak)."""
+    checked in one batch."""
     mixed = [i for i, text in enumerate(texts) if _is_mixed(text[2:])]
     return [i for i, good in zip(mixed, to_checksums([texts[i] for i in mixed]), strict=True)
             if good != texts[i]]

@@ -1,1 +1,1 @@
-"""Tests of alerts/: rules, state, routing, receivers."""
+"""Tests of alerts/: rules, state, routing, receivers, the rules export."""

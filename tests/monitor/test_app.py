@@ -184,8 +184,9 @@ async def test_chain_metrics_from_ganache_and_documented_nodes(
         fake_nodes: Callable[[], Awaitable[FakeNode]]) -> None:
     main, reference = ganache_pair
     # the nodes are shared with other tests: put the reference 3 blocks ahead, whatever
-    # their heights, so block_lag has something to say
-    await reference.mine(max(0, await main.head() - await reference.head()) + 3)
+    # their heights (either may be ahead), so block_lag has something to say
+    ahead = await reference.head() - await main.head()
+    await (reference.mine(3 - ahead) if ahead < 3 else main.mine(ahead - 3))
     eos, xrpl = await fake_nodes(), await fake_nodes()
     eos.answer("/v1/chain/get_info", json_answer(eos_info(datetime.now(UTC))))
     xrpl.answer("/", json_answer(xrpl_info()))

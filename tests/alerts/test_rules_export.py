@@ -8,17 +8,18 @@ import json
 import subprocess
 import sys
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import yaml
 from prometheus_client import CollectorRegistry
 
 from alerts.builtin import RuleSpec, all_rules
 from alerts.expr import parse
 from alerts.model import matches
-from alerts.promrules import PromRule, Skipped, _duration, _quote, export, translate
+from alerts.promrules import PromRule, Skipped, export, prometheus_duration, translate
 from monitor.config import Config
 from monitor.config import parse as parse_config
 from monitor.exporters import ProbeCollector
@@ -189,10 +190,12 @@ def test_export_passes_promtool_check(tmp_path: Path) -> None:
                        "the monitor"),
                       ("Reason", "failure_reason is text"),
                       ("ServiceOrNode", "it mixes the webhook service's values with a target's")):
-        assert f"      # {name} is not exported: {why}" in text
-    assert '      - alert: "NodeLagging"\n        expr: "crypitor_chain_block_lag > 5"\n' \
-           "        for: 2m\n" in text
-    assert "      # TargetDown: fires natively after 3 failed evaluations in a row" in text
+        assert f"\n# {name} is not exported: {why}" in text
+    [group] = yaml.safe_load(text)["groups"]
+    lagging = next(r for r in group["rules"] if r["alert"] == "NodeLagging")
+    assert list(lagging.items())[:3] == [("alert", "NodeLagging"),
+                                         ("expr", "crypitor_chain_block_lag > 5"), ("for", "2m")]
+    assert "\n# TargetDown: fires natively after 3 failed evaluations in a row" in text
 
 
 def test_missing_output_directory_is_a_runtime_failure(tmp_path: Path) -> None:
@@ -239,70 +242,47 @@ def natively_firing(rule: RuleSpec, config: Config) -> list[str]:
                   if matches(rule.match, labels) and rule.condition.evaluate(values) is True)
 
 
-def _yaml_list(items: Iterable[str], indent: str) -> str:
-    return "".join(f"\n{indent}- {item}" for item in items) or " []"
-
-
 def test_exported_expressions_select_what_we_evaluate(tmp_path: Path) -> None:
     """promtool evaluates each exported expression over the series our exporters write;
     the targets it selects must be those for which our evaluator says the rule holds."""
     config_path, config = load_config(tmp_path)
     rules_file = export_file(tmp_path, config_path)
-    series = _yaml_list((f"series: {_quote(name)}\n        values: "
-                         f"{_quote(' '.join([repr(value)] * 16))}"
-                         for name, value in exported_series(config)), "      ")
-    tests: list[str] = []
-    exported = 0
+    series = [{"series": name, "values": " ".join([repr(value)] * 16)}
+              for name, value in exported_series(config)]
+    tests: list[dict[str, object]] = []
     for rule in all_rules(config.alerts):
         result = translate(rule)
         if isinstance(result, Skipped):
             continue
-        exported += 1
-        samples = _yaml_list(
-            (f"labels: {_quote('{target=' + json.dumps(t) + '}' if t else '{}')}\n"
-             f"            value: 1" for t in natively_firing(rule, config)), "          ")
-        tests.append(f"      - expr: {_quote(f'count by (target) ({result.expr})')}\n"
-                     f"        eval_time: 10m\n        exp_samples:{samples}")
-    assert exported == 14
+        samples = [{"labels": "{target=" + json.dumps(t) + "}" if t else "{}", "value": 1}
+                   for t in natively_firing(rule, config)]
+        tests.append({"expr": f"count by (target) ({result.expr})", "eval_time": "10m",
+                      "exp_samples": samples})
+    assert len(tests) == 14
     lagging = natively_firing(next(r for r in all_rules(config.alerts)
                                    if r.name == "EthNodeLagging"), config)
     assert lagging == ["eth-lag"]  # eth-sync is syncing, eth-partial has no peers value
+    alerts = [
+        {"alertname": "EthNodeLagging", "eval_time": "10m", "exp_alerts": [{
+            "exp_labels": {"severity": "critical", "target": "eth-lag", "chain": "ethereum",
+                           "team": "core"},
+            "exp_annotations": {
+                "summary": "eth-lag is 10 blocks behind (core, EthNodeLagging/critical)",
+                "condition": "not (block_lag <= 5 or syncing) and peers < 3"}}]},
+        {"alertname": "EthNodeLagging", "eval_time": "1m", "exp_alerts": []},
+        {"alertname": "WebErrors", "eval_time": "10m", "exp_alerts": [{
+            "exp_labels": {"severity": "info", "target": "web", "type": "http",
+                           "team": "web"},
+            "exp_annotations": {
+                "summary": 'web "web" \u2713 {literal} {web} ?\nsecond line',
+                "condition": "success == false or status_code >= 500"}}]},
+    ]
     unit = tmp_path / "unit.yml"
-    unit.write_text(f"""rule_files:
-  - {rules_file.name}
-evaluation_interval: 1m
-tests:
-  - interval: 1m
-    input_series:{series}
-    promql_expr_test:
-{chr(10).join(tests)}
-    alert_rule_test:
-      - alertname: EthNodeLagging
-        eval_time: 10m
-        exp_alerts:
-          - exp_labels:
-              severity: critical
-              target: eth-lag
-              chain: ethereum
-              team: core
-            exp_annotations:
-              summary: "eth-lag is 10 blocks behind (core, EthNodeLagging/critical)"
-              condition: "not (block_lag <= 5 or syncing) and peers < 3"
-      - alertname: EthNodeLagging
-        eval_time: 1m
-        exp_alerts: []
-      - alertname: WebErrors
-        eval_time: 10m
-        exp_alerts:
-          - exp_labels:
-              severity: info
-              target: web
-              type: http
-              team: web
-            exp_annotations:
-              summary: "web \\"web\\" \\u2713 {{literal}} {{web}} ?\\nsecond line"
-              condition: "success == false or status_code >= 500"
-""")
+    unit.write_text(yaml.safe_dump({
+        "rule_files": [rules_file.name], "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": series, "promql_expr_test": tests,
+                   "alert_rule_test": alerts}],
+    }, sort_keys=False))
     proc = subprocess.run([promtool(), "test", "rules", str(unit)], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr + unit.read_text()
@@ -357,8 +337,16 @@ def test_untranslatable_rules_say_why(condition: str, match: dict[str, str],
 
 
 def test_yaml_and_duration_formatting() -> None:
-    assert _quote('a "b" \\ c\nd é 😀') == '"a \\"b\\" \\\\ c\\u000ad \\u00e9 \\U0001f600"'
-    assert [_duration(s) for s in (120, 90, 0.5, 3600, 86400 * 2, 61.5)] == \
+    # text that a hand-made YAML writer could let end a scalar, fold a line or change type
+    awkward = 'a "b" \\ c\nd é 😀 #e: [f], yes'
+    rule = RuleSpec("R", parse("block_lag > 5"), {"team": awkward}, summary=awkward)
+    [exported] = yaml.safe_load(export([rule]))["groups"][0]["rules"]
+    team = json.dumps(awkward, ensure_ascii=False)
+    assert exported["expr"] == f"crypitor_chain_block_lag{{team={team}}} > 5"
+    assert exported["annotations"]["summary"] == awkward
+    assert [prometheus_duration(s) for s in (120, 90, 0.5, 3600, 86400 * 2, 61.5)] == \
         ["2m", "90s", "500ms", "1h", "2d", "61500ms"]
     empty = export([], "x.toml")
-    assert empty.endswith("groups:\n  - name: crypitor\n    rules: []\n")
+    assert yaml.safe_load(empty) == {"groups": [{"name": "crypitor", "rules": []}]}
+    assert empty.startswith("# Prometheus alerting rules generated by `crypitor rules export` "
+                            "from x.toml.\n")

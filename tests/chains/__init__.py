@@ -1,0 +1,1 @@
+"""Tests of chains/: the RPC clients, their response parsing, and Keccak-256 / EIP-55."""

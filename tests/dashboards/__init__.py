@@ -1,0 +1,1 @@
+"""Tests of dashboards/: the dashboards, their export and provisioning, the Grafana push."""
