@@ -79,34 +79,21 @@ class EthereumClient:
     async def chain_id(self) -> int:
         return await self._ask("eth_chainId", [], quantity)
 
-    async def get_block(self, ref: BlockRef, full_transactions: bool = False) -> Block | None:
-        """The block, or None when the node has no such block."""
-        return await self._ask("eth_getBlockByNumber", [block_param(ref), full_transactions],
-                               parse_block)
-
     async def get_blocks(self, refs: Sequence[BlockRef],
                          full_transactions: bool = False) -> list[Block | None]:
-        """`get_block` for each ref, in one batch when the node takes batches."""
+        """Each block (None where the node has no such block), in one batch when the node
+        takes batches."""
         return await self._ask_many(
             [("eth_getBlockByNumber", [block_param(r), full_transactions]) for r in refs],
             parse_block)
 
-    async def get_logs(self, *, block_hash: str | None = None,
-                       from_block: BlockRef | None = None, to_block: BlockRef | None = None,
-                       address: str | Sequence[str] | None = None,
-                       topics: Sequence[str | Sequence[str] | None] | None = None,
-                       ) -> tuple[Log, ...]:
-        """eth_getLogs; `block_hash` (EIP-234) excludes a block range."""
-        return await self._ask("eth_getLogs", [_filter(block_hash, from_block, to_block,
-                                                       address, topics)], parse_logs)
-
     async def get_logs_of_blocks(self, block_hashes: Sequence[str],
                                  topics: Sequence[str | Sequence[str] | None] | None = None,
                                  ) -> list[tuple[Log, ...]]:
-        """The logs of each block, asked by hash so they belong to exactly that block."""
+        """The logs of each block, asked by hash (EIP-234) so they belong to exactly that
+        block."""
         return await self._ask_many(
-            [("eth_getLogs", [_filter(h, None, None, None, topics)]) for h in block_hashes],
-            parse_logs)
+            [("eth_getLogs", [_filter(h, topics)]) for h in block_hashes], parse_logs)
 
     async def get_receipts(self, tx_hashes: Sequence[str]) -> list[Receipt | None]:
         return await self._ask_many(
@@ -149,18 +136,9 @@ class EthereumClient:
         return replies
 
 
-def _filter(block_hash: str | None, from_block: BlockRef | None, to_block: BlockRef | None,
-            address: str | Sequence[str] | None,
+def _filter(block_hash: str,
             topics: Sequence[str | Sequence[str] | None] | None) -> dict[str, Any]:
-    query: dict[str, Any] = {}
-    if block_hash is not None:
-        query["blockHash"] = block_hash
-    if from_block is not None:
-        query["fromBlock"] = block_param(from_block)
-    if to_block is not None:
-        query["toBlock"] = block_param(to_block)
-    if address is not None:
-        query["address"] = address if isinstance(address, str) else list(address)
+    query: dict[str, Any] = {"blockHash": block_hash}
     if topics is not None:
         query["topics"] = [t if t is None or isinstance(t, str) else list(t) for t in topics]
     return query

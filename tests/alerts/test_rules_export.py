@@ -27,7 +27,7 @@ from monitor.runtime import TargetState
 from probes.base import ProbeResult, Reason, Value
 from service.metrics import new_metrics
 from service.models import QueueStats
-from tests.monitor.test_app import promtool
+from tests.support.tools import promtool
 
 CONFIG = """
 [[targets]]

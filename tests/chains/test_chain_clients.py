@@ -197,11 +197,10 @@ async def test_ethereum_client_on_ganache(ganache: GanacheNode,
     health = await client.health()
     assert (health.head, health.chain_id, health.syncing, health.peers) == (head, 1337, False, 0)
     assert health.latest.number == head
-    genesis = await client.get_block(0)
+    genesis, parent, beyond = await client.get_blocks([0, head - 1, head + 1000])
     assert genesis is not None and genesis.parent_hash == "0x" + "00" * 32
-    parent = await client.get_block(head - 1)
     assert parent is not None and health.latest.parent_hash == parent.hash
-    assert await client.get_block(head + 1000) is None
+    assert beyond is None
     assert await client.peer_count() == 0 and await client.syncing() is False
 
 

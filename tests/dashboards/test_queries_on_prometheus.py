@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import subprocess
 import time
 import tomllib
@@ -18,24 +17,20 @@ import aiohttp
 import pytest
 import yaml
 
-from dashboards.build import all_dashboards, queries, query_variables, substitute
-from monitor.app import Monitor
+from dashboards.build import all_dashboards
+from monitor.app import Runtime
 from monitor.config import parse
 from tests.support.chain_nodes import FakeNode, GanacheNode, json_answer
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.net import free_port
 from tests.support.node_samples import eos_info, xrpl_info
+from tests.support.promql import queries, query_variables, substitute
+from tests.support.tools import prometheus
 from tests.support.web import TlsServer
 
 SERVICE_KEY = "k"
 START_WAIT = 30.0  # Prometheus is ready in about a second; a loaded machine gets more
 
-
-def prometheus_binary() -> str:
-    path = shutil.which("prometheus")
-    if path is None:  # a missing component is a failure, never a skip: `make test` installs it
-        pytest.fail("prometheus not found: install the Debian package 'prometheus'")
-    return path
 
 
 # Panels that must show data with the targets and traffic of the live test below.
@@ -81,7 +76,7 @@ class Prometheus:
     def start(self) -> None:
         log = (self._workdir / "prometheus.log").open("wb")
         self._process = subprocess.Popen(
-            [prometheus_binary(), f"--config.file={self.config}",
+            [prometheus(), f"--config.file={self.config}",
              f"--storage.tsdb.path={self._workdir / 'tsdb'}",
              f"--web.listen-address={self.url.removeprefix('http://')}",
              "--log.level=warn"],
@@ -261,7 +256,7 @@ async def test_every_panel_query_runs_on_a_real_prometheus(
     listen, service = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     text = live_config(tmp_path, listen, service, sink.url, tls_server, main.url,
                        reference.url, eos.url, xrpl.url, fake_telegram.url)
-    monitor = Monitor(parse(tomllib.loads(text), tmp_path / "config.toml"),
+    monitor = Runtime(parse(tomllib.loads(text), tmp_path / "config.toml"),
                       env={"TEST_BOT_TOKEN": fake_telegram.token})
     workdir = tmp_path / "prometheus"
     workdir.mkdir()

@@ -3,23 +3,17 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
+
+from tests.support.tools import promtool
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy" / "prometheus"
 
-
-def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:  # a missing component is a failure, never a skip: `make test` installs it
-        pytest.fail("promtool not found: install the Debian package 'prometheus'")
-    return path
 
 
 def test_example_prometheus_config_and_rules_pass_promtool() -> None:

@@ -10,17 +10,19 @@ from typing import Any
 import pytest
 
 import catalog.metrics as m
-from dashboards.build import (
-    UIDS,
+from dashboards.build import UIDS, all_dashboards
+from dashboards.common import DATASOURCE_VAR, PROVISIONED_DATASOURCE_UID, WIDTH
+from tests.support.promql import (
+    BUILTINS,
     Query,
-    all_dashboards,
+    label_values,
+    metric_names,
     panels,
     queries,
     query_variables,
     substitute,
+    variable_names,
 )
-from dashboards.common import DATASOURCE_VAR, PROVISIONED_DATASOURCE_UID, WIDTH
-from dashboards.promql import BUILTINS, label_values, metric_names, variable_names
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ promtool, the targets API and status page, and the API's auth and error shapes."
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
 import tomllib
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,14 +19,8 @@ from monitor.config import Config, parse
 from tests.support.chain_nodes import FakeNode, GanacheNode, json_answer
 from tests.support.net import free_port
 from tests.support.node_samples import eos_info, xrpl_info
+from tests.support.tools import promtool
 from tests.support.web import serve
-
-
-def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:  # a missing component is a failure, never a skip: `make test` installs it
-        pytest.fail("promtool not found: install the Debian package 'prometheus'")
-    return path
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -19,6 +18,7 @@ import pytest
 import redis
 
 from tests.support.net import free_port
+from tests.support.tools import installed
 
 START_WAIT = 10.0  # redis-server answers within milliseconds; a loaded CI machine is slower
 STOP_WAIT = 10.0
@@ -30,11 +30,7 @@ class RedisServer:
     fsynced to the append-only file, nothing evicted."""
 
     def __init__(self, directory: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is not installed: `make test` installs the Debian "
-                        "package redis-server")
-        self.binary = binary
+        self.binary = installed("redis-server", "redis-server")
         self.directory = directory
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None

@@ -1,15 +1,18 @@
-"""PromQL as the dashboards write it: Grafana template variables filled in for testing, the
-metric names an expression reads, and the `label_values(...)` queries of template variables.
+"""PromQL as our dashboards write it, read back by the tests: every expression of a dashboard
+(`queries`), Grafana template variables filled in (`substitute`), the metric names an
+expression reads, and the `label_values(...)` queries of template variables.
 
 These are text tools, not a PromQL parser: they understand exactly the forms our dashboards
 use (selectors, functions, aggregations with `by`/`without`, vector matching, ranges) and a
-real Prometheus remains the judge of validity (tests/test_dashboards.py).
+real Prometheus remains the judge of validity (tests/dashboards/test_queries_on_prometheus.py).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 # What Grafana fills in itself; a test may override any of them through `variables`.
 BUILTINS: Mapping[str, str] = {
@@ -82,3 +85,60 @@ def metric_names(expr: str) -> set[str]:
         if call is None and name.lower() not in _KEYWORDS:
             names.add(name)
     return names
+
+
+@dataclass(frozen=True)
+class Query:
+    """One PromQL expression of a dashboard. For a template variable's `label_values(...)`
+    query, `panel_title` is `variable <name>` and `expr` is the series selector whose label
+    values the variable lists."""
+
+    dashboard_uid: str
+    panel_title: str
+    expr: str
+
+
+def panels(dashboard: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every panel of `dashboard`, including those inside collapsed rows; rows excluded."""
+    for panel in dashboard.get("panels") or []:
+        if panel.get("type") == "row":
+            yield from panel.get("panels") or []
+        else:
+            yield panel
+
+
+def queries(dashboard: Mapping[str, Any]) -> list[Query]:
+    """Every PromQL expression of `dashboard`: its query variables' series selectors first
+    (in dependency order, as Grafana resolves them), then each panel's targets."""
+    uid = str(dashboard["uid"])
+    found: list[Query] = []
+    for var in (dashboard.get("templating") or {}).get("list") or []:
+        if var.get("type") != "query":
+            continue
+        text = var.get("query")
+        if isinstance(text, Mapping):
+            text = text.get("query", "")
+        parsed = label_values(str(text))
+        if parsed is None:
+            raise ValueError(f"{uid}: variable {var.get('name')}: not a label_values() query:"
+                             f" {text!r}")
+        selector, _label = parsed
+        if selector:
+            found.append(Query(uid, f"variable {var['name']}", selector))
+    for panel in panels(dashboard):
+        for target in panel.get("targets") or []:
+            expr = target.get("expr")
+            if expr:
+                found.append(Query(uid, str(panel.get("title", "")), str(expr)))
+    return found
+
+
+def query_variables(dashboard: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """The query variables of `dashboard` as (name, series selector, label), in order."""
+    out: list[tuple[str, str, str]] = []
+    for var in (dashboard.get("templating") or {}).get("list") or []:
+        if var.get("type") == "query":
+            parsed = label_values(str(var.get("query", "")))
+            if parsed is not None:
+                out.append((str(var["name"]), parsed[0], parsed[1]))
+    return out
