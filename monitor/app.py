@@ -163,7 +163,8 @@ class Runtime:
         log.info("monitor listening on http://%s", self.config.monitor.listen)
         service = None
         if self.config.service.enabled:
-            service = new_service(self.config, self.env, [sink_socket(self.config.monitor.listen)])
+            service = new_service(self.config, self.env,
+                                  [sink_socket(self.config.monitor.listen)], self.clock)
             service_part.push_async_callback(service.stop)
             await service.start()
         await alerting.start(service)

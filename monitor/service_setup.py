@@ -13,6 +13,7 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
+from core.clock import Clock, utc_now
 from monitor.config import Config, SecretError, ServiceSection, resolve_fields
 from service import StoreError
 from service.app import Service
@@ -40,10 +41,11 @@ def resolved(section: ServiceSection, env: Mapping[str, str]) -> ServiceSection:
 
 
 def new_service(config: Config, env: Mapping[str, str],
-                allowed_sockets: Sequence[tuple[str, int]] = ()) -> Service:
+                allowed_sockets: Sequence[tuple[str, int]] = (),
+                clock: Clock = utc_now) -> Service:
     """The webhook service of `config`, its env: values resolved from `env`."""
     return Service(resolved(config.service, env), config.data_dir,
-                   allowed_sockets=allowed_sockets)
+                   allowed_sockets=allowed_sockets, clock=clock)
 
 
 def stop_on_signals() -> asyncio.Event:

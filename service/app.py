@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -20,6 +19,7 @@ from aiohttp import web
 
 from chains.ethereum import EthereumClient
 from core import signing
+from core.clock import Clock, utc_now
 from core.leases import Lease
 from service import StoreError, UnsafeTarget
 from service.api import ApiDeps, ServiceApi
@@ -40,10 +40,11 @@ RPC_TIMEOUT = 10.0  # seconds per call to a followed chain's node
 class Service:
     def __init__(self, settings: ServiceSettings, data_dir: Path, *,
                  allowed_sockets: Sequence[tuple[str, int]] = (),
-                 store: Store | None = None) -> None:
+                 store: Store | None = None, clock: Clock = utc_now) -> None:
         """`allowed_sockets`: exact (ip, port) pairs the SSRF guard lets through although
         private, such as the monitor's canary sink."""
         self.settings = settings
+        self.clock = clock
         self.data_dir = data_dir
         self.store = store or open_store(settings.queue, data_dir)
         self.metrics: ServiceMetrics = new_metrics()
@@ -80,11 +81,12 @@ class Service:
         self.dispatcher = Dispatcher(
             self.store, session, self._sign, self.metrics,
             DispatchConfig(Policy(s.retry_schedule, s.disable_after), s.request_timeout,
-                           s.max_in_flight_per_endpoint))
+                           s.max_in_flight_per_endpoint), clock=self.clock)
         api = ServiceApi(ApiDeps(self.store, self.metrics, keys, self._check_url,
                                  signing.new_secret, signing.parse_secret,
                                  wake=self.dispatcher.wake,
-                                 chains={n: c.confirmations for n, c in s.chains.items()}))
+                                 chains={n: c.confirmations for n, c in s.chains.items()},
+                                 clock=self.clock))
         self._runner = web.AppRunner(api.app(), access_log=None, handle_signals=False)
         await self._runner.setup()
         host, _, port = s.listen.rpartition(":")
@@ -97,8 +99,8 @@ class Service:
 
     def _start_followers(self, wake: Callable[[], None]) -> list[asyncio.Task[None]]:
         """One follower per configured chain. Every process sharing a queue starts them; the
-        lease on a chain's cursor decides which one follows it (`service.follow.leases`). Node URLs
-        come from the operator, not from customers: their own session, without the SSRF
+        lease on a chain's cursor decides which one follows it (`service.follow.leases`). Node
+        URLs come from the operator, not from customers: their own session, without the SSRF
         guard."""
         specs = self.settings.chains
         if not specs:
@@ -109,15 +111,15 @@ class Service:
         for name, spec in specs.items():
             client = EthereumClient(self._rpc_session, spec.rpc_url, RPC_TIMEOUT)
             lease = Lease(CursorLeases(self.store), cursor_name(name), f"chain {name}")
-            follower = ChainFollower(name, spec, client, self.store, metrics, wake=wake,
-                                     lease=lease)
+            follower = ChainFollower(name, spec, client, self.store, metrics, self.clock,
+                                     wake=wake, lease=lease)
             tasks.append(asyncio.create_task(follower.run(), name=f"follower-{name}"))
         return tasks
 
     async def _stats_loop(self) -> None:
         while True:
             try:
-                self.metrics.observe_stats(await self.store.stats(datetime.now(UTC)))
+                self.metrics.observe_stats(await self.store.stats(self.clock()))
             except StoreError:
                 log.warning("cannot read queue statistics", exc_info=True)
             await asyncio.sleep(STATS_EVERY)

@@ -18,11 +18,12 @@ import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from chains import ChainError, RpcError, TransportError
 from chains.ethereum import EthereumClient
+from core.clock import Clock, utc_now
 from core.leases import Lease
 from service import CursorTaken, StoreError
 from service.follow.block_reader import BlockReader, NodeProblem
@@ -64,15 +65,6 @@ class FollowerStore(Protocol):
                       holder: str | None = None) -> list[str]: ...
 
 
-class Clock(Protocol):
-    def now(self) -> datetime: ...
-
-
-class UtcClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-
 # --- the follower ---------------------------------------------------------------------------
 
 
@@ -104,7 +96,7 @@ class StepResult:
 class ChainFollower:
     def __init__(self, name: str, config: ChainSettings, client: EthereumClient,
                  store: FollowerStore, metrics: FollowerMetrics,
-                 clock: Clock | None = None, wake: Callable[[], None] | None = None,
+                 clock: Clock = utc_now, wake: Callable[[], None] | None = None,
                  lease: Lease | None = None) -> None:
         """`wake` is called after a write that enqueued events (the dispatcher's wake-up,
         so deliveries start without waiting for its next look at the queue). With `lease`
@@ -116,7 +108,7 @@ class ChainFollower:
         self.reader = BlockReader(client)
         self.store = store
         self.metrics = metrics
-        self.clock = clock or UtcClock()
+        self.clock = clock
         self.wake = wake
         self.lease = lease
         self.cursor_name = cursor_name(name)
@@ -218,7 +210,7 @@ class ChainFollower:
             start = self.config.start_block if self.config.start_block is not None else head
             cursor = Cursor(start)
             await self.store.advance(self.cursor_name, cursor.to_json(), [], [],
-                                     self.clock.now(), holder=self._holder)
+                                     self.clock(), holder=self._holder)
             log.info("chain %s: first start, from block %d", self.name, start)
         self._cursor = cursor
         return cursor
@@ -236,7 +228,7 @@ class ChainFollower:
         for block, matched in zip(blocks, found, strict=True):
             work.apply(self.name, block, matched, index, self.config.confirmations, out)
         await self.store.advance(self.cursor_name, work.to_json(), out.events, out.matches,
-                                 self.clock.now(), holder=self._holder)
+                                 self.clock(), holder=self._holder)
         self._cursor = work
         self._span = min(MAX_SPAN, self._span * 2)
         if out.events and self.wake is not None:

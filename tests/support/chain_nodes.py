@@ -33,10 +33,14 @@ def load_fixture(name: str) -> dict[str, Any]:
 
 
 class FrozenClock:
-    """A wall clock that says what the test wants; durations still use the real one."""
+    """A wall clock that says what the test wants; durations still use the real one. Called,
+    it is a `core.clock.Clock`; its `now()` and `monotonic()` make it a probe's clock."""
 
     def __init__(self, now: datetime) -> None:
         self._now = now
+
+    def __call__(self) -> datetime:
+        return self._now
 
     def now(self) -> datetime:
         return self._now
