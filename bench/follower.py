@@ -42,7 +42,7 @@ from prometheus_client import CollectorRegistry
 
 from bench.procs import ROOT, stop, wait_http
 from chains.ethereum import EthereumClient
-from monitor.config import ServiceSection
+from monitor.config import ChainFollowConfig, ServiceSection
 from service.app import Service
 from service.follow.follower import DETECTED, ChainFollower, FollowerMetrics
 from service.models import MatchRecord, Monitor, NewEvent
@@ -58,14 +58,6 @@ GOAL = 0.8
 
 def step(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
-
-
-@dataclass(frozen=True)
-class ChainConfig:
-    confirmations: int = 12
-    poll_interval: float = 2.0
-    chain_id: int | None = None
-    start_block: int | None = None
 
 
 class Node:
@@ -177,7 +169,7 @@ async def follow_once(url: str, first: int, last: int, hit: str, addresses: int,
                                 hit, addresses)
     try:
         async with aiohttp.ClientSession() as session:
-            follower = ChainFollower(chain, ChainConfig(start_block=first),
+            follower = ChainFollower(chain, ChainFollowConfig(start_block=first),
                                      EthereumClient(session, url, 60.0), store,
                                      FollowerMetrics.create(CollectorRegistry()))
             started = time.perf_counter()
@@ -313,7 +305,7 @@ async def latency(url: str, poll: float, samples: int, tmp: Path) -> Latency:
             node.session = session
             accounts = await contracts.accounts(node)
             assert svc.dispatcher is not None
-            follower = ChainFollower("bench", ChainConfig(poll_interval=poll), EthereumClient(
+            follower = ChainFollower("bench", ChainFollowConfig(poll_interval=poll), EthereumClient(
                 session, url, 10.0), store, FollowerMetrics.create(CollectorRegistry()),
                 wake=svc.dispatcher.wake)
             seen: dict[int, float] = {}
