@@ -15,6 +15,10 @@ addresses are 2 MB, read whole when followers reload). A follower's events carry
 the one endpoint of their monitor instead of every endpoint that wants the type. `matches`
 holds one row per event a monitor caused, `match_addresses` indexes it by watched address.
 
+The schema's version is `PRAGMA user_version` (VERSION): opening a file of an UPGRADABLE
+version (the previous ones) upgrades it, any other version is refused with `StoreError`
+(`check_version`), so a file a newer build wrote is never misread.
+
 The statement modules hold plain functions of a connection, called by `store` inside its
 transactions; times are integer microseconds since the epoch (`service.store.times`: exact
 round trips, cheap comparisons and indexes).
@@ -26,8 +30,11 @@ import json
 import sqlite3
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+from core.formats import FormatError, sqlite_version
+from service import StoreError
 from service.models import Attempt, Delivery, DeliveryState, Endpoint, Event
 from service.store.times import from_us, from_us_or_none
 
@@ -159,12 +166,13 @@ def row_id(text: str, prefix: str) -> int | None:
         return None
 
 
-def check_version(conn: sqlite3.Connection) -> None:
-    (found,) = conn.execute("PRAGMA user_version").fetchone()
-    if found not in (*UPGRADABLE, VERSION):
-        raise sqlite3.DatabaseError(
-            f"the file has schema version {found}, this build reads version {VERSION}; "
-            "move the file away to start afresh")
+def check_version(conn: sqlite3.Connection, path: Path) -> None:
+    """`StoreError` naming the file, the version found and the versions this build knows
+    when the file is of none of them (a newer build wrote it): refused, never misread."""
+    try:
+        sqlite_version(conn, f"the store file {path}", (*UPGRADABLE, VERSION))
+    except FormatError as exc:
+        raise StoreError(str(exc)) from exc
 
 
 def upgrade(conn: sqlite3.Connection) -> None:

@@ -76,7 +76,7 @@ class SqliteStore:
 
     def _setup(self, conn: sqlite3.Connection) -> None:
         """The writer connection as it opens, on the writer thread."""
-        schema.check_version(conn)
+        schema.check_version(conn, self.path)
         schema.upgrade(conn)
         self._ids = schema.IdClock.resume(conn)
         # Whatever is leased belonged to a process that is gone: take it up at once.
