@@ -6,6 +6,10 @@ the router state that produced it, before anything is sent, and marked after Tel
 answered. A restart or a Telegram outage therefore delays notifications but loses none; the
 only way to send one twice is a crash in the instant between Telegram's answer and the mark.
 Every method is synchronous and short; callers run them through `asyncio.to_thread`.
+
+The schema's version is `PRAGMA user_version` (VERSION); files from before it read 0 and
+have the same tables, so they are stamped and read as they are. A file of any other version
+(a newer build's) is refused with `core.formats.FormatError` naming it, never misread.
 """
 
 from __future__ import annotations
@@ -21,8 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from alerts.state import AlertState
+from core.formats import sqlite_version
 
-SCHEMA = """
+VERSION = 1
+READABLE = (0, VERSION)  # 0: written before the schema carried a version, same tables
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS alert_states (
     rule TEXT NOT NULL, target TEXT NOT NULL, state TEXT NOT NULL, PRIMARY KEY (rule, target)
 ) WITHOUT ROWID;
@@ -34,6 +41,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     next_try_at TEXT NOT NULL, sent_at TEXT, chat_id TEXT, message_id INTEGER, error TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (receiver, id) WHERE status = 'pending';
+PRAGMA user_version = {VERSION};
 """
 StateKey = tuple[str, str]  # (rule, target)
 
@@ -65,6 +73,11 @@ class AlertStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:  # before anything touches the file
+            sqlite_version(self._conn, f"the alert store {path}", READABLE)
+        except BaseException:
+            self._conn.close()
+            raise
         self._conn.execute("PRAGMA journal_mode = WAL")
         self._conn.execute("PRAGMA synchronous = FULL")  # a raised alert survives power loss
         self._conn.executescript(SCHEMA)

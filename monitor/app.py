@@ -19,6 +19,7 @@ from aiohttp import web
 
 from core import signing
 from core.clock import Clock, utc_now
+from core.formats import FormatError
 from dashboards.build import all_dashboards
 from dashboards.pusher import GrafanaPusher
 from monitor.alerting_setup import MonitorAlerting
@@ -236,12 +237,13 @@ async def run(config: Config) -> int:
     stop = stop_on_signals()
     try:
         runtime = Runtime(config)
-    except (OSError, sqlite3.Error) as exc:
+    except (OSError, sqlite3.Error, FormatError) as exc:  # FormatError: a newer build's file
         log.error("cannot start: data_dir %s: %s", config.data_dir, exc)
         return 1
     try:
         await runtime.start()
-    except (OSError, SecretError, StoreError) as exc:  # port in use, data_dir, unset env:
+    except (OSError, SecretError, StoreError, FormatError) as exc:
+        # port in use, data_dir, unset env, a store file of an unknown version:
         log.error("cannot start: %s", exc)
         await runtime.stop()
         return 1

@@ -2,6 +2,9 @@
 
 Counting happens in memory on the event loop; a flush every minute writes the counts in
 one transaction on a worker thread, so a restart keeps 24 h / 7 d / 30 d uptime.
+The schema's version is `PRAGMA user_version` (VERSION); a file from before it reads 0 and
+has the same table, so it is stamped and read as it is; any other version is refused with
+`core.formats.FormatError` naming the file.
 """
 
 from __future__ import annotations
@@ -13,14 +16,19 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from core.formats import sqlite_version
+
 WINDOWS = {"24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
 RETENTION = 31 * 86400
 
-_SCHEMA = """
+VERSION = 1
+READABLE = (0, VERSION)  # 0: written before the schema carried a version, same table
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS uptime (
     target TEXT NOT NULL, hour INTEGER NOT NULL, ok INTEGER NOT NULL, total INTEGER NOT NULL,
     PRIMARY KEY (target, hour)
-) WITHOUT ROWID
+) WITHOUT ROWID;
+PRAGMA user_version = {VERSION};
 """
 
 
@@ -30,10 +38,15 @@ class UptimeHistory:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()  # one thread at a time on the connection
+        try:  # before anything touches the file
+            sqlite_version(self._db, f"the uptime history {path}", READABLE)
+        except BaseException:
+            self._db.close()
+            raise
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(_SCHEMA)
+            self._db.executescript(SCHEMA)
         self._pending: dict[tuple[str, int], list[int]] = {}
 
     def record(self, target: str, success: bool, at: float) -> None:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from alerts.state import AlertState
-from alerts.store import AlertStore, Outgoing
+from alerts.store import SCHEMA, VERSION, AlertStore, Outgoing
+from core.formats import FormatError
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 
@@ -55,3 +59,36 @@ def test_outbox_marks_keep_order_and_history(tmp_path: Path) -> None:
     assert history[2]["attempts"] == 2 and history[2]["message_id"] == 42
     assert history[2]["alerts"] == [{"alertname": "TargetDown", "target": "a"}]
     assert store.message_of("-100", 42) is not None and store.message_of("-100", 7) is None
+
+
+def test_a_file_from_before_the_schema_version_is_read_as_it_is(tmp_path: Path) -> None:
+    """Files written before the schema carried a version have user_version 0 and the same
+    tables: their rows are read, and the file is stamped with the current version."""
+    path = tmp_path / "alerts.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(SCHEMA.replace(f"PRAGMA user_version = {VERSION};", ""))
+    conn.execute("INSERT INTO documents VALUES ('router', '{\"groups\": {}}')")
+    conn.commit()
+    assert conn.execute("PRAGMA user_version").fetchone() == (0,)
+    conn.close()
+    store = AlertStore(path)
+    assert store.get("router") == {"groups": {}}
+    store.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone() == (VERSION,)
+    conn.close()
+
+
+def test_a_file_of_an_unknown_schema_version_is_refused_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "alerts.db"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 999")
+    conn.close()
+    with pytest.raises(FormatError) as caught:
+        AlertStore(path)
+    assert str(caught.value) == (
+        f"the alert store {path} has schema version 999; this build knows versions 0, 1"
+        " (written by a newer build? run that one, or move the data away to start afresh)")
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone() == (999,)
+    conn.close()

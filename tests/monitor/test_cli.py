@@ -126,3 +126,33 @@ def test_run_refuses_to_start_with_a_clear_message(tmp_path: Path) -> None:
             assert proc.returncode == 1, (name, proc.stderr)
             assert expected in proc.stderr, (name, proc.stderr)
             assert "Traceback" not in proc.stderr
+
+
+def test_a_store_file_of_an_unknown_version_stops_the_start_with_one_line(
+        tmp_path: Path) -> None:
+    """A file a newer build wrote (schema version 999): `run` and `service` exit 1 naming
+    it, without a traceback, and leave the file as it was."""
+    import sqlite3
+
+    cases = [("run", "history.sqlite3", "false"), ("run", "alerts.sqlite3", "false"),
+             ("run", "service.sqlite3", "true"), ("service", "service.sqlite3", "true")]
+    for command, name, service in cases:
+        data = tmp_path / f"{command}-{name}"
+        data.mkdir()
+        conn = sqlite3.connect(data / name)
+        conn.execute("PRAGMA user_version = 999")
+        conn.close()
+        config = data / "config.toml"
+        config.write_text(f'[monitor]\nlisten = "127.0.0.1:{free_port()}"\n'
+                          f'data_dir = "{data}"\n[service]\nenabled = {service}\n'
+                          f'listen = "127.0.0.1:{free_port()}"\napi_keys = ["k"]\n')
+        proc = subprocess.run([sys.executable, "-m", "monitor", command, "-c", str(config)],
+                              capture_output=True, text=True, timeout=60,
+                              env={"PATH": "/usr/bin:/bin"})
+        assert proc.returncode == 1, (command, name, proc.stderr)
+        assert f"{data / name} has schema version 999; this build knows versions" \
+            in proc.stderr, (command, name, proc.stderr)
+        assert "Traceback" not in proc.stderr, (command, name, proc.stderr)
+        conn = sqlite3.connect(data / name)
+        assert conn.execute("PRAGMA user_version").fetchone() == (999,)
+        conn.close()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
 
+from core.formats import FormatError
 from monitor.runtime import UptimeHistory
 
 NOW = 1_800_000_000.0
@@ -41,3 +43,35 @@ async def test_flush_merges_counts_of_the_same_hour(tmp_path: Path) -> None:
     ratios = await history.ratios(["a"])
     history.close()
     assert ratios["a"]["24h"] == 0.5
+
+
+async def test_a_file_from_before_the_schema_version_is_read_as_it_is(tmp_path: Path) -> None:
+    """The table as builds before the version wrote it (user_version 0): read, then stamped."""
+    path = tmp_path / "history.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE uptime (target TEXT NOT NULL, hour INTEGER NOT NULL,"
+                 " ok INTEGER NOT NULL, total INTEGER NOT NULL, PRIMARY KEY (target, hour))"
+                 " WITHOUT ROWID")
+    conn.execute("INSERT INTO uptime VALUES ('a', ?, 3, 4)", (int(NOW // 3600),))
+    conn.commit()
+    conn.close()
+    history = UptimeHistory(path, clock=lambda: NOW)
+    ratios = await history.ratios(["a"])
+    history.close()
+    assert ratios["a"]["24h"] == pytest.approx(0.75)
+    conn = sqlite3.connect(path)
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    conn.close()
+    assert version > 0
+
+
+def test_a_file_of_an_unknown_schema_version_is_refused_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "history.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 999")
+    conn.close()
+    with pytest.raises(FormatError) as caught:
+        UptimeHistory(path)
+    assert str(caught.value) == (
+        f"the uptime history {path} has schema version 999; this build knows versions 0, 1"
+        " (written by a newer build? run that one, or move the data away to start afresh)")
