@@ -1,6 +1,12 @@
 """How the Redis store crosses between Redis and the service's types: times as strings of
 integer microseconds since the epoch (`service.store.times`), models as hash fields and back,
 the argument lists the scripts take, and Redis errors translated into `StoreError`.
+
+Format versions: the keyspace's is the `<prefix>:format` key (`RedisStore.open` sets it with
+SET NX and refuses a keyspace of another version). A record hash may say its own in a `v`
+field; records of FORMAT have none, so the Lua writes them as before, and a record whose `v`
+this build does not know (a newer build's, during a rolling upgrade) is refused by the
+decoders with `StoreError` naming it, never misread.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from typing import Any
 
 from redis.exceptions import RedisError, ResponseError
 
+from core.formats import FormatError
 from service import StoreError
 from service.models import (
     Attempt,
@@ -28,6 +35,22 @@ from service.models import (
 )
 from service.store import IDEMPOTENCY_WINDOW
 from service.store.times import from_us, to_us
+
+FORMAT = 1  # of the keyspace and of the records; records of this format carry no `v`
+KNOWN_FORMATS = (FORMAT,)  # the versions this build reads
+
+
+def check_format(found: str | None, where: str) -> None:
+    """`StoreError` naming `where` unless `found` (a stored version; None: FORMAT, written
+    before versions were stored) is one this build knows."""
+    if found is not None and found not in {str(v) for v in KNOWN_FORMATS}:
+        raise StoreError(str(FormatError(f"redis store: {where}", found, KNOWN_FORMATS)))
+
+
+def _known(h: dict[str, str], kind: str) -> dict[str, str]:
+    if "v" in h:
+        check_format(h["v"], f"{kind} {h.get('id', '?')}")
+    return h
 
 
 def encode_time(when: datetime) -> str:
@@ -53,6 +76,7 @@ def flat_hash(flat: list[str]) -> dict[str, str]:
 
 def decode_endpoint(h: dict[str, str]) -> Endpoint:
     """The endpoint an `ep:<id>` hash holds."""
+    h = _known(h, "endpoint")
     return Endpoint(h["id"], h["url"], h["secret"], tuple(json.loads(h["types"])),
                     float(h["rate"]) if h["rate"] else None, h["desc"], h["disabled"] == "1",
                     h["reason"], decode_optional_time(h["created"]),
@@ -61,11 +85,13 @@ def decode_endpoint(h: dict[str, str]) -> Endpoint:
 
 def decode_event(h: dict[str, str]) -> Event:
     """The event an `ev:<id>` hash holds."""
+    h = _known(h, "event")
     return Event(h["id"], h["type"], h["data"], decode_time(h["at"]), h["idem"] or None)
 
 
 def decode_delivery(h: dict[str, str]) -> Delivery:
     """The delivery a `dl:<id>` hash holds."""
+    h = _known(h, "delivery")
     return Delivery(h["id"], h["ev"], h["ep"], DeliveryState(h["st"]), int(h["n"]),
                     decode_optional_time(h["next"]), decode_time(h["created"]),
                     decode_optional_time(h["acc"]))
@@ -91,6 +117,7 @@ def _addresses(packed: str) -> frozenset[str]:
 
 def decode_monitor(h: dict[str, str]) -> Monitor:
     """The monitor a `mon:<id>` hash holds."""
+    h = _known(h, "monitor")
     direction: Any = h["dir"]  # written from a Monitor: one of its Direction values
     return Monitor(id=h["id"], chain=h["chain"], endpoint_id=h["ep"],
                    addresses=_addresses(h["addrs"]), native=h["native"] == "1",

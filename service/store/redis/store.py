@@ -3,6 +3,9 @@ share one queue. Run Redis with `appendonly yes`, `appendfsync always` (an accep
 then on disk before `accept` returns) and `maxmemory-policy noeviction` (nothing is evicted).
 
 Keys, all under `<prefix>:` (times are integer microseconds since the epoch):
+    format               str   the keyspace's format version (`codec.FORMAT`), SET NX by the
+                               first open; a keyspace without it is of format 1, one of
+                               another version is refused (see `codec`)
     eps                  zset  endpoint id -> creation sequence
     ep:<id>              hash  the endpoint; ep:<id>:dls zset of its deliveries (creation
                                order), ep:<id>:dead zset of dead ones by creation time (replay),
@@ -70,6 +73,8 @@ from service.models import (
 )
 from service.store import Settled
 from service.store.redis.codec import (
+    FORMAT,
+    check_format,
     decode_attempt,
     decode_delivery,
     decode_endpoint,
@@ -111,6 +116,11 @@ class RedisStore:
         # over once their lease deadline has passed.
         redis, stream = self._conn.redis, self._conn.key("stream")
         with translated("open"):
+            # Before anything is written: a keyspace of an unknown format is left as it is.
+            key = self._conn.key("format")
+            await redis.set(key, FORMAT, nx=True)
+            found = await redis.get(key)
+            check_format(None if found is None else str(found), f"the keyspace {key}")
             try:
                 await redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
             except ResponseError as exc:

@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 
 from service import StoreError
 from service.models import Attempt, Claim, DeliveryState, NewEvent, Verdict
+from service.store.redis.codec import FORMAT
 from service.store.redis.store import GROUP, RedisStore
 from tests.support.net import free_port
 from tests.support.redis_server import RedisKeyspace, RedisServers, fresh_prefix
@@ -212,7 +213,7 @@ async def test_keys_stay_under_the_prefix_and_idempotency_keys_expire(
         assert await other.list_endpoints() == [] and await other.claim(10, NOW, 30) == []
     finally:
         await other.close()
-        await raw.delete(f"{other_prefix}:stream")
+        await raw.delete(f"{other_prefix}:stream", f"{other_prefix}:format")
 
 
 async def test_work_of_a_forgotten_consumer_is_not_lost(
@@ -250,3 +251,59 @@ async def test_a_redis_that_may_lose_writes_is_named_at_start(
         await raw.config_set("appendfsync", "always")
     assert warnings() == [
         "redis appendfsync is 'everysec', not 'always': acknowledged events may be lost"]
+
+
+async def test_a_keyspace_from_before_the_format_key_is_read_and_stamped(
+        open_store: Open, raw: aioredis.Redis, redis_keyspace: RedisKeyspace) -> None:
+    """Builds before the format version wrote the same records and no `format` key."""
+    first = await open_store()
+    await first.put_endpoint(endpoint("ep_a"))
+    (event_id,) = await first.accept([NewEvent("t", 1)], NOW)
+    key = f"{redis_keyspace.prefix}:format"
+    assert await raw.get(key) == str(FORMAT)
+    await raw.delete(key)  # as the previous build left the keyspace
+    store = await open_store()
+    assert await raw.get(key) == str(FORMAT)
+    assert [e.id for e in await store.list_endpoints()] == ["ep_a"]
+    view = await store.get_event(event_id)
+    assert view is not None and [d.endpoint_id for d, _ in view.deliveries] == ["ep_a"]
+    await raw.hset(f"{redis_keyspace.prefix}:ep:ep_a", "v", str(FORMAT))  # says it: read too
+    assert (await store.get_endpoint("ep_a") or pytest.fail()).id == "ep_a"
+
+
+async def test_a_keyspace_of_an_unknown_format_is_refused_by_name(
+        raw: aioredis.Redis, redis_keyspace: RedisKeyspace) -> None:
+    key = f"{redis_keyspace.prefix}:format"
+    await raw.set(key, "999")
+    store = RedisStore(redis_keyspace.url, prefix=redis_keyspace.prefix)
+    try:
+        with pytest.raises(StoreError) as caught:
+            await store.open()
+    finally:
+        await store.close()
+    assert str(caught.value) == (
+        f"redis store: the keyspace {key} has format version 999; this build knows versions 1"
+        " (written by a newer build? run that one, or move the data away to start afresh)")
+    assert await raw.keys(f"{redis_keyspace.prefix}:*") == [key]  # nothing else written
+
+
+async def test_a_record_of_an_unknown_format_is_refused_not_misread(
+        open_store: Open, raw: aioredis.Redis, redis_keyspace: RedisKeyspace) -> None:
+    store = await open_store()
+    await store.put_endpoint(endpoint("ep_a"))
+    (event_id,) = await store.accept([NewEvent("t", 1)], NOW)
+    prefix = redis_keyspace.prefix
+    await raw.hset(f"{prefix}:ep:ep_a", "v", "999")  # as a newer build would write it
+    with pytest.raises(StoreError, match=r"^redis store: endpoint ep_a has format version 999;"
+                                         r" this build knows versions 1 "):
+        await store.get_endpoint("ep_a")
+    with pytest.raises(StoreError, match=r"^redis store: endpoint ep_a has format version 999"):
+        await store.list_endpoints()
+    await raw.hset(f"{prefix}:ev:{event_id}", "v", "999")
+    with pytest.raises(StoreError, match=rf"^redis store: event {event_id} has format version"):
+        await store.get_event(event_id)
+    await raw.hdel(f"{prefix}:ev:{event_id}", "v")
+    (delivery_key,) = [k for k in await raw.keys(f"{prefix}:dl:*")]
+    await raw.hset(delivery_key, "v", "999")
+    with pytest.raises(StoreError, match=r"^redis store: delivery msg_\S+ has format version"):
+        await store.get_event(event_id)
