@@ -11,6 +11,9 @@ Errors:
     │                   ValueError), in `alerts.silences`
     └── PayloadError    an Alertmanager payload that does not parse (`.field`: its JSON
                         path; also a ValueError), in `alerts.alertmanager`
+
+Outside the tree: `store.AlertStore` refuses a file of a schema version it does not know
+with `core.formats.FormatError`, which `core` defines for every stored format.
 """
 
 from __future__ import annotations
