@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -132,8 +133,6 @@ def test_a_store_file_of_an_unknown_version_stops_the_start_with_one_line(
         tmp_path: Path) -> None:
     """A file a newer build wrote (schema version 999): `run` and `service` exit 1 naming
     it, without a traceback, and leave the file as it was."""
-    import sqlite3
-
     cases = [("run", "history.sqlite3", "false"), ("run", "alerts.sqlite3", "false"),
              ("run", "service.sqlite3", "true"), ("service", "service.sqlite3", "true")]
     for command, name, service in cases:

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
 import aiohttp
+import redis.asyncio as aioredis
 
 from tests.support.redis_server import RedisServer
 from tests.support.service_proc import AUTH, ServiceProcess, Sink, load, wait_delivered
@@ -56,3 +59,24 @@ async def test_two_processes_share_the_queue_and_take_over_a_killed_one(
     assert set(more) <= set(sink.by_event)
     for event_id in acked + more:
         assert len(set(sink.by_event[event_id])) == 1  # one webhook-id per event
+
+
+async def test_a_keyspace_of_an_unknown_format_stops_the_service_with_one_line(
+        tmp_path: Path, redis_server: RedisServer) -> None:
+    """A Redis a newer build wrote: `crypitor service` exits 1 naming it, no traceback."""
+    queue = redis_server.url.rsplit("/", 1)[0] + "/8"  # a database of its own
+    client = aioredis.Redis.from_url(queue, decode_responses=True)
+    await client.set("crypitor:format", "999")
+    try:
+        service = ServiceProcess(tmp_path, queue)
+        proc = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "monitor", "service", "-c",
+                             str(service.config)], capture_output=True, text=True, timeout=60)
+        assert await client.keys("*") == ["crypitor:format"]  # nothing else written
+    finally:
+        await client.delete("crypitor:format")
+        await client.aclose()
+    assert proc.returncode == 1, proc.stderr
+    assert ("cannot start the webhook service: redis store: the keyspace crypitor:format has"
+            " format version 999; this build knows versions 1") in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
