@@ -36,7 +36,10 @@ class RuleConfig:
         try:
             parse_condition(self.condition)  # cached: the rule engine parses it again for free
         except ConditionError as exc:
-            raise OptionError("condition", str(exc), self.condition) from None
+            # the error quotes the text with a marker; a long one is shown once, shortened
+            message = str(exc) if len(self.condition) <= 120 else \
+                f"{exc.message} at position {exc.position}"
+            raise OptionError("condition", message, self.condition) from None
         problems = check_template(self.summary)
         if problems:
             raise OptionError("summary", problems[0], self.summary)

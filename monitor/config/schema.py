@@ -8,11 +8,13 @@ when the feature that needs them starts.
 from __future__ import annotations
 
 import ipaddress
+import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from monitor.config.alertconfig import AlertsSection, check_alerts
 from monitor.config.decode import Decoder, Issue, show
@@ -32,6 +34,48 @@ def _listen(key: str, value: str) -> None:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise OptionError(key, 'must be "host:port"', value)
+
+
+def _network(key: str, value: str) -> None:
+    """A network as the service's SSRF guard reads it (strictly): host bits set
+    ("10.0.0.1/8") are refused rather than widened, since the operator may have meant the
+    host alone."""
+    try:
+        ipaddress.ip_network(value)
+    except ValueError:
+        try:
+            loose = ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise OptionError(key, 'must be a CIDR like "10.0.0.0/8"', value) from None
+        raise OptionError(key, f'has host bits set; write "{loose}" for the network',
+                          value) from None
+
+
+def redis_url_problem(url: str) -> str:
+    """Why redis-py would refuse `url` when the service builds its pool ("" when it would
+    not), found without connecting: the same parser, and a connection object built."""
+    from redis.asyncio import BlockingConnectionPool
+    from redis.exceptions import RedisError
+
+    try:
+        pool = BlockingConnectionPool.from_url(url, max_connections=1, timeout=1.0)
+        pool.make_connection()
+        path = urlsplit(url).path.strip("/")
+    except (ValueError, TypeError, RedisError) as exc:
+        return str(exc)
+    if path and not (path.isdigit() and int(path) < 2**31):  # redis-py ignores it silently
+        return "the path must be a database number like /0"
+    return ""
+
+
+def _http_url(key: str, value: str) -> None:
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  (a bad port raises here)
+    except ValueError:
+        raise OptionError(key, "is not a valid URL", value) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise OptionError(key, "must be an http:// or https:// URL with a host", value)
 
 
 @dataclass(frozen=True)
@@ -87,12 +131,13 @@ class ServiceSection:
         _listen("listen", self.listen)
         if self.queue != "sqlite" and not self.queue.startswith(("redis://", "rediss://")):
             raise OptionError("queue", 'must be "sqlite" or a redis:// URL', self.queue)
+        if self.queue != "sqlite":
+            problem = redis_url_problem(self.queue)
+            if problem:
+                raise OptionError("queue", f"is not a usable redis:// URL: {problem}",
+                                  self.queue)
         for i, net in enumerate(self.allowed_networks):
-            try:
-                ipaddress.ip_network(net, strict=False)
-            except ValueError:
-                raise OptionError(f"allowed_networks[{i}]", "must be a CIDR like "
-                                  '"10.0.0.0/8"', net) from None
+            _network(f"allowed_networks[{i}]", net)
         if not 0 < self.request_timeout <= 300:
             raise OptionError("request_timeout", "must be between 0s and 5m",
                               self.request_timeout)
@@ -107,6 +152,10 @@ class GrafanaSection:
     token: str = secret("env:GRAFANA_TOKEN")
     folder: str = "Crypitor"
     prometheus_url: str = "http://127.0.0.1:9090"
+
+    def __post_init__(self) -> None:
+        _http_url("url", self.url)
+        _http_url("prometheus_url", self.prometheus_url)
 
 
 @dataclass(frozen=True)
@@ -141,6 +190,26 @@ class Config:
         return next((t for t in self.targets if t.name == name), None)
 
 
+def _check_data_dir(d: Decoder, base: Path, value: str) -> None:
+    """`run` creates data_dir and writes its files there: it must be a directory we can write
+    to, or be creatable below the nearest directory that exists."""
+    try:
+        where = (base / value).resolve()
+        existing = where
+        while not existing.exists():
+            existing = existing.parent
+        if existing == where and not where.is_dir():
+            d.error("monitor.data_dir", "names a file, not a directory", value)
+        elif not existing.is_dir():
+            d.error("monitor.data_dir", f"cannot be created: {existing} is a file", value)
+        elif not os.access(existing, os.W_OK | os.X_OK):
+            verb = "is not writable" if existing == where else \
+                f"cannot be created: {existing} is not writable"
+            d.error("monitor.data_dir", verb, value)
+    except (OSError, ValueError) as exc:  # a NUL byte, a name too long, a loop of links
+        d.error("monitor.data_dir", f"is not a usable path ({exc})", value)
+
+
 SECTIONS = ("monitor", "service", "targets", "alerts", "grafana", "gcp")
 
 
@@ -154,6 +223,8 @@ def load(path: str | Path) -> Config:
         raise ConfigError([Issue("", f"{path}: cannot read: {exc}")]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([Issue("", f"{path}: not valid TOML: {exc}")]) from None
+    except RecursionError:
+        raise ConfigError([Issue("", f"{path}: nested too deeply")]) from None
     return parse(raw, path)
 
 
@@ -172,6 +243,8 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
                              defaults.default_timeout)
     if alerts is not None:
         check_alerts(d, alerts)
+    if monitor is not None:
+        _check_data_dir(d, path.parent, monitor.data_dir)
     if d.issues or monitor is None or service is None or alerts is None:
         raise ConfigError(d.issues)
     if monitor.listen == service.listen and service.enabled:
