@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from alerts.state import AlertState
+from core.files import private_database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alert_states (
@@ -62,7 +63,7 @@ class Queued:
 
 class AlertStore:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_database(path)
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode = WAL")

@@ -59,7 +59,7 @@ def redis_url_problem(url: str) -> str:
 
     try:
         pool = BlockingConnectionPool.from_url(url, max_connections=1, timeout=1.0)
-        pool.make_connection()
+        pool.make_connection()  # type: ignore[no-untyped-call]
         path = urlsplit(url).path.strip("/")
     except (ValueError, TypeError, RedisError) as exc:
         return str(exc)

@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from core.files import private_database
+
 WINDOWS = {"24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
 RETENTION = 31 * 86400
 
@@ -27,7 +29,7 @@ CREATE TABLE IF NOT EXISTS uptime (
 class UptimeHistory:
     def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_database(path)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()  # one thread at a time on the connection
         with self._lock:
