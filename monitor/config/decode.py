@@ -11,15 +11,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+from urllib.parse import urlsplit
 
 from monitor.config.durations import MAX_SECONDS, format_duration, parse_duration
 from probes.base import DURATION, SECRET, OptionError
 
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+(\[\d+\])*")  # OptionError keys may end in [i]
 KEY = "key"  # metadata: the TOML key when it differs from the field name
 
 T = TypeVar("T")
@@ -48,7 +51,20 @@ def show(value: object) -> str:
 def join(path: str, key: str | int) -> str:
     if isinstance(key, int):
         return f"{path}[{key}]"
+    if not _BARE_KEY.fullmatch(key):  # "", spaces, dots, control characters: quoted as TOML does
+        key = show(key)
     return f"{path}.{key}" if path else key
+
+
+def check_http_url(key: str, value: str) -> None:
+    """For `__post_init__`: `value` is an http(s) URL with a host, as aiohttp dials it."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  (a bad port raises here)
+    except ValueError:
+        raise OptionError(key, "is not a valid URL", value) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise OptionError(key, "must be an http:// or https:// URL with a host", value)
 
 
 class Decoder:

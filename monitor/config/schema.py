@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from monitor.config.alertconfig import AlertsSection, check_alerts
-from monitor.config.decode import Decoder, Issue, show
+from monitor.config.decode import Decoder, Issue, check_http_url, join, show
 from monitor.config.targets import TargetConfig, decode_targets
 from probes.base import OptionError, duration, secret
 
@@ -68,16 +68,6 @@ def redis_url_problem(url: str) -> str:
     return ""
 
 
-def _http_url(key: str, value: str) -> None:
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018  (a bad port raises here)
-    except ValueError:
-        raise OptionError(key, "is not a valid URL", value) from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise OptionError(key, "must be an http:// or https:// URL with a host", value)
-
-
 @dataclass(frozen=True)
 class MonitorSection:
     listen: str = "127.0.0.1:9300"
@@ -88,6 +78,15 @@ class MonitorSection:
 
     def __post_init__(self) -> None:
         _listen("listen", self.listen)
+        host = self.listen.rpartition(":")[0].strip("[]")
+        if host != "localhost":
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                # the webhook service and the canary reach the monitor at this address, as
+                # an address (the SSRF guard lets exactly that one through)
+                raise OptionError("listen", 'must be an IP address or "localhost" with a '
+                                  'port, like "0.0.0.0:9300"', self.listen) from None
         if self.default_interval <= 0:
             raise OptionError("default_interval", "must be more than 0s", "0s")
         if self.default_timeout <= 0:
@@ -154,8 +153,8 @@ class GrafanaSection:
     prometheus_url: str = "http://127.0.0.1:9090"
 
     def __post_init__(self) -> None:
-        _http_url("url", self.url)
-        _http_url("prometheus_url", self.prometheus_url)
+        check_http_url("url", self.url)
+        check_http_url("prometheus_url", self.prometheus_url)
 
 
 @dataclass(frozen=True)
@@ -232,7 +231,7 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
     d = Decoder()
     for key in raw:
         if key not in SECTIONS:
-            d.error(key, "unknown section (allowed: " + ", ".join(SECTIONS) + ")")
+            d.error(join("", key), "unknown section (allowed: " + ", ".join(SECTIONS) + ")")
     monitor = d.table(MonitorSection, raw.get("monitor", {}), "monitor")
     service = d.table(ServiceSection, raw.get("service", {}), "service")
     alerts = d.table(AlertsSection, raw.get("alerts", {}), "alerts")

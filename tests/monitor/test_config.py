@@ -143,6 +143,12 @@ BAD = [
     ('[monitor]\ndata_dir = "config.toml/data"\n',
      'monitor.data_dir: cannot be created: /tmp/x/config.toml is a file '
      '(got "config.toml/data")'),
+    ('[monitor]\nlisten = "monitor.example:9300"\n',
+     'monitor.listen: must be an IP address or "localhost" with a port, like "0.0.0.0:9300" '
+     '(got "monitor.example:9300")'),
+    ('[[alerts.receivers]]\nname = "a"\napi_url = "http://"\n',
+     'alerts.receivers[0].api_url: must be an http:// or https:// URL with a host '
+     '(got "http://")'),
     ('[grafana]\nurl = "ftp://x"\n',
      'grafana.url: must be an http:// or https:// URL with a host (got "ftp://x")'),
     ('[grafana]\nprometheus_url = "http://"\n',
