@@ -30,6 +30,9 @@ VALUE_KINDS: Mapping[str, Kind] = {
     "delivery_seconds": "number", "delivery_failure_ratio": "number",
     "oldest_pending_age_seconds": "number", "queue_depth": "number",
 }
+# Far past any condition a person writes, far below Python's recursion limit (the parser
+# recurses about four frames per level).
+MAX_DEPTH = 50
 KEYWORDS = ("and", "or", "not", "true", "false")
 _TOKEN = re.compile(r"""
     (?P<space>\s+)
@@ -196,6 +199,7 @@ class _Parser:
     def __init__(self, text: str, tokens: list[Token]) -> None:
         self.text, self.tokens, self.index = text, tokens, 0
         self.names: list[str] = []
+        self.depth = 0  # open parentheses and `not`s around the current token
 
     def peek(self) -> Token:
         return self.tokens[self.index]
@@ -220,6 +224,19 @@ class _Parser:
         return operands[0] if len(operands) == 1 else And(tuple(operands))
 
     def negation(self) -> Node:
+        kind, _, at = self.peek()
+        if kind in ("not", "("):
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise ConditionError(f"nested too deeply (more than {MAX_DEPTH} levels of "
+                                     "parentheses and `not`)", self.text, at)
+            try:
+                return self._nested()
+            finally:
+                self.depth -= 1
+        return self.comparison()
+
+    def _nested(self) -> Node:
         if self.peek()[0] == "not":
             self.take()
             return Not(self.negation())
@@ -232,7 +249,7 @@ class _Parser:
             if kind != ")":
                 raise ConditionError(f"unexpected {word!r}, expected ')'", self.text, at)
             return inner
-        return self.comparison()
+        raise AssertionError("negation() calls this only before `not` or `(`")
 
     def comparison(self) -> Node:
         left = self.operand()

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from alerts.state import AlertState
+from core.files import private_database
 from core.formats import sqlite_version
 
 VERSION = 1
@@ -70,7 +71,7 @@ class Queued:
 
 class AlertStore:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_database(path)
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         try:  # before anything touches the file

@@ -10,6 +10,8 @@ import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
+from core.files import private_dir
+
 
 def ensure_api_keys(configured: Sequence[str], data_dir: Path,
                     filename: str) -> tuple[list[str], Path | None]:
@@ -19,7 +21,7 @@ def ensure_api_keys(configured: Sequence[str], data_dir: Path,
         return keys, None
     path = data_dir / filename
     if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(data_dir)
         key = secrets.token_urlsafe(32)
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -15,7 +15,7 @@ from alerts import ConditionError
 from alerts.builtin import BUILTIN_NAMES
 from alerts.expr import parse as parse_condition
 from alerts.template import check as check_template
-from monitor.config.decode import KEY, Decoder, join
+from monitor.config.decode import KEY, Decoder, check_http_url, join
 from probes.base import OptionError, duration, secret
 
 
@@ -36,7 +36,10 @@ class RuleConfig:
         try:
             parse_condition(self.condition)  # cached: the rule engine parses it again for free
         except ConditionError as exc:
-            raise OptionError("condition", str(exc), self.condition) from None
+            # the error quotes the text with a marker; a long one is shown once, shortened
+            message = str(exc) if len(self.condition) <= 120 else \
+                f"{exc.message} at position {exc.position}"
+            raise OptionError("condition", message, self.condition) from None
         problems = check_template(self.summary)
         if problems:
             raise OptionError("summary", problems[0], self.summary)
@@ -53,8 +56,7 @@ class ReceiverConfig:
     command_chat_ids: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if not self.api_url.startswith(("http://", "https://")):
-            raise OptionError("api_url", "must be an http(s) URL", self.api_url)
+        check_http_url("api_url", self.api_url)
 
 
 @dataclass(frozen=True)

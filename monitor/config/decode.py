@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+from urllib.parse import urlsplit
 
-from monitor.config.durations import parse_duration
+from monitor.config.durations import MAX_SECONDS, format_duration, parse_duration
 from probes.base import DURATION, SECRET, OptionError
 
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+(\[\d+\])*")  # OptionError keys may end in [i]
 KEY = "key"  # metadata: the TOML key when it differs from the field name
 
 T = TypeVar("T")
@@ -37,14 +41,30 @@ class Issue:
 
 def show(value: object) -> str:
     """A value as the user wrote it in TOML, shortened."""
-    text = json.dumps(value, default=str) if not isinstance(value, str) else json.dumps(value)
+    try:
+        text = json.dumps(value, default=str)
+    except (ValueError, RecursionError):  # an int past str()'s digit limit, deep nesting
+        return f"a {type(value).__name__}"
     return text if len(text) <= 80 else text[:77] + "..."
 
 
 def join(path: str, key: str | int) -> str:
     if isinstance(key, int):
         return f"{path}[{key}]"
+    if not _BARE_KEY.fullmatch(key):  # "", spaces, dots, control characters: quoted as TOML does
+        key = show(key)
     return f"{path}.{key}" if path else key
+
+
+def check_http_url(key: str, value: str) -> None:
+    """For `__post_init__`: `value` is an http(s) URL with a host, as aiohttp dials it."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  (a bad port raises here)
+    except ValueError:
+        raise OptionError(key, "is not a valid URL", value) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise OptionError(key, "must be an http:// or https:// URL with a host", value)
 
 
 class Decoder:
@@ -129,10 +149,14 @@ class Decoder:
                 self.error(path, 'must be a duration like "30s"', raw)
                 return 0.0
             try:
-                return parse_duration(raw)
+                seconds = parse_duration(raw)
             except ValueError:
                 self.error(path, 'must be a duration like "30s"', raw)
                 return 0.0
+            if seconds > MAX_SECONDS:
+                self.error(path, f"must be at most {format_duration(MAX_SECONDS)}", raw)
+                return 0.0
+            return seconds
         if hint is bool:
             if not isinstance(raw, bool):
                 self.error(path, "must be true or false", raw)
@@ -140,12 +164,22 @@ class Decoder:
         if hint is int:
             if not isinstance(raw, int) or isinstance(raw, bool):
                 self.error(path, "must be a whole number", raw)
+            elif not -2**63 <= raw < 2**63:  # TOML's range; SQLite and JSON-RPC take no more
+                self.error(path, "must be a whole number within 64 bits", raw)
+                return 0
             return raw
         if hint is float:
             if not isinstance(raw, int | float) or isinstance(raw, bool):
                 self.error(path, "must be a number", raw)
                 return 0.0
-            return float(raw)
+            try:
+                number = float(raw)
+            except OverflowError:  # an int past float's range
+                number = math.inf
+            if not math.isfinite(number):
+                self.error(path, "must be a finite number", raw)
+                return 0.0
+            return number
         if hint is str:
             secret = bool(meta.get(SECRET))
             if not isinstance(raw, str):

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 
+# The longest duration any key takes: ten years keeps every `now + duration` inside datetime's
+# range and every timedelta finite, and no interval, retry or window needs more.
+MAX_SECONDS = 3650 * 86400.0
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _WHOLE = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+")

@@ -8,14 +8,16 @@ when the feature that needs them starts.
 from __future__ import annotations
 
 import ipaddress
+import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from monitor.config.alertconfig import AlertsSection, check_alerts
-from monitor.config.decode import Decoder, Issue, show
+from monitor.config.decode import Decoder, Issue, check_http_url, join, show
 from monitor.config.targets import TargetConfig, decode_targets
 from probes.base import OptionError, duration, secret
 
@@ -34,6 +36,38 @@ def _listen(key: str, value: str) -> None:
         raise OptionError(key, 'must be "host:port"', value)
 
 
+def _network(key: str, value: str) -> None:
+    """A network as the service's SSRF guard reads it (strictly): host bits set
+    ("10.0.0.1/8") are refused rather than widened, since the operator may have meant the
+    host alone."""
+    try:
+        ipaddress.ip_network(value)
+    except ValueError:
+        try:
+            loose = ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise OptionError(key, 'must be a CIDR like "10.0.0.0/8"', value) from None
+        raise OptionError(key, f'has host bits set; write "{loose}" for the network',
+                          value) from None
+
+
+def redis_url_problem(url: str) -> str:
+    """Why redis-py would refuse `url` when the service builds its pool ("" when it would
+    not), found without connecting: the same parser, and a connection object built."""
+    from redis.asyncio import BlockingConnectionPool
+    from redis.exceptions import RedisError
+
+    try:
+        pool = BlockingConnectionPool.from_url(url, max_connections=1, timeout=1.0)
+        pool.make_connection()  # type: ignore[no-untyped-call]
+        path = urlsplit(url).path.strip("/")
+    except (ValueError, TypeError, RedisError) as exc:
+        return str(exc)
+    if path and not (path.isdigit() and int(path) < 2**31):  # redis-py ignores it silently
+        return "the path must be a database number like /0"
+    return ""
+
+
 @dataclass(frozen=True)
 class MonitorSection:
     listen: str = "127.0.0.1:9300"
@@ -44,6 +78,15 @@ class MonitorSection:
 
     def __post_init__(self) -> None:
         _listen("listen", self.listen)
+        host = self.listen.rpartition(":")[0].strip("[]")
+        if host != "localhost":
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                # the webhook service and the canary reach the monitor at this address, as
+                # an address (the SSRF guard lets exactly that one through)
+                raise OptionError("listen", 'must be an IP address or "localhost" with a '
+                                  'port, like "0.0.0.0:9300"', self.listen) from None
         if self.default_interval <= 0:
             raise OptionError("default_interval", "must be more than 0s", "0s")
         if self.default_timeout <= 0:
@@ -87,12 +130,13 @@ class ServiceSection:
         _listen("listen", self.listen)
         if self.queue != "sqlite" and not self.queue.startswith(("redis://", "rediss://")):
             raise OptionError("queue", 'must be "sqlite" or a redis:// URL', self.queue)
+        if self.queue != "sqlite":
+            problem = redis_url_problem(self.queue)
+            if problem:
+                raise OptionError("queue", f"is not a usable redis:// URL: {problem}",
+                                  self.queue)
         for i, net in enumerate(self.allowed_networks):
-            try:
-                ipaddress.ip_network(net, strict=False)
-            except ValueError:
-                raise OptionError(f"allowed_networks[{i}]", "must be a CIDR like "
-                                  '"10.0.0.0/8"', net) from None
+            _network(f"allowed_networks[{i}]", net)
         if not 0 < self.request_timeout <= 300:
             raise OptionError("request_timeout", "must be between 0s and 5m",
                               self.request_timeout)
@@ -107,6 +151,10 @@ class GrafanaSection:
     token: str = secret("env:GRAFANA_TOKEN")
     folder: str = "Crypitor"
     prometheus_url: str = "http://127.0.0.1:9090"
+
+    def __post_init__(self) -> None:
+        check_http_url("url", self.url)
+        check_http_url("prometheus_url", self.prometheus_url)
 
 
 @dataclass(frozen=True)
@@ -141,6 +189,26 @@ class Config:
         return next((t for t in self.targets if t.name == name), None)
 
 
+def _check_data_dir(d: Decoder, base: Path, value: str) -> None:
+    """`run` creates data_dir and writes its files there: it must be a directory we can write
+    to, or be creatable below the nearest directory that exists."""
+    try:
+        where = (base / value).resolve()
+        existing = where
+        while not existing.exists():
+            existing = existing.parent
+        if existing == where and not where.is_dir():
+            d.error("monitor.data_dir", "names a file, not a directory", value)
+        elif not existing.is_dir():
+            d.error("monitor.data_dir", f"cannot be created: {existing} is a file", value)
+        elif not os.access(existing, os.W_OK | os.X_OK):
+            verb = "is not writable" if existing == where else \
+                f"cannot be created: {existing} is not writable"
+            d.error("monitor.data_dir", verb, value)
+    except (OSError, ValueError) as exc:  # a NUL byte, a name too long, a loop of links
+        d.error("monitor.data_dir", f"is not a usable path ({exc})", value)
+
+
 SECTIONS = ("monitor", "service", "targets", "alerts", "grafana", "gcp")
 
 
@@ -154,6 +222,8 @@ def load(path: str | Path) -> Config:
         raise ConfigError([Issue("", f"{path}: cannot read: {exc}")]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([Issue("", f"{path}: not valid TOML: {exc}")]) from None
+    except RecursionError:
+        raise ConfigError([Issue("", f"{path}: nested too deeply")]) from None
     return parse(raw, path)
 
 
@@ -161,7 +231,7 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
     d = Decoder()
     for key in raw:
         if key not in SECTIONS:
-            d.error(key, "unknown section (allowed: " + ", ".join(SECTIONS) + ")")
+            d.error(join("", key), "unknown section (allowed: " + ", ".join(SECTIONS) + ")")
     monitor = d.table(MonitorSection, raw.get("monitor", {}), "monitor")
     service = d.table(ServiceSection, raw.get("service", {}), "service")
     alerts = d.table(AlertsSection, raw.get("alerts", {}), "alerts")
@@ -172,6 +242,8 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
                              defaults.default_timeout)
     if alerts is not None:
         check_alerts(d, alerts)
+    if monitor is not None:
+        _check_data_dir(d, path.parent, monitor.data_dir)
     if d.issues or monitor is None or service is None or alerts is None:
         raise ConfigError(d.issues)
     if monitor.listen == service.listen and service.enabled:

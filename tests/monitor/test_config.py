@@ -25,13 +25,13 @@ from monitor.config import (
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def parse_text(text: str) -> Config:
-    return parse(tomllib.loads(text), Path("/tmp/config.toml"))
+def parse_text(text: str, path: Path = Path("/tmp/config.toml")) -> Config:
+    return parse(tomllib.loads(text), path)
 
 
-def errors_of(text: str) -> list[str]:
+def errors_of(text: str, path: Path = Path("/tmp/config.toml")) -> list[str]:
     with pytest.raises(ConfigError) as info:
-        parse_text(text)
+        parse_text(text, path)
     return [str(i) for i in info.value.issues]
 
 
@@ -115,12 +115,56 @@ BAD = [
      "alerts.maintenance[0].timezone: must be an IANA time zone"),
     ('[gcp]\nproject_id = "p"\ninterval = "1s"\n', "gcp.interval: must be at least 10s"),
     ('[grafana]\nfolder = 3\n', "grafana.folder: must be a string (got 3)"),
+    # issue 12: what check-config accepted and `run` could not start with
+    ('[service]\nallowed_networks = ["10.0.0.1/8"]\n',
+     'service.allowed_networks[0]: has host bits set; write "10.0.0.0/8" for the network '
+     '(got "10.0.0.1/8")'),
+    ('[service]\nqueue = "redis://:::::/x"\n',
+     "service.queue: is not a usable redis:// URL: Port could not be cast to integer value "
+     """as '::::' (got "redis://:::::/x")"""),
+    ('[service]\nqueue = "redis://127.0.0.1:6379/x"\n',
+     "service.queue: is not a usable redis:// URL: the path must be a database number like "
+     '/0 (got "redis://127.0.0.1:6379/x")'),
+    ('[service]\nqueue = "redis://127.0.0.1:6379/0?colour=red"\n',
+     "service.queue: is not a usable redis:// URL: AbstractConnection.__init__() got an "
+     "unexpected keyword argument 'colour'"),
+    (HTTP + 'interval = "100000000000000000000d"\n',
+     'targets[0].interval: must be at most 3650d (got "100000000000000000000d")'),
+    ('[service]\ndisable_after = "99999999999d"\n',
+     'service.disable_after: must be at most 3650d (got "99999999999d")'),
+    ('[service]\nmax_in_flight_per_endpoint = 100000000000000000000\n',
+     "service.max_in_flight_per_endpoint: must be a whole number within 64 bits "
+     "(got 100000000000000000000)"),
+    ('[[targets]]\nname = "x"\ntype = "xrpl"\nurl = "http://127.0.0.1:1"\n'
+     "max_load_factor = nan\n", "targets[0].max_load_factor: must be a finite number "
+     "(got NaN)"),
+    ('[monitor]\ndata_dir = "config.toml"\n',
+     'monitor.data_dir: names a file, not a directory (got "config.toml")'),
+    ('[monitor]\ndata_dir = "config.toml/data"\n',
+     'monitor.data_dir: cannot be created: /tmp/x/config.toml is a file '
+     '(got "config.toml/data")'),
+    ('[monitor]\nlisten = "monitor.example:9300"\n',
+     'monitor.listen: must be an IP address or "localhost" with a port, like "0.0.0.0:9300" '
+     '(got "monitor.example:9300")'),
+    ('[[alerts.receivers]]\nname = "a"\napi_url = "http://"\n',
+     'alerts.receivers[0].api_url: must be an http:// or https:// URL with a host '
+     '(got "http://")'),
+    ('[grafana]\nurl = "ftp://x"\n',
+     'grafana.url: must be an http:// or https:// URL with a host (got "ftp://x")'),
+    ('[grafana]\nprometheus_url = "http://"\n',
+     'grafana.prometheus_url: must be an http:// or https:// URL with a host (got "http://")'),
+    ('[[alerts.rules]]\nname = "R"\ncondition = "' + "(" * 5000 + "peers < 1" + ")" * 5000
+     + '"\n', "alerts.rules[0].condition: nested too deeply (more than 50 levels of "
+     "parentheses and `not`) at position 50 (got \"(((((((((("),
 ]
 
 
-@pytest.mark.parametrize(("text", "expected"), BAD, ids=[e for _, e in BAD])
-def test_bad_config_names_key_and_value(text: str, expected: str) -> None:
-    errors = errors_of(text)
+@pytest.mark.parametrize(("text", "expected"), BAD, ids=[e[:100] for _, e in BAD])
+def test_bad_config_names_key_and_value(text: str, expected: str, tmp_path: Path) -> None:
+    # a config file that exists, for the data_dir rows; error lines name it as /tmp/x
+    (tmp_path / "config.toml").write_text(text)
+    errors = [e.replace(str(tmp_path), "/tmp/x")
+              for e in errors_of(text, tmp_path / "config.toml")]
     assert any(e.startswith(expected) for e in errors), errors
 
 
@@ -221,3 +265,22 @@ def test_check_config_on_missing_and_broken_files(tmp_path: Path) -> None:
                                str(path)], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2
         assert str(path) in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_check_config_refuses_deep_condition_without_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[alerts.rules]]\nname = "R"\ncondition = "' + "(" * 5000 + "peers < 1"
+                   + ")" * 5000 + '"\n[monitor]\ndata_dir = "bad.toml"\n')
+    proc = subprocess.run([sys.executable, "-m", "monitor", "check-config", "-c", str(bad)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "alerts.rules[0].condition: nested too deeply" in proc.stderr
+    assert 'monitor.data_dir: names a file, not a directory (got "bad.toml")' in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr) < 2000
+
+
+def test_allowed_network_accepted_is_the_one_the_guard_reads() -> None:
+    from service.delivery.ssrf import Guard
+
+    cfg = parse_text('[service]\nallowed_networks = ["10.0.0.0/8", "192.168.1.7", "fd00::/8"]\n')
+    Guard(False, cfg.service.allowed_networks)  # raised ValueError at start before

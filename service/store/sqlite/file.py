@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+from core.files import private_database, private_file
 from service import StoreError
 
 T = TypeVar("T")
@@ -86,9 +87,10 @@ class SqliteFile:
         await self._disconnect()
 
     def _connect_writer(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_database(self.path)  # it holds signing secrets: 0600 in a 0700 directory
         # Clearing every lease at open is only right if no other process uses the file.
-        lock = open(self.path.with_name(self.path.name + ".lock"), "a")  # noqa: SIM115
+        lock = open(private_file(self.path.with_name(self.path.name + ".lock")),  # noqa: SIM115
+                    "a")
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
