@@ -11,30 +11,9 @@ import logging
 import pytest
 
 from core.supervisor import Backoff, Supervisor
+from tests.support.supervision import Gate
 
 pytestmark = pytest.mark.timeout(10)
-
-
-class Gate:
-    """An injected sleep: records each delay asked for and waits until the test opens it."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-        self.waiting = asyncio.Event()
-        self._open = asyncio.Event()
-
-    async def sleep(self, delay: float) -> None:
-        self.delays.append(delay)
-        self.waiting.set()
-        await self._open.wait()
-        self._open.clear()
-
-    async def next_wait(self) -> None:
-        await self.waiting.wait()
-        self.waiting.clear()
-
-    def open(self) -> None:
-        self._open.set()
 
 
 class Clock:
