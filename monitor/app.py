@@ -129,7 +129,8 @@ class Runtime:
         self.registry, self._sched_metrics = new_registry(self.states)
         crashes = Counter(m.TASK_CRASHES.name, m.TASK_CRASHES.help, m.TASK_CRASHES.labels,
                           registry=self.registry)
-        self.supervisor = supervisor(lambda task: crashes.labels(task).inc())
+        self._crashed: Callable[[str], None] = lambda task: crashes.labels(task).inc()
+        self.supervisor = supervisor(self._crashed)
         self._probing = False  # /readyz: probing runs and no stop has begun
         self.history = UptimeHistory(config.data_dir / "history.sqlite3")
         self.inbox: CanaryInbox | None = None
@@ -186,7 +187,8 @@ class Runtime:
         ctx = ProbeContext(session=session,
                            last_result=lambda name: last_good(self._by_name, name))
         scheduler = ProbeScheduler(self._jobs(ctx, service), self._sched_metrics,
-                                   lambda job, result: self._on_result(job, result, alerting))
+                                   lambda job, result: self._on_result(job, result, alerting),
+                                   on_crash=self._crashed)
         probing.push_async_callback(scheduler.stop)
         scheduler.start()
         self._probing = True

@@ -30,7 +30,7 @@ from dashboards.pusher import GrafanaPusher
 from monitor.app import Runtime
 from monitor.config import Config, parse
 from monitor.exporters import GcpExporter
-from monitor.runtime import UptimeHistory
+from monitor.runtime import TargetState, UptimeHistory
 from tests.monitor.gcp_helpers import StepClock, probe_registry, settings
 from tests.support.fake_gcp import FakeGcp
 from tests.support.fake_grafana import FakeGrafana
@@ -230,4 +230,25 @@ async def test_a_crashed_grafana_push_is_logged_counted_and_pushed_again(
     assert crashes == ["grafana-push"]
     [record] = [r for r in caplog.records if r.levelno == logging.ERROR and r.exc_info
                 and "task grafana-push crashed" in r.getMessage()]
+    assert record.exc_info is not None and record.exc_info[0] is RuntimeError
+
+
+async def test_a_failing_result_handler_is_logged_counted_and_probing_goes_on(
+        tmp_path: Path, site: str, fake_telegram: FakeTelegram,
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scheduler's runs are APScheduler jobs: a result handler that raises is counted
+    under task="scheduler", and the target's next results are recorded."""
+    calls = raise_once(TargetState, "record", monkeypatch)
+    caplog.set_level(logging.ERROR)
+    runtime = Runtime(config(tmp_path, site, fake_telegram),
+                      {"TEST_BOT_TOKEN": fake_telegram.token})
+    await runtime.start()
+    try:
+        await until(lambda: len(calls) >= 2 and runtime.states[0].last is not None)
+        _, body = await get(f"http://{runtime.config.monitor.listen}/metrics")
+    finally:
+        await runtime.stop()
+    assert 'crypitor_task_crashes_total{task="scheduler"} 1.0' in body
+    [record] = [r for r in caplog.records if r.levelno == logging.ERROR and r.exc_info
+                and "handling the result of target site failed" in r.getMessage()]
     assert record.exc_info is not None and record.exc_info[0] is RuntimeError
