@@ -6,13 +6,16 @@
 `observe` is synchronous and cheap (called for every probe result); a flush task persists
 changed states, asks the router what is due and writes it to the outbox; each receiver's
 sender sends its outbox in order, waiting out 429s and backing off on network errors.
-Alerts from Alertmanager join the same router through `receive_external`.
+Alerts from Alertmanager join the same router through `receive_external`. Both loops run
+under a supervisor (`spawn`): a bug or a full disk crashes the loop, which is logged,
+counted and restarted with backoff; the flush loop is essential to readiness.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -26,6 +29,7 @@ from alerts.routing import Router
 from alerts.silences import Silence, Silences
 from alerts.store import AlertStore, Outgoing
 from core.clock import Clock, utc_now
+from core.supervisor import Spawn, Supervisor
 
 log = logging.getLogger(__name__)
 ROUTER_DOC, SILENCES_DOC, EXTERNAL_DOC = "router", "silences", "external"
@@ -62,8 +66,9 @@ def _brief(alert: Alert) -> dict[str, str]:
 class Alerting:
     def __init__(self, evaluator: Evaluator, router: Router, store: AlertStore,
                  receivers: Mapping[str, Receiver], counters: Counters | None = None,
-                 clock: Clock = utc_now) -> None:
+                 clock: Clock = utc_now, spawn: Spawn | None = None) -> None:
         self.evaluator, self.router, self.store = evaluator, router, store
+        self._spawn = spawn or Supervisor().supervise
         self.receivers = dict(receivers)
         self._counters, self._clock = counters, clock
         self.silences = Silences()
@@ -86,8 +91,9 @@ class Alerting:
         for item in await asyncio.to_thread(self.store.get, EXTERNAL_DOC) or []:
             alert = _external_from_json(item)
             self._external[alert.fingerprint] = alert
-        self._tasks = [asyncio.create_task(self._flush_loop())]
-        self._tasks += [asyncio.create_task(self._send_loop(r)) for r in self.receivers.values()]
+        self._tasks = [self._spawn("alert-flush", self._flush_loop, essential=True)]
+        self._tasks += [self._spawn(f"alert-send-{r.name}", functools.partial(self._send_loop, r))
+                        for r in self.receivers.values()]
 
     def stopping(self) -> bool:
         return self._stopping
@@ -167,12 +173,8 @@ class Alerting:
 
     # --- the flush loop --------------------------------------------------------------------
     async def _flush_loop(self) -> None:
-        while True:
-            try:
-                delay = await self.flush()
-            except Exception:  # a full disk must not stop alerting for good
-                log.exception("alert flush failed; retrying")
-                delay = 5.0
+        while True:  # a failure (a full disk, a bug) is the supervisor's: logged, restarted
+            delay = await self.flush()
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
@@ -219,12 +221,8 @@ class Alerting:
     # --- senders ---------------------------------------------------------------------------
     async def _send_loop(self, receiver: Receiver) -> None:
         wake = self._send_wake[receiver.name]
-        while not self.stopping():
-            try:
-                wait = await self.send_next(receiver)
-            except Exception:
-                log.exception("sending for receiver %s failed; retrying", receiver.name)
-                wait = 5.0
+        while not self.stopping():  # NotifyError is handled inside; anything else crashes
+            wait = await self.send_next(receiver)
             if wait is None:
                 continue
             wake.clear()

@@ -114,6 +114,10 @@ SCHEDULER_MISSED = MetricDef(
     "event loop or a suspended machine).")
 TARGETS = MetricDef(
     "crypitor_targets", G, "Configured targets, by type.", ("type",))
+TASK_CRASHES = MetricDef(
+    "crypitor_task_crashes_total", C,
+    "Crashes of a supervised background task (each is logged and the task restarted); "
+    "every process counts its own tasks.", ("task",))
 BUILD_INFO = MetricDef(
     "crypitor_build_info", G, "Always 1; the version label says which build runs.",
     ("version",))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -27,6 +28,7 @@ from alerts.store import AlertStore
 from alerts.telegram import OnMigrate, TelegramSender
 from alerts.telegram_receiver import TelegramReceiver
 from core.clock import Clock, utc_now
+from core.supervisor import Spawn, Supervisor
 from monitor.config import AlertsSection, resolve
 from monitor.runtime import TargetState
 
@@ -88,9 +90,12 @@ class MonitorAlerting:
     def __init__(self, section: AlertsSection, data_dir: Path,
                  states: Sequence[TargetState], registry: CollectorRegistry,
                  env: Mapping[str, str], watch_service: bool,
-                 clock: Clock = utc_now) -> None:
+                 clock: Clock = utc_now, spawn: Spawn | None = None) -> None:
+        """`spawn` (the monitor's supervisor) runs the alert loops, the bots and the
+        service watch."""
         self.states = states
         self._clock = clock
+        self._spawn = spawn or Supervisor().supervise
         self.store = AlertStore(data_dir / "alerts.sqlite3")
         targets: dict[str, Mapping[str, str]] = {
             s.name: {**s.config.labels, "type": s.config.type} for s in states}
@@ -110,7 +115,8 @@ class MonitorAlerting:
                                     api_url=rc.api_url, on_migrate=self._migrated(rc.name))
             self.receivers[rc.name] = TelegramReceiver(rc.name, sender, clock)
         self.alerting = Alerting(evaluator, Router(route, section.inhibit, section.maintenance),
-                                 self.store, self.receivers, _Counters(registry), clock)
+                                 self.store, self.receivers, _Counters(registry), clock,
+                                 self._spawn)
         for rc in section.receivers:
             allowed = [resolve(c, f"alerts.receivers.{rc.name}.command_chat_ids", env)
                        for c in rc.command_chat_ids] or [self.receivers[rc.name].sender.chat_id]
@@ -135,9 +141,11 @@ class MonitorAlerting:
     async def start(self, service: WatchedService | None = None) -> None:
         await self.alerting.start()
         for bot, receiver in zip(self.bots, self.receivers.values(), strict=True):
-            self._tasks.append(asyncio.create_task(self._run_bot(bot, receiver)))
+            self._tasks.append(self._spawn(f"telegram-bot-{bot.name}",
+                                           functools.partial(self._run_bot, bot, receiver)))
         if service is not None:
-            self._tasks.append(asyncio.create_task(self._watch_service(service)))
+            self._tasks.append(self._spawn("service-watch",
+                                           functools.partial(self._watch_service, service)))
 
     async def _run_bot(self, bot: OnCallBot, receiver: TelegramReceiver) -> None:
         delay = 1.0

@@ -11,15 +11,18 @@ import contextlib
 import logging
 import os
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import aiohttp
 from aiohttp import web
+from prometheus_client import Counter
 
+import catalog.metrics as m
 from core import signing
 from core.clock import Clock, utc_now
 from core.formats import FormatError
+from core.supervisor import Supervisor
 from dashboards.build import all_dashboards
 from dashboards.pusher import GrafanaPusher
 from monitor.alerting_setup import MonitorAlerting
@@ -111,16 +114,25 @@ class Runtime:
     a failed start) stops what did start, in reverse: exports, history flusher, scheduler,
     API server, webhook service, alerting, then the history is flushed and closed and the
     HTTP session closed last.
+
+    Every background task runs under one supervisor, made by `supervisor` from the crash
+    counter on the monitor's registry; the alert flush loop is essential to `/readyz`.
     """
 
     def __init__(self, config: Config, env: Mapping[str, str] | None = None,
-                 clock: Clock = utc_now) -> None:
+                 clock: Clock = utc_now,
+                 supervisor: Callable[[Callable[[str], None]], Supervisor] = Supervisor) -> None:
         self.config = config
         self.env = os.environ if env is None else env
         self.clock = clock
         self.states = [TargetState(t) for t in config.targets]
         self._by_name = {s.name: s for s in self.states}
         self.registry, self._sched_metrics = new_registry(self.states)
+        crashes = Counter(m.TASK_CRASHES.name, m.TASK_CRASHES.help, m.TASK_CRASHES.labels,
+                          registry=self.registry)
+        self._crashed: Callable[[str], None] = lambda task: crashes.labels(task).inc()
+        self.supervisor = supervisor(self._crashed)
+        self._probing = False  # /readyz: probing runs and no stop has begun
         self.history = UptimeHistory(config.data_dir / "history.sqlite3")
         self.inbox: CanaryInbox | None = None
         if any(t.type == "webhook_canary" for t in config.targets):
@@ -139,6 +151,7 @@ class Runtime:
         parts = self._parts
         session = new_session()
         parts.push_async_callback(session.close)
+        parts.push_async_callback(self.supervisor.stop)  # whatever its owner left running
         parts.push_async_callback(self._close_history)
         keys, key_file = ensure_api_keys(
             [resolve(k, f"monitor.api_keys[{i}]", self.env)
@@ -148,14 +161,15 @@ class Runtime:
             log.info("monitor API key: generated, read it from %s", key_file)
         alerting = MonitorAlerting(self.config.alerts, self.config.data_dir, self.states,
                                    self.registry, self.env, self.config.service.enabled,
-                                   self.clock)
+                                   self.clock, self.supervisor.supervise)
         parts.push_async_callback(alerting.stop)
         # The service starts after the API server and stops after it; the scheduler and the
         # flusher start after the exports and stop after them: their stops wait in stacks
         # entered before the server's and the exports' own.
         service_part = await parts.enter_async_context(contextlib.AsyncExitStack())
         api = MonitorApi(self.states, self.registry, self.history, keys, self.inbox,
-                         AlertsApi(alerting.alerting, self.clock).routes, self.clock)
+                         AlertsApi(alerting.alerting, self.clock).routes, self.clock,
+                         self.not_ready)
         runner = web.AppRunner(api.app(), access_log=None, handle_signals=False)
         parts.push_async_callback(runner.cleanup)
         await runner.setup()
@@ -174,17 +188,27 @@ class Runtime:
         ctx = ProbeContext(session=session,
                            last_result=lambda name: last_good(self._by_name, name))
         scheduler = ProbeScheduler(self._jobs(ctx, service), self._sched_metrics,
-                                   lambda job, result: self._on_result(job, result, alerting))
+                                   lambda job, result: self._on_result(job, result, alerting),
+                                   on_crash=self._crashed)
         probing.push_async_callback(scheduler.stop)
         scheduler.start()
-        probing.push_async_callback(_cancelled, asyncio.create_task(self._flush_loop()))
+        self._probing = True
+        probing.push_async_callback(
+            _cancelled, self.supervisor.supervise("history-flush", self._flush_loop))
+
+    def not_ready(self) -> str | None:
+        """Why `/readyz` answers 503, or None when ready."""
+        if not self._probing:
+            return "not probing (starting or stopping)"
+        down = self.supervisor.down()
+        return "task down: " + ", ".join(down) if down else None
 
     async def _start_exports(self, parts: contextlib.AsyncExitStack) -> None:
         """Grafana and Google Cloud Monitoring, when configured: both work in the
         background, and neither can stop monitoring (they log and retry)."""
         if self.config.gcp is not None:
             section = resolve_fields(self.config.gcp, "gcp", self.env)
-            gcp = GcpExporter(section, self.registry)
+            gcp = GcpExporter(section, self.registry, spawn=self.supervisor.supervise)
             parts.push_async_callback(gcp.stop)
             await gcp.start()
         g = self.config.grafana
@@ -195,7 +219,8 @@ class Runtime:
                 log.error("dashboards not pushed to Grafana: %s", exc)
                 return
             grafana = GrafanaPusher(g.url, token, g.folder, g.prometheus_url,
-                                    all_dashboards(g.prometheus_url))
+                                    all_dashboards(g.prometheus_url),
+                                    spawn=self.supervisor.supervise)
             parts.push_async_callback(grafana.stop)
             grafana.start()
 
@@ -211,18 +236,16 @@ class Runtime:
             log.info("target %s is UP", state.name)
 
     async def _flush_loop(self) -> None:
-        while True:
+        while True:  # a failure (a full disk) is the supervisor's: logged, counted, restarted
             await asyncio.sleep(FLUSH_EVERY)
-            try:
-                await self.history.flush()
-            except Exception:  # a full disk must not stop monitoring
-                log.exception("could not write uptime history")
+            await self.history.flush()
 
     async def _close_history(self) -> None:
         await self.history.flush()
         self.history.close()
 
     async def stop(self) -> None:
+        self._probing = False
         await self._parts.aclose()
 
 

@@ -21,6 +21,7 @@ from chains.ethereum import EthereumClient
 from core import signing
 from core.clock import Clock, utc_now
 from core.leases import Lease
+from core.supervisor import Supervisor
 from service import StoreError, UnsafeTarget
 from service.api import ApiDeps, ServiceApi
 from service.delivery import DispatchConfig, Dispatcher, Guard, Policy, check_url, guarded_connector
@@ -40,14 +41,19 @@ RPC_TIMEOUT = 10.0  # seconds per call to a followed chain's node
 class Service:
     def __init__(self, settings: ServiceSettings, data_dir: Path, *,
                  allowed_sockets: Sequence[tuple[str, int]] = (),
-                 store: Store | None = None, clock: Clock = utc_now) -> None:
+                 store: Store | None = None, clock: Clock = utc_now,
+                 metrics: ServiceMetrics | None = None,
+                 supervisor: Supervisor | None = None) -> None:
         """`allowed_sockets`: exact (ip, port) pairs the SSRF guard lets through although
-        private, such as the monitor's canary sink."""
+        private, such as the monitor's canary sink. The background tasks run under
+        `supervisor` (by default one counting crashes on the service's own registry); the
+        dispatcher is essential: `/readyz` answers 503 while it waits for its restart."""
         self.settings = settings
         self.clock = clock
         self.data_dir = data_dir
         self.store = store or open_store(settings.queue, data_dir)
-        self.metrics: ServiceMetrics = new_metrics()
+        self.metrics: ServiceMetrics = metrics or new_metrics()
+        self.supervisor = supervisor or Supervisor(self.metrics.task_crashed)
         self.guard = Guard(settings.allow_private_targets, settings.allowed_networks,
                            allowed_sockets)
         self.dispatcher: Dispatcher | None = None
@@ -84,15 +90,16 @@ class Service:
                            s.max_in_flight_per_endpoint), clock=self.clock)
         api = ServiceApi(ApiDeps(self.store, self.metrics, keys, self._check_url,
                                  signing.new_secret, signing.parse_secret,
-                                 wake=self.dispatcher.wake,
+                                 wake=self.dispatcher.wake, down=self.supervisor.down,
                                  chains={n: c.confirmations for n, c in s.chains.items()},
                                  clock=self.clock))
         self._runner = web.AppRunner(api.app(), access_log=None, handle_signals=False)
         await self._runner.setup()
         host, _, port = s.listen.rpartition(":")
         await web.TCPSite(self._runner, host.strip("[]"), int(port)).start()
-        self._tasks = [asyncio.create_task(self.dispatcher.run()),
-                       asyncio.create_task(self._stats_loop())]
+        spawn = self.supervisor.supervise
+        self._tasks = [spawn("dispatcher", self.dispatcher.run, essential=True),
+                       spawn("queue-stats", self._stats_loop)]
         self._tasks += self._start_followers(self.dispatcher.wake)
         log.info("webhook service listening on http://%s (queue: %s)", s.listen,
                  "redis" if s.queue != "sqlite" else "sqlite")
@@ -112,8 +119,8 @@ class Service:
             client = EthereumClient(self._rpc_session, spec.rpc_url, RPC_TIMEOUT)
             lease = Lease(CursorLeases(self.store), cursor_name(name), f"chain {name}")
             follower = ChainFollower(name, spec, client, self.store, metrics, self.clock,
-                                     wake=wake, lease=lease)
-            tasks.append(asyncio.create_task(follower.run(), name=f"follower-{name}"))
+                                     wake=wake, lease=lease, spawn=self.supervisor.supervise)
+            tasks.append(self.supervisor.supervise(f"follower-{name}", follower.run))
         return tasks
 
     async def _stats_loop(self) -> None:

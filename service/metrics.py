@@ -26,6 +26,10 @@ class ServiceMetrics:
     oldest: Gauge
     disabled: Gauge
     busy: Gauge
+    task_crashes: Counter  # by task; the service's supervisor counts its tasks' crashes here
+
+    def task_crashed(self, task: str) -> None:
+        self.task_crashes.labels(task).inc()
 
     def observe_delivery(self, verdict: Verdict, accepted_at: datetime, now: datetime) -> None:
         """One attempt's outcome, and for a success the time since the event's acceptance."""
@@ -73,6 +77,8 @@ def new_metrics() -> ServiceMetrics:
         disabled=Gauge(m.WEBHOOK_DISABLED_ENDPOINTS.name, m.WEBHOOK_DISABLED_ENDPOINTS.help,
                        registry=r),
         busy=Gauge(m.WEBHOOK_BUSY_ENDPOINTS.name, m.WEBHOOK_BUSY_ENDPOINTS.help, registry=r),
+        task_crashes=Counter(m.TASK_CRASHES.name, m.TASK_CRASHES.help, m.TASK_CRASHES.labels,
+                             registry=r),
     )
 
 

@@ -1,5 +1,5 @@
-"""The monitor's HTTP server: /metrics, /healthz, /api/v1/targets, the status page, and the
-alerting routes of `monitor.web.alerts_api`.
+"""The monitor's HTTP server: /metrics, /healthz, /readyz, /api/v1/targets, the status page,
+and the alerting routes of `monitor.web.alerts_api`.
 
 Errors are JSON `{"error", "field"}`, never a stack trace. Methods other than GET/HEAD need
 `Authorization: Bearer <monitor api key>`; keys are compared in constant time.
@@ -63,8 +63,12 @@ class MonitorApi:
                  history: UptimeHistory, api_keys: Sequence[str],
                  inbox: CanaryInbox | None = None,
                  extra_routes: Callable[[web.UrlDispatcher], None] | None = None,
-                 clock: Clock = utc_now) -> None:
+                 clock: Clock = utc_now,
+                 not_ready: Callable[[], str | None] = lambda: None) -> None:
+        """`not_ready` says why `/readyz` answers 503 (not probing yet, stopping, an
+        essential task down), or None."""
         self._inbox = inbox
+        self._not_ready = not_ready
         self._clock = clock
         self._extra_routes = extra_routes
         self._signer = signing.Signer(inbox.secret) if inbox is not None else None
@@ -81,6 +85,7 @@ class MonitorApi:
         app.router.add_get("/", self.status_page)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/readyz", self.readyz)
         app.router.add_get("/api/v1/targets", self.targets)
         app.router.add_get("/api/v1/targets/{name}", self.target)
         if self._extra_routes is not None:  # alerting, when configured
@@ -131,6 +136,12 @@ class MonitorApi:
             "targets": len(self._states),
             "uptime_seconds": round(time.monotonic() - self._started, 3),
         })
+
+    async def readyz(self, _request: web.Request) -> web.Response:
+        why = self._not_ready()
+        if why is not None:
+            return web.json_response({"status": why}, status=503)
+        return web.json_response({"status": "ready"})
 
     async def targets(self, _request: web.Request) -> web.Response:
         ratios = await self._history.ratios(self._by_name)

@@ -35,6 +35,8 @@ class ApiDeps:
     new_secret: Callable[[], str]
     check_secret: Callable[[str], object]  # raises ValueError for a bad secret
     wake: Callable[[], None] = lambda: None  # tells the dispatcher new work is due
+    # essential background tasks (the dispatcher) that crashed and wait for their restart
+    down: Callable[[], Sequence[str]] = lambda: ()
     clock: Clock = utc_now
     # the configured chains ([service.chains.NAME]): name -> default confirmations
     chains: Mapping[str, int] = dataclasses.field(default_factory=dict)

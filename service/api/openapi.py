@@ -146,7 +146,8 @@ OPENAPI: dict[str, Any] = {
     },
     "paths": {
         "/healthz": {"get": _op("liveness", {"200": {"description": "alive"}}, secured=False)},
-        "/readyz": {"get": _op("readiness: the store answers",
+        "/readyz": {"get": _op("readiness: the store answers and no essential task "
+                               "(the dispatcher) is down",
                                {"200": {"description": "ready"}, "503": _ERROR},
                                secured=False)},
         "/metrics": {"get": _op("Prometheus metrics", {"200": {"description": "text"}},

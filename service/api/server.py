@@ -93,6 +93,9 @@ class ServiceApi:
         return json_response({"status": "ok"})
 
     async def readyz(self, _r: web.Request) -> web.Response:
+        down = self.d.down()
+        if down:  # a crashed dispatcher accepts events it would not deliver
+            return json_response({"status": "task down: " + ", ".join(down)}, status=503)
         try:
             ready = await asyncio.wait_for(self.d.store.ping(), 5)
         except (StoreError, TimeoutError):

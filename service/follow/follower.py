@@ -25,6 +25,7 @@ from chains import ChainError, RpcError, TransportError
 from chains.ethereum import EthereumClient
 from core.clock import Clock, utc_now
 from core.leases import Lease
+from core.supervisor import Spawn
 from service import CursorTaken, StoreError
 from service.follow.block_reader import BlockReader, NodeProblem
 from service.follow.cursor import CONFIRMED, DETECTED, KINDS, REVERTED, Cursor, Outbox
@@ -97,11 +98,12 @@ class ChainFollower:
     def __init__(self, name: str, config: ChainSettings, client: EthereumClient,
                  store: FollowerStore, metrics: FollowerMetrics,
                  clock: Clock = utc_now, wake: Callable[[], None] | None = None,
-                 lease: Lease | None = None) -> None:
+                 lease: Lease | None = None, spawn: Spawn | None = None) -> None:
         """`wake` is called after a write that enqueued events (the dispatcher's wake-up,
         so deliveries start without waiting for its next look at the queue). With `lease`
         (named by `cursor_name`), the chain is followed only while it is held, and every
-        write is fenced by it; without, always (one process, nothing to share)."""
+        write is fenced by it; without, always (one process, nothing to share). The lease
+        keeper runs under `spawn` (the service's supervisor) when given."""
         self.name = name
         self.config = config
         self.client = client
@@ -111,6 +113,7 @@ class ChainFollower:
         self.clock = clock
         self.wake = wake
         self.lease = lease
+        self._spawn = spawn
         self.cursor_name = cursor_name(name)
         self.index = IndexCache(store, name)
         self._cursor: Cursor | None = None
@@ -126,7 +129,10 @@ class ChainFollower:
         log.info("chain %s: follower started", self.name)
         keeper = None
         if self.lease is not None:
-            keeper = asyncio.create_task(self.lease.keep(), name=f"lease-{self.name}")
+            if self._spawn is not None:
+                keeper = self._spawn(f"lease-{self.name}", self.lease.keep)
+            else:
+                keeper = asyncio.create_task(self.lease.keep(), name=f"lease-{self.name}")
         try:
             await self._follow()
         finally:

@@ -44,6 +44,7 @@ from google.cloud.monitoring_v3.services.metric_service.transports import (
 from prometheus_client import CollectorRegistry
 
 from core.clock import Clock, utc_now
+from core.supervisor import Spawn, Supervisor
 from monitor.exporters.gcp.errors import TRANSIENT, FailureLog, describe, error_kind
 from monitor.exporters.gcp.series import EXPORTED, batches, to_time_series
 from probes.base import is_env_ref
@@ -102,7 +103,7 @@ class GcpExporter:
     def __init__(self, settings: GcpSettings, registry: CollectorRegistry, *,
                  node_id: str | None = None, now: Clock = utc_now,
                  backoff: Sequence[float] = BACKOFF, call_timeout: float = CALL_TIMEOUT,
-                 names: Collection[str] = EXPORTED) -> None:
+                 names: Collection[str] = EXPORTED, spawn: Spawn | None = None) -> None:
         self.settings = settings
         self.interval = max(float(settings.interval), MIN_INTERVAL)
         self.project_id = settings.project_id
@@ -121,13 +122,15 @@ class GcpExporter:
         self._cycle: asyncio.Task[bool] | None = None
         self._failures = FailureLog()
         self._settled = asyncio.Event()
+        self._spawn = spawn or Supervisor().supervise
 
     # ---- lifecycle ----
 
     async def start(self) -> None:
         """Start the export task. It connects first, without holding up the caller: the
-        credentials lookup may wait on the metadata server."""
-        self._ticker = asyncio.create_task(self._run(), name="gcp-export")
+        credentials lookup may wait on the metadata server. The task runs under `spawn`
+        (the monitor's supervisor): a crash is logged, counted and the task restarted."""
+        self._ticker = self._spawn("gcp-export", self._run)
 
     async def ready(self) -> bool:
         """Wait until the task has connected or given up; whether it exports."""
@@ -172,20 +175,22 @@ class GcpExporter:
                                                       client_options=options)
 
     async def _run(self) -> None:
-        try:
-            self._client = await self._connect()
-        except Exception as exc:  # no ADC, a bad endpoint: export off, monitoring on
-            why = describe(exc)
-            if isinstance(exc, DefaultCredentialsError):
-                why = ("no Application Default Credentials (set GOOGLE_APPLICATION_CREDENTIALS"
-                       f" or run where the metadata server provides them): {why}")
-            log.error("Google Cloud Monitoring export disabled: %s", why)
-            return
-        finally:
-            self.enabled = self._client is not None
-            self._settled.set()
-        log.info("exporting to Google Cloud Monitoring project %s every %gs",
-                 self.project_id, self.interval)
+        if self._client is None:  # restarted after a crash: connected already
+            try:
+                self._client = await self._connect()
+            except Exception as exc:  # no ADC, a bad endpoint: export off, monitoring on
+                why = describe(exc)
+                if isinstance(exc, DefaultCredentialsError):
+                    why = ("no Application Default Credentials (set "
+                           "GOOGLE_APPLICATION_CREDENTIALS or run where the metadata server "
+                           f"provides them): {why}")
+                log.error("Google Cloud Monitoring export disabled: %s", why)
+                return
+            finally:
+                self.enabled = self._client is not None
+                self._settled.set()
+            log.info("exporting to Google Cloud Monitoring project %s every %gs",
+                     self.project_id, self.interval)
         loop = asyncio.get_running_loop()
         due = loop.time() + self.interval
         while True:
@@ -199,6 +204,9 @@ class GcpExporter:
         """Start a cycle in its own task unless the previous one is still running."""
         if not self.enabled:
             return False
+        if self._cycle is not None and self._cycle.done() and not self._cycle.cancelled():
+            ended, self._cycle = self._cycle, None
+            ended.result()  # a cycle that crashed (our bug) crashes the ticker: counted
         if self._cycle is not None and not self._cycle.done():
             self.stats.skipped += 1
             self._failures.report("CYCLE_SKIPPED", "the previous export is still running; "
