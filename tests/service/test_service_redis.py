@@ -64,7 +64,7 @@ async def test_two_processes_share_the_queue_and_take_over_a_killed_one(
 async def test_a_keyspace_of_an_unknown_format_stops_the_service_with_one_line(
         tmp_path: Path, redis_server: RedisServer) -> None:
     """A Redis a newer build wrote: `crypitor service` exits 1 naming it, no traceback."""
-    queue = redis_server.url.rsplit("/", 1)[0] + "/8"  # a database of its own
+    queue = redis_server.url.rsplit("/", 1)[0] + "/9"  # its own database (7, 8: other tests)
     client = aioredis.Redis.from_url(queue, decode_responses=True)
     await client.set("crypitor:format", "999")
     try:
