@@ -15,10 +15,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import aiohttp
-from aiohttp import web
 
 from core import signing
 from core.clock import Clock, utc_now
+from core.httpserver import start_server
 from dashboards.build import all_dashboards
 from dashboards.pusher import GrafanaPusher
 from monitor.alerting_setup import MonitorAlerting
@@ -155,11 +155,8 @@ class Runtime:
         service_part = await parts.enter_async_context(contextlib.AsyncExitStack())
         api = MonitorApi(self.states, self.registry, self.history, keys, self.inbox,
                          AlertsApi(alerting.alerting, self.clock).routes, self.clock)
-        runner = web.AppRunner(api.app(), access_log=None, handle_signals=False)
+        runner = await start_server(api.app(), self.config.monitor.listen)
         parts.push_async_callback(runner.cleanup)
-        await runner.setup()
-        host, _, port = self.config.monitor.listen.rpartition(":")
-        await web.TCPSite(runner, host.strip("[]"), int(port)).start()
         log.info("monitor listening on http://%s", self.config.monitor.listen)
         service = None
         if self.config.service.enabled:

@@ -15,11 +15,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import aiohttp
-from aiohttp import web
 
 from chains.ethereum import EthereumClient
 from core import signing
 from core.clock import Clock, utc_now
+from core.httpserver import HardenedRunner, start_server
 from core.leases import Lease
 from service import StoreError, UnsafeTarget
 from service.api import ApiDeps, ServiceApi
@@ -51,7 +51,7 @@ class Service:
         self.guard = Guard(settings.allow_private_targets, settings.allowed_networks,
                            allowed_sockets)
         self.dispatcher: Dispatcher | None = None
-        self._runner: web.AppRunner | None = None
+        self._runner: HardenedRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
         self._rpc_session: aiohttp.ClientSession | None = None
@@ -87,10 +87,7 @@ class Service:
                                  wake=self.dispatcher.wake,
                                  chains={n: c.confirmations for n, c in s.chains.items()},
                                  clock=self.clock))
-        self._runner = web.AppRunner(api.app(), access_log=None, handle_signals=False)
-        await self._runner.setup()
-        host, _, port = s.listen.rpartition(":")
-        await web.TCPSite(self._runner, host.strip("[]"), int(port)).start()
+        self._runner = await start_server(api.app(), s.listen)
         self._tasks = [asyncio.create_task(self.dispatcher.run()),
                        asyncio.create_task(self._stats_loop())]
         self._tasks += self._start_followers(self.dispatcher.wake)

@@ -26,6 +26,8 @@ class ServiceMetrics:
     oldest: Gauge
     disabled: Gauge
     busy: Gauge
+    disconnects: Counter  # clients that hung up mid-request, on the API
+    auth_throttled: Counter  # requests answered 429 after too many wrong keys
 
     def observe_delivery(self, verdict: Verdict, accepted_at: datetime, now: datetime) -> None:
         """One attempt's outcome, and for a success the time since the event's acceptance."""
@@ -73,6 +75,10 @@ def new_metrics() -> ServiceMetrics:
         disabled=Gauge(m.WEBHOOK_DISABLED_ENDPOINTS.name, m.WEBHOOK_DISABLED_ENDPOINTS.help,
                        registry=r),
         busy=Gauge(m.WEBHOOK_BUSY_ENDPOINTS.name, m.WEBHOOK_BUSY_ENDPOINTS.help, registry=r),
+        disconnects=Counter(m.HTTP_CLIENT_DISCONNECTS.name, m.HTTP_CLIENT_DISCONNECTS.help,
+                            m.HTTP_CLIENT_DISCONNECTS.labels, registry=r).labels("service"),
+        auth_throttled=Counter(m.HTTP_AUTH_THROTTLED.name, m.HTTP_AUTH_THROTTLED.help,
+                               m.HTTP_AUTH_THROTTLED.labels, registry=r).labels("service"),
     )
 
 
