@@ -145,6 +145,14 @@ WEBHOOK_BUSY_ENDPOINTS = MetricDef(
     "Endpoints with more work than they take (slow answers or their rate limit): their "
     "deliveries wait along their own pace, so other endpoints' are not held up.")
 
+# --- HTTP servers (the service API and the monitor's; `server` is "service" or "monitor") ---
+HTTP_CLIENT_DISCONNECTS = MetricDef(
+    "crypitor_http_client_disconnects_total", C,
+    "Requests whose client hung up before its request was read or answered.", ("server",))
+HTTP_AUTH_THROTTLED = MetricDef(
+    "crypitor_http_auth_throttled_total", C,
+    "Requests answered 429 because their address sent too many wrong API keys.", ("server",))
+
 # --- chain followers (exported by service/, one `chain` label per [service.chains.NAME]) ----
 FOLLOWER_HEAD = MetricDef(
     "crypitor_follower_head_block", G, "Head block the follower's node last reported.",

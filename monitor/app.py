@@ -15,13 +15,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import aiohttp
-from aiohttp import web
 from prometheus_client import Counter
 
 import catalog.metrics as m
 from core import signing
 from core.clock import Clock, utc_now
 from core.formats import FormatError
+from core.httpserver import start_server
 from core.supervisor import Supervisor
 from dashboards.build import all_dashboards
 from dashboards.pusher import GrafanaPusher
@@ -169,12 +169,9 @@ class Runtime:
         service_part = await parts.enter_async_context(contextlib.AsyncExitStack())
         api = MonitorApi(self.states, self.registry, self.history, keys, self.inbox,
                          AlertsApi(alerting.alerting, self.clock).routes, self.clock,
-                         self.not_ready)
-        runner = web.AppRunner(api.app(), access_log=None, handle_signals=False)
+                         not_ready=self.not_ready)
+        runner = await start_server(api.app(), self.config.monitor.listen)
         parts.push_async_callback(runner.cleanup)
-        await runner.setup()
-        host, _, port = self.config.monitor.listen.rpartition(":")
-        await web.TCPSite(runner, host.strip("[]"), int(port)).start()
         log.info("monitor listening on http://%s", self.config.monitor.listen)
         service = None
         if self.config.service.enabled:

@@ -15,11 +15,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import aiohttp
-from aiohttp import web
 
 from chains.ethereum import EthereumClient
 from core import signing
 from core.clock import Clock, utc_now
+from core.httpserver import HardenedRunner, start_server
 from core.leases import Lease
 from core.supervisor import Supervisor
 from service import StoreError, UnsafeTarget
@@ -57,7 +57,7 @@ class Service:
         self.guard = Guard(settings.allow_private_targets, settings.allowed_networks,
                            allowed_sockets)
         self.dispatcher: Dispatcher | None = None
-        self._runner: web.AppRunner | None = None
+        self._runner: HardenedRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
         self._rpc_session: aiohttp.ClientSession | None = None
@@ -93,10 +93,7 @@ class Service:
                                  wake=self.dispatcher.wake, down=self.supervisor.down,
                                  chains={n: c.confirmations for n, c in s.chains.items()},
                                  clock=self.clock))
-        self._runner = web.AppRunner(api.app(), access_log=None, handle_signals=False)
-        await self._runner.setup()
-        host, _, port = s.listen.rpartition(":")
-        await web.TCPSite(self._runner, host.strip("[]"), int(port)).start()
+        self._runner = await start_server(api.app(), s.listen)
         spawn = self.supervisor.supervise
         self._tasks = [spawn("dispatcher", self.dispatcher.run, essential=True),
                        spawn("queue-stats", self._stats_loop)]

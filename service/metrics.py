@@ -27,6 +27,8 @@ class ServiceMetrics:
     disabled: Gauge
     busy: Gauge
     task_crashes: Counter  # by task; the service's supervisor counts its tasks' crashes here
+    disconnects: Counter  # clients that hung up mid-request, on the API
+    auth_throttled: Counter  # requests answered 429 after too many wrong keys
 
     def task_crashed(self, task: str) -> None:
         self.task_crashes.labels(task).inc()
@@ -79,6 +81,10 @@ def new_metrics() -> ServiceMetrics:
         busy=Gauge(m.WEBHOOK_BUSY_ENDPOINTS.name, m.WEBHOOK_BUSY_ENDPOINTS.help, registry=r),
         task_crashes=Counter(m.TASK_CRASHES.name, m.TASK_CRASHES.help, m.TASK_CRASHES.labels,
                              registry=r),
+        disconnects=Counter(m.HTTP_CLIENT_DISCONNECTS.name, m.HTTP_CLIENT_DISCONNECTS.help,
+                            m.HTTP_CLIENT_DISCONNECTS.labels, registry=r).labels("service"),
+        auth_throttled=Counter(m.HTTP_AUTH_THROTTLED.name, m.HTTP_AUTH_THROTTLED.help,
+                               m.HTTP_AUTH_THROTTLED.labels, registry=r).labels("service"),
     )
 
 

@@ -2,7 +2,8 @@
 and the alerting routes of `monitor.web.alerts_api`.
 
 Errors are JSON `{"error", "field"}`, never a stack trace. Methods other than GET/HEAD need
-`Authorization: Bearer <monitor api key>`; keys are compared in constant time.
+`Authorization: Bearer <monitor api key>`; keys are compared in constant time, and an address
+sending too many wrong ones is answered 429 for a while (`core.httpserver.AuthThrottle`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.openmetrics.exposition import (
     CONTENT_TYPE_LATEST as OPENMETRICS_TYPE,
 )
@@ -24,8 +25,10 @@ from prometheus_client.openmetrics.exposition import (
     generate_latest as generate_openmetrics,
 )
 
+import catalog.metrics as m
 from core import signing
 from core.clock import Clock, utc_now
+from core.httpserver import AuthThrottle, bearer_matches
 from monitor.runtime import TargetState, UptimeHistory
 from monitor.web.statuspage import render_status_page
 from probes.webhook_canary import CanaryInbox
@@ -35,8 +38,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 TEXT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def error(status: int, message: str, field: str | None = None) -> web.Response:
-    return web.json_response({"error": message, "field": field}, status=status)
+def error(status: int, message: str, field: str | None = None,
+          headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message, "field": field}, status=status,
+                             headers=headers)
 
 
 def target_json(state: TargetState, uptime: dict[str, float | None] | None) -> dict[str, Any]:
@@ -64,7 +69,8 @@ class MonitorApi:
                  inbox: CanaryInbox | None = None,
                  extra_routes: Callable[[web.UrlDispatcher], None] | None = None,
                  clock: Clock = utc_now,
-                 not_ready: Callable[[], str | None] = lambda: None) -> None:
+                 not_ready: Callable[[], str | None] = lambda: None,
+                 throttle: AuthThrottle | None = None) -> None:
         """`not_ready` says why `/readyz` answers 503 (not probing yet, stopping, an
         essential task down), or None."""
         self._inbox = inbox
@@ -78,6 +84,13 @@ class MonitorApi:
         self._history = history
         self._keys = [k.encode() for k in api_keys]
         self._started = time.monotonic()
+        self._throttle = throttle or AuthThrottle()
+        self._disconnects = Counter(
+            m.HTTP_CLIENT_DISCONNECTS.name, m.HTTP_CLIENT_DISCONNECTS.help,
+            m.HTTP_CLIENT_DISCONNECTS.labels, registry=registry).labels("monitor")
+        self._auth_throttled = Counter(
+            m.HTTP_AUTH_THROTTLED.name, m.HTTP_AUTH_THROTTLED.help,
+            m.HTTP_AUTH_THROTTLED.labels, registry=registry).labels("monitor")
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._errors, self._auth],
@@ -102,6 +115,10 @@ class MonitorApi:
             if exc.status < 400:
                 raise
             return error(exc.status, exc.reason)
+        except ConnectionError:  # the client hung up: nobody to answer, nothing to trace
+            log.debug("client hung up during %s %s", request.method, request.path)
+            self._disconnects.inc()
+            return error(400, "the client closed the connection", "body")
         except Exception:  # never a stack trace to the client; the log keeps it
             log.exception("error serving %s %s", request.method, request.path)
             return error(500, "internal error")
@@ -110,15 +127,16 @@ class MonitorApi:
     async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.method in ("GET", "HEAD", "OPTIONS") or request.path.startswith("/canary/"):
             return await handler(request)  # the canary sink checks webhook signatures instead
-        header = request.headers.get("Authorization", "")
-        token = header[7:].encode() if header.startswith("Bearer ") else b""
-        # compare against every key so timing does not tell which one came close
-        ok = False
-        for key in self._keys:
-            ok |= hmac.compare_digest(token, key)
-        if not ok:
-            return error(401, "missing or wrong API key", "Authorization")
-        return await handler(request)
+        if bearer_matches(request.headers.get("Authorization", ""), self._keys):
+            return await handler(request)  # a valid key is never throttled
+        address = request.remote or ""
+        wait = self._throttle.retry_after(address)
+        if wait:
+            self._auth_throttled.inc()
+            return error(429, "too many wrong API keys from this address; retry later",
+                         "Authorization", {"Retry-After": str(wait)})
+        self._throttle.failed(address)
+        return error(401, "missing or wrong API key", "Authorization")
 
     async def metrics(self, request: web.Request) -> web.Response:
         accept = request.headers.get("Accept", "")

@@ -26,7 +26,7 @@ def _op(summary: str, responses: dict[str, Any], body: dict[str, Any] | None = N
         op["parameters"] = params
     if secured:
         op["security"] = _SECURED
-        op["responses"] = {**responses, "401": _ERROR}
+        op["responses"] = {**responses, "401": _ERROR, "429": _ERROR}  # 429: wrong keys
     return op
 
 

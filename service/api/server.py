@@ -1,7 +1,8 @@
 """The service's HTTP API on aiohttp: endpoints, events, replay, address monitors and their
 history, health, metrics, OpenAPI.
 
-`/v1/*` needs `Authorization: Bearer <key>` (compared in constant time against every key).
+`/v1/*` needs `Authorization: Bearer <key>` (compared in constant time against every key;
+an address sending too many wrong keys is answered 429, `core.httpserver.AuthThrottle`).
 Errors are JSON `{"error", "field"}`; a client can make a request fail, never a worker.
 An event is answered 202 only after the store made it durable.
 """
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import generate_latest
 
+from core.httpserver import AuthThrottle, bearer_matches
 from service import StoreError
 from service.api import parsing as parse
 from service.api.base import ApiDeps, error, json_response
@@ -34,9 +35,10 @@ MAX_REQUEST = 16 * 1024 * 1024  # a full batch; each event is held to 256 KB on 
 
 
 class ServiceApi:
-    def __init__(self, deps: ApiDeps) -> None:
+    def __init__(self, deps: ApiDeps, throttle: AuthThrottle | None = None) -> None:
         self.d = deps
         self._keys = [k.encode() for k in deps.api_keys]
+        self._throttle = throttle or AuthThrottle()
 
     def app(self) -> web.Application:
         # one middleware, not two: on the ingest hot path each layer costs a coroutine
@@ -61,9 +63,11 @@ class ServiceApi:
     @web.middleware
     async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Authentication for /v1/*, then the handler with every error made JSON."""
-        if request.path.startswith("/v1/") and not self._authorised(request):
-            return error(401, "missing or wrong API key", "Authorization")
         try:
+            if request.path.startswith("/v1/"):
+                refused = self._refuse(request)
+                if refused is not None:
+                    return refused
             return await handler(request)
         except parse.BadRequest as exc:
             return error(exc.status, exc.message, exc.field)
@@ -76,17 +80,29 @@ class ServiceApi:
         except StoreError:
             log.exception("store failed serving %s %s", request.method, request.path)
             return error(503, "the store is unavailable; nothing was accepted")
+        except ConnectionError:  # the client hung up: nobody to answer, nothing to trace
+            log.debug("client hung up during %s %s", request.method, request.path)
+            self.d.metrics.disconnects.inc()
+            return error(400, "the client closed the connection", "body")
         except Exception:  # the log keeps the trace; the client gets none
             log.exception("error serving %s %s", request.method, request.path)
             return error(500, "internal error")
 
-    def _authorised(self, request: web.Request) -> bool:
-        header = request.headers.get("Authorization", "")
-        token = header[7:].encode() if header.startswith("Bearer ") else b""
-        ok = False
-        for key in self._keys:  # every key, so timing does not tell which came close
-            ok |= hmac.compare_digest(token, key)
-        return ok
+    def _refuse(self, request: web.Request) -> web.Response | None:
+        """None for a valid key (never throttled); else 401, or 429 once the address has
+        sent too many wrong keys."""
+        if bearer_matches(request.headers.get("Authorization", ""), self._keys):
+            return None
+        address = request.remote or ""
+        wait = self._throttle.retry_after(address)
+        if wait:
+            self.d.metrics.auth_throttled.inc()
+            response = error(429, "too many wrong API keys from this address; retry later",
+                             "Authorization")
+            response.headers["Retry-After"] = str(wait)
+            return response
+        self._throttle.failed(address)
+        return error(401, "missing or wrong API key", "Authorization")
 
     # --- health ----------------------------------------------------------------------
     async def healthz(self, _r: web.Request) -> web.Response:
