@@ -33,6 +33,8 @@ from probes.webhook_canary import CanaryInbox
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 TEXT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+MAX_STAMP_DIGITS = 12  # seconds since 1970: 10 digits until the year 2286
+MAX_SIGNATURES = 8  # `v1,...` entries looked at: one per secret the service signs with
 
 
 def error(status: int, message: str, field: str | None = None) -> web.Response:
@@ -152,9 +154,14 @@ class MonitorApi:
         msg_id = request.headers.get("webhook-id", "")
         stamp = request.headers.get("webhook-timestamp", "")
         given = request.headers.get("webhook-signature", "").split()
-        if not stamp.isdigit() or not any(
-                hmac.compare_digest(sig, self._signer.signature(msg_id, int(stamp), body))
-                for sig in given):
+        # Standard Webhooks headers are ASCII, the timestamp a count of seconds: anything
+        # else (non-ASCII, "²", 5,000 digits) is simply not our signature
+        if not (msg_id.isascii() and stamp.isascii() and stamp.isdecimal()
+                and len(stamp) <= MAX_STAMP_DIGITS):
+            return error(401, "bad or missing webhook signature", "webhook-signature")
+        expected = self._signer.signature(msg_id, int(stamp), body).encode()
+        if not any(hmac.compare_digest(sig.encode("utf-8", "surrogateescape"), expected)
+                   for sig in given[:MAX_SIGNATURES]):
             return error(401, "bad or missing webhook signature", "webhook-signature")
         try:
             nonce = json.loads(body)["data"]["nonce"]
