@@ -39,10 +39,10 @@ RPC_TIMEOUT = 10.0  # seconds per call to a followed chain's node
 
 class Service:
     def __init__(self, settings: ServiceSettings, data_dir: Path, *,
-                 allowed_sockets: Sequence[tuple[str, int]] = (),
+                 allowed_sockets: Sequence[tuple[str, int, str]] = (),
                  store: Store | None = None, clock: Clock = utc_now) -> None:
-        """`allowed_sockets`: exact (ip, port) pairs the SSRF guard lets through although
-        private, such as the monitor's canary sink."""
+        """`allowed_sockets`: exact (ip, port, path) triples the SSRF guard lets through
+        although private, such as the monitor's canary sink (that path only)."""
         self.settings = settings
         self.clock = clock
         self.data_dir = data_dir
