@@ -27,6 +27,7 @@ from prometheus_client.openmetrics.exposition import (
 from core import signing
 from core.clock import Clock, utc_now
 from monitor.runtime import TargetState, UptimeHistory
+from monitor.web.openapi import document, registered
 from monitor.web.statuspage import render_status_page
 from probes.webhook_canary import CanaryInbox
 
@@ -83,6 +84,7 @@ class MonitorApi:
         app.router.add_get("/", self.status_page)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/openapi.json", self.openapi)
         app.router.add_get("/api/v1/targets", self.targets)
         app.router.add_get("/api/v1/targets/{name}", self.target)
         if self._extra_routes is not None:  # alerting, when configured
@@ -133,6 +135,11 @@ class MonitorApi:
             "targets": len(self._states),
             "uptime_seconds": round(time.monotonic() - self._started, 3),
         })
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        """The description of the routes this app registered (alerting and the canary sink
+        only when configured)."""
+        return web.json_response(document(registered(request.app.router)))
 
     async def targets(self, _request: web.Request) -> web.Response:
         ratios = await self._history.ratios(self._by_name)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,35 +12,16 @@ import aiohttp
 import pytest
 
 from monitor.app import Runtime
-from monitor.config import parse
-from tests.support.net import free_port
+from tests.support.monitor_app import MONITOR_KEY as KEY
+from tests.support.monitor_app import running_monitor
 
 pytestmark = pytest.mark.timeout(60)
-KEY = "test-monitor-key"
 
 
 @pytest.fixture
 async def monitor(tmp_path: Path) -> AsyncIterator[Runtime]:
-    text = f"""
-[monitor]
-listen = "127.0.0.1:{free_port()}"
-data_dir = "{tmp_path / 'data'}"
-api_keys = ["{KEY}"]
-[service]
-listen = "127.0.0.1:{free_port()}"
-[[targets]]
-name = "canary"
-type = "webhook_canary"
-url = "http://127.0.0.1:1"
-interval = "1h"
-timeout = "1s"
-"""
-    m = Runtime(parse(tomllib.loads(text), tmp_path / "config.toml"), env={})
-    await m.start()
-    try:
+    async with running_monitor(tmp_path) as m:
         yield m
-    finally:
-        await m.stop()
 
 
 SILENCE = {"matchers": {"target": "canary"}}
