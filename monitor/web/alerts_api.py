@@ -81,16 +81,18 @@ class AlertsApi:
                           "matchers")
         try:
             starts = _when(body.get("starts_at"), now, "starts_at")
+            duration = body.get("duration", "1h")
+            if not isinstance(duration, str):  # checked even when ends_at wins over it
+                raise _Bad('must be a duration like "2h"', "duration")
+            try:
+                length = parse_duration(duration)
+            except SilenceError as exc:
+                raise _Bad(str(exc), "duration") from None
             if "ends_at" in body:
                 ends = _when(body["ends_at"], now, "ends_at")
             else:
-                duration = body.get("duration", "1h")
-                if not isinstance(duration, str):
-                    raise _Bad('must be a duration like "2h"', "duration")
                 try:
-                    ends = starts + parse_duration(duration)
-                except SilenceError as exc:
-                    raise _Bad(str(exc), "duration") from None
+                    ends = starts + length
                 except OverflowError:
                     raise _Bad("would end after the year 9999", "duration") from None
             comment, who = body.get("comment", ""), body.get("created_by", "api")

@@ -111,12 +111,12 @@ _SILENCE_IN = {
         "matchers": {"type": "object", "minProperties": 1,
                      "additionalProperties": {"type": "string"},
                      "description": "label values an alert must all have to be muted"},
-        "starts_at": {**_TIME, "description": "default: now"},
-        "ends_at": _TIME,
-        "duration": {"type": "string", "pattern": "^\\s*([0-9]+[smhdwSMHDW])+\\s*$",
-                     "maxLength": 64, "default": "1h",
-                     "description": f'like "30m", "2h", "1d"; more than 0s, at most '
-                                    f"{MAX_DURATION.days}d"},
+        "starts_at": {**_TIME_OR_NULL, "description": "default (or null): now"},
+        "ends_at": {**_TIME_OR_NULL, "description": "null: now"},
+        "duration": {"type": "string", "maxLength": 64, "default": "1h",
+                     "description": f'like "30m", "2h", "1d", "1h30m"; more than 0s, at most '
+                                    f"{MAX_DURATION.days}d; checked even when ends_at is "
+                                    "given"},
         "comment": {"type": "string", "description": "kept to its first 500 characters"},
         "created_by": {"type": "string", "default": "api",
                        "description": "kept to its first 100 characters"},
@@ -134,7 +134,7 @@ _ALERTMANAGER_IN = {
                 "labels": {**_STRINGS, "required": ["alertname"],
                            "description": f"values kept to {MAX_TEXT} characters, names "
                                           "to 200; severity defaults to warning"},
-                "annotations": {**_STRINGS,
+                "annotations": {**_STRINGS, "type": ["object", "null"],
                                 "description": f"values kept to {MAX_TEXT} characters"},
                 "startsAt": {"type": ["string", "null"],
                              "description": "RFC 3339 with a zone, years 1000-9999 in UTC"},

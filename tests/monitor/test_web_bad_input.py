@@ -46,6 +46,13 @@ BODIES: list[tuple[str, str, bytes, int, str]] = [
      b'"starts_at": "9998-12-31T23:30:00+00:00", "duration": "36500d"}', 422, "duration"),
     ("POST", "/api/v1/silences", b'{"matchers": {"target": "canary"}, "duration": "1'
      + b"0" * 5000 + b's"}', 422, "duration"),
+    # found by Schemathesis: a duration breaking the documented limits passed when ends_at
+    # was given, and one padded with whitespace past 64 characters
+    ("POST", "/api/v1/silences", b'{"matchers": {"target": "canary"}, '
+     b'"ends_at": "2030-01-01T00:00:00Z", "duration": 5}', 422, "duration"),
+    ("POST", "/api/v1/silences", b'{"matchers": {"target": "canary"}, '
+     b'"ends_at": "2030-01-01T00:00:00Z", "duration": "' + b" " * 70 + b'1h"}', 422,
+     "duration"),
     ("POST", "/api/v1/silences", b'{"matchers": {"target": "canary"}, "duration": 1e999}',
      400, ""),
     ("POST", "/api/v1/silences", b'{"matchers": {"target": "canary"}, "duration": NaN}',
