@@ -8,7 +8,7 @@ the JSON path of the offending field, never a traceback.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from alerts import AlertError
@@ -26,6 +26,16 @@ class PayloadError(AlertError, ValueError):
         self.message, self.field = message, field
 
 
+def _is_text(value: str) -> bool:
+    """False for a string holding a lone surrogate (JSON "\\udc80"): no UTF-8 for it, so
+    neither SQLite nor Telegram could take it."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _strings(value: Any, where: str) -> dict[str, str]:
     if value is None:
         return {}
@@ -33,8 +43,12 @@ def _strings(value: Any, where: str) -> dict[str, str]:
         raise PayloadError("must be an object of strings", where)
     out: dict[str, str] = {}
     for key, item in value.items():
+        if not _is_text(str(key)):
+            raise PayloadError("names must be valid Unicode (no lone surrogates)", where)
         if not isinstance(item, str):
             raise PayloadError("must be a string", f"{where}.{key}")
+        if not _is_text(item):
+            raise PayloadError("must be valid Unicode (no lone surrogates)", f"{where}.{key}")
         out[str(key)[:200]] = item[:MAX_TEXT]
     return out
 
@@ -52,6 +66,10 @@ def _time(value: Any, where: str) -> datetime | None:
         raise PayloadError("must have a time zone", where)
     if when.year < 1000:  # other renderings of the zero time
         return None
+    try:
+        when.astimezone(UTC)
+    except OverflowError:  # "9999-12-31T23:59:59-23:59": past datetime's range in UTC
+        raise PayloadError("must lie within the years 1000-9999 in UTC", where) from None
     return when
 
 

@@ -23,22 +23,30 @@ class SilenceError(AlertError, ValueError):
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+# A silence lasts at most this long: far enough for "forever", near enough that its end stays
+# inside datetime's range (year 9999) from any start the API accepts.
+MAX_DURATION = timedelta(days=100 * 365)
 _WHOLE = re.compile(r"(?:\d+[smhdw])+")
 _PART = re.compile(r"(\d+)([smhdw])")
 
 
 def parse_duration(text: str) -> timedelta:
-    """"90s", "30m", "1h30m", "2d", "1w" as a timedelta; SilenceError when not one, or zero.
+    """"90s", "30m", "1h30m", "2d", "1w" as a timedelta; SilenceError when not one, zero, or
+    longer than `MAX_DURATION`.
 
     A copy of the idea in monitor/config/durations.py kept small on purpose: alerts/ must not
     import monitor/, and a silence never needs fractions or milliseconds.
     """
+    if len(text) > 64:  # no int() of thousands of digits
+        raise SilenceError(f'not a duration like "30m", "2h" or "1d": {text[:64]!r}...')
     text = text.strip().lower()
     if not _WHOLE.fullmatch(text):
         raise SilenceError(f'not a duration like "30m", "2h" or "1d": {text!r}')
     seconds = sum(int(n) * _UNITS[unit] for n, unit in _PART.findall(text))
     if seconds <= 0:
         raise SilenceError(f"a silence must last more than 0s: {text!r}")
+    if seconds > MAX_DURATION.total_seconds():
+        raise SilenceError(f"a silence lasts at most {MAX_DURATION.days}d: {text!r}")
     return timedelta(seconds=seconds)
 
 
@@ -160,6 +168,8 @@ def silence_for(name: str, known_targets: Iterable[str], known_alertnames: Itera
     length = parse_duration(duration) if isinstance(duration, str) else duration
     if length <= timedelta(0):
         raise SilenceError("a silence must last more than 0s")
+    if length > MAX_DURATION:
+        raise SilenceError(f"a silence lasts at most {MAX_DURATION.days}d")
     if name in set(known_targets):
         matchers = {"target": name}
     elif name in set(known_alertnames):

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 
 import aiohttp
 from prometheus_client import Counter
+from yarl import URL
 
 import catalog.metrics as m
 from core import signing
@@ -140,6 +141,24 @@ class Runtime:
             self.inbox = CanaryInbox(f"http://{host}:{port}/canary", signing.new_secret())
         self._parts = contextlib.AsyncExitStack()
 
+    def _canary_exemptions(self) -> list[tuple[str, int, str]]:
+        """What the embedded service's SSRF guard lets through: the canary sink's socket, for
+        the exact paths the canaries register their endpoints with, and nothing else on the
+        monitor's port (its API stays out of customers' reach)."""
+        if self.inbox is None:
+            return []
+        host, port = sink_socket(self.config.monitor.listen)
+        out = []
+        for i, target in enumerate(self.config.targets):
+            if target.type != "webhook_canary":
+                continue
+            try:
+                url = resolve(target.url, f"targets[{i}].url", self.env)
+            except SecretError:
+                continue  # that probe cannot run (build_probe says why), so needs no path
+            out.append((host, port, URL(self.inbox.sink_url(url)).raw_path))
+        return out
+
     def _jobs(self, ctx: ProbeContext, service: Service | None) -> Sequence[Job]:
         canary = None
         if self.inbox is not None:
@@ -175,8 +194,8 @@ class Runtime:
         log.info("monitor listening on http://%s", self.config.monitor.listen)
         service = None
         if self.config.service.enabled:
-            service = new_service(self.config, self.env,
-                                  [sink_socket(self.config.monitor.listen)], self.clock)
+            service = new_service(self.config, self.env, self._canary_exemptions(),
+                                  self.clock)
             service_part.push_async_callback(service.stop)
             await service.start()
         await alerting.start(service)

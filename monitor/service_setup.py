@@ -41,7 +41,7 @@ def resolved(section: ServiceSection, env: Mapping[str, str]) -> ServiceSection:
 
 
 def new_service(config: Config, env: Mapping[str, str],
-                allowed_sockets: Sequence[tuple[str, int]] = (),
+                allowed_sockets: Sequence[tuple[str, int, str]] = (),
                 clock: Clock = utc_now) -> Service:
     """The webhook service of `config`, its env: values resolved from `env`."""
     return Service(resolved(config.service, env), config.data_dir,

@@ -49,7 +49,9 @@ class CanaryInbox:
     _waiting: dict[str, asyncio.Future[float]] = field(default_factory=dict)
 
     def sink_url(self, service_url: str) -> str:
-        key = hashlib.sha256(service_url.encode()).hexdigest()[:16]
+        """The sink URL the canary of the service at `service_url` registers its endpoint
+        with; only its path is exempt from that service's SSRF guard."""
+        key = hashlib.sha256(service_url.rstrip("/").encode()).hexdigest()[:16]
         return f"{self.sink_base}/{key}"
 
     def expect(self, nonce: str) -> asyncio.Future[float]:

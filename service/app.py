@@ -40,14 +40,15 @@ RPC_TIMEOUT = 10.0  # seconds per call to a followed chain's node
 
 class Service:
     def __init__(self, settings: ServiceSettings, data_dir: Path, *,
-                 allowed_sockets: Sequence[tuple[str, int]] = (),
+                 allowed_sockets: Sequence[tuple[str, int, str]] = (),
                  store: Store | None = None, clock: Clock = utc_now,
                  metrics: ServiceMetrics | None = None,
                  supervisor: Supervisor | None = None) -> None:
-        """`allowed_sockets`: exact (ip, port) pairs the SSRF guard lets through although
-        private, such as the monitor's canary sink. The background tasks run under
-        `supervisor` (by default one counting crashes on the service's own registry); the
-        dispatcher is essential: `/readyz` answers 503 while it waits for its restart."""
+        """`allowed_sockets`: exact (ip, port, path) triples the SSRF guard lets through
+        although private, such as the monitor's canary sink (that path only). The background
+        tasks run under `supervisor` (by default one counting crashes on the service's own
+        registry); the dispatcher is essential: `/readyz` answers 503 while it waits for its
+        restart."""
         self.settings = settings
         self.clock = clock
         self.data_dir = data_dir

@@ -6,8 +6,7 @@ and demand the API key on POST and DELETE.
 from __future__ import annotations
 
 import asyncio
-import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -17,6 +16,7 @@ from alerts.alerting import Alerting
 from alerts.model import Alert
 from alerts.silences import Silence, SilenceError, parse_duration, silence_id
 from core.clock import Clock, utc_now
+from monitor.web.bodies import BodyError, read_json
 
 
 def _error(status: int, message: str, field: str | None = None) -> web.Response:
@@ -67,7 +67,10 @@ class AlertsApi:
                                   for s in self.alerting.silences.active(now)])
 
     async def add_silence(self, request: web.Request) -> web.Response:
-        body = await _json(request)
+        try:
+            body = await read_json(request)
+        except BodyError as exc:
+            return _error(exc.status, exc.message, exc.field)
         if not isinstance(body, dict):
             return _error(422, "must be a JSON object")
         now = self._clock()
@@ -78,16 +81,20 @@ class AlertsApi:
                           "matchers")
         try:
             starts = _when(body.get("starts_at"), now, "starts_at")
+            duration = body.get("duration", "1h")
+            if not isinstance(duration, str):  # checked even when ends_at wins over it
+                raise _Bad('must be a duration like "2h"', "duration")
+            try:
+                length = parse_duration(duration)
+            except SilenceError as exc:
+                raise _Bad(str(exc), "duration") from None
             if "ends_at" in body:
                 ends = _when(body["ends_at"], now, "ends_at")
             else:
-                duration = body.get("duration", "1h")
-                if not isinstance(duration, str):
-                    raise _Bad('must be a duration like "2h"', "duration")
                 try:
-                    ends = starts + parse_duration(duration)
-                except SilenceError as exc:
-                    raise _Bad(str(exc), "duration") from None
+                    ends = starts + length
+                except OverflowError:
+                    raise _Bad("would end after the year 9999", "duration") from None
             comment, who = body.get("comment", ""), body.get("created_by", "api")
             if not isinstance(comment, str) or not isinstance(who, str):
                 raise _Bad("must be a string", "comment" if not isinstance(comment, str)
@@ -108,9 +115,10 @@ class AlertsApi:
         return web.json_response(silence_json(expired, self._clock()))
 
     async def from_alertmanager(self, request: web.Request) -> web.Response:
-        body = await _json(request)
         try:
-            alerts = alertmanager.parse(body)
+            alerts = alertmanager.parse(await read_json(request))
+        except BodyError as exc:
+            return _error(exc.status, exc.message, exc.field)
         except alertmanager.PayloadError as exc:
             return _error(422, exc.message, exc.field)
         await self.alerting.receive_external(alerts)
@@ -123,13 +131,6 @@ class _Bad(Exception):
         self.message, self.field = message, field
 
 
-async def _json(request: web.Request) -> Any:
-    try:
-        return json.loads(await request.read())
-    except (ValueError, RecursionError):
-        raise web.HTTPBadRequest(reason="body is not valid JSON") from None
-
-
 def _when(value: Any, now: datetime, field: str) -> datetime:
     if value is None:
         return now
@@ -139,4 +140,10 @@ def _when(value: Any, now: datetime, field: str) -> datetime:
         when = None
     if when is None or when.tzinfo is None:
         raise _Bad('must be an ISO 8601 time with a zone, like "2026-11-26T12:00:00Z"', field)
+    try:
+        year = when.astimezone(UTC).year
+    except OverflowError:  # "9999-12-31T23:59:59-23:59" is past datetime's range in UTC
+        raise _Bad("must lie within the years 1-9999 in UTC", field) from None
+    if year > 9998:  # room left for the silence to last
+        raise _Bad("must lie before the year 9999", field)
     return when if when > now - timedelta(days=3650) else now

@@ -30,12 +30,15 @@ from core import signing
 from core.clock import Clock, utc_now
 from core.httpserver import AuthThrottle, bearer_matches
 from monitor.runtime import TargetState, UptimeHistory
+from monitor.web.openapi import document, registered
 from monitor.web.statuspage import render_status_page
 from probes.webhook_canary import CanaryInbox
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 TEXT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+MAX_STAMP_DIGITS = 12  # seconds since 1970: 10 digits until the year 2286
+MAX_SIGNATURES = 8  # `v1,...` entries looked at: one per secret the service signs with
 
 
 def error(status: int, message: str, field: str | None = None,
@@ -99,6 +102,7 @@ class MonitorApi:
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
+        app.router.add_get("/openapi.json", self.openapi)
         app.router.add_get("/api/v1/targets", self.targets)
         app.router.add_get("/api/v1/targets/{name}", self.target)
         if self._extra_routes is not None:  # alerting, when configured
@@ -161,6 +165,11 @@ class MonitorApi:
             return web.json_response({"status": why}, status=503)
         return web.json_response({"status": "ready"})
 
+    async def openapi(self, request: web.Request) -> web.Response:
+        """The description of the routes this app registered (alerting and the canary sink
+        only when configured)."""
+        return web.json_response(document(registered(request.app.router)))
+
     async def targets(self, _request: web.Request) -> web.Response:
         ratios = await self._history.ratios(self._by_name)
         return web.json_response([target_json(s, ratios.get(s.name)) for s in self._states])
@@ -181,9 +190,14 @@ class MonitorApi:
         msg_id = request.headers.get("webhook-id", "")
         stamp = request.headers.get("webhook-timestamp", "")
         given = request.headers.get("webhook-signature", "").split()
-        if not stamp.isdigit() or not any(
-                hmac.compare_digest(sig, self._signer.signature(msg_id, int(stamp), body))
-                for sig in given):
+        # Standard Webhooks headers are ASCII, the timestamp a count of seconds: anything
+        # else (non-ASCII, "²", 5,000 digits) is simply not our signature
+        if not (msg_id.isascii() and stamp.isascii() and stamp.isdecimal()
+                and len(stamp) <= MAX_STAMP_DIGITS):
+            return error(401, "bad or missing webhook signature", "webhook-signature")
+        expected = self._signer.signature(msg_id, int(stamp), body).encode()
+        if not any(hmac.compare_digest(sig.encode("utf-8", "surrogateescape"), expected)
+                   for sig in given[:MAX_SIGNATURES]):
             return error(401, "bad or missing webhook signature", "webhook-signature")
         try:
             nonce = json.loads(body)["data"]["nonce"]

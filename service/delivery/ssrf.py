@@ -2,6 +2,8 @@
 
 `Guard` holds the policy, `check_url` vets an endpoint URL at registration, and
 `guarded_connector` puts the guard inside aiohttp's connector, where the addresses are dialled.
+An exempt socket (the monitor's canary sink) is exempt for its exact paths only: the connector
+checks every request's path against the peer it was sent to, pooled connections included.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Any
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.client_reqrep import ClientRequest
+from aiohttp.connector import Connection
 from aiohttp.resolver import DefaultResolver
 from aiohttp.tracing import Trace
 from yarl import URL
@@ -22,6 +26,7 @@ from service import UnsafeTarget
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _Table = tuple[tuple[int, int, str], ...]
+Exemption = tuple[str, int, str]  # (ip, port, exact path), e.g. the monitor's canary sink
 
 
 def _table(*rows: tuple[str, str]) -> _Table:
@@ -130,16 +135,19 @@ def classify(ip: IPAddress) -> str | None:
 
 
 class Guard:
-    """The delivery policy: refuse `classify`'s kinds unless `allow_private` (allow all) or
-    the address lies in `allowed_networks` (e.g. the monitor's own canary sink)."""
+    """The delivery policy: refuse `classify`'s kinds unless `allow_private` (allow all), the
+    address lies in `allowed_networks`, or the request goes to one of `allowed_sockets`'
+    exact (ip, port, path) triples (the monitor's canary sink: one path on one port of
+    loopback, not the monitor's API beside it)."""
 
     def __init__(self, allow_private: bool = False,
                  allowed_networks: Sequence[str | IPNetwork] = (),
-                 allowed_sockets: Sequence[tuple[str, int]] = ()) -> None:
+                 allowed_sockets: Sequence[Exemption] = ()) -> None:
         self.allow_private = allow_private
-        # exact address + port pairs, e.g. the monitor's canary sink: one port on loopback,
-        # not the whole of loopback
-        self.allowed_sockets = frozenset((ipaddress.ip_address(h), p) for h, p in allowed_sockets)
+        paths: dict[tuple[IPAddress, int], set[str]] = {}
+        for host, port, path in allowed_sockets:
+            paths.setdefault((ipaddress.ip_address(host), port), set()).add(path)
+        self.allowed_sockets = {sock: frozenset(p) for sock, p in paths.items()}
         networks: list[IPNetwork] = []
         for item in allowed_networks:
             try:
@@ -148,19 +156,40 @@ class Guard:
                 raise ValueError(f"allowed_networks: {item!r} is not a network ({exc})") from None
         self.allowed_networks = tuple(networks)
 
-    def refusal(self, ip: IPAddress, port: int | None = None) -> str | None:
-        """The kind that refuses `ip` (on `port`), or None when the guard lets it through."""
-        if self.allow_private or (ip, port) in self.allowed_sockets:
+    def refusal(self, ip: IPAddress, port: int | None = None,
+                path: str | None = None) -> str | None:
+        """The kind that refuses `ip` (on `port`, for `path`), or None when the guard lets it
+        through. An exempt socket passes with `path` None (dialling: the path is judged per
+        request by `exempt_path_refused`) or with one of its paths."""
+        if self.allow_private:
+            return None
+        paths = self.allowed_sockets.get((ip, port)) if port is not None else None
+        if paths is not None and (path is None or path in paths):
             return None
         kind = classify(ip)
         if kind is None or self._allowed(ip):
             return None
         return kind
 
-    def check(self, ip: IPAddress, port: int | None = None) -> None:
-        kind = self.refusal(ip, port)
+    def check(self, ip: IPAddress, port: int | None = None, path: str | None = None) -> None:
+        kind = self.refusal(ip, port, path)
         if kind is not None:
             raise UnsafeTarget(f"{ip} is refused by the SSRF guard ({kind})")
+
+    def exempt_path_refused(self, peer: Any, path: str) -> str | None:
+        """For a request sent on a connection to `peer` (a socket's peername): the refusal
+        when that peer is an exempt socket reached only thanks to its exemption and `path` is
+        not one of its paths; None otherwise."""
+        if self.allow_private or not self.allowed_sockets:
+            return None
+        try:
+            ip = ipaddress.ip_address(peer[0])
+            port = int(peer[1])
+        except (TypeError, ValueError, IndexError):
+            return "unparsable"  # fail closed on a peer we cannot judge
+        if (ip, port) not in self.allowed_sockets:
+            return None
+        return self.refusal(ip, port, path)
 
     def _allowed(self, ip: IPAddress) -> bool:
         # a v4-mapped address is the v4 address on the wire, so the v4 allowances apply to it
@@ -194,7 +223,7 @@ def check_url(url: str, guard: Guard | None = None) -> None:
     except ValueError:
         ip = None
     if ip is not None:
-        (guard or _STRICT).check(ip, parsed.port)
+        (guard or _STRICT).check(ip, parsed.port, parsed.raw_path)
         return
     try:  # "127.1", "2130706433", "0x7f.1": getaddrinfo would dial them as IPv4
         socket.inet_aton(host)
@@ -255,6 +284,21 @@ class GuardedConnector(aiohttp.TCPConnector):
         # about to be dialled is judged here too (names: again, cheaply; cache hits: again).
         results = await super()._resolve_host(host, port, traces=traces)
         return _keep_safe(self._guard, host, results)
+
+    async def connect(self, req: ClientRequest, traces: list[Trace],
+                      timeout: aiohttp.ClientTimeout) -> Connection:
+        conn = await super().connect(req, traces, timeout)
+        if self._guard.allowed_sockets and not self._guard.allow_private:
+            # every request, pooled connections included: an exempt socket takes its paths only
+            transport = conn.transport
+            peer = transport.get_extra_info("peername") if transport is not None else None
+            kind = self._guard.exempt_path_refused(peer, req.url.raw_path)
+            if kind is not None:
+                conn.close()
+                raise UnsafeTarget(f"{req.url.raw_host}:{req.url.port}{req.url.raw_path} is "
+                                   f"refused by the SSRF guard ({kind}; the exemption is for "
+                                   "another path)")
+        return conn
 
     async def close(self, *, abort_ssl: bool = False) -> None:
         # aiohttp closes only resolvers it created itself; ours may own a DefaultResolver

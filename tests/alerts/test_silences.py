@@ -27,7 +27,9 @@ def test_parse_duration(text: str, seconds: int) -> None:
     assert parse_duration(text) == timedelta(seconds=seconds)
 
 
-@pytest.mark.parametrize("text", ["", "1", "h", "1.5h", "-1h", "1y", "0m", "1h 30m"])
+@pytest.mark.parametrize("text", ["", "1", "h", "1.5h", "-1h", "1y", "0m", "1h 30m",
+                                  # past datetime's range, or int() of 5,000 digits
+                                  "36501d", "99999999999999d", "1" * 5000 + "s"])
 def test_parse_duration_rejects(text: str) -> None:
     with pytest.raises(SilenceError) as info:
         parse_duration(text)
@@ -132,6 +134,11 @@ def test_silence_for_an_alertname_and_target_wins() -> None:
     assert s.ends_at == T0 + timedelta(minutes=30)
     both = silence_for("x", ["x"], ["x"], "1m", "", "bob", T0)
     assert both.matchers == {"target": "x"}
+
+
+def test_silence_for_refuses_a_duration_past_the_limit() -> None:
+    with pytest.raises(SilenceError, match="at most"):
+        silence_for("eth-main", ["eth-main"], [], timedelta(days=10**6), "", "alice", T0)
 
 
 def test_silence_for_rejects_unknown_names_and_bad_durations() -> None:

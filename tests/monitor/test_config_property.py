@@ -254,7 +254,7 @@ def assert_startable(cfg: Config) -> None:
         assert host and 0 < int(port) < 65536
     service = resolved(cfg.service, AnyEnv())
     Guard(service.allow_private_targets, service.allowed_networks,
-          [sink_socket(cfg.monitor.listen)])
+          [(*sink_socket(cfg.monitor.listen), "/canary/x")])
     for net in service.allowed_networks:
         ipaddress.ip_network(net)
     if service.queue != "sqlite":

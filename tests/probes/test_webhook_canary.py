@@ -90,3 +90,44 @@ async def test_the_sink_refuses_unsigned_deliveries(tmp_path: Path) -> None:
             assert (await resp.json())["field"] == "webhook-signature"
     finally:
         await monitor.stop()
+
+
+async def test_only_the_canary_reaches_the_monitor_through_the_guard(tmp_path: Path) -> None:
+    # the sink's exemption is its own path: a customer endpoint aimed at the monitor's API on
+    # the same port is refused at registration (an IP literal) or when it is dialled (a name)
+    listen, service = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    port = listen.rpartition(":")[2]
+    text = config_text(tmp_path, listen, service).replace(
+        "[service]\n", '[service]\napi_keys = ["svc-key"]\n')
+    monitor = Runtime(parse(tomllib.loads(text), tmp_path / "config.toml"), env={})
+    await monitor.start()
+    auth = {"Authorization": "Bearer svc-key"}
+    try:
+        async with aiohttp.ClientSession(headers=auth) as http:
+            async with http.post(f"http://{service}/v1/endpoints", json={
+                    "url": f"http://127.0.0.1:{port}/api/v1/targets"}) as resp:
+                assert resp.status == 422 and (await resp.json())["field"] == "url"
+            async with http.post(f"http://{service}/v1/endpoints", json={
+                    "url": f"http://localhost:{port}/api/v1/targets",
+                    "event_types": ["customer.thing"]}) as resp:
+                assert resp.status == 201
+            async with http.post(f"http://{service}/v1/events", json={
+                    "type": "customer.thing", "data": {}}) as resp:
+                assert resp.status == 202
+                event_id = (await resp.json())["id"]
+            async with asyncio.timeout(20):
+                attempts: list[dict[str, object]] = []
+                while not attempts:
+                    async with http.get(f"http://{service}/v1/events/{event_id}") as resp:
+                        attempts = (await resp.json())["deliveries"][0]["attempts"]
+                    await asyncio.sleep(0.05)
+            [attempt] = attempts
+            assert attempt["status_code"] is None, attempt
+            assert "SSRF guard" in str(attempt["error"])
+            assert "canary" not in str(attempt)  # nothing of the monitor's answer
+            async with asyncio.timeout(20):
+                while monitor.states[0].successes < 1:
+                    await asyncio.sleep(0.05)
+        assert monitor.states[0].failures == 0
+    finally:
+        await monitor.stop()

@@ -274,7 +274,7 @@ async def test_repeated_and_concurrent_requests_are_all_refused() -> None:
 
 async def test_an_allowed_socket_opens_one_port_not_the_whole_host() -> None:
     async with serve("127.0.0.1") as (port, hits), serve("127.0.0.1") as (other, _):
-        guard = Guard(allowed_sockets=[("127.0.0.1", port)])
+        guard = Guard(allowed_sockets=[("127.0.0.1", port, "/hook")])
         assert await post(guard, f"http://127.0.0.1:{port}/hook") == 204
         assert await post(guard, f"http://localhost:{port}/hook") == 204
         with pytest.raises(UnsafeTarget):
@@ -283,3 +283,26 @@ async def test_an_allowed_socket_opens_one_port_not_the_whole_host() -> None:
         with pytest.raises(UnsafeTarget):
             check_url(f"http://127.0.0.1:{other}/hook", guard)
         assert len(hits) == 2
+
+
+async def test_an_allowed_socket_opens_its_path_only_on_every_request() -> None:
+    # the canary sink's exemption must not open the monitor's API on the same port
+    async with serve("127.0.0.1") as (port, hits):
+        guard = Guard(allowed_sockets=[("127.0.0.1", port, "/hook")])
+        check_url(f"http://127.0.0.1:{port}/hook", guard)
+        for path in ("/api/v1/targets", "/hook/", "/hook/../api", "/Hook", "/"):
+            with pytest.raises(UnsafeTarget):
+                check_url(f"http://127.0.0.1:{port}{path}", guard)
+        timeout = aiohttp.ClientTimeout(total=5)
+        async with aiohttp.ClientSession(connector=guarded_connector(guard),
+                                         timeout=timeout) as session:
+            for host in ("127.0.0.1", "localhost"):
+                # the allowed path first, so a pooled keep-alive connection is there to reuse
+                async with session.post(f"http://{host}:{port}/hook", data=b"{}") as resp:
+                    assert resp.status == 204
+                with pytest.raises(UnsafeTarget, match="another path"):
+                    await session.post(f"http://{host}:{port}/api/v1/targets", data=b"{}")
+        assert len(hits) == 2
+        # allow_private still allows everything
+        assert await post(Guard(allow_private=True, allowed_sockets=[
+            ("127.0.0.1", port, "/other")]), f"http://127.0.0.1:{port}/hook") == 204
