@@ -24,6 +24,7 @@ import msgspec
 
 from service.models import MAX_RATE_LIMIT, MIN_RATE_LIMIT, NewEvent
 
+MAX_REQUEST = 16 * 1024 * 1024  # a full batch; each event is held to 256 KB on its own
 MAX_EVENT_BYTES = 256 * 1024
 MAX_BATCH = 1000
 MAX_DEPTH = 64  # levels of arrays and objects: a body's, and an event's `data` on its own

@@ -30,7 +30,7 @@ __all__ = ["ApiDeps", "ServiceApi"]
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-MAX_REQUEST = 16 * 1024 * 1024  # a full batch; each event is held to 256 KB on its own
+MAX_REQUEST = parse.MAX_REQUEST
 
 
 class ServiceApi:

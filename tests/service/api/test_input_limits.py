@@ -252,3 +252,17 @@ async def test_a_stored_rate_limit_past_the_range_does_not_stop_delivery(api: Ap
     assert len(hits["slow"]) == 1
     status, view = await api.call("GET", f"/v1/events/{first['id']}")
     assert view["deliveries"][0]["state"] == "delivered"
+
+
+async def test_the_openapi_description_states_the_limits_the_routes_apply(api: Api) -> None:
+    status, spec = await api.call("GET", "/openapi.json")
+    assert status == 200
+    batch = spec["paths"]["/v1/events/batch"]["post"]["requestBody"]["content"][
+        "application/json"]["schema"]
+    assert (batch["minItems"], batch["maxItems"]) == (1, 1000)
+    fields = spec["components"]["schemas"]["EndpointIn"]["properties"]
+    assert (fields["rate_limit"]["minimum"], fields["rate_limit"]["maximum"]) == (0.001, 1e5)
+    assert fields["url"]["maxLength"] == 8192 and fields["event_types"]["maxItems"] == 1000
+    limits = spec["info"]["description"]
+    for stated in ("64 levels", "8,192 characters", "lone surrogate", "NaN", "1 to 1,000"):
+        assert stated in limits
