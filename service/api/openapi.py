@@ -68,7 +68,9 @@ _EVENT_IN = {
         "type": _EVENT_TYPE,
         "data": {"description": f"any JSON value, at most {MAX_EVENT_BYTES // 1024} KB "
                                 f"serialised and {MAX_DEPTH} levels deep"},
-        "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 256},
+        "idempotency_key": {"type": ["string", "null"], "minLength": 1, "maxLength": 256,
+                            "description": "the same key within 24 h returns the first id; "
+                                           "null: none"},
     },
 }
 _ENDPOINT_FIELDS = {
@@ -93,11 +95,14 @@ _MONITOR_FIELDS = {
         "properties": {"native": {"type": "boolean"}, "erc20": {"type": "boolean"},
                        "erc721": {"type": "boolean"},
                        "contracts": {"type": "array", "items": _ADDRESS, "maxItems": 1000,
-                                     "description": "token contracts allowed; empty: any"}}},
+                                     "description": "token contracts allowed; empty: any"}},
+        "anyOf": [{"required": [kind], "properties": {kind: {"const": True}}}
+                  for kind in ("native", "erc20", "erc721")]},
     "direction": {"enum": ["in", "out", "all"], "default": "all"},
     "confirmations": {"type": ["integer", "null"], "minimum": 0, "maximum": 10_000,
                       "description": "null or absent: the chain's default"},
-    "endpoint_id": {"type": "string", "description": "an existing endpoint"},
+    "endpoint_id": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,200}$",
+                    "description": "an existing endpoint"},
     "tags": {"type": "array", "maxItems": 32,
              "items": {"type": "string", "minLength": 1, "maxLength": 64}},
     "enabled": {"type": "boolean", "default": True},
@@ -121,7 +126,11 @@ OPENAPI: dict[str, Any] = {
             "EndpointIn": {"type": "object", "required": ["url"],
                            "additionalProperties": False,
                            "properties": {**_ENDPOINT_FIELDS,
-                                          "secret": {"type": "string", "pattern": "^whsec_"}}},
+                                          "secret": {"type": ["string", "null"],
+                                                     "pattern": "^whsec_[A-Za-z0-9+/]+=*$",
+                                                     "description": "base64 of 24 to 64 "
+                                                     "bytes of key; null or absent: "
+                                                     "generated"}}},
             "EndpointPatch": {"type": "object", "additionalProperties": False,
                               "properties": {**_ENDPOINT_FIELDS,
                                              "disabled": {"type": "boolean"}}},
@@ -215,7 +224,7 @@ OPENAPI: dict[str, Any] = {
                 "202": {"description": "how many", **_json(
                     {"type": "object", "properties": {"replayed": {"type": "integer"}}})},
                 "400": _ERROR, "404": _ERROR, "422": _ERROR},
-                body={"type": "object", "properties": {
+                body={"type": "object", "additionalProperties": False, "properties": {
                     "since": {"type": "string", "format": "date-time"},
                     "until": {"type": "string", "format": "date-time"}}},
                 params=[_ID]),

@@ -33,6 +33,15 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_REQUEST = parse.MAX_REQUEST
 
 
+async def _allow_header(request: web.Request, response: web.StreamResponse) -> None:
+    """A 405 says which methods the path takes (RFC 9110): the router knows them, and the
+    JSON error made of its exception does not carry its headers."""
+    if response.status == 405 and "Allow" not in response.headers:
+        refused = request.match_info.http_exception
+        if refused is not None and "Allow" in refused.headers:
+            response.headers["Allow"] = refused.headers["Allow"]
+
+
 class ServiceApi:
     def __init__(self, deps: ApiDeps) -> None:
         self.d = deps
@@ -56,6 +65,7 @@ class ServiceApi:
         r.add_post("/v1/events/batch", self.post_batch)
         r.add_get("/v1/events/{id}", self.get_event)
         MonitorRoutes(self.d).add_to(r)
+        app.on_response_prepare.append(_allow_header)
         return app
 
     @web.middleware

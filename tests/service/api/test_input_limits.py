@@ -266,3 +266,10 @@ async def test_the_openapi_description_states_the_limits_the_routes_apply(api: A
     limits = spec["info"]["description"]
     for stated in ("64 levels", "8,192 characters", "lone surrogate", "NaN", "1 to 1,000"):
         assert stated in limits
+
+
+async def test_a_405_says_which_methods_the_path_takes(api: Api) -> None:
+    async with aiohttp.ClientSession() as http, http.request(
+            "TRACE", f"{api.base}/v1/endpoints", headers=AUTH) as resp:
+        assert resp.status == 405 and set(resp.headers["Allow"].split(",")) >= {"GET", "POST"}
+        assert (await resp.json())["error"]
