@@ -10,6 +10,7 @@ from service.api.parsing import (
     MAX_EVENT_BYTES,
     MAX_EVENT_TYPES,
     MAX_REQUEST,
+    MAX_SMALL_BODY,
     MAX_STRING,
     MAX_URL,
 )
@@ -43,8 +44,9 @@ def _op(summary: str, responses: dict[str, Any], body: dict[str, Any] | None = N
 
 _LIMITS = f"""Input limits, the same on every route (decided in `service.api.parsing`):
 
-- a request body is at most {MAX_REQUEST // 2**20} MB, and JSON nests at most {MAX_DEPTH} \
-levels of arrays and objects (an event's `data` counts from its own top);
+- a request body is at most {MAX_REQUEST // 2**20} MB ({MAX_SMALL_BODY // 2**20} MB for an \
+endpoint or a replay), and JSON nests at most {MAX_DEPTH} levels of arrays and objects (an \
+event's `data` counts from its own top);
 - every string and object key of a body outside event `data` holds at most \
 {MAX_STRING:,} characters and valid Unicode: a lone surrogate such as `"\\udc80"` is \
 refused (400);
@@ -204,7 +206,7 @@ OPENAPI: dict[str, Any] = {
         "/v1/endpoints": {
             "post": _op("register an endpoint", {
                 "201": {"description": "created, with its secret", **_json(_ref("Endpoint"))},
-                "400": _ERROR, "422": _ERROR}, body=_ref("EndpointIn")),
+                "400": _ERROR, "413": _ERROR, "422": _ERROR}, body=_ref("EndpointIn")),
             "get": _op("list endpoints", {"200": {"description": "endpoints", **_json(
                 {"type": "array", "items": _ref("Endpoint")})}}),
         },
@@ -213,7 +215,7 @@ OPENAPI: dict[str, Any] = {
                 _ref("Endpoint"))}, "404": _ERROR}, params=[_ID]),
             "patch": _op("change, disable or enable an endpoint", {
                 "200": {"description": "changed", **_json(_ref("Endpoint"))},
-                "400": _ERROR, "404": _ERROR, "422": _ERROR},
+                "400": _ERROR, "404": _ERROR, "413": _ERROR, "422": _ERROR},
                 body=_ref("EndpointPatch"), params=[_ID]),
             "delete": _op("remove an endpoint; refused (409) while monitors send their "
                           "events to it", {"204": {"description": "removed"},
@@ -223,7 +225,7 @@ OPENAPI: dict[str, Any] = {
             "post": _op("re-enqueue dead deliveries, optionally within a time window", {
                 "202": {"description": "how many", **_json(
                     {"type": "object", "properties": {"replayed": {"type": "integer"}}})},
-                "400": _ERROR, "404": _ERROR, "422": _ERROR},
+                "400": _ERROR, "404": _ERROR, "413": _ERROR, "422": _ERROR},
                 body={"type": "object", "additionalProperties": False, "properties": {
                     "since": {"type": "string", "format": "date-time"},
                     "until": {"type": "string", "format": "date-time"}}},

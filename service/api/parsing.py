@@ -26,6 +26,9 @@ from service.models import MAX_RATE_LIMIT, MIN_RATE_LIMIT, NewEvent
 
 MAX_REQUEST = 16 * 1024 * 1024  # a full batch; each event is held to 256 KB on its own
 MAX_EVENT_BYTES = 256 * 1024
+# an endpoint or replay body: the largest an endpoint can be (1000 event types of 200
+# characters, a url of 8192) fits many times, and the checks below stay cheap on the loop
+MAX_SMALL_BODY = 1024 * 1024
 MAX_BATCH = 1000
 MAX_DEPTH = 64  # levels of arrays and objects: a body's, and an event's `data` on its own
 MAX_STRING = 8192  # characters of any string (or key) of a body, outside event `data`
@@ -58,8 +61,10 @@ def _number(text: str) -> int | float:
     return int(text) if len(text) <= MAX_INT_DIGITS else float(text)
 
 
-def parse_json(raw: bytes) -> Any:
+def parse_json(raw: bytes, max_bytes: int = MAX_REQUEST) -> Any:
     """A request body as JSON, within the limits above (a body as sent is refused whole)."""
+    if len(raw) > max_bytes:
+        raise BadRequest(413, f"is larger than {max_bytes // 1024} KB", "body")
     try:
         value = json.loads(raw, parse_int=_number)
     except RecursionError:

@@ -120,7 +120,8 @@ class ServiceApi:
 
     # --- endpoints -------------------------------------------------------------------
     async def create_endpoint(self, request: web.Request) -> web.Response:
-        f = parse.endpoint_fields(parse.parse_json(await request.read()), True,
+        raw = await request.read()
+        f = parse.endpoint_fields(parse.parse_json(raw, parse.MAX_SMALL_BODY), True,
                                   self.d.check_url, self.d.check_secret)
         assert f.url is not None  # required when creating
         endpoint = Endpoint(new_id("ep"), f.url, f.secret or self.d.new_secret(),
@@ -142,7 +143,8 @@ class ServiceApi:
         return json_response(endpoint_json(await self._endpoint(request)))
 
     async def patch_endpoint(self, request: web.Request) -> web.Response:
-        f = parse.endpoint_fields(parse.parse_json(await request.read()), False,
+        raw = await request.read()
+        f = parse.endpoint_fields(parse.parse_json(raw, parse.MAX_SMALL_BODY), False,
                                   self.d.check_url, self.d.check_secret)
         endpoint = await self._endpoint(request)
         changes: dict[str, Any] = {}
@@ -181,7 +183,8 @@ class ServiceApi:
 
     async def replay(self, request: web.Request) -> web.Response:
         raw = await request.read()
-        since, until = parse.time_window(parse.parse_json(raw) if raw.strip() else None)
+        since, until = parse.time_window(parse.parse_json(raw, parse.MAX_SMALL_BODY)
+                                         if raw.strip() else None)
         endpoint = await self._endpoint(request)
         count = await self.d.store.replay(endpoint.id, since, until, self.d.clock())
         self.d.wake()
@@ -199,7 +202,11 @@ class ServiceApi:
         return json_response({"id": event_id}, status=202)
 
     async def post_batch(self, request: web.Request) -> web.Response:
-        events = parse.batch(await request.read())
+        raw = await request.read()
+        # a large one on a worker thread: the loop keeps serving while it is checked (and,
+        # when it is refused, while the field at fault is looked for)
+        events = (parse.batch(raw) if len(raw) <= parse.MAX_EVENT_BYTES
+                  else await asyncio.to_thread(parse.batch, raw))
         ids = await self.d.store.accept(events, self.d.clock())
         self.d.metrics.events.inc(len(events))
         self.d.wake()

@@ -160,6 +160,14 @@ CASES: list[tuple[str, str, bytes | None, int, str | None]] = [
     ("POST", "/v1/endpoints", endpoint(event_types=["ok", 5]), 422, "event_types[1]"),
     # null where only true or false means something
     ("PATCH", "/v1/endpoints/{endpoint}", b'{"disabled": null}', 422, "disabled"),
+    # a batch large enough to be checked on a worker thread
+    ("POST", "/v1/events/batch", b"[" + b", ".join(
+        [event_with("[" + ",".join(["1"] * 100_000) + "]")] * 5 + [event_with(LONE)]) + b"]",
+     400, "[5].data"),
+    # bodies past their route's size
+    ("POST", "/v1/endpoints", endpoint(description="x" * 2**20), 413, "body"),
+    ("POST", "/v1/endpoints/{endpoint}/replay", json.dumps({"since": "x" * 2**20}).encode(),
+     413, "body"),
     # an empty batch: the schema says minItems 1, and so does the route
     ("POST", "/v1/events/batch", b"[]", 422, None),
 ]
