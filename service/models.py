@@ -40,6 +40,10 @@ class DeliveryState(enum.StrEnum):
 
 
 ACTIVE_STATES = frozenset({DeliveryState.PENDING, DeliveryState.RETRYING})
+# deliveries per second an endpoint's `rate_limit` may say: the API refuses others, and
+# delivery clamps any other value a store holds (an older version let them in)
+MIN_RATE_LIMIT = 0.001
+MAX_RATE_LIMIT = 100_000.0
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from service.api.parsing import (
+    MAX_BATCH,
+    MAX_DEPTH,
+    MAX_EVENT_BYTES,
+    MAX_EVENT_TYPES,
+    MAX_REQUEST,
+    MAX_SMALL_BODY,
+    MAX_STRING,
+    MAX_URL,
+)
+from service.models import MAX_RATE_LIMIT, MIN_RATE_LIMIT
+
 _ERROR = {"$ref": "#/components/responses/Error"}
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
 _SECURED: list[dict[str, list[str]]] = [{"bearer": []}]
@@ -30,18 +42,48 @@ def _op(summary: str, responses: dict[str, Any], body: dict[str, Any] | None = N
     return op
 
 
+_LIMITS = f"""Input limits, the same on every route (decided in `service.api.parsing`):
+
+- a request body is at most {MAX_REQUEST // 2**20} MB ({MAX_SMALL_BODY // 2**20} MB for an \
+endpoint or a replay), and JSON nests at most {MAX_DEPTH} levels of arrays and objects (an \
+event's `data` counts from its own top);
+- every string and object key of a body outside event `data` holds at most \
+{MAX_STRING:,} characters and valid Unicode: a lone surrogate such as `"\\udc80"` is \
+refused (400);
+- a number must lie in its field's range: NaN, Infinity, `1e400` and integers hundreds of \
+digits long are refused (422) naming the field;
+- an event's `data` is at most {MAX_EVENT_BYTES // 1024} KB and kept byte for byte (numbers \
+of any size stay exact); a batch holds 1 to {MAX_BATCH:,} events;
+- an endpoint's `url` is at most {MAX_URL:,} characters, without spaces or control \
+characters (CR, LF, tab: percent-encode them); it has at most {MAX_EVENT_TYPES:,} \
+`event_types`, each 1-200 characters; `rate_limit` is {MIN_RATE_LIMIT:g} to \
+{MAX_RATE_LIMIT:,g} deliveries per second, or null for unlimited.
+
+Every refusal is JSON `{{"error", "field"}}` naming the field (`url`, `[3].data`, \
+`tags[0]`): 400 for a body that is not JSON or not valid Unicode, 413 for one too large, \
+422 for a value its field does not take. Never a 5xx for what a client sends."""
+
+_EVENT_TYPE = {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,200}$"}
 _EVENT_IN = {
     "type": "object", "required": ["type", "data"], "additionalProperties": False,
     "properties": {
-        "type": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,200}$"},
-        "data": {"description": "any JSON value, at most 256 KB serialised"},
-        "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 256},
+        "type": _EVENT_TYPE,
+        "data": {"description": f"any JSON value, at most {MAX_EVENT_BYTES // 1024} KB "
+                                f"serialised and {MAX_DEPTH} levels deep"},
+        "idempotency_key": {"type": ["string", "null"], "minLength": 1, "maxLength": 256,
+                            "description": "the same key within 24 h returns the first id; "
+                                           "null: none"},
     },
 }
 _ENDPOINT_FIELDS = {
-    "url": {"type": "string", "format": "uri"},
-    "event_types": {"type": "array", "items": {"type": "string"}},
-    "rate_limit": {"type": ["number", "null"], "exclusiveMinimum": 0},
+    "url": {"type": "string", "format": "uri", "maxLength": MAX_URL,
+            "pattern": "^[^\\x00-\\x20\\x7f]*$",
+            "description": "http(s); no spaces or control characters"},
+    "event_types": {"type": "array", "items": _EVENT_TYPE, "maxItems": MAX_EVENT_TYPES,
+                    "description": "empty or absent: every type"},
+    "rate_limit": {"type": ["number", "null"], "minimum": MIN_RATE_LIMIT,
+                   "maximum": MAX_RATE_LIMIT,
+                   "description": "deliveries per second; null: unlimited"},
     "description": {"type": "string", "maxLength": 1000},
 }
 _ADDRESS = {"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$",
@@ -55,11 +97,14 @@ _MONITOR_FIELDS = {
         "properties": {"native": {"type": "boolean"}, "erc20": {"type": "boolean"},
                        "erc721": {"type": "boolean"},
                        "contracts": {"type": "array", "items": _ADDRESS, "maxItems": 1000,
-                                     "description": "token contracts allowed; empty: any"}}},
+                                     "description": "token contracts allowed; empty: any"}},
+        "anyOf": [{"required": [kind], "properties": {kind: {"const": True}}}
+                  for kind in ("native", "erc20", "erc721")]},
     "direction": {"enum": ["in", "out", "all"], "default": "all"},
     "confirmations": {"type": ["integer", "null"], "minimum": 0, "maximum": 10_000,
                       "description": "null or absent: the chain's default"},
-    "endpoint_id": {"type": "string", "description": "an existing endpoint"},
+    "endpoint_id": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,200}$",
+                    "description": "an existing endpoint"},
     "tags": {"type": "array", "maxItems": 32,
              "items": {"type": "string", "minLength": 1, "maxLength": 64}},
     "enabled": {"type": "boolean", "default": True},
@@ -70,7 +115,8 @@ _Q = {"in": "query", "required": False}
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
-    "info": {"title": "Crypitor webhook delivery service", "version": "1"},
+    "info": {"title": "Crypitor webhook delivery service", "version": "1",
+             "description": _LIMITS},
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         "responses": {"Error": {"description": "error", **_json(_ref("Error"))}},
@@ -82,7 +128,11 @@ OPENAPI: dict[str, Any] = {
             "EndpointIn": {"type": "object", "required": ["url"],
                            "additionalProperties": False,
                            "properties": {**_ENDPOINT_FIELDS,
-                                          "secret": {"type": "string", "pattern": "^whsec_"}}},
+                                          "secret": {"type": ["string", "null"],
+                                                     "pattern": "^whsec_[A-Za-z0-9+/]+=*$",
+                                                     "description": "base64 of 24 to 64 "
+                                                     "bytes of key; null or absent: "
+                                                     "generated"}}},
             "EndpointPatch": {"type": "object", "additionalProperties": False,
                               "properties": {**_ENDPOINT_FIELDS,
                                              "disabled": {"type": "boolean"}}},
@@ -157,7 +207,7 @@ OPENAPI: dict[str, Any] = {
         "/v1/endpoints": {
             "post": _op("register an endpoint", {
                 "201": {"description": "created, with its secret", **_json(_ref("Endpoint"))},
-                "400": _ERROR, "422": _ERROR}, body=_ref("EndpointIn")),
+                "400": _ERROR, "413": _ERROR, "422": _ERROR}, body=_ref("EndpointIn")),
             "get": _op("list endpoints", {"200": {"description": "endpoints", **_json(
                 {"type": "array", "items": _ref("Endpoint")})}}),
         },
@@ -166,7 +216,7 @@ OPENAPI: dict[str, Any] = {
                 _ref("Endpoint"))}, "404": _ERROR}, params=[_ID]),
             "patch": _op("change, disable or enable an endpoint", {
                 "200": {"description": "changed", **_json(_ref("Endpoint"))},
-                "400": _ERROR, "404": _ERROR, "422": _ERROR},
+                "400": _ERROR, "404": _ERROR, "413": _ERROR, "422": _ERROR},
                 body=_ref("EndpointPatch"), params=[_ID]),
             "delete": _op("remove an endpoint; refused (409) while monitors send their "
                           "events to it", {"204": {"description": "removed"},
@@ -176,8 +226,8 @@ OPENAPI: dict[str, Any] = {
             "post": _op("re-enqueue dead deliveries, optionally within a time window", {
                 "202": {"description": "how many", **_json(
                     {"type": "object", "properties": {"replayed": {"type": "integer"}}})},
-                "404": _ERROR, "422": _ERROR},
-                body={"type": "object", "properties": {
+                "400": _ERROR, "404": _ERROR, "413": _ERROR, "422": _ERROR},
+                body={"type": "object", "additionalProperties": False, "properties": {
                     "since": {"type": "string", "format": "date-time"},
                     "until": {"type": "string", "format": "date-time"}}},
                 params=[_ID]),
@@ -189,11 +239,12 @@ OPENAPI: dict[str, Any] = {
                 "400": _ERROR, "413": _ERROR, "422": _ERROR}, body=_ref("EventIn")),
         },
         "/v1/events/batch": {
-            "post": _op("accept up to 1000 events in one request", {
+            "post": _op(f"accept 1 to {MAX_BATCH} events in one request (an empty list is 422)", {
                 "202": {"description": "accepted", **_json({"type": "object", "properties": {
                     "ids": {"type": "array", "items": {"type": "string"}}}})},
                 "400": _ERROR, "413": _ERROR, "422": _ERROR},
-                body={"type": "array", "items": _ref("EventIn"), "maxItems": 1000}),
+                body={"type": "array", "items": _ref("EventIn"), "minItems": 1,
+                      "maxItems": MAX_BATCH}),
         },
         "/v1/events/{id}": {
             "get": _op("an event with its deliveries and every attempt", {

@@ -31,7 +31,16 @@ __all__ = ["ApiDeps", "ServiceApi"]
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-MAX_REQUEST = 16 * 1024 * 1024  # a full batch; each event is held to 256 KB on its own
+MAX_REQUEST = parse.MAX_REQUEST
+
+
+async def _allow_header(request: web.Request, response: web.StreamResponse) -> None:
+    """A 405 says which methods the path takes (RFC 9110): the router knows them, and the
+    JSON error made of its exception does not carry its headers."""
+    if response.status == 405 and "Allow" not in response.headers:
+        refused = request.match_info.http_exception
+        if refused is not None and "Allow" in refused.headers:
+            response.headers["Allow"] = refused.headers["Allow"]
 
 
 class ServiceApi:
@@ -58,6 +67,7 @@ class ServiceApi:
         r.add_post("/v1/events/batch", self.post_batch)
         r.add_get("/v1/events/{id}", self.get_event)
         MonitorRoutes(self.d).add_to(r)
+        app.on_response_prepare.append(_allow_header)
         return app
 
     @web.middleware
@@ -129,7 +139,8 @@ class ServiceApi:
 
     # --- endpoints -------------------------------------------------------------------
     async def create_endpoint(self, request: web.Request) -> web.Response:
-        f = parse.endpoint_fields(parse.parse_json(await request.read()), True,
+        raw = await request.read()
+        f = parse.endpoint_fields(parse.parse_json(raw, parse.MAX_SMALL_BODY), True,
                                   self.d.check_url, self.d.check_secret)
         assert f.url is not None  # required when creating
         endpoint = Endpoint(new_id("ep"), f.url, f.secret or self.d.new_secret(),
@@ -151,7 +162,8 @@ class ServiceApi:
         return json_response(endpoint_json(await self._endpoint(request)))
 
     async def patch_endpoint(self, request: web.Request) -> web.Response:
-        f = parse.endpoint_fields(parse.parse_json(await request.read()), False,
+        raw = await request.read()
+        f = parse.endpoint_fields(parse.parse_json(raw, parse.MAX_SMALL_BODY), False,
                                   self.d.check_url, self.d.check_secret)
         endpoint = await self._endpoint(request)
         changes: dict[str, Any] = {}
@@ -190,7 +202,8 @@ class ServiceApi:
 
     async def replay(self, request: web.Request) -> web.Response:
         raw = await request.read()
-        since, until = parse.time_window(parse.parse_json(raw) if raw.strip() else None)
+        since, until = parse.time_window(parse.parse_json(raw, parse.MAX_SMALL_BODY)
+                                         if raw.strip() else None)
         endpoint = await self._endpoint(request)
         count = await self.d.store.replay(endpoint.id, since, until, self.d.clock())
         self.d.wake()
@@ -208,7 +221,11 @@ class ServiceApi:
         return json_response({"id": event_id}, status=202)
 
     async def post_batch(self, request: web.Request) -> web.Response:
-        events = parse.batch(await request.read())
+        raw = await request.read()
+        # a large one on a worker thread: the loop keeps serving while it is checked (and,
+        # when it is refused, while the field at fault is looked for)
+        events = (parse.batch(raw) if len(raw) <= parse.MAX_EVENT_BYTES
+                  else await asyncio.to_thread(parse.batch, raw))
         ids = await self.d.store.accept(events, self.d.clock())
         self.d.metrics.events.inc(len(events))
         self.d.wake()

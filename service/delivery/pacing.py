@@ -11,14 +11,25 @@ along when the endpoint can take it: each delivery claimed again once, not over 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
-from service.models import Endpoint
+from service.models import MAX_RATE_LIMIT, MIN_RATE_LIMIT, Endpoint
 
 WEIGHT = 0.2  # of the newest attempt in the running average
 UNTIMED_PUT_OFF = 0.5  # seconds: an endpoint's overflow before any of its attempts is timed
+
+
+def usable_rate(rate_limit: float | None) -> float | None:
+    """The rate limit to pace by: None (unlimited) for none or NaN, else the stored value
+    clamped into [MIN_RATE_LIMIT, MAX_RATE_LIMIT]. The API refuses values outside that
+    range, but a store written by an older version may hold one (1e-12 once overflowed the
+    pacing arithmetic and stopped every delivery)."""
+    if rate_limit is None or math.isnan(rate_limit):
+        return None
+    return min(max(rate_limit, MIN_RATE_LIMIT), MAX_RATE_LIMIT)
 
 
 class Pacing:
@@ -85,21 +96,29 @@ class Pacing:
         """Claims per second the endpoint takes: its concurrency over its average attempt
         time, or its rate limit when that is lower."""
         rate = self.concurrency / max(pace, 1e-4)
-        return min(rate, rate_limit) if rate_limit else rate
+        limit = usable_rate(rate_limit)
+        return min(rate, limit) if limit else rate
 
 
 class RateLimit:
-    """A token bucket: at most `rate` starts per second, bursts of one second's worth."""
+    """A token bucket: at most `rate` starts per second, bursts of one second's worth.
+    `rate` is kept as given (the dispatcher compares it with the endpoint's); the bucket
+    fills at `usable_rate(rate)`."""
 
     def __init__(self, rate: float) -> None:
-        self.rate, self.tokens, self.at = rate, max(1.0, rate), time.monotonic()
+        self.rate, self.at = rate, time.monotonic()
+        self._fill = usable_rate(rate)
+        self.tokens = max(1.0, self._fill or 1.0)
 
     async def take(self) -> None:
+        fill = self._fill
+        if fill is None:
+            return
         while True:
             now = time.monotonic()
-            self.tokens = min(max(1.0, self.rate), self.tokens + (now - self.at) * self.rate)
+            self.tokens = min(max(1.0, fill), self.tokens + (now - self.at) * fill)
             self.at = now
             if self.tokens >= 1:
                 self.tokens -= 1
                 return
-            await asyncio.sleep((1 - self.tokens) / self.rate)
+            await asyncio.sleep((1 - self.tokens) / fill)

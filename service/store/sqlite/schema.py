@@ -161,9 +161,10 @@ def row_id(text: str, prefix: str) -> int | None:
     if len(text) != 20 or not text.startswith(prefix):
         return None
     try:
-        return int(text[4:], 16)
+        n = int(text[4:], 16)
     except ValueError:
         return None
+    return n if n < 2**63 else None  # past SQLite's INTEGER: never a row of ours
 
 
 def check_version(conn: sqlite3.Connection, path: Path) -> None:

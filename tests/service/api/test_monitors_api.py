@@ -383,6 +383,11 @@ BAD = [
     ("GET", "/v1/monitors/{monitor}/events?before=12", None, 422, "before"),
     ("GET", "/v1/monitors/{monitor}/events?before=evt_" + "0" * 16, None, 422, "before"),
     ("GET", "/v1/monitors/mon_nope/events?before=evt_" + "0" * 16, None, 404, "id"),
+    ("GET", "/v1/monitors/{monitor}/events?before=evt_" + "f" * 16, None, 422, "before"),
+    ("GET", "/v1/monitors/{monitor}/events?before=evt_" + "f" * 32, None, 422, "before"),
+    ("POST", "/v1/monitors", body(tags=["\udc80"]), 400, "tags[0]"),
+    ("POST", "/v1/monitors", b'{"addresses": ' + b"[" * 2000 + b"]" * 2000 + b"}", 422,
+     "addresses"),
     ("DELETE", "/v1/endpoints/{endpoint}", None, 409, "id"),
 ]
 

@@ -3,11 +3,14 @@ the rest come back (spread along the endpoint's own pace, never further than the
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from datetime import UTC, datetime, timedelta
 
-from service.delivery.pacing import UNTIMED_PUT_OFF, Pacing
-from service.models import Endpoint
+import pytest
+
+from service.delivery.pacing import UNTIMED_PUT_OFF, Pacing, RateLimit
+from service.models import MIN_RATE_LIMIT, Endpoint
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 EP = Endpoint(id="ep_a", url="https://hooks.example.com/a", secret="whsec_" + "A" * 32)
@@ -61,3 +64,33 @@ def test_busy_lists_the_endpoints_still_behind_until_their_schedule_ends() -> No
     assert pacing.busy(NOW, {}) == {}  # its lane drained: it takes more at once
     assert pacing.busy(NOW, {"ep_a": 1}) == {}  # caught up: one waiting starts in 2 s
     assert ends[-1] is not None and pacing.busy(ends[-1], {"ep_a": 5}) == {}  # schedule over
+
+
+@pytest.mark.parametrize("stored", [1e-12, 0.0, -1.0, float("nan"), float("inf"), 1e300])
+def test_any_stored_rate_limit_paces_within_the_cap(stored: float) -> None:
+    """A store written before the API checked `rate_limit` may hold any float: pacing by it
+    never overflows (1e-12 once raised OverflowError and stopped the dispatcher) and puts
+    nothing off further than the cap."""
+    pacing = Pacing(concurrency=2, max_wait=2.0, max_put_off=60.0)
+    bad = dataclasses.replace(EP, rate_limit=stored)
+    pacing.note("ep_a", 0.01)
+    for waiting in (0, 1, 5, 1000):
+        at = seconds(pacing.put_off(bad, waiting, NOW))
+        assert at is None or 0 < at <= 60.0
+    assert all(0 < (at - NOW).total_seconds() <= 60.0 for at in pacing.busy(
+        NOW, {"ep_a": 1000}).values())
+
+
+@pytest.mark.parametrize("stored", [1e-12, -1.0])
+async def test_a_rate_limit_below_the_range_is_taken_at_the_lowest_rate(stored: float) -> None:
+    bucket = RateLimit(stored)
+    assert bucket.rate == stored  # as the endpoint says, so the dispatcher keeps the bucket
+    await asyncio.wait_for(bucket.take(), 1)  # the first start is free
+    bucket.at -= 1 / MIN_RATE_LIMIT  # as if the lowest rate's interval had passed
+    await asyncio.wait_for(bucket.take(), 1)
+
+
+async def test_a_nan_rate_limit_limits_nothing() -> None:
+    bucket = RateLimit(float("nan"))
+    for _ in range(5):
+        await asyncio.wait_for(bucket.take(), 1)
