@@ -68,6 +68,20 @@ class AuthThrottle:
         tokens = self._tokens(address, self._clock())
         return 0 if tokens >= 1 else max(1, math.ceil((1 - tokens) / self._rate))
 
+    def refuse(self, header: str, keys: Sequence[bytes], address: str) -> int | None:
+        """The answer to a request's `Authorization` value: None for a valid key (never
+        throttled); 0 for a 401; or, once `address` sent too many wrong keys, the seconds
+        to put in a 429's Retry-After. A request with no key at all is no guess: a 401,
+        neither counted nor throttled."""
+        if bearer_matches(header, keys):
+            return None
+        if not header:
+            return 0
+        wait = self.retry_after(address)
+        if not wait:
+            self.failed(address)
+        return wait
+
     def failed(self, address: str) -> None:
         now = self._clock()
         self._buckets[address] = (self._tokens(address, now) - 1, now)

@@ -28,7 +28,7 @@ from prometheus_client.openmetrics.exposition import (
 import catalog.metrics as m
 from core import signing
 from core.clock import Clock, utc_now
-from core.httpserver import AuthThrottle, bearer_matches
+from core.httpserver import AuthThrottle
 from monitor.runtime import TargetState, UptimeHistory
 from monitor.web.openapi import document, registered
 from monitor.web.statuspage import render_status_page
@@ -131,15 +131,14 @@ class MonitorApi:
     async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.method in ("GET", "HEAD", "OPTIONS") or request.path.startswith("/canary/"):
             return await handler(request)  # the canary sink checks webhook signatures instead
-        if bearer_matches(request.headers.get("Authorization", ""), self._keys):
+        wait = self._throttle.refuse(request.headers.get("Authorization", ""), self._keys,
+                                     request.remote or "")
+        if wait is None:
             return await handler(request)  # a valid key is never throttled
-        address = request.remote or ""
-        wait = self._throttle.retry_after(address)
         if wait:
             self._auth_throttled.inc()
             return error(429, "too many wrong API keys from this address; retry later",
                          "Authorization", {"Retry-After": str(wait)})
-        self._throttle.failed(address)
         return error(401, "missing or wrong API key", "Authorization")
 
     async def metrics(self, request: web.Request) -> web.Response:

@@ -17,6 +17,8 @@ from service.api.parsing import (
 from service.models import MAX_RATE_LIMIT, MIN_RATE_LIMIT
 
 _ERROR = {"$ref": "#/components/responses/Error"}
+# /readyz: {"status": "ready"}, or why not ("store unavailable", "task down: dispatcher")
+_STATUS = {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}}
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
 _SECURED: list[dict[str, list[str]]] = [{"bearer": []}]
 
@@ -198,7 +200,9 @@ OPENAPI: dict[str, Any] = {
         "/healthz": {"get": _op("liveness", {"200": {"description": "alive"}}, secured=False)},
         "/readyz": {"get": _op("readiness: the store answers and no essential task "
                                "(the dispatcher) is down",
-                               {"200": {"description": "ready"}, "503": _ERROR},
+                               {"200": {"description": "ready", **_json(_STATUS)},
+                                "503": {"description": "not ready, and why",
+                                        **_json(_STATUS)}},
                                secured=False)},
         "/metrics": {"get": _op("Prometheus metrics", {"200": {"description": "text"}},
                                 secured=False)},

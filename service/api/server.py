@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import generate_latest
 
-from core.httpserver import AuthThrottle, bearer_matches
+from core.httpserver import AuthThrottle
 from service import StoreError
 from service.api import parsing as parse
 from service.api.base import ApiDeps, error, json_response
@@ -101,17 +101,16 @@ class ServiceApi:
     def _refuse(self, request: web.Request) -> web.Response | None:
         """None for a valid key (never throttled); else 401, or 429 once the address has
         sent too many wrong keys."""
-        if bearer_matches(request.headers.get("Authorization", ""), self._keys):
+        wait = self._throttle.refuse(request.headers.get("Authorization", ""), self._keys,
+                                     request.remote or "")
+        if wait is None:
             return None
-        address = request.remote or ""
-        wait = self._throttle.retry_after(address)
         if wait:
             self.d.metrics.auth_throttled.inc()
             response = error(429, "too many wrong API keys from this address; retry later",
                              "Authorization")
             response.headers["Retry-After"] = str(wait)
             return response
-        self._throttle.failed(address)
         return error(401, "missing or wrong API key", "Authorization")
 
     # --- health ----------------------------------------------------------------------

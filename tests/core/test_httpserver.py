@@ -64,3 +64,16 @@ def test_bearer_check_takes_any_value() -> None:
     for value in ("", "Bearer", "Bearer ", "bearer k1", "Basic k1", "Bearer k1 ",
                   "Bearer \udcff\udcfe", "Bearer " + "x" * 100_000):
         assert not bearer_matches(value, keys)
+
+
+def test_refuse_spares_valid_keys_and_requests_without_one() -> None:
+    throttle = AuthThrottle(burst=2, window=10.0, clock=lambda: 0.0)
+    keys = [b"right"]
+    assert throttle.refuse("Bearer wrong", keys, "a") == 0  # 401, one token spent
+    assert throttle.refuse("Bearer wrong", keys, "a") == 0
+    assert throttle.refuse("Bearer wrong", keys, "a") == 5  # 429: the bucket is empty
+    assert throttle.refuse("Bearer right", keys, "a") is None  # a valid key passes anyway
+    # no key at all is no guess: always a 401, not counted, even from a throttled address
+    assert throttle.refuse("", keys, "a") == 0
+    assert [throttle.refuse("", keys, "b") for _ in range(5)] == [0] * 5
+    assert throttle.refuse("Bearer wrong", keys, "b") == 0
