@@ -188,6 +188,15 @@ class Dispatcher:
                 self._running += 1
                 try:
                     attempt, verdict, now = await self._try(claim)
+                except Exception:
+                    # a bug of ours, not the endpoint's: the lane goes on with its next claim,
+                    # and this one is tried again once its lease runs out
+                    self._held -= 1
+                    self._room.set()
+                    log.exception("delivery %s: the attempt failed in the dispatcher",
+                                  claim.delivery.id)
+                    self._metrics.task_crashed("delivery-worker")
+                    continue
                 except BaseException:
                     self._held -= 1  # cancelled: stop() releases the claim
                     self._room.set()
@@ -260,6 +269,10 @@ class Dispatcher:
             except StoreError:  # the leases run out and the deliveries are tried again
                 log.exception("cannot record %d delivery attempts; they will be retried",
                               len(done))
+                continue
+            except Exception:  # a bug of ours: counted, and the leases run out as above
+                log.exception("recording %d delivery attempts failed", len(done))
+                self._metrics.task_crashed("delivery-settler")
                 continue
             finally:
                 self._held -= len(done)

@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from core import signing
 from core.leases import Lease
 from core.supervisor import Supervisor
 from monitor.config import ChainFollowConfig, ServiceSection
@@ -156,3 +157,42 @@ async def test_each_other_service_task_is_logged_counted_and_restarted(
     assert len(crash_records(caplog, task)) == 1
     assert sum(crashes(svc, t) for t in ("dispatcher", "queue-stats", "follower-eth",
                                          "lease-eth")) == 1.0
+
+
+async def test_a_delivery_attempt_that_fails_in_the_dispatcher_is_logged_and_counted(
+        tmp_path: Path, sink: tuple[str, list[bytes]], caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug inside one attempt (here: signing raises once) does not end its lane silently:
+    it is logged with its traceback, counted, and the lane goes on with the next claim."""
+    url, got = sink
+    listen = f"127.0.0.1:{free_port()}"
+    svc = Service(ServiceSection(listen=listen, api_keys=(KEY,), allow_private_targets=True,
+                                 max_in_flight_per_endpoint=1), tmp_path)
+    calls: list[int] = []
+    original = signing.Signer.headers
+
+    def flaky(self: signing.Signer, *args: Any) -> dict[str, str]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("signing bug")
+        return original(self, *args)
+
+    monkeypatch.setattr(signing.Signer, "headers", flaky)
+    caplog.set_level(logging.ERROR)
+    base = f"http://{listen}"
+    await svc.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{base}/v1/endpoints", json={"url": url},
+                                 headers=AUTH) as resp:
+                assert resp.status == 201
+            for n in (1, 2):
+                async with http.post(f"{base}/v1/events", json={"type": "t", "data": {"n": n}},
+                                     headers=AUTH) as resp:
+                    assert resp.status == 202
+            await until(lambda: len(got) >= 1)
+    finally:
+        await svc.stop()
+    [record] = [r for r in caplog.records if "failed in the dispatcher" in r.getMessage()]
+    assert record.exc_info is not None and record.exc_info[0] is RuntimeError
+    assert crashes(svc, "delivery-worker") == 1.0

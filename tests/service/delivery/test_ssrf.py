@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import os
 import socket
 from collections.abc import AsyncIterator
 
@@ -211,7 +212,9 @@ async def test_an_allowed_loopback_sink_is_reached(guard: Guard, host: str) -> N
 
 
 async def test_ipv6_loopback_is_refused_unless_allowed() -> None:
-    if not has_ipv6_loopback():
+    if not has_ipv6_loopback():  # a property of the machine, not a package to install:
+        if os.environ.get("CI"):  # in CI it is a failure all the same, never a silent skip
+            pytest.fail("this machine has no IPv6 loopback (::1)")
         pytest.skip("this machine has no IPv6 loopback")
     async with serve("::1") as (port, hits):
         url = f"http://[::1]:{port}/hook"
