@@ -15,6 +15,7 @@ from aiohttp import web
 
 from alerts.alertmanager import MAX_ALERTS, MAX_TEXT
 from alerts.silences import MAX_DURATION
+from core.openapi import components
 from monitor.web.bodies import MAX_BODY, MAX_DEPTH
 
 Route = tuple[str, str]  # (path as aiohttp canonicalises it, lower-case method)
@@ -206,16 +207,7 @@ _DOCUMENT: dict[str, Any] = {
              "description": "POST and DELETE need `Authorization: Bearer <monitor api key>` "
                             "(the canary sink excepted). Errors are JSON "
                             '`{"error", "field"}`. ' + _LIMITS},
-    "components": {
-        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-        "responses": {"Error": {"description": "error", **_json(_ref("Error"))}},
-        "schemas": {
-            "Error": {"type": "object", "required": ["error"],
-                      "properties": {"error": {"type": "string"},
-                                     "field": {"type": ["string", "null"]}}},
-            "Target": _TARGET, "Alert": _ALERT, "Silence": _SILENCE,
-        },
-    },
+    "components": components({"Target": _TARGET, "Alert": _ALERT, "Silence": _SILENCE}),
 }
 
 

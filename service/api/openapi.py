@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.openapi import components
 from service.api.parsing import (
     MAX_BATCH,
     MAX_DEPTH,
@@ -119,13 +120,7 @@ OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "Crypitor webhook delivery service", "version": "1",
              "description": _LIMITS},
-    "components": {
-        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-        "responses": {"Error": {"description": "error", **_json(_ref("Error"))}},
-        "schemas": {
-            "Error": {"type": "object", "required": ["error"],
-                      "properties": {"error": {"type": "string"},
-                                     "field": {"type": ["string", "null"]}}},
+    "components": components({
             "EventIn": _EVENT_IN,
             "EndpointIn": {"type": "object", "required": ["url"],
                            "additionalProperties": False,
@@ -194,8 +189,7 @@ OPENAPI: dict[str, Any] = {
                               "description": "the watched addresses involved"},
                 "accepted_at": {"type": "string", "format": "date-time"},
                 "data": {"description": "the payload delivered"}}},
-        },
-    },
+        }),
     "paths": {
         "/healthz": {"get": _op("liveness", {"200": {"description": "alive"}}, secured=False)},
         "/readyz": {"get": _op("readiness: the store answers and no essential task "
