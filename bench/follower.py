@@ -45,7 +45,7 @@ from chains.ethereum import EthereumClient
 from monitor.config import ChainFollowConfig, ServiceSection
 from service.app import Service
 from service.follow.follower import DETECTED, ChainFollower, FollowerMetrics
-from service.models import MatchRecord, Monitor, NewEvent
+from service.models import MatchRecord, Monitor, NewEvent, Stored
 from service.store.sqlite import SqliteStore
 from tests.support import contracts
 from tests.support.net import free_port
@@ -221,7 +221,7 @@ class TimedStore(SqliteStore):
 
     async def advance(self, name: str, state: Mapping[str, Any], events: Sequence[NewEvent],
                       matches: Sequence[MatchRecord], now: datetime, *,
-                      holder: str | None = None) -> list[str]:
+                      holder: str | None = None) -> list[Stored]:
         ids = await super().advance(name, state, events, matches, now, holder=holder)
         at = time.perf_counter()
         for event in events:

@@ -166,22 +166,35 @@ FOLLOWER_LAG = MetricDef(
     ("chain",))
 FOLLOWER_REORGS = MetricDef(
     "crypitor_follower_reorgs_total", C,
-    "Chain reorganisations seen (a block whose parent is not the block processed before).",
-    ("chain",))
+    "Chain reorganisations seen: re-read, the node's chain no longer holds a block the "
+    "follower processed.", ("chain",))
+FOLLOWER_DEEP_REORGS = MetricDef(
+    "crypitor_follower_deep_reorgs_total", C,
+    "Reorganisations deeper than the chain's confirmations (or that moved a transfer already "
+    "told confirmed): the confirmation depth is too small for that chain. Built-in alert "
+    "FollowerDeepReorg.", ("chain",))
 FOLLOWER_REORG_DEPTH = MetricDef(
     "crypitor_follower_reorg_depth_blocks", G,
     "Blocks rolled back by the last reorganisation.", ("chain",))
 FOLLOWER_RPC_ERRORS = MetricDef(
     "crypitor_follower_rpc_errors_total", C,
     "Failed node calls, retried with backoff; kind is the transport failure (timeout, refused, "
-    "connect, dns, tls, http_status), rpc_error, malformed, missing_block, inconsistent or "
+    "connect, dns, tls, http_status, rate_limited, too_large), rpc_error, malformed or "
     "chain_id.", ("chain", "kind"))
+FOLLOWER_NOT_READY = MetricDef(
+    "crypitor_follower_not_ready_total", C,
+    "Node answers the follower did not believe yet and asked again after a short wait: reason "
+    "block_missing (the head is announced, the block not served yet), logs_contradicted (no "
+    "logs where the block's logs bloom and receipts show Transfer logs), receipt_missing, "
+    "inconsistent (parts of one block that disagree) or parent_mismatch (a block's parent that "
+    "the chain, read again, does not show: no reorg).", ("chain", "reason"))
 FOLLOWER_STORE_ERRORS = MetricDef(
     "crypitor_follower_store_errors_total", C,
     "Failed store writes or reads of a follower (the blocks are processed again).", ("chain",))
 FOLLOWER_EVENTS = MetricDef(
     "crypitor_follower_events_total", C,
-    "Events a follower enqueued, by kind (detected, confirmed, reverted).", ("chain", "kind"))
+    "Events a follower enqueued, by kind (detected, confirmed, reverted); an event the queue "
+    "already had (same idempotency key) is not counted again.", ("chain", "kind"))
 FOLLOWER_PENDING = MetricDef(
     "crypitor_follower_unconfirmed_matches", G,
     "Detected matches waiting for their confirmations.", ("chain",))

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chains import MalformedResponse
+from chains.bloom import BLOOM_BYTES
 from chains.jsonrpc import shown
 
 _HEX = frozenset(string.hexdigits)
@@ -33,6 +34,7 @@ class Block:
     parent_hash: str
     timestamp: int  # unix seconds
     transactions: tuple[str | Mapping[str, Any], ...]  # hashes, or objects when full
+    logs_bloom: int | None = None  # chains.bloom's form; None when the node sends none
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,7 @@ class Receipt:
     block_hash: str
     block_number: int
     status: bool | None  # None before Byzantium (no status field, only a state root)
+    logs: tuple[Log, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +144,18 @@ def parse_block(value: object, what: str) -> Block | None:
         parent_hash=data32(value.get("parentHash"), f"{what}.parentHash"),
         timestamp=uint64(value.get("timestamp"), f"{what}.timestamp"),
         transactions=tuple(txs),
+        logs_bloom=_bloom(value.get("logsBloom"), f"{what}.logsBloom"),
     )
+
+
+def _bloom(value: object, what: str) -> int | None:
+    if value is None:
+        return None
+    if (not isinstance(value, str) or not value.startswith("0x")
+            or len(value) != 2 + 2 * BLOOM_BYTES or not _HEX.issuperset(value[2:])):
+        raise MalformedResponse(f"{what}: expected {BLOOM_BYTES} bytes of 0x hex, got "
+                                f"{shown(value)}")
+    return int(value[2:], 16)
 
 
 def parse_transaction(value: object, what: str) -> Transaction:
@@ -198,5 +212,6 @@ def parse_receipt(value: object, what: str) -> Receipt | None:
         block_hash=data32(value.get("blockHash"), f"{what}.blockHash"),
         block_number=uint64(value.get("blockNumber"), f"{what}.blockNumber"),
         status=None if status is None else quantity(status, f"{what}.status") == 1,
+        logs=parse_logs(value.get("logs", []), f"{what}.logs"),
     )
 

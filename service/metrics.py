@@ -96,8 +96,10 @@ class FollowerMetrics:
     processed: Gauge
     lag: Gauge
     reorgs: Counter
+    deep_reorgs: Counter
     reorg_depth: Gauge
     rpc_errors: Counter
+    not_ready: Counter
     store_errors: Counter
     events: Counter
     pending: Gauge
@@ -112,7 +114,8 @@ class FollowerMetrics:
             return Counter(d.name, d.help, d.labels, registry=registry)
 
         return cls(gauge(m.FOLLOWER_HEAD), gauge(m.FOLLOWER_PROCESSED), gauge(m.FOLLOWER_LAG),
-                   counter(m.FOLLOWER_REORGS), gauge(m.FOLLOWER_REORG_DEPTH),
-                   counter(m.FOLLOWER_RPC_ERRORS), counter(m.FOLLOWER_STORE_ERRORS),
+                   counter(m.FOLLOWER_REORGS), counter(m.FOLLOWER_DEEP_REORGS),
+                   gauge(m.FOLLOWER_REORG_DEPTH), counter(m.FOLLOWER_RPC_ERRORS),
+                   counter(m.FOLLOWER_NOT_READY), counter(m.FOLLOWER_STORE_ERRORS),
                    counter(m.FOLLOWER_EVENTS), gauge(m.FOLLOWER_PENDING),
                    gauge(m.FOLLOWER_LEADER))

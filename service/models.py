@@ -63,6 +63,14 @@ class Endpoint:
         return not self.disabled and (not self.event_types or event_type in self.event_types)
 
 
+class Stored(NamedTuple):
+    """An event a follower's `advance` handed the store: its id, and whether it is new (False:
+    the queue already had its idempotency key, so nothing was enqueued again)."""
+
+    id: str
+    new: bool
+
+
 class NewEvent(NamedTuple):
     """An event as a client posts it, before the store gives it an id. (A tuple: a batch
     makes a thousand of these per request.)"""

@@ -9,6 +9,12 @@ and `advance` from the store. Node failures are data (`StepResult.error`), retri
 backoff by `run()`; they are never read as "no new block". When processes share a store, a
 `core.leases.Lease` on the cursor (`service.follow.leases`) lets one of them follow the
 chain and fences the others' writes.
+
+Answers that disagree with each other (`block_reader.NotReady`: a block announced but not
+served, logs the block contradicts) are node lag, not failure: asked again within a few poll
+intervals, counted in `crypitor_follower_not_ready_total`. A reorg is what the chain shows
+read again, never one block's claim: a parent hash that re-reading does not confirm is
+NotReady too.
 """
 
 from __future__ import annotations
@@ -27,11 +33,11 @@ from core.clock import Clock, utc_now
 from core.leases import Lease
 from core.supervisor import Spawn
 from service import CursorTaken, StoreError
-from service.follow.block_reader import BlockReader, NodeProblem
+from service.follow.block_reader import BlockReader, NodeProblem, NotReady
 from service.follow.cursor import CONFIRMED, DETECTED, KINDS, REVERTED, Cursor, Outbox
 from service.follow.matching import IndexCache
 from service.metrics import FollowerMetrics
-from service.models import MatchRecord, Monitor, NewEvent
+from service.models import MatchRecord, Monitor, NewEvent, Stored
 
 __all__ = ["CONFIRMED", "DETECTED", "REVERTED", "ChainFollower", "ChainSettings", "FollowerMetrics",
            "StepResult"]
@@ -40,6 +46,9 @@ log = logging.getLogger("crypitor.service.follower")
 
 MAX_SPAN = 50  # blocks read and stored per advance while catching up
 BACKOFF_CAP = 30.0  # seconds between retries at most
+NOT_READY_POLLS = 4  # a node that lags is asked again within this many poll intervals
+RETRY_AFTER_CAP = 300.0  # seconds: the most a rate-limited node's Retry-After is obeyed
+LAG_WARNING = 20  # NotReady answers in a row before the wait is logged as a warning
 
 
 class ChainSettings(Protocol):
@@ -63,7 +72,7 @@ class FollowerStore(Protocol):
     async def get_cursor(self, name: str) -> dict[str, Any] | None: ...
     async def advance(self, name: str, state: Mapping[str, Any], events: Sequence[NewEvent],
                       matches: Sequence[MatchRecord], now: datetime, *,
-                      holder: str | None = None) -> list[str]: ...
+                      holder: str | None = None) -> list[Stored]: ...
 
 
 # --- the follower ---------------------------------------------------------------------------
@@ -86,6 +95,8 @@ class StepResult:
     reorg_depth: int = 0
     error: str = ""
     error_kind: str = ""
+    not_ready: str = ""  # the reason the node's answers were not believed yet
+    retry_after: float | None = None  # what a rate-limited node asked for
 
     @property
     def behind(self) -> bool:
@@ -120,6 +131,7 @@ class ChainFollower:
         self._chain_checked = config.chain_id is None
         self._span = MAX_SPAN  # halved after a failed read, doubled back after a good one
         self._failures = 0
+        self._waits = 0  # NotReady steps in a row
         for kind in KINDS:  # every series exists from the start
             metrics.events.labels(name, kind.removeprefix("transfer."))
 
@@ -153,19 +165,37 @@ class ChainFollower:
             except Exception:  # our bug: logged loudly, and the chain is still followed
                 log.exception("chain %s: follower step failed", self.name)
                 result = StepResult(error="internal error (logged)", error_kind="internal")
-            if result.error:
-                self._failures += 1
-                delay = min(BACKOFF_CAP,
-                            self.config.poll_interval * 2 ** min(self._failures - 1, 16))
-                log.warning("chain %s: %s (retry %d in %.1fs)", self.name, result.error,
-                            self._failures, delay)
-            else:
-                if self._failures:
-                    log.info("chain %s: node answers again after %d failures", self.name,
-                             self._failures)
-                self._failures = 0
-                delay = 0.0 if result.behind else self.config.poll_interval
-            await asyncio.sleep(delay)
+            await asyncio.sleep(self._delay(result))
+
+    def _delay(self, result: StepResult) -> float:
+        """Seconds until the next step, and the log lines of a failure or a wait."""
+        poll = self.config.poll_interval
+        if result.error:
+            self._failures += 1
+            delay = min(BACKOFF_CAP, poll * 2.0 ** min(self._failures - 1, 16))
+            if result.retry_after is not None:
+                delay = max(delay, min(result.retry_after, RETRY_AFTER_CAP))
+            log.warning("chain %s: %s (retry %d in %.1fs)", self.name, result.error,
+                        self._failures, delay)
+            return delay
+        if self._failures:
+            log.info("chain %s: node answers again after %d failures", self.name,
+                     self._failures)
+            self._failures = 0
+        if result.not_ready:
+            self._waits += 1
+            delay = min(poll * NOT_READY_POLLS, poll * 2.0 ** min(self._waits - 1, 16),
+                        BACKOFF_CAP)
+            if self._waits == 1 or self._waits % LAG_WARNING == 0:
+                log.log(logging.WARNING if self._waits >= LAG_WARNING else logging.INFO,
+                        "chain %s: waiting for the node (%s; %d in a row)", self.name,
+                        result.not_ready, self._waits)
+            return delay
+        if self._waits:
+            log.info("chain %s: the node's answers agree again after %d waits", self.name,
+                     self._waits)
+            self._waits = 0
+        return 0.0 if result.behind else poll
 
     async def step(self) -> StepResult:
         """One poll: read the head, then process up to MAX_SPAN blocks (or walk back a reorg)."""
@@ -180,12 +210,19 @@ class ChainFollower:
                 self._observe(head, cursor)
                 return StepResult(head, cursor.next_block)
             return await self._process(head, cursor)
+        except NotReady as exc:
+            self.metrics.not_ready.labels(self.name, exc.reason).inc()
+            next_block = self._cursor.next_block if self._cursor else None
+            return StepResult(head, next_block, not_ready=f"{exc.reason}: {exc}")
         except (ChainError, NodeProblem) as exc:
             kind = _kind(exc)
             self.metrics.rpc_errors.labels(self.name, kind).inc()
             self._span = max(1, self._span // 2)
             next_block = self._cursor.next_block if self._cursor else None
-            return StepResult(head, next_block, error=str(exc), error_kind=kind)
+            retry_after = getattr(exc, "retry_after", None)
+            return StepResult(head, next_block, error=str(exc), error_kind=kind,
+                              retry_after=retry_after if isinstance(retry_after, float | int)
+                              else None)
         except CursorTaken:  # another process follows the chain now: not an error
             if self.lease is not None:
                 self.lease.lost()
@@ -212,14 +249,26 @@ class ChainFollower:
         if state is not None:
             cursor = Cursor.from_json(state)
             log.info("chain %s: resuming at block %d", self.name, cursor.next_block)
+            self._ignored_start(cursor)
         else:  # first start: saved at once, so a restart cannot begin at a later head
             start = self.config.start_block if self.config.start_block is not None else head
-            cursor = Cursor(start)
+            cursor = Cursor(start, start=start)
             await self.store.advance(self.cursor_name, cursor.to_json(), [], [],
                                      self.clock(), holder=self._holder)
             log.info("chain %s: first start, from block %d", self.name, start)
         self._cursor = cursor
         return cursor
+
+    def _ignored_start(self, cursor: Cursor) -> None:
+        """`start_block` counts at the first start only: say so when it was changed since."""
+        wanted = self.config.start_block
+        if wanted is None or wanted == cursor.start:
+            return
+        began = "" if cursor.start is None else f", which began at block {cursor.start}"
+        log.warning("chain %s: start_block = %d is ignored: the saved cursor %s%s resumes at "
+                    "block %d. To start from start_block, stop every process following this "
+                    "chain and delete the cursor (README: Address monitors, starting again)",
+                    self.name, wanted, self.cursor_name, began, cursor.next_block)
 
     async def _process(self, head: int, cursor: Cursor) -> StepResult:
         index = await self.index.current()
@@ -227,44 +276,63 @@ class ChainFollower:
         blocks = await self.reader.blocks(first, min(head, first + self._span - 1),
                                          full=index.addresses > 0)
         if not cursor.parent_ok(blocks[0]):
-            return await self._reorg(head, cursor)
+            return await self._reorg(head, cursor, f"block {first}'s parent is "
+                                                   f"{blocks[0].parent_hash}")
         found = await self.reader.transfers(blocks, index)
         work = cursor.copy()
         out = Outbox(self.name)
         for block, matched in zip(blocks, found, strict=True):
             work.apply(self.name, block, matched, index, self.config.confirmations, out)
-        await self.store.advance(self.cursor_name, work.to_json(), out.events, out.matches,
-                                 self.clock(), holder=self._holder)
+        stored = await self.store.advance(self.cursor_name, work.to_json(), out.events,
+                                          out.matches, self.clock(), holder=self._holder)
         self._cursor = work
         self._span = min(MAX_SPAN, self._span * 2)
         if out.events and self.wake is not None:
             self.wake()
-        for kind, count in out.counts.items():
-            self.metrics.events.labels(self.name, kind.removeprefix("transfer.")).inc(count)
+        for event, kept in zip(out.events, stored, strict=True):
+            if kept.new:  # one the queue had already (a block processed again) is not news
+                self.metrics.events.labels(self.name,
+                                           event.type.removeprefix("transfer.")).inc()
         self._observe(head, work)
         return StepResult(head, work.next_block, len(blocks), len(out.events))
 
-    async def _reorg(self, head: int, cursor: Cursor) -> StepResult:
-        """Find the last block we processed that is still canonical and resume after it."""
+    async def _reorg(self, head: int, cursor: Cursor, claim: str) -> StepResult:
+        """A block's parent is not the block we processed before it: read our recent blocks
+        again, find the last one still canonical and resume after it. If the newest one
+        still is, the claim was a node's (one backend on another branch for a moment, a
+        broken proxy), not the chain's: NotReady, and nothing rolled back."""
         numbers = sorted(cursor.blocks, reverse=True)
         canonical = await self.client.get_blocks(numbers)
         ancestor = next((n for n, block in zip(numbers, canonical, strict=True)
                          if block is not None and block.hash == cursor.blocks[n]), None)
+        if ancestor == cursor.next_block - 1:
+            raise NotReady("parent_mismatch", f"{claim}, but read again block {ancestor} is "
+                                              f"still the one processed: no reorg")
+        beyond = ancestor is None
         if ancestor is None:
             ancestor = min(numbers) - 1
-            log.error("chain %s: reorg deeper than the %d blocks kept; resuming at block %d, "
-                      "transfers confirmed before it are not revisited", self.name,
-                      len(numbers), ancestor + 1)
         work = cursor.copy()
-        depth = work.roll_back(ancestor, head)
-        log.warning("chain %s: reorg of %d blocks, resuming after block %d", self.name, depth,
-                    ancestor)
+        rolled = work.roll_back(ancestor, head)
         self.metrics.reorgs.labels(self.name).inc()
-        self.metrics.reorg_depth.labels(self.name).set(depth)
+        self.metrics.reorg_depth.labels(self.name).set(rolled.depth)
+        confirmations = self.config.confirmations
+        if beyond or rolled.depth > confirmations or rolled.confirmed:
+            self.metrics.deep_reorgs.labels(self.name).inc()
+            log.error("chain %s: reorg of %d blocks%s, deeper than the chain's %d confirmations"
+                      " (FollowerDeepReorg): %d transfers told confirmed are checked again "
+                      "(transfer.reverted if they left the chain, a new transfer.confirmed if "
+                      "they moved); resuming after block %d. Confirmations this low are not "
+                      "safe on this chain", self.name, rolled.depth,
+                      f" (more than the {len(numbers)} blocks kept: older confirmations are "
+                      f"not revisited)" if beyond else "", confirmations, rolled.confirmed,
+                      ancestor)
+        else:
+            log.warning("chain %s: reorg of %d blocks, resuming after block %d", self.name,
+                        rolled.depth, ancestor)
         # kept in memory only: after a crash the old cursor finds the same reorg again
         self._cursor = work
         self._observe(head, work)
-        return StepResult(head, work.next_block, reorg_depth=depth)
+        return StepResult(head, work.next_block, reorg_depth=rolled.depth)
 
     def _observe(self, head: int, cursor: Cursor) -> None:
         processed = cursor.next_block - 1
@@ -275,7 +343,7 @@ class ChainFollower:
 
 def _kind(exc: ChainError | NodeProblem) -> str:
     if isinstance(exc, NodeProblem):
-        return exc.kind
+        return exc.kind  # chain_id
     if isinstance(exc, TransportError):
         return exc.kind
     if isinstance(exc, RpcError):

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
+from chains.bloom import address_topic, bloom_masks
 from chains.ethereum import Block, Log, Transaction
 from service.models import Category, Direction, Monitor
 
@@ -94,10 +95,19 @@ class MonitorIndex:
             for addr in monitor.addresses:
                 by_address.setdefault(addr.lower(), []).append(watch)
         self._by_address = {a: tuple(ws) for a, ws in by_address.items()}
+        self._masks: list[int] | None = None
 
     @property
     def addresses(self) -> int:
         return len(self._by_address)
+
+    def may_be_in(self, bloom: int) -> bool:
+        """Whether a block with this logs bloom may hold a Transfer log naming a watched
+        address as sender or receiver (False proves it holds none). The masks are made at
+        the first ask (a Keccak-256 per address), not at every rebuild of the index."""
+        if self._masks is None:
+            self._masks = bloom_masks(address_topic(a) for a in self._by_address)
+        return any(bloom & mask == mask for mask in self._masks)
 
     def match(self, transfer: Transfer) -> list[Match]:
         """Each monitor the transfer concerns, once, with the side its watched address is on."""

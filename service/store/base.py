@@ -31,6 +31,7 @@ from service.models import (
     MonitorEvent,
     NewEvent,
     QueueStats,
+    Stored,
     Verdict,
 )
 
@@ -135,9 +136,10 @@ class Store(Protocol):
 
     async def advance(self, name: str, state: Mapping[str, Any], events: Sequence[NewEvent],
                       matches: Sequence[MatchRecord], now: datetime, *,
-                      holder: str | None = None) -> list[str]:
+                      holder: str | None = None) -> list[Stored]:
         """A follower's step, atomically: accept `events` like `accept` (ids returned in
-        order; a known idempotency key answers the first event's id and enqueues nothing),
+        order, each with whether it is new; a known idempotency key answers the first
+        event's id, not new, and enqueues nothing),
         record `matches[i]` in its monitor's history as the match of the event `events[i]`
         became (one history entry per event: a re-processed block adds none), and save
         `state` (a JSON object) as the cursor `name`.

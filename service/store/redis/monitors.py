@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from service import CursorTaken, StoreError
-from service.models import MatchRecord, Monitor, MonitorEvent, NewEvent
+from service.models import MatchRecord, Monitor, MonitorEvent, NewEvent, Stored
 from service.store.redis.codec import (
     decode_monitor,
     decode_monitor_event,
@@ -71,10 +71,11 @@ class RedisMonitors:
 
     async def advance(self, name: str, state: Mapping[str, Any], events: Sequence[NewEvent],
                       matches: Sequence[MatchRecord], now: datetime, *,
-                      holder: str | None = None) -> list[str]:
+                      holder: str | None = None) -> list[Stored]:
         if len(events) != len(matches):
             raise ValueError(f"{len(events)} events but {len(matches)} matches")
         args = events_args(events, now)
+        proposed = [str(args[4 + 4 * i]) for i in range(len(events))]  # an event's own id
         # after the count, before the events
         args[4:4] = [name, json.dumps(dict(state)), holder or ""]
         for m in matches:
@@ -87,7 +88,8 @@ class RedisMonitors:
             if refused(exc, "CURSORTAKEN"):
                 raise CursorTaken(f"cursor {name}: another process holds it") from None
             raise
-        return [str(i) for i in ids]
+        # a known idempotency key answers the first event's id instead of the one proposed
+        return [Stored(str(i), str(i) == p) for i, p in zip(ids, proposed, strict=True)]
 
     async def hold_cursor(self, name: str, holder: str, ttl: float) -> bool:
         with translated("hold_cursor"):

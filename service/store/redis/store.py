@@ -69,6 +69,7 @@ from service.models import (
     MonitorEvent,
     NewEvent,
     QueueStats,
+    Stored,
     Verdict,
 )
 from service.store import Settled
@@ -289,7 +290,7 @@ class RedisStore:
 
     async def advance(self, name: str, state: Mapping[str, Any], events: Sequence[NewEvent],
                       matches: Sequence[MatchRecord], now: datetime, *,
-                      holder: str | None = None) -> list[str]:
+                      holder: str | None = None) -> list[Stored]:
         return await self._monitors.advance(name, state, events, matches, now, holder=holder)
 
     async def hold_cursor(self, name: str, holder: str, ttl: float) -> bool:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from service.models import Endpoint, MatchRecord, Monitor, MonitorEvent, NewEvent
+from service.models import Endpoint, MatchRecord, Monitor, MonitorEvent, NewEvent, Stored
 from service.store.sqlite.events import accept
 from service.store.sqlite.schema import IdClock, event_ref, row_id
 from service.store.times import from_us, from_us_or_none, to_us, to_us_or_none
@@ -121,14 +121,19 @@ def _routes(conn: sqlite3.Connection, monitor_ids: Iterable[str]) -> dict[str, s
 
 def advance(conn: sqlite3.Connection, name: str, state: str, events: Sequence[NewEvent],
             matches: Sequence[MatchRecord], now: datetime, endpoints: Sequence[Endpoint],
-            prune: bool, clock: IdClock) -> list[str]:
+            prune: bool, clock: IdClock) -> list[Stored]:
     """A follower's step in the caller's transaction: events, history, cursor."""
     routes = _routes(conn, {m.monitor_id for m in matches})
+    before = clock.last  # every id of an event stored now is above it
     ids = accept(conn, events, now, endpoints, prune, clock,
                  [routes[m.monitor_id] for m in matches])
-    rows, by_address = [], []
+    rows, by_address, stored = [], [], []
+    seen: set[int] = set()  # a key twice in one step: its second event is not new
     for ref, m in zip(ids, matches, strict=True):
         n = row_id(ref, "evt_")
+        assert n is not None  # our own reference
+        stored.append(Stored(ref, n > before and n not in seen))
+        seen.add(n)
         addresses = [a.lower() for a in m.addresses]
         rows.append((n, m.monitor_id, m.kind, m.tx_hash.lower(), " ".join(addresses),
                      m.block_number))
@@ -139,7 +144,7 @@ def advance(conn: sqlite3.Connection, name: str, state: str, events: Sequence[Ne
     conn.execute("INSERT INTO cursors VALUES (?, ?, ?) ON CONFLICT (name)"
                  " DO UPDATE SET state = excluded.state, saved_at = excluded.saved_at",
                  (name, state, to_us(now)))
-    return ids
+    return stored
 
 
 def _monitor_event(row: Sequence[Any]) -> MonitorEvent:

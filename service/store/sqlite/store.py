@@ -29,6 +29,7 @@ from service.models import (
     MonitorEvent,
     NewEvent,
     QueueStats,
+    Stored,
     Verdict,
 )
 from service.store import Settled
@@ -197,7 +198,7 @@ class SqliteStore:
 
     async def advance(self, name: str, state: Mapping[str, Any], events: Sequence[NewEvent],
                       matches: Sequence[MatchRecord], now: datetime, *,
-                      holder: str | None = None) -> list[str]:
+                      holder: str | None = None) -> list[Stored]:
         if len(events) != len(matches):
             raise ValueError(f"{len(events)} events but {len(matches)} matches")
         if holder is not None and not self._holds(name, holder):
@@ -205,7 +206,7 @@ class SqliteStore:
         saved = json.dumps(dict(state))  # a state that is not JSON fails here, not later
         events, matches = list(events), list(matches)
 
-        def op(conn: sqlite3.Connection) -> list[str]:
+        def op(conn: sqlite3.Connection) -> list[Stored]:
             return monitor_sql.advance(conn, name, saved, events, matches, now,
                                        self._fanout(conn), self._prune(now), self._ids)
         return await self._file.write(op)  # durable: FULL sync before the follower moves on

@@ -245,8 +245,9 @@ async def test_event_history_filtered_by_tx_hash_and_address(api: Api) -> None:
     now = datetime(2026, 1, 1, tzinfo=UTC)
     ids = []
     for i, (event, match) in enumerate(steps):
-        ids += await api.service.store.advance("ethereum", {"block": match.block_number},
-                                               [event], [match], now + timedelta(seconds=i))
+        ids += [s.id for s in await api.service.store.advance(
+            "ethereum", {"block": match.block_number}, [event], [match],
+            now + timedelta(seconds=i))]
     path = f"/v1/monitors/{monitor_id}/events"
     status, history = await api.call("GET", path)
     assert status == 200 and [h["event_id"] for h in history] == ids[::-1]
@@ -273,8 +274,8 @@ async def test_history_pages_follow_the_link_header(api: Api) -> None:
     ids = []
     for i in range(5):
         event, match = transfer(monitor_id, 100 + i, 10 + i, addr(1))
-        ids += await api.service.store.advance("ethereum", {"block": 10 + i}, [event], [match],
-                                               now + timedelta(seconds=i))
+        ids += [s.id for s in await api.service.store.advance(
+            "ethereum", {"block": 10 + i}, [event], [match], now + timedelta(seconds=i))]
     url = f"{api.base}/v1/monitors/{monitor_id}/events?limit=2&address={addr(1)}"
     pages = []
     async with aiohttp.ClientSession(headers=AUTH) as http:

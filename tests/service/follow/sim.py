@@ -26,7 +26,7 @@ from service.follow.follower import (
     StepResult,
 )
 from service.follow.matching import TRANSFER_TOPIC
-from service.models import MatchRecord, Monitor, NewEvent
+from service.models import MatchRecord, Monitor, NewEvent, Stored
 from tests.support.chain_nodes import (
     Canned,
     FrozenClock,
@@ -90,7 +90,7 @@ class FakeStore:
 
     async def advance(self, name: str, state: Mapping[str, Any], events: Sequence[NewEvent],
                       matches: Sequence[MatchRecord], now: datetime, *,
-                      holder: str | None = None) -> list[str]:
+                      holder: str | None = None) -> list[Stored]:
         assert len(events) == len(matches) and holder is None  # no lease: one process
         if self.fail_advances:
             self.fail_advances -= 1
@@ -99,7 +99,7 @@ class FakeStore:
         for event, match in zip(events, matches, strict=True):
             key = event.idempotency_key
             if key is not None and key in self._keys:
-                ids.append(self._keys[key])
+                ids.append(Stored(self._keys[key], False))
                 continue
             event_id = f"evt_{next(self._ids)}"
             data = json.loads(event.serialised())
@@ -107,7 +107,7 @@ class FakeStore:
             self.matches.append(match)
             if key is not None:
                 self._keys[key] = event_id
-            ids.append(event_id)
+            ids.append(Stored(event_id, True))
         self.cursors[name] = json.dumps(state)
         self.advances.append(json.loads(self.cursors[name]))
         return ids

@@ -62,8 +62,9 @@ async def test_detected_then_confirmed_with_the_payload(rig: Rig) -> None:
         "chain": "eth", "monitor_id": "m1", "tags": ["hot"], "direction": "in",
         "category": "native", "tx_hash": pay.hash, "block_number": block,
         "block_hash": block_hash, "log_index": None, "from": BOB, "to": ALICE,
-        "contract": None, "amount": str(10**18), "token_id": None, "confirmations": 2}
-    assert confirmed == detected
+        "contract": None, "amount": str(10**18), "token_id": None, "confirmations": 2,
+        "sequence": 1}
+    assert confirmed == {**detected, "sequence": 2}
     erc20 = rig.store.of(DETECTED)[2]
     assert (erc20["category"], erc20["direction"], erc20["contract"], erc20["amount"],
             erc20["log_index"]) == ("erc20", "out", TOKEN, "7", 0)
@@ -108,8 +109,9 @@ async def test_first_start_at_the_head_and_saved_at_once(rig: Rig) -> None:
     head = rig.chain.mine(blocks=3)
     follower = rig.follower(start_block=None)
     result = await follower.step()
-    assert rig.store.advances[0] == {"version": 1, "next_block": head, "blocks": [],
-                                     "pending": [], "recheck_until": None, "reverted": []}
+    assert rig.store.advances[0] == {"version": 2, "next_block": head, "start": head,
+                                     "blocks": [], "pending": [], "confirmed": [],
+                                     "recheck_until": None, "reverted": []}
     assert result.next_block == head + 1 and rig.store.events == []  # block `head` processed
 
 
@@ -133,13 +135,15 @@ async def test_errors_and_garbage_are_retried_and_nothing_is_skipped(rig: Rig) -
     saved = len(rig.store.advances)
     results = [await follower.step() for _ in range(5)]
     assert all(r.error for r in results) and len(rig.store.advances) == saved
-    # then a node whose head runs ahead of its blocks (a load balancer): retried, not skipped
+    # then a node whose head runs ahead of its blocks (a load balancer): lag, not a failure;
+    # asked again, not skipped
     rig.chain.head_ahead = 2
     for _ in range(10):  # the failures above shrank the batch: a few steps to reach the head
         result = await follower.step()
-        if result.error:
+        assert not result.error
+        if result.not_ready:
             break
-    assert result.error_kind == "missing_block"
+    assert result.not_ready.startswith("block_missing")
     assert covered(rig.store)[-1] == rig.chain.head + 1  # up to the real head, not beyond
     rig.chain.head_ahead = 0
     await catch_up(follower)
@@ -148,7 +152,8 @@ async def test_errors_and_garbage_are_retried_and_nothing_is_skipped(rig: Rig) -
     assert path == sorted(path) and path[-1] == rig.chain.head + 1
     errors = {k: rig.metric("crypitor_follower_rpc_errors_total", kind=k)
               for k in ("http_status", "malformed", "rpc_error", "missing_block")}
-    assert errors == {"http_status": 1, "malformed": 3, "rpc_error": 1, "missing_block": 1}
+    assert errors == {"http_status": 1, "malformed": 3, "rpc_error": 1, "missing_block": 0}
+    assert rig.metric("crypitor_follower_not_ready_total", reason="block_missing") == 1
 
 
 async def test_garbage_inside_a_batch_is_an_error_too(rig: Rig) -> None:

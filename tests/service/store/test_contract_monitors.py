@@ -96,8 +96,10 @@ async def test_advance_delivers_only_to_the_monitors_endpoint(store: Store) -> N
     await store.put_monitor(monitor("mon_off", endpoint_id="ep_a", enabled=False))
     steps = [transfer("mon_a", 1, 1), transfer("mon_b", 2, 2), transfer("mon_off", 3, 1),
              transfer("mon_gone", 4, 1)]
-    ids = await store.advance("ethereum", {"block": 100}, [e for e, _ in steps],
-                              [m for _, m in steps], NOW)
+    stored = await store.advance("ethereum", {"block": 100}, [e for e, _ in steps],
+                                 [m for _, m in steps], NOW)
+    assert all(s.new for s in stored)
+    ids = [s.id for s in stored]
     assert len(set(ids)) == 4
     assert [d.event_id for d in await store.deliveries_of("ep_a")] == [ids[0]]
     assert [d.event_id for d in await store.deliveries_of("ep_b")] == [ids[1]]
@@ -116,15 +118,22 @@ async def test_advance_again_returns_the_first_ids_and_adds_nothing(store: Store
     await store.put_monitor(monitor("mon_a"))
     steps = [transfer("mon_a", 1, 1), transfer("mon_a", 2, 2)]
     events, matches = [e for e, _ in steps], [m for _, m in steps]
-    ids = await store.advance("ethereum", {"block": 100}, events, matches, NOW)
+    first = await store.advance("ethereum", {"block": 100}, events, matches, NOW)
+    assert [s.new for s in first] == [True, True]
+    ids = [s.id for s in first]
     history = await store.monitor_events("mon_a")
     # a re-processed block, and one event twice in one step: nothing new anywhere
     again = await store.advance("ethereum", {"block": 101}, [*events, events[0]],
                                 [*matches, matches[0]], NOW + S)
-    assert again == [*ids, ids[0]]
+    assert again == [(i, False) for i in [*ids, ids[0]]]
     assert await store.monitor_events("mon_a") == history
     assert len(await store.deliveries_of("ep_a")) == 2
     assert await store.get_cursor("ethereum") == {"block": 101}
+    # one step with a new event twice: only its first is new
+    new = transfer("mon_a", 3, 3)
+    twice = await store.advance("ethereum", {"block": 102}, [new[0], new[0]],
+                                [new[1], new[1]], NOW + S)
+    assert [s.new for s in twice] == [True, False] and twice[0].id == twice[1].id
 
 
 async def test_one_holder_at_a_time_holds_a_cursor_lease(store: Store) -> None:
@@ -166,7 +175,8 @@ async def test_advance_is_fenced_by_the_cursor_lease(store: Store) -> None:
     assert await store.get_cursor("polygon") is None
     assert await store.monitor_events("mon_a") == []
     assert await store.deliveries_of("ep_a") == []
-    ids = await store.advance("ethereum", {"block": 6}, [event], [match], NOW, holder="proc-b")
+    ids = [s.id for s in await store.advance("ethereum", {"block": 6}, [event], [match], NOW,
+                                             holder="proc-b")]
     assert [d.event_id for d in await store.deliveries_of("ep_a")] == ids
 
 
@@ -178,7 +188,8 @@ async def test_monitor_events_newest_first_filtered_by_tx_and_address(store: Sto
              transfer("mon_a", 2, 2), transfer("mon_b", 1, 1)]
     ids = []
     for i, (event, match) in enumerate(steps):  # one step each: a clear order
-        ids += await store.advance("ethereum", {"block": i}, [event], [match], NOW + i * S)
+        ids += [s.id for s in await store.advance("ethereum", {"block": i}, [event], [match],
+                                                  NOW + i * S)]
     newest = (await store.monitor_events("mon_a"))[0]
     assert (newest.match, newest.event_id, newest.event_type, newest.accepted_at,
             newest.data) == (steps[2][1], ids[2], "transfer.detected", NOW + 2 * S,
@@ -214,9 +225,11 @@ async def test_monitor_events_page_by_page_with_before(store: Store) -> None:
              for i in range(7)]
     ids = []
     for i, (event, match) in enumerate(steps):
-        ids += await store.advance("ethereum", {"block": i}, [event], [match], NOW + i * S)
+        ids += [s.id for s in await store.advance("ethereum", {"block": i}, [event], [match],
+                                                  NOW + i * S)]
     theirs, their_match = transfer("mon_b", 1, 1)
-    other = await store.advance("ethereum", {"block": 9}, [theirs], [their_match], NOW + 9 * S)
+    other = [s.id for s in await store.advance("ethereum", {"block": 9}, [theirs],
+                                               [their_match], NOW + 9 * S)]
 
     async def pages(size: int, **filters: str) -> list[list[str]]:
         out: list[list[str]] = []
@@ -274,7 +287,8 @@ async def test_monitors_cursor_and_history_survive_a_reopen(
                  await second.monitor_events("mon_a"))
         assert after == before and before[1] > 0
         assert await second.get_cursor("ethereum") == {"block": 100}
-        assert await second.advance("ethereum", {"block": 100}, [event], [match], NOW) == ids
+        assert await second.advance("ethereum", {"block": 100}, [event], [match], NOW) == [
+            (ids[0].id, False)]
         assert len(await second.deliveries_of("ep_a")) == 1
     finally:
         await second.close()
