@@ -4,7 +4,8 @@ from `[[alerts.rules]]` (which may replace a built-in by using its name).
 A rule applies to a target when every key of its `match` equals the target's label of that
 name; `type` and `target` (the target's name) count as labels. The webhook service shows up
 as a synthetic target of type `service` whose values are `delivery_failure_ratio`,
-`oldest_pending_age_seconds` and `queue_depth`.
+`oldest_pending_age_seconds` and `queue_depth`; each chain it follows as one of type
+`follower` (named `follower-<chain>`, label `chain`) whose value is `deep_reorgs_1h`.
 """
 
 from __future__ import annotations
@@ -50,6 +51,11 @@ BUILTINS: tuple[RuleSpec, ...] = (
     _rule("WebhookQueueBacklog", "oldest_pending_age_seconds > 300", "warning",
           "the oldest pending webhook delivery waits for {oldest_pending_age_seconds}s "
           "({queue_depth} queued)", for_=300, match={"type": "service"}),
+    # a deep reorg is an event: the alert holds for the hour after it, then resolves
+    _rule("FollowerDeepReorg", "deep_reorgs_1h > 0", "critical",
+          "chain {chain}: {deep_reorgs_1h} reorgs in the last hour went deeper than its "
+          "confirmations; transfers told confirmed were checked again. Raise "
+          "[service.chains.{chain}].confirmations", match={"type": "follower"}),
 )
 BUILTIN_NAMES = tuple(r.name for r in BUILTINS)
 

@@ -19,8 +19,9 @@ from probes.base import Value
 Kind = Literal["number", "bool", "string"]
 
 # The probe values of CONTRACT.md, plus the synthetic `service` target's values that the
-# monitor feeds from the webhook service's queue statistics. The kind is checked at parse
-# time, so `failure_reason > 3` is refused when the config loads, not at 3 a.m.
+# monitor feeds from the webhook service's queue statistics, and the `follower` targets'
+# (`deep_reorgs_1h`). The kind is checked at parse time, so `failure_reason > 3` is refused
+# when the config loads, not at 3 a.m.
 VALUE_KINDS: Mapping[str, Kind] = {
     "success": "bool", "duration_seconds": "number", "failure_reason": "string",
     "status_code": "number", "cert_expiry_days": "number", "body_bytes": "number",
@@ -29,6 +30,7 @@ VALUE_KINDS: Mapping[str, Kind] = {
     "lib_lag": "number", "server_state": "string", "load_factor": "number",
     "delivery_seconds": "number", "delivery_failure_ratio": "number",
     "oldest_pending_age_seconds": "number", "queue_depth": "number",
+    "deep_reorgs_1h": "number",
 }
 # Far past any condition a person writes, far below Python's recursion limit (the parser
 # recurses about four frames per level).

@@ -53,7 +53,10 @@ _SERIES: Mapping[str, tuple[MetricDef, Callable[[str], str]]] = {
     "load_factor": (m.CHAIN_LOAD_FACTOR, str),
     "queue_depth": (m.WEBHOOK_QUEUE_DEPTH, str),
     "oldest_pending_age_seconds": (m.WEBHOOK_OLDEST_PENDING, str),
+    "deep_reorgs_1h": (m.FOLLOWER_DEEP_REORGS, lambda s: f"increase({s}[1h])"),
 }
+# the synthetic targets (alerts.builtin) whose series carry no target labels
+_SYNTHETIC = ({"type": "service"}, {"type": "follower"})
 _NO_SERIES = {
     "failure_reason": "is text; no series holds it",
     "server_state": "is text; the exported rank gauge is not a faithful stand-in",
@@ -156,7 +159,7 @@ def _translate(rule: RuleSpec) -> PromRule:
         if not _LABEL_NAME.fullmatch(key):
             raise _Skip(f"match key {key!r} is not a Prometheus label name")
     per_target = scopes != {False}
-    if not per_target and rule.match and dict(rule.match) != {"type": "service"}:
+    if not per_target and rule.match and dict(rule.match) not in _SYNTHETIC:
         raise _Skip("the webhook service's series carry no target labels to match "
                     f"{dict(rule.match)} on")
     matchers = _matchers(rule.match) if per_target else ""

@@ -1,6 +1,7 @@
 """Alerting wired into the monitor: rules, router, store and Telegram receivers built from
 `[alerts]`, probe results fed in, the embedded webhook service watched as a target of type
-`service`, and the on-call bots started. `crypitor run` uses `MonitorAlerting`.
+`service` (and each chain it follows as one of type `follower`), and the on-call bots
+started. `crypitor run` uses `MonitorAlerting`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import functools
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -35,6 +36,9 @@ from monitor.runtime import TargetState
 log = logging.getLogger(__name__)
 SERVICE_TARGET = "webhook-service"
 SERVICE_EVERY = 30.0  # seconds between looks at the embedded service
+DEEP_REORG_WINDOW = timedelta(hours=1)  # FollowerDeepReorg holds this long after one
+DELIVERY_WINDOW = timedelta(minutes=5)  # delivery_failure_ratio is over attempts this recent
+OUTCOMES = ("success", "retry", "failed", "dead")  # crypitor_webhook_deliveries_total's
 CHAT_DOC = "telegram-chat:"
 
 
@@ -83,6 +87,63 @@ class _Counters:
         self._shown |= counts.keys()
 
 
+def follower_target(chain: str) -> str:
+    """The synthetic target that stands for the follower of `chain` in alerting."""
+    return f"follower-{chain}"
+
+
+class _Increase:
+    """How much a counter grew within the last `window`, from samples taken now and then
+    (the first sample counts from zero: the counter started with the process)."""
+
+    def __init__(self, window: timedelta) -> None:
+        self._window = window
+        self._samples: list[tuple[datetime, float]] = []
+        self._base = 0.0  # the value at the window's start, as far as known
+
+    def add(self, at: datetime, value: float) -> float:
+        self._samples.append((at, value))
+        while self._samples and self._samples[0][0] <= at - self._window:
+            self._base = self._samples.pop(0)[1]
+        return value - self._base
+
+
+class ServiceWatch:
+    """The embedded service seen by alerting: a target of type `service` (queue depth and
+    age, and the share of failed delivery attempts over the last DELIVERY_WINDOW) and one of
+    type `follower` per chain it follows (deep reorgs within DEEP_REORG_WINDOW). Counters
+    are read from the service's registry by their sample names."""
+
+    def __init__(self, alerting: Alerting, service: WatchedService, followed: Sequence[str],
+                 clock: Clock) -> None:
+        self._alerting, self._service, self._clock = alerting, service, clock
+        self._deliveries = {o: _Increase(DELIVERY_WINDOW) for o in OUTCOMES}
+        self._deep = {chain: _Increase(DEEP_REORG_WINDOW) for chain in followed}
+
+    async def look(self) -> None:
+        now = self._clock()
+        registry = self._service.metrics.registry
+        for chain, deep in self._deep.items():
+            count = registry.get_sample_value(m.FOLLOWER_DEEP_REORGS.name,
+                                              {"chain": chain}) or 0.0
+            self._alerting.observe(follower_target(chain), {"type": "follower", "chain": chain},
+                                   {"success": True, "deep_reorgs_1h": deep.add(now, count)})
+        try:
+            stats = await self._service.store.stats(now)
+        except Exception as exc:  # the store is down: that is what the probes report
+            log.debug("cannot read the service's queue: %s", exc)
+            return
+        grew = {o: attempts.add(now, registry.get_sample_value(
+                    m.WEBHOOK_DELIVERIES.name, {"outcome": o}) or 0.0)
+                for o, attempts in self._deliveries.items()}
+        values: dict[str, Any] = {"success": True, "queue_depth": stats.depth,
+                                  "oldest_pending_age_seconds": stats.oldest_pending_age}
+        total = sum(grew.values())
+        if total > 0:  # no attempt in the window: no ratio, and no alert
+            values["delivery_failure_ratio"] = (total - grew["success"]) / total
+        self._alerting.observe(SERVICE_TARGET, {"type": "service"}, values)
+
+
 class MonitorAlerting:
     """The alerting of `crypitor run`: build from `[alerts]`, feed probe results to
     `observe()`, `await start(service)`, `await stop()`."""
@@ -90,17 +151,21 @@ class MonitorAlerting:
     def __init__(self, section: AlertsSection, data_dir: Path,
                  states: Sequence[TargetState], registry: CollectorRegistry,
                  env: Mapping[str, str], watch_service: bool,
-                 clock: Clock = utc_now, spawn: Spawn | None = None) -> None:
+                 clock: Clock = utc_now, spawn: Spawn | None = None,
+                 followed: Sequence[str] = ()) -> None:
         """`spawn` (the monitor's supervisor) runs the alert loops, the bots and the
-        service watch."""
+        service watch; `followed` names the chains the service follows."""
         self.states = states
         self._clock = clock
         self._spawn = spawn or Supervisor().supervise
         self.store = AlertStore(data_dir / "alerts.sqlite3")
         targets: dict[str, Mapping[str, str]] = {
             s.name: {**s.config.labels, "type": s.config.type} for s in states}
+        self.followed = tuple(followed) if watch_service else ()
         if watch_service:
             targets[SERVICE_TARGET] = {"type": "service"}
+        for chain in self.followed:
+            targets[follower_target(chain)] = {"type": "follower", "chain": chain}
         evaluator = Evaluator(all_rules(section), self.store.load_states(), targets)
         route = section.route
         if not route.receiver and section.receivers:
@@ -161,28 +226,10 @@ class MonitorAlerting:
         await bot.run()
 
     async def _watch_service(self, service: WatchedService) -> None:
-        """The embedded service as a target: queue age and depth, and the share of failed
-        delivery attempts since the last look."""
-        registry = service.metrics.registry
-        name = m.WEBHOOK_DELIVERIES.name + "_total"
-        last: dict[str, float] = {}
+        watch = ServiceWatch(self.alerting, service, self.followed, self._clock)
         while True:
             await asyncio.sleep(SERVICE_EVERY)
-            try:
-                stats = await service.store.stats(self._clock())
-            except Exception as exc:  # the store is down: that is what the probes report
-                log.debug("cannot read the service's queue: %s", exc)
-                continue
-            now = {o: registry.get_sample_value(name, {"outcome": o}) or 0.0
-                   for o in ("success", "retry", "failed", "dead")}
-            delta = {o: now[o] - last.get(o, 0.0) for o in now}
-            last = now
-            values: dict[str, Any] = {"success": True, "queue_depth": stats.depth,
-                                      "oldest_pending_age_seconds": stats.oldest_pending_age}
-            total = sum(delta.values())
-            if total > 0:
-                values["delivery_failure_ratio"] = (total - delta["success"]) / total
-            self.alerting.observe(SERVICE_TARGET, {"type": "service"}, values)
+            await watch.look()
 
     def observe(self, state: TargetState, values: Mapping[str, Any], detail: str) -> None:
         self.alerting.observe(state.name, {**state.config.labels, "type": state.config.type},

@@ -180,7 +180,8 @@ class Runtime:
             log.info("monitor API key: generated, read it from %s", key_file)
         alerting = MonitorAlerting(self.config.alerts, self.config.data_dir, self.states,
                                    self.registry, self.env, self.config.service.enabled,
-                                   self.clock, self.supervisor.supervise)
+                                   self.clock, self.supervisor.supervise,
+                                   followed=tuple(self.config.service.chains))
         parts.push_async_callback(alerting.stop)
         # The service starts after the API server and stops after it; the scheduler and the
         # flusher start after the exports and stop after them: their stops wait in stacks

@@ -24,7 +24,7 @@ def test_builtins_as_specified() -> None:
     by_name = {r.name: r for r in BUILTINS}
     assert list(by_name) == ["TargetDown", "NodeLagging", "NodeHeadStale", "NodeSyncing",
                              "CertExpiringSoon", "WebhookDeliveriesFailing",
-                             "WebhookQueueBacklog"]
+                             "WebhookQueueBacklog", "FollowerDeepReorg"]
     assert tuple(by_name) == BUILTIN_NAMES
     shape = {r.name: (r.condition.text, r.for_, r.failures, r.severity, dict(r.match))
              for r in BUILTINS}
@@ -38,6 +38,7 @@ def test_builtins_as_specified() -> None:
                                      {"type": "service"}),
         "WebhookQueueBacklog": ("oldest_pending_age_seconds > 300", 300, 0, "warning",
                                 {"type": "service"}),
+        "FollowerDeepReorg": ("deep_reorgs_1h > 0", 0.0, 0, "critical", {"type": "follower"}),
     }
     for rule in BUILTINS:
         assert rule.summary and check(rule.summary) == []
@@ -47,7 +48,8 @@ def test_builtin_summaries_render() -> None:
     by_name = {r.name: r for r in BUILTINS}
     values: dict[str, object] = {"target": "eth-1", "failure_reason": "timeout",
                                  "block_lag": 12, "cert_expiry_days": 3.5,
-                                 "oldest_pending_age_seconds": 412.25, "queue_depth": 7}
+                                 "oldest_pending_age_seconds": 412.25, "queue_depth": 7,
+                                 "chain": "ethereum", "deep_reorgs_1h": 1}
     assert render(by_name["TargetDown"].summary, values) == "eth-1 is down: timeout"
     assert render(by_name["NodeLagging"].summary, values) == \
         "eth-1 is 12 blocks behind its reference"
@@ -55,6 +57,10 @@ def test_builtin_summaries_render() -> None:
         "eth-1: the TLS certificate expires in 3.5 days"
     assert render(by_name["WebhookQueueBacklog"].summary, values) == \
         "the oldest pending webhook delivery waits for 412.25s (7 queued)"
+    assert render(by_name["FollowerDeepReorg"].summary, values) == (
+        "chain ethereum: 1 reorgs in the last hour went deeper than its confirmations; "
+        "transfers told confirmed were checked again. Raise "
+        "[service.chains.ethereum].confirmations")
 
 
 def test_all_rules_disables_replaces_and_appends() -> None:
@@ -82,7 +88,8 @@ severity = "info"
     rules = all_rules(section)
     assert [r.name for r in rules] == ["TargetDown", "NodeLagging", "NodeHeadStale",
                                        "NodeSyncing", "WebhookDeliveriesFailing",
-                                       "WebhookQueueBacklog", "EthNodeLagging"]
+                                       "WebhookQueueBacklog", "FollowerDeepReorg",
+                                       "EthNodeLagging"]
     by_name = {r.name: r for r in rules}
     # a configured rule takes a built-in's place, even a disabled one's
     assert by_name["NodeLagging"].condition.text == "block_lag > 50"

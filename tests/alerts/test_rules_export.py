@@ -180,7 +180,7 @@ def test_export_passes_promtool_check(tmp_path: Path) -> None:
     check = subprocess.run([promtool(), "check", "rules", str(out)], capture_output=True,
                            text=True, timeout=60)
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "SUCCESS: 14 rules found" in check.stdout, check.stdout
+    assert "SUCCESS: 15 rules found" in check.stdout, check.stdout
     text = out.read_text()
     stdout = subprocess.run([sys.executable, "-m", "monitor", "rules", "export", "-c",
                              str(config)], capture_output=True, text=True, timeout=60)
@@ -258,7 +258,7 @@ def test_exported_expressions_select_what_we_evaluate(tmp_path: Path) -> None:
                    for t in natively_firing(rule, config)]
         tests.append({"expr": f"count by (target) ({result.expr})", "eval_time": "10m",
                       "exp_samples": samples})
-    assert len(tests) == 14
+    assert len(tests) == 15
     lagging = natively_firing(next(r for r in all_rules(config.alerts)
                                    if r.name == "EthNodeLagging"), config)
     assert lagging == ["eth-lag"]  # eth-sync is syncing, eth-partial has no peers value
@@ -282,6 +282,37 @@ def test_exported_expressions_select_what_we_evaluate(tmp_path: Path) -> None:
         "rule_files": [rules_file.name], "evaluation_interval": "1m",
         "tests": [{"interval": "1m", "input_series": series, "promql_expr_test": tests,
                    "alert_rule_test": alerts}],
+    }, sort_keys=False))
+    proc = subprocess.run([promtool(), "test", "rules", str(unit)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr + unit.read_text()
+
+
+def test_the_deep_reorg_rule_fires_for_the_hour_after_one(tmp_path: Path) -> None:
+    """FollowerDeepReorg holds natively while a deep reorg is less than an hour old; the
+    exported rule says the same over the follower's counter."""
+    config_path, _ = load_config(tmp_path)
+    rules_file = export_file(tmp_path, config_path)
+    summary = ("chain eth: {value} reorgs in the last hour went deeper than its "
+               "confirmations; transfers told confirmed were checked again. Raise "
+               "[service.chains.eth].confirmations")
+
+    def firing(value: str) -> list[dict[str, object]]:
+        return [{"exp_labels": {"severity": "critical", "chain": "eth"},
+                 "exp_annotations": {"summary": summary.format(value=value),
+                                     "condition": "deep_reorgs_1h > 0"}}]
+
+    unit = tmp_path / "unit.yml"
+    unit.write_text(yaml.safe_dump({
+        "rule_files": [rules_file.name], "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": [
+            # one deep reorg at minute 10, none before or after
+            {"series": 'crypitor_follower_deep_reorgs_total{chain="eth"}',
+             "values": "0x10 1x120"}],
+            "alert_rule_test": [
+                {"alertname": "FollowerDeepReorg", "eval_time": "9m", "exp_alerts": []},
+                {"alertname": "FollowerDeepReorg", "eval_time": "30m", "exp_alerts": firing("1")},
+                {"alertname": "FollowerDeepReorg", "eval_time": "75m", "exp_alerts": []}]}],
     }, sort_keys=False))
     proc = subprocess.run([promtool(), "test", "rules", str(unit)], capture_output=True,
                           text=True, timeout=120)

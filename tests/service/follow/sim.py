@@ -17,6 +17,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from chains.bloom import bloom_masks
 from chains.ethereum import EthereumClient
 from monitor.config import ChainFollowConfig
 from service import StoreError
@@ -164,7 +165,8 @@ class SimChain:
     """A chain in memory, answering JSON-RPC (batches too) like geth: logs of a block asked
     by hash, receipts of canonical transactions only. `faults` replace whole HTTP answers,
     one per request, before anything is answered normally; `head_ahead` makes the node
-    claim blocks it does not have yet."""
+    claim blocks it does not have yet; `lose_logs` answers the next N eth_getLogs with [];
+    `forge_parent` answers the head block with a forged parent hash N times."""
 
     def __init__(self, chain_id: int = 1337) -> None:
         self.chain_id = chain_id
@@ -172,6 +174,8 @@ class SimChain:
         self.by_hash: dict[str, dict[str, Any]] = {}
         self.faults: list[Canned] = []
         self.head_ahead = 0
+        self.lose_logs = 0
+        self.forge_parent = 0
         self.requests = 0
         self.branch = 0
         self.mine()
@@ -196,8 +200,13 @@ class SimChain:
                                  "blockNumber": hex(number), "blockHash": block_hash,
                                  "transactionHash": tx.hash, "logIndex": hex(len(logs)),
                                  "removed": False})
+            items = [bytes.fromhex(x[2:]) for lg in logs for x in (lg["address"], *lg["topics"])]
+            bloom = 0
+            for mask in bloom_masks(items):
+                bloom |= mask
             block = {"number": hex(number), "hash": block_hash, "parentHash": parent,
                      "timestamp": hex(1_700_000_000 + number), "transactions": objects,
+                     "logsBloom": f"0x{bloom:0512x}",
                      "logs": logs, "status": {tx.hash: tx.ok for tx in txs}}
             self.canonical.append(block)
             self.by_hash[block_hash] = block
@@ -221,10 +230,17 @@ class SimChain:
             block = self.canonical[number]
             txs = block["transactions"] if params[1] else [t["hash"] for t in
                                                            block["transactions"]]
-            return {k: v for k, v in block.items() if k not in ("logs", "status")} | {
+            shown = {k: v for k, v in block.items() if k not in ("logs", "status")} | {
                 "transactions": txs}
+            if number == self.head and self.forge_parent:
+                self.forge_parent -= 1
+                shown["parentHash"] = fake_hash("forged", self.forge_parent)
+            return shown
         if method == "eth_getLogs":
             (query,) = params
+            if self.lose_logs:
+                self.lose_logs -= 1
+                return []
             found = self.by_hash.get(query["blockHash"])
             return [] if found is None else [
                 lg for lg in found["logs"] if lg["topics"][0] == query["topics"][0]]
@@ -233,7 +249,9 @@ class SimChain:
                 if params[0] in block["status"]:
                     return {"transactionHash": params[0], "blockHash": block["hash"],
                             "blockNumber": block["number"],
-                            "status": "0x1" if block["status"][params[0]] else "0x0"}
+                            "status": "0x1" if block["status"][params[0]] else "0x0",
+                            "logs": [lg for lg in block["logs"]
+                                     if lg["transactionHash"] == params[0]]}
             return None
         raise AssertionError(f"unexpected call {method}")
 

@@ -25,6 +25,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from standardwebhooks.webhooks import Webhook
 
+from chains.bloom import address_topic, bloom_mask, may_contain
 from chains.ethereum import EthereumClient
 from chains.ethereum_types import transactions_of
 from core.leases import Lease
@@ -140,6 +141,16 @@ async def test_client_reads_blocks_logs_and_receipts(rig: Rig) -> None:
     receipts = await rig.client.get_receipts([paid, emitted, "0x" + "11" * 32])
     assert [(r.tx_hash, r.status) if r else None for r in receipts] == [
         (paid, True), (emitted, True), None]
+    paid_receipt, emitted_receipt, _ = receipts
+    assert paid_receipt is not None and paid_receipt.logs == ()
+    assert emitted_receipt is not None and emitted_receipt.logs == by_hash
+    # the node's own logs bloom holds what our masks say a Transfer log sets, and only that
+    assert block.logs_bloom is not None and paid_block.logs_bloom == 0
+    for item in (bytes.fromhex(token.address[2:]), bytes.fromhex(contracts.TRANSFER_TOPIC[2:]),
+                 address_topic(x), address_topic(y)):
+        assert may_contain(block.logs_bloom, bloom_mask(item))
+    assert not may_contain(block.logs_bloom, bloom_mask(address_topic(fresh())))
+    assert block.logs_bloom.bit_count() <= 4 * 3  # four items, three bits each
 
 
 async def test_native_in_out_all_and_a_mixed_case_address(rig: Rig) -> None:
