@@ -174,8 +174,8 @@ FOLLOWER_REORG_DEPTH = MetricDef(
 FOLLOWER_RPC_ERRORS = MetricDef(
     "crypitor_follower_rpc_errors_total", C,
     "Failed node calls, retried with backoff; kind is the transport failure (timeout, refused, "
-    "connect, dns, tls, http_status), rpc_error, malformed, missing_block, inconsistent or "
-    "chain_id.", ("chain", "kind"))
+    "connect, dns, tls, http_status, rate_limited, too_large), rpc_error, malformed, "
+    "missing_block, inconsistent or chain_id.", ("chain", "kind"))
 FOLLOWER_STORE_ERRORS = MetricDef(
     "crypitor_follower_store_errors_total", C,
     "Failed store writes or reads of a follower (the blocks are processed again).", ("chain",))
