@@ -5,7 +5,15 @@ timeout. Errors, all raised from the I/O boundary with the original as `__cause_
 
     ChainError                 base of everything below
     ├── TransportError         the answer never arrived; `kind` says why:
-    │                          "timeout", "dns", "refused", "connect", "tls", "http_status"
+    │   │                      "timeout", "dns", "refused", "connect", "tls", "http_status",
+    │   │                      "too_large" (the answer passed the client's
+    │   │                      `max_response_bytes`: refused while it was read, the
+    │   │                      connection dropped)
+    │   └── RateLimited        kind "rate_limited": HTTP 429, or an error object with code
+    │                          -32005 (EIP-1474 "limit exceeded") or saying "rate limit" /
+    │                          "too many requests"; `retry_after` (seconds, from the
+    │                          Retry-After header, 0..300) or None. Not a refused batch:
+    │                          back off and send the same batch again later
     ├── RpcError               the node answered with an error object (`code`, `message`)
     └── MalformedResponse      the answer is not JSON, or lacks fields / has wrong types
 """
@@ -21,6 +29,14 @@ class TransportError(ChainError):
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
+
+
+class RateLimited(TransportError):
+    """The node (or the provider in front of it) asks us to slow down."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__("rate_limited", message)
+        self.retry_after = retry_after
 
 
 class RpcError(ChainError):

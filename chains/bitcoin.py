@@ -11,7 +11,16 @@ from dataclasses import dataclass
 import aiohttp
 
 from chains import MalformedResponse
-from chains.jsonrpc import JsonRpcTransport, flag, integer, mapping, number, shown, text
+from chains.jsonrpc import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    JsonRpcTransport,
+    flag,
+    integer,
+    mapping,
+    number,
+    shown,
+    text,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +63,12 @@ def parse_network_info(answer: object, what: str = "getnetworkinfo") -> NetworkI
 
 class BitcoinClient:
     def __init__(self, session: aiohttp.ClientSession, url: str, timeout: float, *,
-                 user: str = "", password: str = "") -> None:
+                 user: str = "", password: str = "",
+                 max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> None:
         # no user: rely on URL userinfo if any (the transport reads it), else no auth at all
         auth = (user, password) if user else None
-        self.transport = JsonRpcTransport(session, url, timeout, auth=auth, version="1.0")
+        self.transport = JsonRpcTransport(session, url, timeout, auth=auth, version="1.0",
+                                          max_response_bytes=max_response_bytes)
 
     async def blockchain_info(self) -> BlockchainInfo:
         return parse_blockchain_info(await self.transport.call("getblockchaininfo"))

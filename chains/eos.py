@@ -14,7 +14,15 @@ from typing import Any
 import aiohttp
 
 from chains import MalformedResponse, RpcError
-from chains.jsonrpc import JsonRpcTransport, integer, mapping, shown, tag, text
+from chains.jsonrpc import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    JsonRpcTransport,
+    integer,
+    mapping,
+    shown,
+    tag,
+    text,
+)
 
 GET_INFO = "/v1/chain/get_info"
 
@@ -70,8 +78,10 @@ def _raise_error(body: Mapping[str, Any], what: str) -> None:
 
 class EosClient:
     def __init__(self, session: aiohttp.ClientSession, url: str, timeout: float, *,
-                 headers: Mapping[str, str] | None = None) -> None:
-        self.transport = JsonRpcTransport(session, url, timeout, headers=headers)
+                 headers: Mapping[str, str] | None = None,
+                 max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> None:
+        self.transport = JsonRpcTransport(session, url, timeout, headers=headers,
+                                          max_response_bytes=max_response_bytes)
 
     async def get_info(self) -> EosInfo:
         return parse_info(await self.transport.post(None, method="get_info", path=GET_INFO))

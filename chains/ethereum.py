@@ -3,11 +3,13 @@
 Each RPC method is one `_ask(method, params, parser)` line and each answer shape one parser
 function (in `chains.ethereum_types`). A chain follower reads many blocks at once:
 `get_blocks`, `get_logs_of_blocks` and `get_receipts` send one batch (or the calls one by one
-on a node that refuses batches) and raise the first error any call got.
+on a node that refuses batches, trying a batch again every BATCH_RETRY seconds) and raise the
+first error any call got. A rate limit is not a refused batch: it is raised, batches stay on.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -33,7 +35,13 @@ from chains.ethereum_types import (
     transactions_of,
     uint64,
 )
-from chains.jsonrpc import BatchUnsupported, JsonRpcTransport, Params, Reply
+from chains.jsonrpc import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    BatchUnsupported,
+    JsonRpcTransport,
+    Params,
+    Reply,
+)
 
 # the value types and parsers moved to chains.ethereum_types; re-exported so
 # `from chains.ethereum import ...` (service/ among others) still works
@@ -49,6 +57,10 @@ BlockRef = int | str  # a number, or a tag: "latest", "safe", "finalized", "earl
 # -32601 is JSON-RPC's "method not found", -32004 EIP-1474's "method not supported": providers
 # that hide their peers answer net_peerCount with either
 PEERS_UNKNOWN_CODES = frozenset({-32601, -32004})
+# after a node refused a batch, calls go one by one this long, then a batch is tried again:
+# load-balanced pools mix backends that take batches with ones that do not, and a refusal may
+# have been a passing proxy fault
+BATCH_RETRY = 300.0
 
 
 def block_param(ref: BlockRef) -> str:
@@ -60,9 +72,13 @@ class EthereumClient:
 
     def __init__(self, session: aiohttp.ClientSession, url: str, timeout: float, *,
                  auth: tuple[str, str] | None = None,
-                 headers: Mapping[str, str] | None = None) -> None:
-        self.transport = JsonRpcTransport(session, url, timeout, auth=auth, headers=headers)
-        self._batches = True  # cleared once the node refuses one, to save a round trip
+                 headers: Mapping[str, str] | None = None,
+                 max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.transport = JsonRpcTransport(session, url, timeout, auth=auth, headers=headers,
+                                          max_response_bytes=max_response_bytes)
+        self._monotonic = monotonic
+        self._no_batches_until: float | None = None  # set when the node refuses a batch
 
     async def _ask(self, method: str, params: Params, parse: Callable[[object, str], T]) -> T:
         return parse(await self.transport.call(method, params), method)
@@ -122,11 +138,16 @@ class EthereumClient:
         return NodeHealth(number, sync_state, peer_count, chain_id, block)
 
     async def _batch_or_each(self, calls: Sequence[tuple[str, Params]]) -> list[Reply]:
-        if self._batches:
+        until = self._no_batches_until
+        if until is None or self._monotonic() >= until:
             try:
-                return await self.transport.batch(calls)
+                replies = await self.transport.batch(calls)
             except BatchUnsupported:
-                self._batches = False
+                # one by one for a while, saving the refused round trip on every read
+                self._no_batches_until = self._monotonic() + BATCH_RETRY
+            else:
+                self._no_batches_until = None
+                return replies
         replies = []
         for method, params in calls:
             try:

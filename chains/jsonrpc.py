@@ -1,6 +1,8 @@
 """The one seam between the chain clients and the network: JSON over HTTP POST, plus the
 readers that check an answer's fields. Every error a client can see is translated here into
 the `chains` tree; messages start with the RPC method and never hold credentials or a body.
+An answer is read only up to `max_response_bytes`: a node or proxy sending more (a huge block,
+an endless stream) is cut off while it is read, so it cannot fill the process's memory.
 """
 
 from __future__ import annotations
@@ -8,6 +10,8 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import math
+import re
 import socket
 import ssl
 from collections.abc import Mapping, Sequence
@@ -17,11 +21,17 @@ from typing import Any, TypeVar
 import aiohttp
 from yarl import URL
 
-from chains import ChainError, MalformedResponse, RpcError, TransportError
+from chains import ChainError, MalformedResponse, RateLimited, RpcError, TransportError
 
 Params = Sequence[Any] | Mapping[str, Any]
 E = TypeVar("E", bound=ChainError)
 SNIPPET = 60  # characters of a bad body worth showing: enough to recognise HTML or a proxy
+# A few MB above the largest Ethereum block answer with full transactions; a follower whose
+# batch is refused for it halves its span until one block fits.
+DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+MAX_RETRY_AFTER = 300.0  # seconds: a Retry-After beyond this is a provider's mistake or a ban
+LIMIT_EXCEEDED = -32005  # EIP-1474 "limit exceeded"
+_RATE_LIMIT_WORDS = re.compile(r"rate[ _-]?limit|too many requests", re.IGNORECASE)
 
 
 class NotHttp(TransportError):
@@ -33,7 +43,8 @@ class NotHttp(TransportError):
 
 
 class BatchUnsupported(RpcError):
-    """The node answered a batch with one error object: send the calls one by one instead."""
+    """The node answered a batch with one error object: send the calls one by one instead.
+    A rate limit answered that way is RateLimited instead, never this."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +87,27 @@ def tag(exc: E, method: str) -> E:
     return exc
 
 
+def retry_after(value: str | None) -> float | None:
+    """A Retry-After header in seconds, clamped to 0..MAX_RETRY_AFTER; None when absent or
+    not a number of seconds (the HTTP-date form is not worth a clock comparison here)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER) if math.isfinite(seconds) else None
+
+
+def is_rate_limit(error: RpcError) -> bool:
+    """An error object that asks us to slow down rather than saying the call is wrong."""
+    return error.code == LIMIT_EXCEEDED or bool(_RATE_LIMIT_WORDS.search(error.message))
+
+
+def rate_limited(error: RpcError, what: str) -> RateLimited:
+    return RateLimited(f"{what}: rate limited: RPC error {error.code}: {error.message}")
+
+
 def rpc_error(obj: object, method: str) -> RpcError:
     """A JSON-RPC error object as an RpcError; shape problems become part of the message."""
     if not isinstance(obj, Mapping):
@@ -89,12 +121,14 @@ class JsonRpcTransport:
     """POSTs JSON to one node URL with a per-request timeout; the session is the caller's.
 
     Credentials may come as `auth` or as URL userinfo; either way they are sent as basic auth
-    and kept out of every message, which name the node by host and port only.
+    and kept out of every message, which name the node by host and port only. An answer larger
+    than `max_response_bytes` is a TransportError of kind "too_large".
     """
 
     def __init__(self, session: aiohttp.ClientSession, url: str, timeout: float, *,
                  auth: tuple[str, str] | None = None,
-                 headers: Mapping[str, str] | None = None, version: str = "2.0") -> None:
+                 headers: Mapping[str, str] | None = None, version: str = "2.0",
+                 max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> None:
         parsed = URL(url)
         if auth is None and parsed.user is not None:
             auth = (parsed.user, parsed.password or "")
@@ -110,12 +144,14 @@ class JsonRpcTransport:
             self._headers["Authorization"] = basic_auth(*auth)
         self._version = version
         self._ids = itertools.count(1)
+        self.max_response_bytes = max_response_bytes
 
     async def post(self, payload: Any, *, method: str = "", path: str = "") -> Any:
         """Send `payload` (None: an empty body) and return the decoded JSON answer.
 
         A 4xx/5xx answer is returned when it carries a JSON error envelope (Bitcoin Core
-        and nodeos report RPC errors that way); otherwise it is a TransportError.
+        and nodeos report RPC errors that way); otherwise it is a TransportError. HTTP 429 is
+        RateLimited whatever its body.
         """
         what = method or path or "request"
         url = self._url.joinpath(path.lstrip("/")) if path else self._url
@@ -123,7 +159,11 @@ class JsonRpcTransport:
         try:
             async with self._session.post(url, data=data, headers=self._headers,
                                           timeout=self._timeout) as resp:
-                status, body = resp.status, await resp.read()
+                status = resp.status
+                if status == 429:  # the body is not read: it may be anything, of any size
+                    raise RateLimited(f"{what}: HTTP 429 (rate limited) from {self.where}",
+                                      retry_after(resp.headers.get("Retry-After")))
+                body = await self._read(resp, what)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise self._transport_error(exc, what) from exc
         try:
@@ -136,16 +176,55 @@ class JsonRpcTransport:
             raise self._status_error(status, what)
         return decoded
 
+    async def _read(self, resp: aiohttp.ClientResponse, what: str) -> bytes:
+        """The body, refused as soon as it passes the limit; a refused answer's connection is
+        closed, not returned to the pool with the rest of the answer still coming."""
+        limit = self.max_response_bytes
+        declared = resp.content_length
+        if declared is not None and declared > limit:
+            resp.close()
+            raise self._too_large(what)
+        if declared is not None and resp.headers.get("Content-Encoding", "identity") == "identity":
+            return await resp.read()  # the common case: one read of a known, allowed size
+        # chunked, close-delimited or compressed (a small gzip can inflate to gigabytes):
+        # count what arrives, decoded; chunks are joined once at the end
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                resp.close()
+                raise self._too_large(what)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_large(self, what: str) -> TransportError:
+        return TransportError("too_large", f"{what}: answer larger than "
+                                           f"{self.max_response_bytes} bytes from {self.where}")
+
     async def call(self, method: str, params: Params = ()) -> Any:
-        """One JSON-RPC call; its `result`, or RpcError for the node's error object."""
+        """One JSON-RPC call; its `result`, or RpcError for the node's error object.
+
+        The answer must carry the request's id ("7" for 7 is fine: proxies echo ids as
+        strings); another id is a stale or misrouted answer, a MalformedResponse. An error
+        object may carry a null id, as JSON-RPC allows when the request could not be read.
+        """
         request_id = next(self._ids)
         answer = await self.post(self._request(method, params, request_id), method=method)
-        return self._reply(answer, method).value()
+        reply = self._reply(answer, method)
+        got = answer.get("id")
+        if str(got) != str(request_id) and not (got is None and reply.error is not None):
+            raise MalformedResponse(f"{method}: answer has id {shown(got)}, the request had "
+                                    f"id {request_id} (a stale or misrouted answer)")
+        if reply.error is not None and is_rate_limit(reply.error):
+            raise rate_limited(reply.error, method) from reply.error
+        return reply.value()
 
     async def batch(self, calls: Sequence[tuple[str, Params]]) -> list[Reply]:
         """Send calls as one batch; replies in request order, each a result or an error.
 
-        Raises BatchUnsupported when the node answers the whole batch with one object.
+        Raises BatchUnsupported when the node answers the whole batch with one object, and
+        RateLimited when that object, or the answer to any call, is a rate limit.
         """
         if not calls:
             return []
@@ -156,6 +235,8 @@ class JsonRpcTransport:
         if isinstance(answer, Mapping):
             error = answer.get("error")
             err = rpc_error(error, label) if error is not None else None
+            if err is not None and is_rate_limit(err):
+                raise rate_limited(err, label) from err
             raise BatchUnsupported(err.code if err else None,
                                    err.message if err else "answered with a single object")
         if not isinstance(answer, list):
@@ -166,7 +247,10 @@ class JsonRpcTransport:
         for (method, _), request_id in zip(calls, ids, strict=True):
             if str(request_id) not in by_id:
                 raise MalformedResponse(f"{method}: no answer with id {request_id} in batch")
-            replies.append(self._reply(by_id[str(request_id)], method))
+            reply = self._reply(by_id[str(request_id)], method)
+            if reply.error is not None and is_rate_limit(reply.error):
+                raise rate_limited(reply.error, label) from reply.error
+            replies.append(reply)
         return replies
 
     def _request(self, method: str, params: Params, request_id: int) -> dict[str, Any]:

@@ -13,7 +13,17 @@ from typing import Any
 import aiohttp
 
 from chains import MalformedResponse, RpcError
-from chains.jsonrpc import JsonRpcTransport, flag, integer, mapping, number, shown, tag, text
+from chains.jsonrpc import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    JsonRpcTransport,
+    flag,
+    integer,
+    mapping,
+    number,
+    shown,
+    tag,
+    text,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +88,10 @@ def _optional_text(obj: Mapping[str, Any], key: str) -> str:
 
 class XrplClient:
     def __init__(self, session: aiohttp.ClientSession, url: str, timeout: float, *,
-                 headers: Mapping[str, str] | None = None) -> None:
-        self.transport = JsonRpcTransport(session, url, timeout, headers=headers)
+                 headers: Mapping[str, str] | None = None,
+                 max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> None:
+        self.transport = JsonRpcTransport(session, url, timeout, headers=headers,
+                                          max_response_bytes=max_response_bytes)
 
     async def server_info(self) -> XrplServerInfo:
         payload = {"method": "server_info", "params": [{}]}

@@ -28,6 +28,8 @@ class Reason(enum.StrEnum):
     JSON = "json"  # a JSON condition did not hold, or the body was not JSON
     PROTOCOL = "protocol"  # not HTTP, garbled framing
     RPC_ERROR = "rpc_error"  # the node answered with an error object
+    RATE_LIMITED = "rate_limited"  # HTTP 429 or a rate-limit error object: a quota, not a fault
+    TOO_LARGE = "too_large"  # the answer passed the client's size limit and was cut off
     MALFORMED = "malformed"  # the node's answer lacks fields or has the wrong types
     CHAIN_ID = "chain_id"
     SYNCING = "syncing"

@@ -15,9 +15,9 @@ from probes.base import Clock, Outcome, Reason
 DETAIL_MAX = 200
 
 # An HTTP error status from a node URL is almost always a proxy or auth in front of it
-# (401/403 credentials, 429 rate limit, 502/503 node down behind the proxy). The connection
-# itself worked and the answer was proper HTTP, so neither CONNECT nor PROTOCOL describes it;
-# STATUS ("unexpected HTTP status") does, and the detail carries the code.
+# (401/403 credentials, 502/503 node down behind the proxy; 429 is "rate_limited", below).
+# The connection itself worked and the answer was proper HTTP, so neither CONNECT nor
+# PROTOCOL describes it; STATUS ("unexpected HTTP status") does, and the detail carries the code.
 TRANSPORT_REASONS = {
     "timeout": Reason.TIMEOUT,
     "dns": Reason.DNS,
@@ -25,6 +25,10 @@ TRANSPORT_REASONS = {
     "connect": Reason.CONNECT,
     "tls": Reason.TLS,
     "http_status": Reason.STATUS,
+    # a provider's quota is not the node failing: its own reason, so rules can tell them
+    # apart; an answer over the client's size limit is cut off while it is read
+    "rate_limited": Reason.RATE_LIMITED,
+    "too_large": Reason.TOO_LARGE,
 }
 
 

@@ -114,7 +114,8 @@ class Service:
         metrics = FollowerMetrics.create(self.metrics.registry)
         tasks = []
         for name, spec in specs.items():
-            client = EthereumClient(self._rpc_session, spec.rpc_url, RPC_TIMEOUT)
+            client = EthereumClient(self._rpc_session, spec.rpc_url, RPC_TIMEOUT,
+                                    max_response_bytes=spec.max_response_bytes)
             lease = Lease(CursorLeases(self.store), cursor_name(name), f"chain {name}")
             follower = ChainFollower(name, spec, client, self.store, metrics, self.clock,
                                      wake=wake, lease=lease, spawn=self.supervisor.supervise)

@@ -16,6 +16,8 @@ class ChainSection(ChainSettings, Protocol):
 
     @property
     def rpc_url(self) -> str: ...
+    @property
+    def max_response_bytes(self) -> int: ...  # a node answer larger than this is refused
 
 
 class ServiceSettings(Protocol):

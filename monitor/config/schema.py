@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from chains.jsonrpc import DEFAULT_MAX_RESPONSE_BYTES
 from monitor.config.alertconfig import AlertsSection, check_alerts
 from monitor.config.decode import Decoder, Issue, check_http_url, join, show
 from monitor.config.targets import TargetConfig, decode_targets
@@ -93,6 +94,12 @@ class MonitorSection:
             raise OptionError("default_timeout", "must be more than 0s", "0s")
 
 
+# a chain's max_response_bytes: below 64 KiB not even an empty block's batch fits; above 1 GiB
+# the limit no longer protects the process that also serves the API and delivers webhooks
+MIN_RESPONSE_LIMIT = 64 * 1024
+MAX_RESPONSE_LIMIT = 1024 * 1024 * 1024
+
+
 @dataclass(frozen=True)
 class ChainFollowConfig:
     rpc_url: str = secret("http://127.0.0.1:8545")
@@ -100,8 +107,13 @@ class ChainFollowConfig:
     poll_interval: float = duration(2.0)
     chain_id: int | None = None
     start_block: int | None = None
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
 
     def __post_init__(self) -> None:
+        if not MIN_RESPONSE_LIMIT <= self.max_response_bytes <= MAX_RESPONSE_LIMIT:
+            raise OptionError("max_response_bytes",
+                              f"must be from {MIN_RESPONSE_LIMIT} to {MAX_RESPONSE_LIMIT}",
+                              self.max_response_bytes)
         if self.confirmations < 0:
             raise OptionError("confirmations", "must be 0 or more", self.confirmations)
         if self.poll_interval <= 0:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from chains import ChainError, RpcError, TransportError
+from chains import ChainError, RateLimited, RpcError, TransportError
 from chains.ethereum import EthereumClient
 from core.clock import Clock, utc_now
 from core.leases import Lease
@@ -219,10 +219,9 @@ class ChainFollower:
             self.metrics.rpc_errors.labels(self.name, kind).inc()
             self._span = max(1, self._span // 2)
             next_block = self._cursor.next_block if self._cursor else None
-            retry_after = getattr(exc, "retry_after", None)
+            retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
             return StepResult(head, next_block, error=str(exc), error_kind=kind,
-                              retry_after=retry_after if isinstance(retry_after, float | int)
-                              else None)
+                              retry_after=retry_after)
         except CursorTaken:  # another process follows the chain now: not an error
             if self.lease is not None:
                 self.lease.lost()

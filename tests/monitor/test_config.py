@@ -85,6 +85,14 @@ BAD = [
     ('[service.chains.eth]\nconfirmations = -1\n',
      "service.chains.eth.confirmations: must be 0 or more (got -1)"),
     ('[service.chains.eth]\nrpc = "x"\n', "service.chains.eth.rpc: unknown key"),
+    # issue 13: a node's answer is read up to this many bytes
+    ('[service.chains.eth]\nmax_response_bytes = 1000\n',
+     "service.chains.eth.max_response_bytes: must be from 65536 to 1073741824 (got 1000)"),
+    ('[service.chains.eth]\nmax_response_bytes = 2000000000\n',
+     "service.chains.eth.max_response_bytes: must be from 65536 to 1073741824 "
+     "(got 2000000000)"),
+    ('[service.chains.eth]\nmax_response_bytes = "16MB"\n',
+     'service.chains.eth.max_response_bytes: must be a whole number (got "16MB")'),
     ('[service]\napi_keys = [12345]\n', "service.api_keys[0]: must be a string (got a int)"),
     ('[alerts]\ndisable_builtin = ["Nope"]\n', "alerts.disable_builtin[0]: is not a built-in"),
     ('[[alerts.rules]]\nname = "R"\ncondition = "peers < 1"\nseverity = "loud"\n',
@@ -188,6 +196,12 @@ def test_empty_config_is_valid_with_defaults() -> None:
                                           36000.0)
     assert cfg.service.disable_after == 5 * 86400
     assert cfg.grafana is None and cfg.gcp is None
+
+
+def test_chain_answer_limit_defaults_to_16_mib() -> None:
+    cfg = parse_text('[service.chains.a]\n[service.chains.b]\nmax_response_bytes = 65536\n')
+    limits = {name: c.max_response_bytes for name, c in cfg.service.chains.items()}
+    assert limits == {"a": 16 * 1024 * 1024, "b": 65536}
 
 
 def test_target_defaults_and_timeout_clamped_to_interval() -> None:

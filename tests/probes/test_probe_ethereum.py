@@ -233,6 +233,14 @@ async def test_block_with_wrong_types(behind_proxy: ProxyMaker,
      "not JSON"),
     (text_answer("Bad Gateway", status=502), Reason.STATUS, "HTTP 502"),
     (json_answer([]), Reason.MALFORMED, "no answer with id"),
+    # issue 13: a provider's quota and an oversized answer have reasons of their own
+    (Canned(b"<h1>Too Many Requests</h1>", 429, "text/html", {"Retry-After": "2"}),
+     Reason.RATE_LIMITED, "HTTP 429 (rate limited)"),
+    (json_answer({"jsonrpc": "2.0", "id": None,
+                  "error": {"code": -32005, "message": "limit exceeded"}}),
+     Reason.RATE_LIMITED, "rate limited: RPC error -32005"),
+    (Canned(b" " * (16 * 1024 * 1024 + 1)), Reason.TOO_LARGE,
+     "answer larger than 16777216 bytes"),
 ])
 async def test_broken_answers(answer: Canned, reason: Reason, words: str,
                               fake_node: FakeNode, rpc_session: aiohttp.ClientSession) -> None:

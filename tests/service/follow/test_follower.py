@@ -125,8 +125,9 @@ async def test_errors_and_garbage_are_retried_and_nothing_is_skipped(rig: Rig) -
     rig.chain.faults = [
         text_answer("<h1>502 Bad Gateway</h1>", status=502),
         text_answer("<html>rate limited</html>"),
-        json_answer({"jsonrpc": "2.0", "id": 1,
-                     "error": {"code": -32005, "message": "limit exceeded"}}),
+        # a null id, as a node answering an error may send; -32005 would be a rate limit
+        json_answer({"jsonrpc": "2.0", "id": None,
+                     "error": {"code": -32000, "message": "header not found"}}),
         json_answer({"jsonrpc": "2.0", "id": 1, "result": "0xnothex"}),
         json_answer({"jsonrpc": "2.0", "id": 1, "result": None}),  # no head at all
     ]
