@@ -8,15 +8,17 @@ Modes (each on until `clear()`, several may be on at once):
   behind (head - 5, no blocks above it, no logs or receipts of them); `fresh_head=True`
   takes the head from the node and everything else from the lagging view;
 - `stale_replies(...)`: a single call is answered with the previous such call's reply (its
-  id and result), and `refuse_batches()` makes the client send single calls;
+  id and result) when that call asked something else (asked again, the same question gets
+  its own answer, so a client that refuses the stale one can go on), and
+  `refuse_batches()` makes the client send single calls;
 - `rate_limit_batches(k)`: the next k batches get HTTP 429 with one error object;
 - `oversize(method, k)`: the next k answers to a request holding `method` are a huge
   chunked body made on the fly; `oversized_written` says how much went out before the
   client hung up;
 - `forge_parents(k)`: the head block, while it is the head, carries a forged parentHash, for
   the first k distinct heads;
-- `plain(kinds, rate)`: RPC error objects, HTML 502s, hangs (until `clear()` or `hang_max`)
-  and invalid JSON for a share of the requests.
+- `plain(kinds, every)`: RPC error objects, HTML 502s, hangs (until `clear()` or
+  `hang_max`) and invalid JSON, in turn, for every `every`-th request.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ class Faults:
     oversize_bytes: int = OVERSIZE
     forge_left: int = 0  # distinct head blocks still to forge
     plain_kinds: tuple[str, ...] = ()
-    plain_rate: float = 0.0
+    plain_every: int = 0
 
 
 class FaultProxy:
@@ -83,7 +85,7 @@ class FaultProxy:
         self.oversized_written: list[int] = []  # bytes sent of each oversized answer
         self.faults = Faults()
         self._forged: set[str] = set()  # hashes of the head blocks answered forged
-        self._previous: dict[str, Any] = {}  # method → the last single reply (stale mode)
+        self._previous: dict[str, tuple[str, Any]] = {}  # method → (params, reply) last asked
         self._numbers: dict[str, int | None] = {}  # block hash → number (None: unknown)
         self._release = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
@@ -120,10 +122,11 @@ class FaultProxy:
     def forge_parents(self, count: int) -> None:
         self.faults.forge_left = count
 
-    def plain(self, kinds: Sequence[str] = PLAIN_KINDS, rate: float = 0.3) -> None:
+    def plain(self, kinds: Sequence[str] = PLAIN_KINDS, every: int = 3) -> None:
         unknown = set(kinds) - set(PLAIN_KINDS)
-        assert not unknown, f"unknown plain faults {unknown}"
-        self.faults.plain_kinds, self.faults.plain_rate = tuple(kinds), rate
+        assert not unknown and every > 0, f"unknown plain faults {unknown}"
+        self.faults.plain_kinds, self.faults.plain_every = tuple(kinds), every
+        self.stats["plain_seen"] = 0
 
     # --- the server ----------------------------------------------------------------------
 
@@ -151,8 +154,12 @@ class FaultProxy:
         batch = isinstance(payload, list)
         calls: list[dict[str, Any]] = payload if batch else [payload]
         f = self.faults
-        if f.plain_kinds and self.rng.random() < f.plain_rate:
-            return await self._plain(self.rng.choice(f.plain_kinds), calls, batch)
+        if f.plain_kinds:
+            self.stats["plain_seen"] += 1
+            turn, left = divmod(self.stats["plain_seen"], f.plain_every)
+            if not left:
+                kind = f.plain_kinds[(turn - 1) % len(f.plain_kinds)]
+                return await self._plain(kind, calls, batch)
         if batch:
             if f.refuse_batches:
                 self._count("batch_refused")
@@ -173,11 +180,12 @@ class FaultProxy:
         if not batch and f.stale_methods is not None and (
                 not f.stale_methods or calls[0].get("method") in f.stale_methods):
             method = str(calls[0].get("method"))
-            fresh, stale = replies[0], self._previous.get(method)
-            self._previous[method] = fresh
-            if stale is not None and stale.get("id") != fresh.get("id"):
+            asked = json.dumps(calls[0].get("params"), sort_keys=True)
+            fresh, previous = replies[0], self._previous.get(method)
+            self._previous[method] = (asked, fresh)
+            if previous is not None and previous[0] != asked:
                 self._count("stale_reply")
-                replies = [stale]
+                replies = [previous[1]]
         return web.json_response(replies if batch else replies[0])
 
     def _count(self, what: str) -> None:
