@@ -175,7 +175,7 @@ class FaultProxy:
             self.stats["singles"] += 1
         if f.oversize_left > 0 and any(c.get("method") == f.oversize_method for c in calls):
             f.oversize_left -= 1
-            return await self._oversized(request, f.oversize_bytes)
+            return await self._oversized(request, f.oversize_bytes, calls[0].get("id"), batch)
         replies = await self._answer(calls)
         if not batch and f.stale_methods is not None and (
                 not f.stale_methods or calls[0].get("method") in f.stale_methods):
@@ -314,23 +314,26 @@ class FaultProxy:
         return web.Response(text='{"jsonrpc": "2.0", "id": 1, "result": [{"blockHa',
                             content_type="application/json")
 
-    async def _oversized(self, request: web.Request, size: int) -> web.StreamResponse:
-        """A valid-looking JSON answer of `size` bytes, written chunk by chunk (never held
-        whole); how much went out before the client hung up is recorded."""
+    async def _oversized(self, request: web.Request, size: int, request_id: Any,
+                         batch: bool) -> web.StreamResponse:
+        """A JSON answer of `size` bytes shaped like the request's (a batch gets a list),
+        one huge result written chunk by chunk, never held whole; how much went out before
+        the client hung up is recorded."""
         self._count("oversized")
         resp = web.StreamResponse(headers={"Content-Type": "application/json"})
         resp.enable_chunked_encoding()
         written = 0
         try:
             await resp.prepare(request)
-            opening = b'{"jsonrpc":"2.0","id":1,"result":"0x'
+            reply = json.dumps({"jsonrpc": "2.0", "id": request_id, "result": ""})
+            opening = (("[" if batch else "") + reply[:-2] + "0x").encode()  # `..."result": "0x`
             await resp.write(opening)
             written += len(opening)
             chunk = b"0" * CHUNK
             while written < size:
                 await resp.write(chunk)
                 written += len(chunk)
-            await resp.write(b'"}')
+            await resp.write(b'"}]' if batch else b'"}')
             await resp.write_eof()
         except ConnectionError:
             pass  # the client hung up: what a size limit does
