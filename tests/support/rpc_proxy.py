@@ -136,13 +136,13 @@ class FaultProxy:
         app.router.add_post("/", self._handle)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
             self._session = session
-            try:
-                async with serve(app) as base:
-                    self.url = base
+            async with serve(app) as base:
+                self.url = base
+                try:
                     yield self
-            finally:
-                self._release.set()
-                self._session = None
+                finally:
+                    self._release.set()  # hanging answers end before the server stops
+            self._session = None
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()

@@ -240,7 +240,9 @@ class Rig:
                 if t.bad_sequence <= 3:
                     pairs = list(zip(kinds, sequence, strict=True))
                     t.problems.append(f"sequence {show(key)}: {pairs}")
-        print(f"\n{title}: {t}\nproxy: {dict(self.proxy.stats)}")
+        errors = {s.labels["kind"]: s.value for metric in self.registry.collect()
+                  for s in metric.samples if s.name == "crypitor_follower_rpc_errors_total"}
+        print(f"\n{title}: {t}\nproxy: {dict(self.proxy.stats)}\nrpc errors: {errors}")
         return t
 
 
