@@ -520,6 +520,10 @@ async def test_a_reorg_deeper_than_the_confirmations(rig: Rig) -> None:
         assert await rig.node.rpc("eth_sendRawTransaction", [raw]) == moved  # fork + 3
         await rig.tokens()  # fork + 4
         await rig.node.mine(4)  # fork + 8: longer than the old branch
+        # the chain itself, so that a wrong count below is the follower's
+        assert (await rig.node.rpc("eth_getTransactionReceipt", [moved]))["blockNumber"] == \
+            hex(fork + 3)
+        assert [await rig.final_block(tx) for tx in (gone, gone_too)] == [None, None]
         await rig.settle(3)
     tally = await rig.tally("deep reorg")
     assert_sound(tally)
