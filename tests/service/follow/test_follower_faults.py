@@ -254,7 +254,10 @@ class Rig:
                     t.problems.append(f"sequence {show(key)}: {pairs}")
         errors = {s.labels["kind"]: s.value for metric in self.registry.collect()
                   for s in metric.samples if s.name == "crypitor_follower_rpc_errors_total"}
-        print(f"\n{title}: {t}\nproxy: {dict(self.proxy.stats)}\nrpc errors: {errors}")
+        written = f", oversized answers cut at {self.proxy.oversized_written} bytes" \
+            if self.proxy.oversized_written else ""
+        print(f"\n{title}: {t}\nproxy: {dict(self.proxy.stats)}{written}\n"
+              f"rpc errors: {errors}")
         return t
 
 
