@@ -188,7 +188,12 @@ OPENAPI: dict[str, Any] = {
                 "addresses": {**_LOWER_ADDRESSES,
                               "description": "the watched addresses involved"},
                 "accepted_at": {"type": "string", "format": "date-time"},
-                "data": {"description": "the payload delivered"}}},
+                "data": {"description": "the payload delivered: chain, monitor_id, tags, "
+                                        "direction, category, tx_hash, block_number, "
+                                        "block_hash, log_index, from, to, contract, amount, "
+                                        "token_id, confirmations, sequence (orders the "
+                                        "events of one transfer for one monitor), and on "
+                                        "transfer.reverted was_confirmed"}}},
         }),
     "paths": {
         "/healthz": {"get": _op("liveness", {"200": {"description": "alive"}}, secured=False)},
