@@ -140,6 +140,20 @@ WEBHOOK_OLDEST_PENDING = MetricDef(
     "Age of the oldest event that still has a delivery waiting.", unit="s")
 WEBHOOK_DISABLED_ENDPOINTS = MetricDef(
     "crypitor_webhook_disabled_endpoints", G, "Endpoints disabled (410 or failing too long).")
+WEBHOOK_SATURATION = MetricDef(
+    "crypitor_webhook_saturation", G,
+    "Share of this process's delivery capacity in use over the last 15 s (0..1): the larger of "
+    "its delivery slots held (max_in_flight) and one CPU core used (the process runs Python on "
+    "one core). What an autoscaler targets in the steady state.")
+WEBHOOK_CONSUMER_LAG = MetricDef(
+    "crypitor_webhook_consumer_lag", G,
+    "Redis queue only: deliveries due now that no process has claimed yet (the consumer "
+    "group's lag: a delivery enters the group's stream only when a process reads it). Grows "
+    "when the fleet is too small; the backlog signal to scale out on.")
+WEBHOOK_LEASED = MetricDef(
+    "crypitor_webhook_leased_deliveries", G,
+    "Redis queue only: deliveries claimed by some process of the fleet and not yet settled "
+    "(the consumer group's pending entries).")
 WEBHOOK_BUSY_ENDPOINTS = MetricDef(
     "crypitor_webhook_busy_endpoints", G,
     "Endpoints with more work than they take (slow answers or their rate limit): their "

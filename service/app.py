@@ -24,7 +24,15 @@ from core.leases import Lease
 from core.supervisor import Supervisor
 from service import StoreError, UnsafeTarget
 from service.api import ApiDeps, ServiceApi
-from service.delivery import DispatchConfig, Dispatcher, Guard, Policy, check_url, guarded_connector
+from service.delivery import (
+    DispatchConfig,
+    Dispatcher,
+    Guard,
+    Policy,
+    Saturation,
+    check_url,
+    guarded_connector,
+)
 from service.follow import ChainFollower, CursorLeases, cursor_name
 from service.keys import ensure_api_keys
 from service.metrics import FollowerMetrics, ServiceMetrics, new_metrics
@@ -96,8 +104,11 @@ class Service:
                                  clock=self.clock))
         self._runner = await start_server(api.app(), s.listen)
         spawn = self.supervisor.supervise
+        saturation = Saturation(lambda: self.dispatcher.held_share if self.dispatcher else 0.0,
+                                self.metrics.saturation.set)
         self._tasks = [spawn("dispatcher", self.dispatcher.run, essential=True),
-                       spawn("queue-stats", self._stats_loop)]
+                       spawn("queue-stats", self._stats_loop),
+                       spawn("saturation", saturation.run)]
         self._tasks += self._start_followers(self.dispatcher.wake)
         log.info("webhook service listening on http://%s (queue: %s)", s.listen,
                  "redis" if s.queue != "sqlite" else "sqlite")

@@ -26,6 +26,7 @@ class ServiceMetrics:
     oldest: Gauge
     disabled: Gauge
     busy: Gauge
+    saturation: Gauge
     task_crashes: Counter  # by task; the service's supervisor counts its tasks' crashes here
     disconnects: Counter  # clients that hung up mid-request, on the API
     auth_throttled: Counter  # requests answered 429 after too many wrong keys
@@ -55,6 +56,18 @@ class ServiceMetrics:
         self.depth.set(stats.depth)
         self.oldest.set(stats.oldest_pending_age)
         self.disabled.set(stats.disabled_endpoints)
+        if stats.due_unclaimed is not None:
+            self._fleet[0].set(stats.due_unclaimed)
+        if stats.leased is not None:
+            self._fleet[1].set(stats.leased)
+
+    @cached_property
+    def _fleet(self) -> tuple[Gauge, Gauge]:
+        """The Redis queue's consumer-group gauges, made at its first statistics: a SQLite
+        queue has no group, so it shows no such series rather than a 0 that means nothing."""
+        return (Gauge(m.WEBHOOK_CONSUMER_LAG.name, m.WEBHOOK_CONSUMER_LAG.help,
+                      registry=self.registry),
+                Gauge(m.WEBHOOK_LEASED.name, m.WEBHOOK_LEASED.help, registry=self.registry))
 
 
 def new_metrics() -> ServiceMetrics:
@@ -79,6 +92,7 @@ def new_metrics() -> ServiceMetrics:
         disabled=Gauge(m.WEBHOOK_DISABLED_ENDPOINTS.name, m.WEBHOOK_DISABLED_ENDPOINTS.help,
                        registry=r),
         busy=Gauge(m.WEBHOOK_BUSY_ENDPOINTS.name, m.WEBHOOK_BUSY_ENDPOINTS.help, registry=r),
+        saturation=Gauge(m.WEBHOOK_SATURATION.name, m.WEBHOOK_SATURATION.help, registry=r),
         task_crashes=Counter(m.TASK_CRASHES.name, m.TASK_CRASHES.help, m.TASK_CRASHES.labels,
                              registry=r),
         disconnects=Counter(m.HTTP_CLIENT_DISCONNECTS.name, m.HTTP_CLIENT_DISCONNECTS.help,

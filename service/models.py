@@ -152,6 +152,8 @@ class QueueStats:
     depth: int  # deliveries pending or retrying
     oldest_pending_age: float  # seconds since the oldest active delivery's event was accepted
     disabled_endpoints: int
+    due_unclaimed: int | None = None  # due now, claimed by no process (Redis only)
+    leased: int | None = None  # claimed by some process, not settled (Redis only)
 
 
 # --- address-activity monitors (issue: on-chain transfers become webhooks) ------------------

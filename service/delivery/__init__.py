@@ -4,7 +4,9 @@ the SSRF guard inside the connector. Signing is `core.signing`.
 """
 
 from service.delivery.dispatcher import DispatchConfig, Dispatcher
+from service.delivery.saturation import Saturation
 from service.delivery.ssrf import Guard, check_url, guarded_connector
 from service.delivery.state import Policy
 
-__all__ = ["DispatchConfig", "Dispatcher", "Guard", "Policy", "check_url", "guarded_connector"]
+__all__ = ["DispatchConfig", "Dispatcher", "Guard", "Policy", "Saturation", "check_url",
+           "guarded_connector"]

@@ -105,6 +105,11 @@ class Dispatcher:
     def stopping(self) -> bool:
         return self._stopping
 
+    @property
+    def held_share(self) -> float:
+        """Share of the delivery slots (`max_in_flight`) held now: claimed and not settled."""
+        return min(1.0, self._held / self._cfg.max_in_flight)
+
     async def run(self) -> None:
         batch = min(self._cfg.claim_batch, self._cfg.max_in_flight)
         while not self._stopping:

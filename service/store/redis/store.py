@@ -255,10 +255,11 @@ class RedisStore:
 
     async def stats(self, now: datetime) -> QueueStats:
         with translated("stats"):
-            depth, oldest, disabled = await self._conn.run(queue_scripts.STATS)
+            depth, oldest, disabled, due, leased = await self._conn.run(queue_scripts.STATS,
+                                                                        encode_time(now))
         first = decode_optional_time(oldest)
         age = 0.0 if first is None else max(0.0, (now - first).total_seconds())
-        return QueueStats(int(depth), age, int(disabled))
+        return QueueStats(int(depth), age, int(disabled), int(due), int(leased))
 
     async def deliveries_of(self, endpoint_id: str) -> list[Delivery]:
         with translated("deliveries_of"):

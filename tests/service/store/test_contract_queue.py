@@ -259,17 +259,22 @@ async def test_delete_endpoint_kills_its_active_deliveries(store: Store) -> None
     assert (await store.stats(NOW)).depth == 1
 
 
+def common(stats: QueueStats) -> QueueStats:
+    """What both backends report (the Redis queue adds its consumer group's gauges)."""
+    return QueueStats(stats.depth, stats.oldest_pending_age, stats.disabled_endpoints)
+
+
 async def test_stats(store: Store) -> None:
-    assert await store.stats(NOW) == QueueStats(0, 0.0, 0)
+    assert common(await store.stats(NOW)) == QueueStats(0, 0.0, 0)
     await store.put_endpoint(endpoint("ep_a"))
     await store.put_endpoint(endpoint("ep_off", disabled=True))
     await accept_one(store)
     await accept_one(store, at=NOW + 10 * S)
-    assert await store.stats(NOW + 100 * S) == QueueStats(2, 100.0, 1)
+    assert common(await store.stats(NOW + 100 * S)) == QueueStats(2, 100.0, 1)
     (claim,) = await store.claim(1, NOW + 100 * S, 30)
     assert (await store.stats(NOW + 100 * S)).depth == 2  # in flight is still in the queue
     await store.settle(claim, attempt(claim, NOW + 100 * S), Verdict(DeliveryState.DELIVERED))
-    assert await store.stats(NOW + 100 * S) == QueueStats(1, 90.0, 1)
+    assert common(await store.stats(NOW + 100 * S)) == QueueStats(1, 90.0, 1)
 
 
 async def test_get_event_lists_attempts_in_order(store: Store) -> None:

@@ -149,6 +149,27 @@ async def test_a_disabled_endpoints_deliveries_wait_for_it(open_store: Open) -> 
     assert (await store.deliveries_of("ep_a"))[0].state is DeliveryState.PENDING  # stale
 
 
+async def test_stats_show_the_consumer_groups_lag_and_pending(open_store: Open) -> None:
+    """What an autoscaler reads: due deliveries no process has claimed (the group's lag in
+    this design: they enter the stream when read) and those claimed but not settled."""
+    first, second = await open_store(), await open_store()
+    assert ((await first.stats(NOW)).due_unclaimed, (await first.stats(NOW)).leased) == (0, 0)
+    await first.put_endpoint(endpoint("ep_a"))
+    await first.accept([NewEvent("t", i) for i in range(5)], NOW)
+    stats = await second.stats(NOW)
+    assert (stats.depth, stats.due_unclaimed, stats.leased) == (5, 5, 0)
+    claims = await first.claim(2, NOW, 30) + await second.claim(1, NOW, 30)
+    stats = await first.stats(NOW)
+    assert (stats.depth, stats.due_unclaimed, stats.leased) == (5, 2, 3)
+    await first.settle(claims[0], attempt(claims[0]), Verdict(DeliveryState.DELIVERED))
+    await second.settle(claims[2], attempt(claims[2], 500),
+                        Verdict(DeliveryState.RETRYING, NOW + 60 * S))
+    stats = await first.stats(NOW)
+    assert (stats.depth, stats.due_unclaimed, stats.leased) == (4, 2, 1)
+    later = await first.stats(NOW + 61 * S)  # the retry is due again by then
+    assert (later.due_unclaimed, later.leased) == (3, 1)
+
+
 async def test_acknowledged_writes_survive_a_crash_of_redis(
         redis_servers: RedisServers) -> None:
     server = redis_servers.start()

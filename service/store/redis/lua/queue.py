@@ -247,7 +247,17 @@ return out
 """
 
 # ARGV: prefix. Returns {active count, oldest acceptance time or '', disabled endpoints}.
+# ARGV: prefix, now. Returns depth, the oldest acceptance time ('' for none), disabled
+# endpoints, deliveries due by now (not in the stream: claimed by nobody) and the group's
+# pending entries (claimed, not settled).
 STATS = READ_PRELUDE + """
 local oldest = redis.call('ZRANGE', k('active'), 0, 0, 'WITHSCORES')
-return {redis.call('ZCARD', k('active')), oldest[2] or '', redis.call('SCARD', k('disabled'))}
+local pending = 0
+if redis.call('EXISTS', k('stream')) == 1 then
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', k('stream'))) do
+    for i = 1, #g, 2 do if g[i] == 'pending' then pending = pending + g[i + 1] end end
+  end
+end
+return {redis.call('ZCARD', k('active')), oldest[2] or '', redis.call('SCARD', k('disabled')),
+        redis.call('ZCOUNT', k('due'), '-inf', ARGV[2]), pending}
 """
