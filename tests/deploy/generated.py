@@ -14,7 +14,7 @@ from alerts.builtin import all_rules
 from alerts.promrules import export as export_rules
 from dashboards.build import all_dashboards
 from dashboards.export import dashboards_provider_yaml, datasource_yaml
-from monitor.config import load
+from tests.deploy.configs import checked
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_CONFIG = "deploy/compose/config.toml"
@@ -24,7 +24,7 @@ GRAFANA_DASHBOARDS = Path("/etc/grafana/dashboards/crypitor")   # mounted from d
 
 def expected_files() -> dict[str, str]:
     """Path relative to the repository → the text it must hold."""
-    config = load(str(ROOT / COMPOSE_CONFIG))
+    config = checked((ROOT / COMPOSE_CONFIG).read_text(), COMPOSE_CONFIG)
     files = {"deploy/prometheus/alert_rules.yml": export_rules(all_rules(config.alerts),
                                                               COMPOSE_CONFIG)}
     for board in all_dashboards(PROMETHEUS_URL):

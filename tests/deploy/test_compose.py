@@ -13,7 +13,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from monitor.config import Config, load
+from monitor.config import Config
+from tests.deploy.configs import checked, data_dir
 from tests.deploy.generated import COMPOSE_CONFIG, GRAFANA_DASHBOARDS, expected_files
 from tests.support.tools import ROOT, amtool, promtool
 
@@ -42,7 +43,7 @@ def binds(service: dict[str, Any]) -> dict[str, Path]:
 
 
 def crypitor_config() -> Config:
-    return load(ROOT / COMPOSE_CONFIG)
+    return checked((ROOT / COMPOSE_CONFIG).read_text(), COMPOSE_CONFIG)
 
 
 def run(*cmd: str) -> subprocess.CompletedProcess[str]:
@@ -72,7 +73,8 @@ def test_the_monitor_and_two_service_replicas_share_redis() -> None:
         assert binds(s[name])["/etc/crypitor/config.toml"] == ROOT / COMPOSE_CONFIG
         assert s[name]["read_only"] is True
         assert float(s[name]["stop_grace_period"].rstrip("s")) > DRAIN_PLUS_TIMEOUT
-        data = [v for v in s[name]["volumes"] if v.split(":")[1] == config.monitor.data_dir]
+        inside = data_dir((ROOT / COMPOSE_CONFIG).read_text())
+        data = [v for v in s[name]["volumes"] if v.split(":")[1] == inside]
         assert data, f"{name}: no volume at data_dir"
     assert not config.service.enabled
     assert urlsplit(config.service.queue).hostname in s

@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 import catalog
-from monitor.config import Config, load
+from monitor.config import Config
+from tests.deploy.configs import checked, data_dir
 from tests.support.tools import ROOT, promtool, venv_tool
 
 KUBE = ROOT / "deploy" / "kubernetes"
@@ -85,26 +86,22 @@ def test_no_secret_is_inlined_and_every_env_reference_is_provided() -> None:
         assert needed <= given, (component, needed - given)
 
 
-def mounted_config(tmp: Path) -> Config:
-    """The ConfigMap's config.toml, loaded as `crypitor check-config` loads it."""
+def mounted_config() -> Config:
+    """The ConfigMap's config.toml, checked as `crypitor check-config` checks it."""
     (config_map,) = of_kind("ConfigMap")
-    path = tmp / "config.toml"
-    path.write_text(config_map["data"]["config.toml"])
-    return load(path)
+    return checked(config_map["data"]["config.toml"], "/etc/crypitor/config.toml")
 
 
-def test_the_mounted_config_passes_check_config(tmp_path: Path) -> None:
-    config = mounted_config(tmp_path)
+def test_the_mounted_config_passes_check_config() -> None:
+    config = mounted_config()
     # [cluster] and several service processes need the monitor's embedded service off or
     # on Redis; here it is off, and the service pods share a Redis queue
     assert not config.service.enabled and config.service.queue.startswith("redis://")
-    assert Path(config.monitor.data_dir).is_absolute()
 
 
 @pytest.mark.parametrize("component", ["service", "monitor"])
-def test_deployments_probe_drain_limit_and_run_unprivileged(component: str,
-                                                             tmp_path: Path) -> None:
-    config = mounted_config(tmp_path)
+def test_deployments_probe_drain_limit_and_run_unprivileged(component: str) -> None:
+    config = mounted_config()
     d = deployment(component)
     pod = d["spec"]["template"]["spec"]
     (container,) = pod["containers"]
@@ -126,8 +123,7 @@ def test_deployments_probe_drain_limit_and_run_unprivileged(component: str,
     config_path = container["args"][container["args"].index("-c") + 1]
     config_dir = str(Path(config_path).parent)
     assert volumes[mounts[config_dir]]["configMap"]["name"] == config_map["metadata"]["name"]
-    data_dir = config.monitor.data_dir
-    for writable in (data_dir, "/tmp"):
+    for writable in (data_dir(config_map["data"]["config.toml"]), "/tmp"):
         assert "emptyDir" in volumes[mounts[writable]]
     if component == "service":
         assert container["args"][0] == "service" and d["spec"]["replicas"] >= 2
