@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 
-.PHONY: run test lint bench setup system-deps bench-deps clean
+.PHONY: run test lint bench setup system-deps bench-deps deploy-files clean
 
 setup: $(STAMP) node_modules/.installed system-deps
 
@@ -21,10 +21,13 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-# Real components for the tests: Prometheus + promtool, Redis (Debian packages).
+# Real components for the tests: Prometheus + promtool, Redis, amtool, systemd-analyze
+# (Debian packages; deploy/ is checked with the last two).
 system-deps:
 	@missing=""; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v amtool >/dev/null || missing="$$missing prometheus-alertmanager"; \
+	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
@@ -62,6 +65,10 @@ bench: $(STAMP) bench-deps
 	$(VENV)/bin/python -m bench.isolation
 	$(VENV)/bin/python -m bench.alerting
 	$(VENV)/bin/python -m bench.follower
+
+# Rewrites the deploy kit's generated files (tests/deploy checks they are up to date).
+deploy-files: $(STAMP)
+	$(VENV)/bin/python -m tests.deploy.generated
 
 clean:
 	rm -rf $(VENV) node_modules data .mypy_cache .ruff_cache .pytest_cache
