@@ -22,3 +22,9 @@ def promtool() -> str:
 
 def prometheus() -> str:
     return installed("prometheus", "prometheus")
+
+
+def haproxy() -> str:
+    """Debian installs it in /usr/sbin, which a non-root PATH may lack."""
+    found = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin")
+    return found or installed("haproxy", "haproxy")
