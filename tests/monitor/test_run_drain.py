@@ -90,10 +90,11 @@ async def test_sigterm_drains_both_listeners_of_crypitor_run(tmp_path: Path) -> 
                 assert resp.headers["Connection"] == "close"
             await _until_refused(http, monitor)
             await _until_refused(http, service)
+        code, err = await asyncio.to_thread(_exit, proc)
     finally:
         if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        code, err = await asyncio.to_thread(_exit, proc)
+            proc.kill()
+            proc.wait()
     assert code == 0, err
     assert "Traceback" not in err
     for phase in ("shutting down", "draining for 2s", "closing the listeners", "stopped"):
