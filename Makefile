@@ -21,14 +21,15 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-# Real components for the tests: Prometheus + promtool, Redis, amtool, systemd-analyze
-# (Debian packages; deploy/ is checked with the last two).
+# Real components for the tests: Prometheus + promtool, Redis, HAProxy, amtool and
+# systemd-analyze (Debian packages; deploy/ is checked with the last two).
 system-deps:
 	@missing=""; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	command -v amtool >/dev/null || missing="$$missing prometheus-alertmanager"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	PATH="$$PATH:/usr/sbin" command -v haproxy >/dev/null || missing="$$missing haproxy"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(APT) update -qq && $(APT) install -y -qq --no-install-recommends $$missing; \

@@ -1,7 +1,9 @@
 """What both HTTP servers (the service API and the monitor's) do the same way at the edge:
 bearer keys checked for any header a client can send, failed keys throttled per address,
 clients that never finish their headers dropped, and malformed or oversized requests
-answered JSON 400/431 without a byte of them echoed or logged.
+answered JSON 400/431 without a byte of them echoed or logged. On shutdown both drain the
+same way: `/readyz` answers 503 at once while every request is still served, each answer with
+`Connection: close`, so a load balancer takes the process out before the listener closes.
 
 aiohttp has no header-read timeout of its own; its keep-alive timer is armed when a
 connection opens and re-armed after each response, and closes the connection when no
@@ -16,7 +18,7 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -126,15 +128,45 @@ class _QuietServer(web.Server):
 class HardenedRunner(web.AppRunner):
     """An AppRunner without access log whose connections are closed when they have not
     finished a request's headers `header_timeout` seconds after opening or after the previous
-    response, and whose parse errors are answered quietly."""
+    response, and whose parse errors are answered quietly.
+
+    `drain()` starts a shutdown without refusing anyone: from then on `/readyz` answers 503
+    and every answer carries `Connection: close`; `close(timeout)` then stops listening and
+    gives requests in progress `timeout` seconds."""
 
     def __init__(self, app: web.Application, header_timeout: float = HEADER_TIMEOUT) -> None:
         super().__init__(app, handle_signals=False)
         self._handler_kwargs: dict[str, Any] = {"access_log": None,
                                                 "keepalive_timeout": header_timeout}
+        self.draining = False
+        app.middlewares.insert(0, self._readiness)
+        app.on_response_prepare.append(self._closing)
 
     async def _make_server(self) -> web.Server:
         return _QuietServer(await super()._make_server(), self._handler_kwargs)
+
+    def drain(self) -> None:
+        self.draining = True
+
+    async def close(self, timeout: float) -> None:
+        """Stop listening, close idle connections, give requests in progress `timeout`
+        seconds, then cancel what is left."""
+        self._shutdown_timeout = timeout
+        await self.cleanup()
+
+    @web.middleware
+    async def _readiness(self, request: web.Request,
+                         handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+                         ) -> web.StreamResponse:
+        if self.draining and request.path == "/readyz":
+            return web.json_response({"status": "draining"}, status=503)
+        return await handler(request)
+
+    async def _closing(self, _request: web.Request, response: web.StreamResponse) -> None:
+        # the headers are already prepared: the flag ends the connection, the header says so
+        if self.draining:
+            response.force_close()
+            response.headers["Connection"] = "close"
 
 
 async def start_server(app: web.Application, listen: str,

@@ -22,7 +22,7 @@ import catalog.metrics as m
 from core import signing
 from core.clock import Clock, utc_now
 from core.formats import FormatError
-from core.httpserver import start_server
+from core.httpserver import HardenedRunner, start_server
 from core.supervisor import Supervisor
 from dashboards.build import all_dashboards
 from dashboards.pusher import GrafanaPusher
@@ -30,7 +30,7 @@ from monitor.alerting_setup import MonitorAlerting
 from monitor.config import Config, SecretError, TargetConfig, resolve, resolve_fields
 from monitor.exporters import GcpExporter, new_registry
 from monitor.runtime import Job, ProbeScheduler, TargetState, UptimeHistory, last_good
-from monitor.service_setup import new_service, sink_socket, stop_on_signals
+from monitor.service_setup import new_service, shut_down, sink_socket, stop_on_signals
 from monitor.web import AlertsApi, MonitorApi
 from probes.base import Clock as ProbeClock
 from probes.base import (
@@ -140,6 +140,9 @@ class Runtime:
             host, port = sink_socket(config.monitor.listen)
             self.inbox = CanaryInbox(f"http://{host}:{port}/canary", signing.new_secret())
         self._parts = contextlib.AsyncExitStack()
+        self._runner: HardenedRunner | None = None
+        self._service: Service | None = None
+        self._hurry = asyncio.Event()
 
     def _canary_exemptions(self) -> list[tuple[str, int, str]]:
         """What the embedded service's SSRF guard lets through: the canary sink's socket, for
@@ -190,13 +193,15 @@ class Runtime:
         api = MonitorApi(self.states, self.registry, self.history, keys, self.inbox,
                          AlertsApi(alerting.alerting, self.clock).routes, self.clock,
                          not_ready=self.not_ready)
-        runner = await start_server(api.app(), self.config.monitor.listen)
-        parts.push_async_callback(runner.cleanup)
+        runner = self._runner = await start_server(api.app(), self.config.monitor.listen)
+        parts.push_async_callback(self._close_listener, runner)
         log.info("monitor listening on http://%s", self.config.monitor.listen)
         service = None
         if self.config.service.enabled:
-            service = new_service(self.config, self.env, self._canary_exemptions(),
-                                  self.clock)
+            service = self._service = new_service(self.config, self.env,
+                                                  self._canary_exemptions(), self.clock)
+            if self._hurry.is_set():
+                service.hurry()
             service_part.push_async_callback(service.stop)
             await service.start()
         await alerting.start(service)
@@ -261,6 +266,25 @@ class Runtime:
         await self.history.flush()
         self.history.close()
 
+    def drain(self) -> None:
+        """The first step of a shutdown: `/readyz` of both listeners (monitor and service)
+        answers 503 while every request is still served, until `stop()`."""
+        self._probing = False
+        if self._runner is not None:
+            self._runner.drain()
+        if self._service is not None:
+            self._service.drain()
+
+    def hurry(self) -> None:
+        """Cut short the wait of `stop()` for requests and deliveries in flight."""
+        self._hurry.set()
+        if self._service is not None:
+            self._service.hurry()
+
+    async def _close_listener(self, runner: HardenedRunner) -> None:
+        await runner.close(0.0 if self._hurry.is_set() else
+                           self.config.service.shutdown_timeout)
+
     async def stop(self) -> None:
         self._probing = False
         await self._parts.aclose()
@@ -274,7 +298,7 @@ async def _cancelled(task: asyncio.Task[None]) -> None:
 
 async def run(config: Config) -> int:
     """`crypitor run`: start, wait for SIGTERM/SIGINT, shut down; the exit code."""
-    stop = stop_on_signals()
+    signals = stop_on_signals()
     try:
         runtime = Runtime(config)
     except (OSError, sqlite3.Error, FormatError) as exc:  # FormatError: a newer build's file
@@ -287,8 +311,8 @@ async def run(config: Config) -> int:
         log.error("cannot start: %s", exc)
         await runtime.stop()
         return 1
-    await stop.wait()
+    await signals.stop.wait()
     log.info("shutting down")
-    await runtime.stop()
+    await shut_down(runtime, config.service, signals)
     log.info("stopped")
     return 0

@@ -1,17 +1,19 @@
 """Wires the embedded webhook service for `crypitor run` and `crypitor service`: `[service]`
-handed over with its env: values resolved, where it reaches the monitor's canary sink, and the
-service run alone until SIGTERM or SIGINT.
+handed over with its env: values resolved, where it reaches the monitor's canary sink, the
+service run alone until SIGTERM or SIGINT, and the drained shutdown both commands share.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import sqlite3
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from core.clock import Clock, utc_now
 from monitor.config import Config, SecretError, ServiceSection, resolve_fields
@@ -48,26 +50,76 @@ def new_service(config: Config, env: Mapping[str, str],
                    allowed_sockets=allowed_sockets, clock=clock)
 
 
-def stop_on_signals() -> asyncio.Event:
-    """An event that SIGTERM or SIGINT sets: the cue for a graceful shutdown."""
-    stop = asyncio.Event()
+@dataclass
+class StopSignals:
+    """SIGTERM or SIGINT: the first sets `stop` (a graceful shutdown), any later one `hurry`
+    (skip what is left of the drain and of the wait for work in flight)."""
+
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    hurry: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def received(self) -> None:
+        if self.stop.is_set():
+            self.hurry.set()
+        self.stop.set()
+
+
+def stop_on_signals() -> StopSignals:
+    """The events SIGTERM and SIGINT set: the cue for a graceful shutdown, then to hurry."""
+    signals = StopSignals()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    return stop
+        loop.add_signal_handler(sig, signals.received)
+    return signals
+
+
+class Drainable(Protocol):
+    """What `shut_down` stops: the service alone, or the whole monitor."""
+
+    def drain(self) -> None: ...
+    def hurry(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+async def shut_down(part: Drainable, section: ServiceSection, signals: StopSignals) -> None:
+    """After the first stop signal: drain for `shutdown_drain` (`/readyz` 503, every request
+    still served), then close the listeners, giving work in flight `shutdown_timeout`. A
+    further signal cuts both short; nothing acknowledged is lost either way (deliveries not
+    finished go back to the queue)."""
+    log.info("draining for %gs: /readyz answers 503, requests are still served",
+             section.shutdown_drain)
+    part.drain()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(signals.hurry.wait(), section.shutdown_drain)
+
+    async def hurry() -> None:
+        await signals.hurry.wait()
+        log.info("second stop signal: stopping at once, unfinished work returns to the queue")
+        part.hurry()
+
+    hurrying = asyncio.create_task(hurry())
+    await asyncio.sleep(0)  # a signal that came during the drain hurries before the stop
+    log.info("closing the listeners; work in flight has %gs to finish",
+             0.0 if signals.hurry.is_set() else section.shutdown_timeout)
+    try:
+        await part.stop()
+    finally:
+        hurrying.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await hurrying
 
 
 async def run_service(config: Config) -> int:
     """`crypitor service`: the webhook service alone, until SIGTERM/SIGINT."""
-    stop = stop_on_signals()
+    signals = stop_on_signals()
     try:
         service = new_service(config, os.environ)
         await service.start()
     except (OSError, SecretError, sqlite3.Error, StoreError) as exc:
         log.error("cannot start the webhook service: %s", exc)
         return 1
-    await stop.wait()
+    await signals.stop.wait()
     log.info("shutting down")
-    await service.stop()
+    await shut_down(service, config.service, signals)
     log.info("stopped")
     return 0

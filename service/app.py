@@ -2,8 +2,10 @@
 
 Runs on its own (`crypitor service`) or inside `crypitor run`; both hand it `[service]`
 (read through `service.settings`, `env:` values resolved) and call `start()` / `stop()`.
-Shutdown stops accepting first, then lets in-flight deliveries finish or returns them to the
-queue, then closes the store.
+Shutdown may begin with `drain()` (`/readyz` answers 503, every request still served); `stop()`
+then stops accepting and gives requests and deliveries in flight `shutdown_timeout` (none
+once `hurry()` was called), returns the deliveries that did not finish to the queue, then
+closes the store.
 """
 
 from __future__ import annotations
@@ -42,7 +44,6 @@ from service.store import Store, open_store
 
 log = logging.getLogger("crypitor.service")
 STATS_EVERY = 5.0
-SHUTDOWN_GRACE = 10.0
 RPC_TIMEOUT = 10.0  # seconds per call to a followed chain's node
 
 
@@ -71,6 +72,7 @@ class Service:
         self._session: aiohttp.ClientSession | None = None
         self._rpc_session: aiohttp.ClientSession | None = None
         self._signers = signing.SignerCache()
+        self._hurry = asyncio.Event()
         self.api_keys: list[str] = []
 
     def _sign(self, endpoint: Endpoint, msg_id: str, timestamp: int,
@@ -141,11 +143,27 @@ class Service:
                 log.warning("cannot read queue statistics", exc_info=True)
             await asyncio.sleep(STATS_EVERY)
 
+    def drain(self) -> None:
+        """The first step of a shutdown: `/readyz` answers 503, every request is still
+        served (with `Connection: close`) until `stop()`."""
+        if self._runner is not None:
+            self._runner.drain()
+
+    def hurry(self) -> None:
+        """Cut short the wait of a `stop()` (begun or to come) for work in flight: what has
+        not finished goes back to the queue at once."""
+        self._hurry.set()
+
     async def stop(self) -> None:
-        if self._runner is not None:  # stop accepting first
-            await self._runner.cleanup()
+        """Stop accepting; requests and deliveries in flight get `shutdown_timeout` together;
+        deliveries that did not finish are returned to the queue."""
+        grace = 0.0 if self._hurry.is_set() else self.settings.shutdown_timeout
+        closing = []
+        if self._runner is not None:
+            closing.append(self._runner.close(grace))
         if self.dispatcher is not None:
-            await self.dispatcher.stop(SHUTDOWN_GRACE)
+            closing.append(self.dispatcher.stop(grace, self._hurry))
+        await asyncio.gather(*closing)
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -43,4 +43,8 @@ class ServiceSettings(Protocol):
     @property
     def disable_after(self) -> float: ...
     @property
+    def shutdown_drain(self) -> float: ...  # seconds /readyz answers 503 before the close
+    @property
+    def shutdown_timeout(self) -> float: ...  # then seconds in-flight work has to finish
+    @property
     def chains(self) -> Mapping[str, ChainSection]: ...

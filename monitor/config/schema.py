@@ -136,6 +136,8 @@ class ServiceSection:
     request_timeout: float = duration(15.0)
     max_in_flight_per_endpoint: int = 10
     disable_after: float = duration(5 * 86400.0)
+    shutdown_drain: float = duration(5.0)
+    shutdown_timeout: float = duration(30.0)
     chains: Mapping[str, ChainFollowConfig] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -155,6 +157,13 @@ class ServiceSection:
         if self.max_in_flight_per_endpoint < 1:
             raise OptionError("max_in_flight_per_endpoint", "must be 1 or more",
                               self.max_in_flight_per_endpoint)
+        # a drain longer than an orchestrator's grace period ends in a SIGKILL
+        if not 0 <= self.shutdown_drain <= 600:
+            raise OptionError("shutdown_drain", "must be between 0s and 10m",
+                              self.shutdown_drain)
+        if not 0 <= self.shutdown_timeout <= 3600:
+            raise OptionError("shutdown_timeout", "must be between 0s and 1h",
+                              self.shutdown_timeout)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ from service.api.parsing import (
 from service.models import MAX_RATE_LIMIT, MIN_RATE_LIMIT
 
 _ERROR = {"$ref": "#/components/responses/Error"}
-# /readyz: {"status": "ready"}, or why not ("store unavailable", "task down: dispatcher")
+# /readyz: {"status": "ready"}, or why not ("store unavailable", "task down: dispatcher",
+# "draining" from SIGTERM until the listener closes)
 _STATUS = {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}}
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
 _SECURED: list[dict[str, list[str]]] = [{"bearer": []}]

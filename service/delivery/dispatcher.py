@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import aiohttp
 
@@ -226,19 +227,29 @@ class Dispatcher:
         margin = timedelta(seconds=self._cfg.request_timeout + 1.0)
         return self._clock() + margin >= claim.leased_until
 
-    async def stop(self, grace: float) -> None:
-        """Stop claiming; give deliveries in flight `grace` seconds to finish; release the
-        rest untouched (in flight and still waiting) so they are due again at once."""
+    async def stop(self, grace: float, hurry: asyncio.Event | None = None) -> None:
+        """Stop claiming; give deliveries in flight `grace` seconds to finish (less when
+        `hurry` is set meanwhile); release the rest untouched (in flight and still waiting)
+        so they are due again at once."""
         self._stopping = True
         self.wake()
         self._room.set()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
-        while self._workers:  # workers end after their current delivery
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
-            await asyncio.wait(list(self._workers), timeout=remaining)
+        hurried = asyncio.ensure_future(hurry.wait()) if hurry is not None else None
+        try:
+            while self._workers:  # workers end after their current delivery
+                remaining = deadline - loop.time()
+                if remaining <= 0 or (hurried is not None and hurried.done()):
+                    break
+                waited: list[asyncio.Future[Any]] = list(self._workers)
+                if hurried is not None:
+                    waited.append(hurried)
+                await asyncio.wait(waited, timeout=remaining,
+                                   return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if hurried is not None:
+                hurried.cancel()
         left = list(self._current.values())
         workers = list(self._workers)
         for task in workers:

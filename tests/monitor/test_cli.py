@@ -29,6 +29,7 @@ def shipped_config_copy(tmp_path: Path) -> tuple[Path, int]:
     text = text.replace('data_dir = "data"', f'data_dir = "{tmp_path / "data"}"')
     text = re.sub(r'interval = "\d+s"', 'interval = "2s"', text)
     text = re.sub(r'timeout = "\d+s"', 'timeout = "2s"', text)
+    text = text.replace("[service]", '[service]\nshutdown_drain = "0s"', 1)  # stops at once
     path = tmp_path / "config.toml"
     path.write_text(text)
     return path, port

@@ -48,7 +48,8 @@ async def sink() -> AsyncIterator[Sink]:
 
 
 class ServiceProcess:
-    def __init__(self, tmp_path: Path, queue: str = "sqlite", extra: str = "") -> None:
+    def __init__(self, tmp_path: Path, queue: str = "sqlite", extra: str = "",
+                 drain: str = "0s") -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         tmp_path.mkdir(parents=True, exist_ok=True)
@@ -56,7 +57,7 @@ class ServiceProcess:
         self.config.write_text(
             f'[monitor]\ndata_dir = "{tmp_path / "data"}"\n'
             f'[service]\nlisten = "127.0.0.1:{self.port}"\napi_keys = ["{KEY}"]\n'
-            f'queue = "{queue}"\n'
+            f'queue = "{queue}"\nshutdown_drain = "{drain}"\n'
             'allow_private_targets = true\nretry_schedule = ["200ms", "200ms", "200ms"]\n'
             + extra)
         self.proc: subprocess.Popen[bytes] | None = None

