@@ -38,7 +38,7 @@ from monitor.config import (
     resolve_fields,
 )
 from monitor.exporters import GcpExporter, new_registry
-from monitor.reload import ReloadGauges, effective, needs_restart
+from monitor.reload import ReloadGauges, TargetChange, diff_targets, effective, needs_restart
 from monitor.runtime import Job, ProbeScheduler, TargetState, UptimeHistory, last_good
 from monitor.service_setup import new_service, reload_on_sighup, sink_socket, stop_on_signals
 from monitor.web import AlertsApi, MonitorApi
@@ -266,20 +266,19 @@ class Runtime:
             started = self._started
             if started is None:
                 return self._refused(["the monitor is still starting or stopping"])
-            for key in needs_restart(self.config, new):
-                log.warning("config reload: %s changed; it takes effect at the next restart",
-                            key)
+            restart = needs_restart(self.config, new)
             new = effective(self.config, new)
             try:  # everything that can fail first, so that a failure changes nothing
                 keys, _ = self._monitor_keys(new)
-                service_keys = [resolve(k, f"service.api_keys[{i}]", self.env)
-                                for i, k in enumerate(new.service.api_keys)]
+                service_keys: list[str] = []
+                if started.service is not None:  # (allowed_networks were checked by load)
+                    service_keys, _ = ensure_api_keys(
+                        [resolve(k, f"service.api_keys[{i}]", self.env)
+                         for i, k in enumerate(new.service.api_keys)],
+                        new.data_dir, "service_api_key")
                 canary = None
                 if self.inbox is not None:
-                    canary_key = ensure_api_keys(service_keys, new.data_dir,
-                                                 "service_api_key")[0][0] \
-                        if started.service is not None else ""
-                    canary = Canary(self.inbox, canary_key)
+                    canary = Canary(self.inbox, service_keys[0] if service_keys else "")
                 change = self._diff_targets(new, started, canary)
                 states = change.states
                 await started.alerting.reload(new.alerts, states)
@@ -300,37 +299,25 @@ class Runtime:
             self._canary_key = canary.service_key if canary is not None else ""
             self.config = new
             self.reload_gauges.applied()
+            for key in restart:
+                log.warning("config reload: %s changed; it takes effect at the next restart",
+                            key)
             log.info("config reloaded from %s: %d targets (%s)", new.path, len(states),
                      change.summary())
             return []
 
     def _diff_targets(self, new: Config, started: _Started,
                       canary: Canary | None) -> TargetChange:
-        """What `new.targets` changes: a target configured exactly as before keeps its job
-        (so its schedule) and its state; a new or changed one gets a new job and state. A
-        canary sending with the service's key is changed when that key is."""
-        running = {job.state.name: job for job in started.scheduler.jobs}
-        change = TargetChange()
-        for i, target in enumerate(new.targets):
-            job = running.pop(target.name, None)
-            rekeyed = (target.type == "webhook_canary" and canary is not None
-                       and canary.service_key != self._canary_key
-                       and not getattr(target.options, "api_key", ""))
-            if job is not None and job.state.config == target and not rekeyed:
-                change.states.append(job.state)
-                continue
-            state = TargetState(target)
-            change.states.append(state)
-            change.jobs.append(Job(state, build_probe(target, i, started.ctx, self.env,
-                                                      canary)))
-            if job is None:
-                change.added.append(target.name)
-            else:
-                change.changed.append(target.name)
-                change.retired.append(job)
-        change.retired += running.values()
-        change.removed += running
-        return change
+        """`diff_targets` for this monitor: a canary sending with the service's key is
+        changed when that key is."""
+        def rekeyed(target: TargetConfig) -> bool:
+            return (target.type == "webhook_canary" and canary is not None
+                    and canary.service_key != self._canary_key
+                    and not getattr(target.options, "api_key", ""))
+
+        return diff_targets(started.scheduler.jobs, new.targets,
+                            lambda i, t: build_probe(t, i, started.ctx, self.env, canary),
+                            rekeyed)
 
     def not_ready(self) -> str | None:
         """Why `/readyz` answers 503, or None when ready."""
@@ -395,25 +382,6 @@ class _Started:
     alerting: MonitorAlerting
     api: MonitorApi
     service: Service | None
-
-
-@dataclass
-class TargetChange:
-    """What a reload does to the targets: the new list of states (kept or new), the jobs
-    to stop and those to start."""
-
-    states: list[TargetState] = field(default_factory=list)
-    retired: list[Job] = field(default_factory=list)
-    jobs: list[Job] = field(default_factory=list)
-    added: list[str] = field(default_factory=list)
-    changed: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-
-    def summary(self) -> str:
-        parts = [f"{what}: {', '.join(names)}" for what, names in (
-            ("added", self.added), ("changed", self.changed), ("removed", self.removed))
-            if names]
-        return "; ".join(parts) or "no target changed"
 
 
 async def _cancelled(task: asyncio.Task[None]) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -289,3 +290,23 @@ async def test_an_unset_variable_refuses_the_reload(tmp_path: Path, site: Site) 
             "crypitor_config_last_reload_successful") == 0.0
     finally:
         await runtime.stop()
+
+
+def test_keys_that_need_a_restart_are_named(tmp_path: Path) -> None:
+    from monitor.config import parse
+    from monitor.reload import effective, needs_restart
+
+    base = '[monitor]\nlisten = "127.0.0.1:9300"\n[service]\nqueue = "sqlite"\n'
+    running = parse(tomllib.loads(base), tmp_path / "config.toml")
+    new = parse(tomllib.loads(
+        base.replace("9300", "9301").replace('"sqlite"', '"redis://127.0.0.1:6379/0"')
+        + 'api_keys = ["k"]\nallowed_networks = ["10.0.0.0/8"]\n'
+        + '[[targets]]\nname = "c"\ntype = "webhook_canary"\nurl = "http://127.0.0.1:1"\n'),
+        tmp_path / "config.toml")
+    assert needs_restart(running, new) == ["monitor.listen", "service.queue",
+                                           "targets[0] (the first webhook_canary)"]
+    runs = effective(running, new)
+    assert runs.monitor.listen == "127.0.0.1:9300" and runs.service.queue == "sqlite"
+    assert runs.service.api_keys == ("k",)
+    assert runs.service.allowed_networks == ("10.0.0.0/8",)
+    assert runs.targets == new.targets
