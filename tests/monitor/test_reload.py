@@ -19,6 +19,7 @@ from aiohttp import web
 from alerts.store import AlertStore
 from monitor.app import Runtime
 from monitor.config import load
+from tests.support.fake_telegram import FakeTelegram
 from tests.support.net import free_port
 from tests.support.web import serve
 
@@ -310,3 +311,65 @@ def test_keys_that_need_a_restart_are_named(tmp_path: Path) -> None:
     assert runs.service.api_keys == ("k",)
     assert runs.service.allowed_networks == ("10.0.0.0/8",)
     assert runs.targets == new.targets
+
+
+def receivers(fake: FakeTelegram, names: dict[str, str], route_to: str) -> str:
+    text = (f'[alerts.route]\nreceiver = "{route_to}"\ngroup_wait = "0s"\n'
+            'group_interval = "1s"\n')
+    for name, chat in names.items():
+        text += (f'[[alerts.receivers]]\nname = "{name}"\nbot_token = "env:BOT_TOKEN"\n'
+                 f'chat_id = "{chat}"\napi_url = "{fake.url}"\n')
+    return text
+
+
+async def test_receivers_and_routes_change_and_an_unchanged_receiver_is_kept(
+        tmp_path: Path, site: Site, fake_telegram: FakeTelegram) -> None:
+    s = Setup(tmp_path)
+    rule = ('[[alerts.rules]]\nname = "{name}"\nmatch = {{ target = "broken" }}\n'
+            'condition = "status_code >= 500"\n')
+    s.write(s.head() + target("broken", site, "/broken") + rule.format(name="SiteBroken")
+            + receivers(fake_telegram, {"first": "-100"}, "first"))
+    runtime = Runtime(load(s.path), env={"BOT_TOKEN": fake_telegram.token})
+    await runtime.start()
+
+    def sent(chat: str, words: str) -> bool:
+        return any(m.chat_id == chat and words in m.text for m in fake_telegram.sent)
+
+    try:
+        await wait_until(lambda: sent("-100", "SiteBroken"))
+        alerting = runtime._started.alerting  # type: ignore[union-attr]
+        first = alerting.receivers["first"]
+        s.write(s.head() + target("broken", site, "/broken") + rule.format(name="SiteBroken")
+                + rule.format(name="SiteNew")
+                + receivers(fake_telegram, {"first": "-100", "second": "-200"}, "second"))
+        assert await runtime.reload_file() == []
+        assert alerting.receivers["first"] is first  # its sender and bot go on
+        await wait_until(lambda: sent("-200", "SiteNew"))
+    finally:
+        await runtime.stop()
+    assert not sent("-100", "SiteNew")  # the new route sends it to the new receiver only
+    assert not sent("-200", "SiteBroken")  # already notified: not sent again
+
+
+async def test_allowed_networks_rotate_on_the_embedded_service(tmp_path: Path,
+                                                               site: Site) -> None:
+    s = Setup(tmp_path)
+    s.write(s.head(service=True) + target("keep", site, "/keep"))
+    runtime = Runtime(load(s.path), env={})
+    await runtime.start()
+    endpoints = f"http://{s.service_listen}/v1/endpoints"
+    auth = {"Authorization": "Bearer svc-key"}
+    body = {"url": f"http://{site.host}/hook"}  # on loopback: private, refused by default
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(endpoints, json=body, headers=auth) as resp:
+                assert resp.status == 422, await resp.text()
+            s.write(s.head(service=True).replace(
+                "api_keys = [\"svc-key\"]\n",
+                "api_keys = [\"svc-key\"]\nallowed_networks = [\"127.0.0.0/8\"]\n")
+                + target("keep", site, "/keep"))
+            assert await runtime.reload_file() == []
+            async with http.post(endpoints, json=body, headers=auth) as resp:
+                assert resp.status == 201, await resp.text()
+    finally:
+        await runtime.stop()
