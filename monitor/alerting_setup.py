@@ -218,6 +218,7 @@ class MonitorAlerting:
             receiver = self.receivers[rc.name]
             bot = self.bots.get(rc.name)
             if bot is not None and bot.sender is receiver.sender:
+                bot.set_targets([s.name for s in states])
                 out[rc.name] = bot
                 continue
             allowed = [resolve(c, f"alerts.receivers.{rc.name}.command_chat_ids", self._env)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime, timedelta
 import time
 import tomllib
 from collections.abc import AsyncIterator
@@ -171,11 +172,17 @@ async def test_alert_state_of_a_remaining_rule_is_kept(tmp_path: Path, site: Sit
         await wait_until(lambda: {"SiteBroken", "SiteSlow"} <= firing().keys())
         since = firing()["SiteBroken"]
         # SiteSlow goes, SiteNew comes, SiteBroken stays as it is
+        assert all(why is None for _, _, why in alerting.current())
+        window = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
         s.write(s.head() + target("broken", site, "/broken")
-                + RULES.replace("SiteSlow", "SiteNew"))
+                + RULES.replace("SiteSlow", "SiteNew")
+                + f'[[alerts.maintenance]]\nname = "works"\nstart = "{window}"\n'
+                  'duration = "3h"\nmatch = { target = "broken" }\n')
         assert await runtime.reload_file() == []
         now = firing()
         assert now.get("SiteBroken") == since  # the same state, not a new one
+        # the maintenance window the reload brought mutes it
+        assert all(why is not None for _, _, why in alerting.current()), alerting.current()
         assert "SiteSlow" not in now
         assert "SiteNew" in {r.name for r in alerting.evaluator.rules}
         probes = site.count("/broken")
