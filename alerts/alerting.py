@@ -107,28 +107,29 @@ class Alerting:
         maintenance windows) and receivers, in place. Alert states of rules that remain are
         kept (`Evaluator.reconfigure`); the router's groups move over to the new tree as after
         a restart; a receiver given as the very object already running keeps its sender,
-        any other sender is stopped between two messages (the outbox keeps what it had not
-        sent) and the new one started."""
+        any other sender is cancelled and the new one started. The outbox keeps what a
+        cancelled sender had not sent; a message it was sending at that moment may go out
+        once more through its successor."""
         now = self._clock()
         self._resolved += self.evaluator.reconfigure(rules, targets, now)
         router.restore(self.router.snapshot())
         self.router = router
-        gone = [name for name, r in self.receivers.items() if receivers.get(name) is not r]
-        running = dict(zip(self.receivers, self._tasks[1:], strict=False)) if self._tasks \
-            else {}
-        for name in gone:
-            task = running.pop(name, None)
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            self._send_wake.pop(name, None)
+        running = dict(zip(self.receivers, self._tasks[1:], strict=False))
+        gone = [running.pop(name) for name, r in self.receivers.items()
+                if receivers.get(name) is not r and name in running]
+        for name in list(self._send_wake):
+            if receivers.get(name) is not self.receivers.get(name):
+                del self._send_wake[name]
         self.receivers = dict(receivers)
         if self._tasks:  # started: one sender per receiver, in the receivers' order
             self._tasks = self._tasks[:1] + [running[name] if name in running
                                              else self._start_sender(r)
                                              for name, r in self.receivers.items()]
         self._wake.set()
+        for task in gone:  # only now: nothing above may wait, so nothing sees half of it
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     def stopping(self) -> bool:
         return self._stopping

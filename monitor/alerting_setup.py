@@ -11,7 +11,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -144,6 +144,15 @@ class ServiceWatch:
         self._alerting.observe(SERVICE_TARGET, {"type": "service"}, values)
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A reload's alerting, checked and built but not yet running (`MonitorAlerting.prepare`)."""
+
+    section: AlertsSection
+    receivers: Mapping[str, TelegramReceiver]
+    bots: Mapping[str, OnCallBot]
+
+
 class MonitorAlerting:
     """The alerting of `crypitor run`: build from `[alerts]`, feed probe results to
     `observe()`, `await start(service)`, `await stop()`."""
@@ -168,11 +177,12 @@ class MonitorAlerting:
         self._bot_tasks: dict[str, asyncio.Task[None]] = {}
         self._started = False
         self.receivers = self._receivers(section)
+        self._receiver_configs = {rc.name: rc for rc in section.receivers}
         evaluator = Evaluator(all_rules(section), self.store.load_states(),
                               self._targets(states))
         self.alerting = Alerting(evaluator, self._router(section), self.store, self.receivers,
                                  _Counters(registry), clock, self._spawn)
-        self.bots = self._bots(section, states)
+        self.bots = self._bots(section, self.receivers, states)
         if not section.receivers:
             log.info("no [[alerts.receivers]]: alerts are evaluated and listed at "
                      "/api/v1/alerts, but nothing is sent")
@@ -208,17 +218,16 @@ class MonitorAlerting:
             sender = TelegramSender(token, chat, message_thread_id=rc.message_thread_id,
                                     api_url=rc.api_url, on_migrate=self._migrated(rc.name))
             out[rc.name] = TelegramReceiver(rc.name, sender, self._clock)
-        self._receiver_configs = {rc.name: rc for rc in section.receivers}
         return out
 
-    def _bots(self, section: AlertsSection,
+    def _bots(self, section: AlertsSection, receivers: Mapping[str, TelegramReceiver],
               states: Sequence[TargetState]) -> dict[str, OnCallBot]:
+        """The on-call bots of `section`; a receiver kept keeps its bot."""
         out: dict[str, OnCallBot] = {}
         for rc in section.receivers:
-            receiver = self.receivers[rc.name]
+            receiver = receivers[rc.name]
             bot = self.bots.get(rc.name)
             if bot is not None and bot.sender is receiver.sender:
-                bot.set_targets([s.name for s in states])
                 out[rc.name] = bot
                 continue
             allowed = [resolve(c, f"alerts.receivers.{rc.name}.command_chat_ids", self._env)
@@ -227,23 +236,33 @@ class MonitorAlerting:
                                      [s.name for s in states], self.down, self._clock)
         return out
 
-    async def reload(self, section: AlertsSection, states: Sequence[TargetState]) -> None:
-        """A config reload: rules, route tree, inhibit rules, maintenance windows and
-        receivers from `section`, the targets of `states` (the list `self.states` becomes).
-        Alert states of rules that remain are kept; an unchanged receiver keeps its sender
-        and bot. Raises SecretError, before changing anything, when a receiver's env: value
-        is unset."""
-        old_receivers = self.receivers
-        receivers = self._receivers(section)  # may raise: nothing changed yet
+    def prepare(self, section: AlertsSection, states: Sequence[TargetState]) -> Prepared:
+        """The first half of a config reload, which changes nothing: the receivers and bots
+        `section` asks for (those unchanged are the running ones). Raises SecretError when
+        an env: value of theirs is unset."""
+        receivers = self._receivers(section)
+        return Prepared(section, receivers, self._bots(section, receivers, states))
+
+    async def reload(self, prepared: Prepared, states: Sequence[TargetState]) -> None:
+        """The second half: rules, route tree, inhibit rules, maintenance windows, receivers
+        and bots swapped in, for the targets of `states` (the list `self.states` becomes).
+        Alert states of rules that remain are kept. Everything is swapped before the first
+        await, so no probe result meets half a config; then the senders and bots no longer
+        configured are stopped and the new ones started."""
+        section = prepared.section
+        names = [s.name for s in states]
+        for bot in prepared.bots.values():
+            bot.set_targets(names)
+        old_receivers, old_bots = self.receivers, self.bots
+        self.receivers, self.bots = dict(prepared.receivers), dict(prepared.bots)
+        self._receiver_configs = {rc.name: rc for rc in section.receivers}
         await self.alerting.reconfigure(all_rules(section), self._targets(states),
-                                        self._router(section), receivers)
-        self.receivers = receivers
-        old_bots, self.bots = self.bots, self._bots(section, states)
+                                        self._router(section), prepared.receivers)
         for name, bot in old_bots.items():
             if self.bots.get(name) is not bot:
                 await _cancel(self._bot_tasks.pop(name, None))
         for name, receiver in old_receivers.items():
-            if receivers.get(name) is not receiver:
+            if self.receivers.get(name) is not receiver:
                 with contextlib.suppress(Exception):
                     await receiver.close()
         if self._started:

@@ -281,18 +281,21 @@ class Runtime:
                     canary = Canary(self.inbox, service_keys[0] if service_keys else "")
                 change = self._diff_targets(new, started, canary)
                 states = change.states
-                await started.alerting.reload(new.alerts, states)
+                alerting = started.alerting.prepare(new.alerts, states)
             except SecretError as exc:
                 return self._refused([str(exc)])
             except OSError as exc:  # data_dir, writing a generated key
                 return self._refused([f"monitor.data_dir: {exc}"])
             if started.service is not None:
                 started.service.reload_access(service_keys, new.service.allowed_networks)
+            # no await until the alerting has its new targets: no probe result meets half
+            # of the new config
             for job in change.retired:
                 started.scheduler.remove(job)
             self.states[:] = states
             self._by_name.clear()
             self._by_name.update((s.name, s) for s in states)
+            await started.alerting.reload(alerting, states)
             for job in change.jobs:
                 started.scheduler.add(job)
             started.api.reloaded(keys)
