@@ -352,6 +352,12 @@ async def test_receivers_and_routes_change_and_an_unchanged_receiver_is_kept(
         assert await runtime.reload_file() == []
         assert alerting.receivers["first"] is first  # its sender and bot go on
         await wait_until(lambda: sent("-200", "SiteNew"))
+        # a rule that goes while firing: its alert is resolved, and said so
+        s.write(s.head() + target("broken", site, "/broken") + rule.format(name="SiteBroken")
+                + receivers(fake_telegram, {"first": "-100", "second": "-200"}, "second"))
+        assert await runtime.reload_file() == []
+        await wait_until(lambda: any(m.chat_id == "-200" and "SiteNew" in m.text
+                                     and "lasted" in m.text for m in fake_telegram.sent))
     finally:
         await runtime.stop()
     assert not sent("-100", "SiteNew")  # the new route sends it to the new receiver only
