@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from alerts import NotifyError
+from alerts.builtin import RuleSpec
 from alerts.evaluate import Evaluator
 from alerts.model import Alert, Notification
 from alerts.routing import Router
@@ -92,8 +93,43 @@ class Alerting:
             alert = _external_from_json(item)
             self._external[alert.fingerprint] = alert
         self._tasks = [self._spawn("alert-flush", self._flush_loop, essential=True)]
-        self._tasks += [self._spawn(f"alert-send-{r.name}", functools.partial(self._send_loop, r))
-                        for r in self.receivers.values()]
+        self._tasks += [self._start_sender(r) for r in self.receivers.values()]
+
+    def _start_sender(self, receiver: Receiver) -> asyncio.Task[None]:
+        self._send_wake[receiver.name] = asyncio.Event()
+        return self._spawn(f"alert-send-{receiver.name}",
+                           functools.partial(self._send_loop, receiver))
+
+    async def reconfigure(self, rules: Sequence[RuleSpec],
+                          targets: Mapping[str, Mapping[str, str]], router: Router,
+                          receivers: Mapping[str, Receiver]) -> None:
+        """A config reload: new rules, targets, route tree (with its inhibit rules and
+        maintenance windows) and receivers, in place. Alert states of rules that remain are
+        kept (`Evaluator.reconfigure`); the router's groups move over to the new tree as after
+        a restart; a receiver given as the very object already running keeps its sender,
+        any other sender is cancelled and the new one started. The outbox keeps what a
+        cancelled sender had not sent; a message it was sending at that moment may go out
+        once more through its successor."""
+        now = self._clock()
+        self._resolved += self.evaluator.reconfigure(rules, targets, now)
+        router.restore(self.router.snapshot())
+        self.router = router
+        running = dict(zip(self.receivers, self._tasks[1:], strict=False))
+        gone = [running.pop(name) for name, r in self.receivers.items()
+                if receivers.get(name) is not r and name in running]
+        for name in list(self._send_wake):
+            if receivers.get(name) is not self.receivers.get(name):
+                del self._send_wake[name]
+        self.receivers = dict(receivers)
+        if self._tasks:  # started: one sender per receiver, in the receivers' order
+            self._tasks = self._tasks[:1] + [running[name] if name in running
+                                             else self._start_sender(r)
+                                             for name, r in self.receivers.items()]
+        self._wake.set()
+        for task in gone:  # only now: nothing above may wait, so nothing sees half of it
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     def stopping(self) -> bool:
         return self._stopping

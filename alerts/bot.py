@@ -50,6 +50,10 @@ class OnCallBot:
         self._allowed = {str(c) for c in allowed_chats}
         self._targets, self._down, self._clock = list(targets), down, clock
 
+    def set_targets(self, targets: Sequence[str]) -> None:
+        """The target names after a config reload (for /status and /silence)."""
+        self._targets = list(targets)
+
     async def run(self) -> None:
         """Long-poll for updates until cancelled; the offset survives restarts."""
         store = self.alerting.store

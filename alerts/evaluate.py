@@ -40,6 +40,7 @@ class Evaluator:
         """`targets`: every target's labels (with `type`), known up front so that an alert
         restored after a restart has the same labels, hence the same fingerprint."""
         self._rules = list(rules)
+        self._resolve_after = resolve_after
         self._timing = {r.name: Timing(r.for_, r.failures, resolve_after) for r in rules}
         known = {r.name for r in rules}
         # states of rules no longer configured are dropped, quietly
@@ -50,6 +51,30 @@ class Evaluator:
     @property
     def rules(self) -> list[RuleSpec]:
         return list(self._rules)
+
+    def reconfigure(self, rules: Sequence[RuleSpec], targets: Mapping[str, Mapping[str, str]],
+                    now: datetime) -> list[Alert]:
+        """Take new rules and targets in place (a config reload). The state of a rule that
+        still exists, on a target it still selects, is kept as it is; the others are dropped
+        (and forgotten by the store at the next flush). Returns the alerts that were firing
+        among the dropped, as resolved now, so that the receivers hear of their end."""
+        by_name = {r.name: r for r in rules}
+        labels = {name: {**lv, "target": name} for name, lv in targets.items()}
+        old_rules = {r.name: r for r in self._rules}
+        ended: list[Alert] = []
+        for key, state in list(self._states.items()):
+            rule, target = by_name.get(key[0]), labels.get(key[1])
+            if rule is not None and target is not None and matches(rule.match, target):
+                continue
+            if state.phase == "firing":  # as it was announced, so the same fingerprint
+                alert = self._alert(old_rules[key[0]], key[1], state.values, state.since)
+                ended.append(replace(alert, status="resolved", ends_at=now))
+            del self._states[key]
+            self._dirty[key] = AlertState()  # deleted from the store
+        self._rules = list(rules)
+        self._timing = {r.name: Timing(r.for_, r.failures, self._resolve_after) for r in rules}
+        self._labels = labels
+        return ended
 
     def observe(self, target: str, labels: Mapping[str, str], values: Mapping[str, Any],
                 now: datetime, detail: str = "") -> list[Transition]:

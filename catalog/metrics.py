@@ -118,6 +118,13 @@ TASK_CRASHES = MetricDef(
     "crypitor_task_crashes_total", C,
     "Crashes of a supervised background task (each is logged and the task restarted); "
     "every process counts its own tasks.", ("task",))
+CONFIG_RELOAD_OK = MetricDef(
+    "crypitor_config_last_reload_successful", G,
+    "1 when the last config (re)load was applied; 0 when the last reload failed validation "
+    "and the previous config still runs.")
+CONFIG_RELOAD_TIME = MetricDef(
+    "crypitor_config_last_reload_success_timestamp_seconds", G,
+    "When the config was last loaded or reloaded successfully.", unit="unix")
 BUILD_INFO = MetricDef(
     "crypitor_build_info", G, "Always 1; the version label says which build runs.",
     ("version",))

@@ -11,7 +11,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,7 +30,7 @@ from alerts.telegram import OnMigrate, TelegramSender
 from alerts.telegram_receiver import TelegramReceiver
 from core.clock import Clock, utc_now
 from core.supervisor import Spawn, Supervisor
-from monitor.config import AlertsSection, resolve
+from monitor.config import AlertsSection, ReceiverConfig, resolve
 from monitor.runtime import TargetState
 
 log = logging.getLogger(__name__)
@@ -144,6 +144,15 @@ class ServiceWatch:
         self._alerting.observe(SERVICE_TARGET, {"type": "service"}, values)
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A reload's alerting, checked and built but not yet running (`MonitorAlerting.prepare`)."""
+
+    section: AlertsSection
+    receivers: Mapping[str, TelegramReceiver]
+    bots: Mapping[str, OnCallBot]
+
+
 class MonitorAlerting:
     """The alerting of `crypitor run`: build from `[alerts]`, feed probe results to
     `observe()`, `await start(service)`, `await stop()`."""
@@ -159,38 +168,112 @@ class MonitorAlerting:
         self._clock = clock
         self._spawn = spawn or Supervisor().supervise
         self.store = AlertStore(data_dir / "alerts.sqlite3")
-        targets: dict[str, Mapping[str, str]] = {
-            s.name: {**s.config.labels, "type": s.config.type} for s in states}
         self.followed = tuple(followed) if watch_service else ()
-        if watch_service:
-            targets[SERVICE_TARGET] = {"type": "service"}
-        for chain in self.followed:
-            targets[follower_target(chain)] = {"type": "follower", "chain": chain}
-        evaluator = Evaluator(all_rules(section), self.store.load_states(), targets)
-        route = section.route
-        if not route.receiver and section.receivers:
-            route = replace(route, receiver=section.receivers[0].name)
+        self._watches_service = watch_service
+        self._env = env
+        self._receiver_configs: dict[str, ReceiverConfig] = {}
         self.receivers: dict[str, TelegramReceiver] = {}
-        self.bots: list[OnCallBot] = []
-        for i, rc in enumerate(section.receivers):
-            token = resolve(rc.bot_token, f"alerts.receivers[{i}].bot_token", env)
-            chat = resolve(rc.chat_id, f"alerts.receivers[{i}].chat_id", env)
-            chat = self.store.get(CHAT_DOC + rc.name) or chat  # a migrated group's new id
-            sender = TelegramSender(token, chat, message_thread_id=rc.message_thread_id,
-                                    api_url=rc.api_url, on_migrate=self._migrated(rc.name))
-            self.receivers[rc.name] = TelegramReceiver(rc.name, sender, clock)
-        self.alerting = Alerting(evaluator, Router(route, section.inhibit, section.maintenance),
-                                 self.store, self.receivers, _Counters(registry), clock,
-                                 self._spawn)
-        for rc in section.receivers:
-            allowed = [resolve(c, f"alerts.receivers.{rc.name}.command_chat_ids", env)
-                       for c in rc.command_chat_ids] or [self.receivers[rc.name].sender.chat_id]
-            self.bots.append(OnCallBot(rc.name, self.alerting, self.receivers[rc.name].sender,
-                                       allowed, [s.name for s in states], self.down, clock))
+        self.bots: dict[str, OnCallBot] = {}
+        self._bot_tasks: dict[str, asyncio.Task[None]] = {}
+        self._started = False
+        self.receivers = self._receivers(section)
+        self._receiver_configs = {rc.name: rc for rc in section.receivers}
+        evaluator = Evaluator(all_rules(section), self.store.load_states(),
+                              self._targets(states))
+        self.alerting = Alerting(evaluator, self._router(section), self.store, self.receivers,
+                                 _Counters(registry), clock, self._spawn)
+        self.bots = self._bots(section, self.receivers, states)
         if not section.receivers:
             log.info("no [[alerts.receivers]]: alerts are evaluated and listed at "
                      "/api/v1/alerts, but nothing is sent")
         self._tasks: list[asyncio.Task[None]] = []
+
+    def _targets(self, states: Sequence[TargetState]) -> dict[str, Mapping[str, str]]:
+        targets: dict[str, Mapping[str, str]] = {
+            s.name: {**s.config.labels, "type": s.config.type} for s in states}
+        if self._watches_service:
+            targets[SERVICE_TARGET] = {"type": "service"}
+        for chain in self.followed:
+            targets[follower_target(chain)] = {"type": "follower", "chain": chain}
+        return targets
+
+    @staticmethod
+    def _router(section: AlertsSection) -> Router:
+        route = section.route
+        if not route.receiver and section.receivers:
+            route = replace(route, receiver=section.receivers[0].name)
+        return Router(route, section.inhibit, section.maintenance)
+
+    def _receivers(self, section: AlertsSection) -> dict[str, TelegramReceiver]:
+        """The receivers of `section`; one configured exactly as before is the very object
+        already running (a reload keeps its sender and its bot)."""
+        out: dict[str, TelegramReceiver] = {}
+        for i, rc in enumerate(section.receivers):
+            if self._receiver_configs.get(rc.name) == rc:
+                out[rc.name] = self.receivers[rc.name]
+                continue
+            token = resolve(rc.bot_token, f"alerts.receivers[{i}].bot_token", self._env)
+            chat = resolve(rc.chat_id, f"alerts.receivers[{i}].chat_id", self._env)
+            chat = self.store.get(CHAT_DOC + rc.name) or chat  # a migrated group's new id
+            sender = TelegramSender(token, chat, message_thread_id=rc.message_thread_id,
+                                    api_url=rc.api_url, on_migrate=self._migrated(rc.name))
+            out[rc.name] = TelegramReceiver(rc.name, sender, self._clock)
+        return out
+
+    def _bots(self, section: AlertsSection, receivers: Mapping[str, TelegramReceiver],
+              states: Sequence[TargetState]) -> dict[str, OnCallBot]:
+        """The on-call bots of `section`; a receiver kept keeps its bot."""
+        out: dict[str, OnCallBot] = {}
+        for rc in section.receivers:
+            receiver = receivers[rc.name]
+            bot = self.bots.get(rc.name)
+            if bot is not None and bot.sender is receiver.sender:
+                out[rc.name] = bot
+                continue
+            allowed = [resolve(c, f"alerts.receivers.{rc.name}.command_chat_ids", self._env)
+                       for c in rc.command_chat_ids] or [receiver.sender.chat_id]
+            out[rc.name] = OnCallBot(rc.name, self.alerting, receiver.sender, allowed,
+                                     [s.name for s in states], self.down, self._clock)
+        return out
+
+    def prepare(self, section: AlertsSection, states: Sequence[TargetState]) -> Prepared:
+        """The first half of a config reload, which changes nothing: the receivers and bots
+        `section` asks for (those unchanged are the running ones). Raises SecretError when
+        an env: value of theirs is unset."""
+        receivers = self._receivers(section)
+        return Prepared(section, receivers, self._bots(section, receivers, states))
+
+    async def reload(self, prepared: Prepared, states: Sequence[TargetState]) -> None:
+        """The second half: rules, route tree, inhibit rules, maintenance windows, receivers
+        and bots swapped in, for the targets of `states` (the list `self.states` becomes).
+        Alert states of rules that remain are kept. Everything is swapped before the first
+        await, so no probe result meets half a config; then the senders and bots no longer
+        configured are stopped and the new ones started."""
+        section = prepared.section
+        names = [s.name for s in states]
+        for bot in prepared.bots.values():
+            bot.set_targets(names)
+        old_receivers, old_bots = self.receivers, self.bots
+        self.receivers, self.bots = dict(prepared.receivers), dict(prepared.bots)
+        self._receiver_configs = {rc.name: rc for rc in section.receivers}
+        await self.alerting.reconfigure(all_rules(section), self._targets(states),
+                                        self._router(section), prepared.receivers)
+        for name, bot in old_bots.items():
+            if self.bots.get(name) is not bot:
+                await _cancel(self._bot_tasks.pop(name, None))
+        for name, receiver in old_receivers.items():
+            if self.receivers.get(name) is not receiver:
+                with contextlib.suppress(Exception):
+                    await receiver.close()
+        if self._started:
+            self._start_bots()
+
+    def _start_bots(self) -> None:
+        for name, bot in self.bots.items():
+            if name not in self._bot_tasks:
+                self._bot_tasks[name] = self._spawn(
+                    f"telegram-bot-{name}",
+                    functools.partial(self._run_bot, bot, self.receivers[name]))
 
     def _migrated(self, name: str) -> OnMigrate:
         def remember(old: str, new: str) -> None:
@@ -205,9 +288,8 @@ class MonitorAlerting:
 
     async def start(self, service: WatchedService | None = None) -> None:
         await self.alerting.start()
-        for bot, receiver in zip(self.bots, self.receivers.values(), strict=True):
-            self._tasks.append(self._spawn(f"telegram-bot-{bot.name}",
-                                           functools.partial(self._run_bot, bot, receiver)))
+        self._started = True
+        self._start_bots()
         if service is not None:
             self._tasks.append(self._spawn("service-watch",
                                            functools.partial(self._watch_service, service)))
@@ -236,9 +318,10 @@ class MonitorAlerting:
                               values, detail)
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        tasks = [*self._bot_tasks.values(), *self._tasks]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.alerting.stop()
@@ -246,3 +329,10 @@ class MonitorAlerting:
             with contextlib.suppress(Exception):
                 await receiver.close()
         self.store.close()
+
+
+async def _cancel(task: asyncio.Task[None] | None) -> None:
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -13,6 +13,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import aiohttp
 from prometheus_client import Counter
@@ -27,10 +28,25 @@ from core.supervisor import Supervisor
 from dashboards.build import all_dashboards
 from dashboards.pusher import GrafanaPusher
 from monitor.alerting_setup import MonitorAlerting
-from monitor.config import Config, SecretError, TargetConfig, resolve, resolve_fields
+from monitor.config import (
+    Config,
+    ConfigError,
+    SecretError,
+    TargetConfig,
+    load,
+    resolve,
+    resolve_fields,
+)
 from monitor.exporters import GcpExporter, new_registry
+from monitor.reload import ReloadGauges, TargetChange, diff_targets, effective, needs_restart
 from monitor.runtime import Job, ProbeScheduler, TargetState, UptimeHistory, last_good
-from monitor.service_setup import new_service, shut_down, sink_socket, stop_on_signals
+from monitor.service_setup import (
+    new_service,
+    reload_on_sighup,
+    shut_down,
+    sink_socket,
+    stop_on_signals,
+)
 from monitor.web import AlertsApi, MonitorApi
 from probes.base import Clock as ProbeClock
 from probes.base import (
@@ -143,6 +159,10 @@ class Runtime:
         self._runner: HardenedRunner | None = None
         self._service: Service | None = None
         self._hurry = asyncio.Event()
+        self.reload_gauges = ReloadGauges(self.registry, clock)
+        self._reloading = asyncio.Lock()
+        self._started: _Started | None = None
+        self._canary_key = ""  # the service key the running canaries were built with
 
     def _canary_exemptions(self) -> list[tuple[str, int, str]]:
         """What the embedded service's SSRF guard lets through: the canary sink's socket, for
@@ -162,10 +182,14 @@ class Runtime:
             out.append((host, port, URL(self.inbox.sink_url(url)).raw_path))
         return out
 
+    def _canary(self, service: Service | None) -> Canary | None:
+        if self.inbox is None:
+            return None
+        return Canary(self.inbox, service.api_keys[0] if service is not None else "")
+
     def _jobs(self, ctx: ProbeContext, service: Service | None) -> Sequence[Job]:
-        canary = None
-        if self.inbox is not None:
-            canary = Canary(self.inbox, service.api_keys[0] if service is not None else "")
+        canary = self._canary(service)
+        self._canary_key = canary.service_key if canary is not None else ""
         return [Job(state, build_probe(state.config, i, ctx, self.env, canary))
                 for i, state in enumerate(self.states)]
 
@@ -175,10 +199,7 @@ class Runtime:
         parts.push_async_callback(session.close)
         parts.push_async_callback(self.supervisor.stop)  # whatever its owner left running
         parts.push_async_callback(self._close_history)
-        keys, key_file = ensure_api_keys(
-            [resolve(k, f"monitor.api_keys[{i}]", self.env)
-             for i, k in enumerate(self.config.monitor.api_keys)],
-            self.config.data_dir, "monitor_api_key")
+        keys, key_file = self._monitor_keys(self.config)
         if key_file is not None:
             log.info("monitor API key: generated, read it from %s", key_file)
         alerting = MonitorAlerting(self.config.alerts, self.config.data_dir, self.states,
@@ -192,7 +213,7 @@ class Runtime:
         service_part = await parts.enter_async_context(contextlib.AsyncExitStack())
         api = MonitorApi(self.states, self.registry, self.history, keys, self.inbox,
                          AlertsApi(alerting.alerting, self.clock).routes, self.clock,
-                         not_ready=self.not_ready)
+                         not_ready=self.not_ready, reload=self.reload_file)
         runner = self._runner = await start_server(api.app(), self.config.monitor.listen)
         parts.push_async_callback(self._close_listener, runner)
         log.info("monitor listening on http://%s", self.config.monitor.listen)
@@ -214,9 +235,103 @@ class Runtime:
                                    on_crash=self._crashed)
         probing.push_async_callback(scheduler.stop)
         scheduler.start()
+        self._started = _Started(ctx, scheduler, alerting, api, service)
         self._probing = True
+        self.reload_gauges.applied()
         probing.push_async_callback(
             _cancelled, self.supervisor.supervise("history-flush", self._flush_loop))
+
+    def _monitor_keys(self, config: Config) -> tuple[list[str], Path | None]:
+        """`[monitor].api_keys` with env: values resolved (SecretError names an unset one);
+        none configured: the generated key."""
+        return ensure_api_keys([resolve(k, f"monitor.api_keys[{i}]", self.env)
+                                for i, k in enumerate(config.monitor.api_keys)],
+                               config.data_dir, "monitor_api_key")
+
+    async def reload_file(self) -> list[str]:
+        """SIGHUP and `POST /-/reload`: read the config file again and apply it. Returns
+        the errors that kept it from being applied (each logged, with its key and value;
+        the running config stays), none when it was applied."""
+        try:
+            new = load(self.config.path)
+        except ConfigError as exc:
+            return self._refused([str(issue) for issue in exc.issues])
+        return await self.reload(new)
+
+    def _refused(self, errors: list[str]) -> list[str]:
+        log.error("config reload from %s refused, the running config stays: %d error(s)",
+                  self.config.path, len(errors))
+        for e in errors:
+            log.error("config reload: %s", e)
+        self.reload_gauges.refused()
+        return errors
+
+    async def reload(self, new: Config) -> list[str]:
+        """Apply `new` to the running monitor (see CONTRACT.md, "Signals"): targets added,
+        removed or changed take effect, unchanged ones keep their job, state and schedule;
+        rules, receivers, routes, inhibit rules and maintenance windows are replaced, alert
+        states of remaining rules kept; the monitor's and the service's API keys and the
+        service's allowed networks rotate. Keys that need a restart are logged and keep
+        their running values. Returns the errors that kept `new` from being applied."""
+        async with self._reloading:
+            started = self._started
+            if started is None:
+                return self._refused(["the monitor is still starting or stopping"])
+            restart = needs_restart(self.config, new)
+            new = effective(self.config, new)
+            try:  # everything that can fail first, so that a failure changes nothing
+                keys, _ = self._monitor_keys(new)
+                service_keys: list[str] = []
+                if started.service is not None:  # (allowed_networks were checked by load)
+                    service_keys, _ = ensure_api_keys(
+                        [resolve(k, f"service.api_keys[{i}]", self.env)
+                         for i, k in enumerate(new.service.api_keys)],
+                        new.data_dir, "service_api_key")
+                canary = None
+                if self.inbox is not None:
+                    canary = Canary(self.inbox, service_keys[0] if service_keys else "")
+                change = self._diff_targets(new, started, canary)
+                states = change.states
+                alerting = started.alerting.prepare(new.alerts, states)
+            except SecretError as exc:
+                return self._refused([str(exc)])
+            except OSError as exc:  # data_dir, writing a generated key
+                return self._refused([f"monitor.data_dir: {exc}"])
+            if started.service is not None:
+                started.service.reload_access(service_keys, new.service.allowed_networks)
+            # no await until the alerting has its new targets: no probe result meets half
+            # of the new config
+            for job in change.retired:
+                started.scheduler.remove(job)
+            self.states[:] = states
+            self._by_name.clear()
+            self._by_name.update((s.name, s) for s in states)
+            await started.alerting.reload(alerting, states)
+            for job in change.jobs:
+                started.scheduler.add(job)
+            started.api.reloaded(keys)
+            self._canary_key = canary.service_key if canary is not None else ""
+            self.config = new
+            self.reload_gauges.applied()
+            for key in restart:
+                log.warning("config reload: %s changed; it takes effect at the next restart",
+                            key)
+            log.info("config reloaded from %s: %d targets (%s)", new.path, len(states),
+                     change.summary())
+            return []
+
+    def _diff_targets(self, new: Config, started: _Started,
+                      canary: Canary | None) -> TargetChange:
+        """`diff_targets` for this monitor: a canary sending with the service's key is
+        changed when that key is."""
+        def rekeyed(target: TargetConfig) -> bool:
+            return (target.type == "webhook_canary" and canary is not None
+                    and canary.service_key != self._canary_key
+                    and not getattr(target.options, "api_key", ""))
+
+        return diff_targets(started.scheduler.jobs, new.targets,
+                            lambda i, t: build_probe(t, i, started.ctx, self.env, canary),
+                            rekeyed)
 
     def not_ready(self) -> str | None:
         """Why `/readyz` answers 503, or None when ready."""
@@ -287,7 +402,19 @@ class Runtime:
 
     async def stop(self) -> None:
         self._probing = False
+        self._started = None  # a reload from now on is refused
         await self._parts.aclose()
+
+
+@dataclass(frozen=True)
+class _Started:
+    """The parts of a started Runtime that a config reload changes."""
+
+    ctx: ProbeContext
+    scheduler: ProbeScheduler
+    alerting: MonitorAlerting
+    api: MonitorApi
+    service: Service | None
 
 
 async def _cancelled(task: asyncio.Task[None]) -> None:
@@ -297,13 +424,15 @@ async def _cancelled(task: asyncio.Task[None]) -> None:
 
 
 async def run(config: Config) -> int:
-    """`crypitor run`: start, wait for SIGTERM/SIGINT, shut down; the exit code."""
+    """`crypitor run`: start, wait for SIGTERM/SIGINT, shut down; the exit code. SIGHUP
+    reloads the config (`Runtime.reload_file`)."""
     signals = stop_on_signals()
     try:
         runtime = Runtime(config)
     except (OSError, sqlite3.Error, FormatError) as exc:  # FormatError: a newer build's file
         log.error("cannot start: data_dir %s: %s", config.data_dir, exc)
         return 1
+    reload_on_sighup(runtime.reload_file)  # refused (and logged) until started
     try:
         await runtime.start()
     except (OSError, SecretError, StoreError, FormatError) as exc:

@@ -11,12 +11,20 @@ import logging
 import os
 import signal
 import sqlite3
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
 from typing import Protocol
 
 from core.clock import Clock, utc_now
-from monitor.config import Config, SecretError, ServiceSection, resolve_fields
+from monitor.config import (
+    Config,
+    ConfigError,
+    SecretError,
+    ServiceSection,
+    load,
+    resolve,
+    resolve_fields,
+)
 from service import StoreError
 from service.app import Service
 
@@ -109,8 +117,58 @@ async def shut_down(part: Drainable, section: ServiceSection, signals: StopSigna
             await hurrying
 
 
+def reload_on_sighup(reload: Callable[[], Awaitable[list[str]]]) -> None:
+    """SIGHUP runs `reload` in the background (it logs what it did and what kept it from
+    applying a config); a bug in it is logged, never fatal."""
+    loop = asyncio.get_running_loop()
+    running: set[asyncio.Task[list[str]]] = set()
+
+    def done(task: asyncio.Task[list[str]]) -> None:
+        running.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("config reload failed", exc_info=task.exception())
+
+    def hup() -> None:
+        log.info("SIGHUP: reading the config file again")
+        task = asyncio.ensure_future(reload())
+        running.add(task)
+        task.add_done_callback(done)
+
+    loop.add_signal_handler(signal.SIGHUP, hup)
+
+
+def reload_service(service: Service, running: Config, env: Mapping[str, str]) -> list[str]:
+    """`crypitor service` on SIGHUP: read `running.path` again and rotate the service's API
+    keys and allowed networks; the rest of `[service]` needs a restart (logged). Returns the
+    errors that kept the new config from being applied, each logged."""
+    try:
+        new = load(running.path)
+        keys = [resolve(k, f"service.api_keys[{i}]", env)
+                for i, k in enumerate(new.service.api_keys)]
+        service.reload_access(keys, new.service.allowed_networks)
+    except ConfigError as exc:
+        errors = [str(issue) for issue in exc.issues]
+    except (SecretError, ValueError, OSError) as exc:
+        errors = [str(exc)]
+    else:
+        for f in fields(ServiceSection):
+            if f.name not in ("api_keys", "allowed_networks") and \
+                    getattr(new.service, f.name) != getattr(running.service, f.name):
+                log.warning("config reload: service.%s changed; it takes effect at the next "
+                            "restart", f.name)
+        log.info("config reloaded from %s: service API keys and allowed networks applied",
+                 running.path)
+        return []
+    log.error("config reload from %s refused, the running config stays: %d error(s)",
+              running.path, len(errors))
+    for e in errors:
+        log.error("config reload: %s", e)
+    return errors
+
+
 async def run_service(config: Config) -> int:
-    """`crypitor service`: the webhook service alone, until SIGTERM/SIGINT."""
+    """`crypitor service`: the webhook service alone, until SIGTERM/SIGINT; SIGHUP rotates
+    its API keys and allowed networks (`reload_service`)."""
     signals = stop_on_signals()
     try:
         service = new_service(config, os.environ)
@@ -118,6 +176,11 @@ async def run_service(config: Config) -> int:
     except (OSError, SecretError, sqlite3.Error, StoreError) as exc:
         log.error("cannot start the webhook service: %s", exc)
         return 1
+
+    async def reload() -> list[str]:
+        return reload_service(service, config, os.environ)
+
+    reload_on_sighup(reload)
     await signals.stop.wait()
     log.info("shutting down")
     await shut_down(service, config.service, signals)

@@ -74,6 +74,7 @@ class Service:
         self._signers = signing.SignerCache()
         self._hurry = asyncio.Event()
         self.api_keys: list[str] = []
+        self._api: ServiceApi | None = None
 
     def _sign(self, endpoint: Endpoint, msg_id: str, timestamp: int,
               body: bytes) -> dict[str, str]:
@@ -104,6 +105,7 @@ class Service:
                                  wake=self.dispatcher.wake, down=self.supervisor.down,
                                  chains={n: c.confirmations for n, c in s.chains.items()},
                                  clock=self.clock))
+        self._api = api
         self._runner = await start_server(api.app(), s.listen)
         spawn = self.supervisor.supervise
         saturation = Saturation(lambda: self.dispatcher.held_share if self.dispatcher else 0.0,
@@ -114,6 +116,22 @@ class Service:
         self._tasks += self._start_followers(self.dispatcher.wake)
         log.info("webhook service listening on http://%s (queue: %s)", s.listen,
                  "redis" if s.queue != "sqlite" else "sqlite")
+
+    def reload_access(self, api_keys: Sequence[str],
+                      allowed_networks: Sequence[str]) -> None:
+        """A config reload's part of `[service]`: the API keys (empty: the generated one) and
+        the networks deliveries may always reach, effective from the next request and the
+        next connection on. ValueError names a bad network, and then nothing changes."""
+        guard_before = self.guard.allowed_networks
+        self.guard.allow_networks(allowed_networks)
+        try:
+            keys, _ = ensure_api_keys(api_keys, self.data_dir, "service_api_key")
+        except OSError:
+            self.guard.allowed_networks = guard_before
+            raise
+        self.api_keys = keys
+        if self._api is not None:
+            self._api.set_api_keys(keys)
 
     def _start_followers(self, wake: Callable[[], None]) -> list[asyncio.Task[None]]:
         """One follower per configured chain. Every process sharing a queue starts them; the

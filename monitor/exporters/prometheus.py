@@ -39,7 +39,17 @@ def extra_label_names(states: Sequence[TargetState]) -> tuple[str, ...]:
 
 class ProbeCollector(Collector):
     def __init__(self, states: Sequence[TargetState]) -> None:
+        """`states` may change in place (a config reload): the label sets follow it."""
         self._states = states
+        self._configs: tuple[int, ...] = ()
+        self._label_values()
+
+    def _label_values(self) -> None:
+        """Work out the label values once per set of target configs, not per scrape."""
+        configs = tuple(id(s.config) for s in self._states)  # live objects: ids are unique
+        if configs == self._configs:
+            return
+        states = self._states
         extra = extra_label_names(states)
         self._extra = tuple(k for k in extra if k != "chain")
         self._base_extra = extra  # non-chain metrics carry `chain` like any other label
@@ -49,6 +59,7 @@ class ProbeCollector(Collector):
         self._chain_values = {
             s.name: tuple(s.config.labels.get(k, "") for k in self._extra) for s in states
         }
+        self._configs = configs
 
     def _family(self, d: MetricDef, *labels: str,
                 extra: tuple[str, ...] = ()) -> GaugeMetricFamily | CounterMetricFamily:
@@ -58,6 +69,7 @@ class ProbeCollector(Collector):
         return GaugeMetricFamily(d.name, d.help, labels=names)
 
     def collect(self) -> Iterator[Metric]:
+        self._label_values()
         ex = self._base_extra
         success = self._family(m.PROBE_SUCCESS, "type", extra=ex)
         duration = self._family(m.PROBE_DURATION, "type", extra=ex)

@@ -74,6 +74,7 @@ class Job:
     probe: Probe
     start: float = 0.0  # unix time of the first fire; later fires are start + n * interval
     task: asyncio.Task[None] | None = field(default=None, repr=False)
+    retired: bool = False  # removed by a config reload: a run cancelled now ends quietly
 
 
 def spread(targets: Sequence[tuple[str, float]]) -> dict[str, float]:
@@ -98,7 +99,7 @@ class ProbeScheduler:
                  on_result: Callable[[Job, ProbeResult], None],
                  clock: Callable[[], float] = time.time, first_delay: float = 0.2,
                  on_crash: Callable[[str], None] = lambda _task: None) -> None:
-        self._jobs = jobs
+        self._jobs = list(jobs)
         self._lag = metrics.lag
         self._missed = metrics.missed
         self._missed_unlogged = 0
@@ -118,16 +119,39 @@ class ProbeScheduler:
         offsets = spread([(j.state.name, j.state.config.interval) for j in self._jobs])
         now = self._clock() + self._first_delay
         for job in self._jobs:
-            interval = job.state.config.interval
-            job.start = now + offsets[job.state.name]
-            trigger = IntervalTrigger(seconds=interval, timezone=UTC,
-                                      start_date=datetime.fromtimestamp(job.start, UTC))
-            sched.add_job(self._fire, trigger, args=[job], id=job.state.name,
-                          misfire_grace_time=max(1, math.ceil(interval)))
+            self._schedule(sched, job, now + offsets[job.state.name])
         sched.add_listener(self._on_missed, EVENT_JOB_MISSED)
         sched.start()
         self._scheduler = sched
         log.info("scheduler started with %d targets", len(self._jobs))
+
+    def _schedule(self, sched: AsyncIOScheduler, job: Job, start: float) -> None:
+        interval = job.state.config.interval
+        job.start = start
+        trigger = IntervalTrigger(seconds=interval, timezone=UTC,
+                                  start_date=datetime.fromtimestamp(start, UTC))
+        sched.add_job(self._fire, trigger, args=[job], id=job.state.name,
+                      misfire_grace_time=max(1, math.ceil(interval)))
+
+    @property
+    def jobs(self) -> list[Job]:
+        return list(self._jobs)
+
+    def add(self, job: Job) -> None:
+        """Schedule a job while running (a target added or changed by a config reload): its
+        first fire comes after `first_delay`, later ones every interval from there."""
+        assert self._scheduler is not None, "add() is for a started scheduler"
+        self._jobs.append(job)
+        self._schedule(self._scheduler, job, self._clock() + self._first_delay)
+
+    def remove(self, job: Job) -> None:
+        """Stop scheduling `job` and cancel its run in flight, if any (it records nothing)."""
+        job.retired = True
+        self._jobs.remove(job)
+        if self._scheduler is not None:
+            self._scheduler.remove_job(job.state.name)
+        if job.task is not None and not job.task.done():
+            job.task.cancel()
 
     async def stop(self) -> None:
         """Stop firing, cancel the probes in flight, and end APScheduler. Runs it already
@@ -172,7 +196,7 @@ class ProbeScheduler:
         try:
             result = await run_bounded(job.probe, state.config.timeout)
         except asyncio.CancelledError:
-            if self._stopping:  # our own shutdown: end quietly, nothing to record
+            if self._stopping or job.retired:  # our own doing: end quietly, record nothing
                 return
             raise
         finally:

@@ -164,7 +164,16 @@ OPERATIONS: dict[Route, dict[str, Any]] = {
     ("/openapi.json", "get"): _op("this description", {"200": _ok(
         "OpenAPI 3.1", {"type": "object"})}),
     ("/-/reload", "post"): _op("re-read the config file, as SIGHUP does", {
-        "200": _ok("applied", {"type": "object"}), "422": _ERROR}, secured=True),
+        "200": _ok("applied", {
+            "type": "object", "required": ["status", "targets"],
+            "properties": {"status": {"const": "applied"}, "targets": {"type": "integer"}}}),
+        "422": _ok("not applied: the previous config keeps running", {
+            "type": "object", "required": ["error", "field", "errors"],
+            "properties": {"error": {"type": "string"}, "field": {"const": "config"},
+                           "errors": {"type": "array", "items": {"type": "string"},
+                                      "description": "every error, with its key and "
+                                                     "value"}}})},
+        secured=True),
     ("/api/v1/targets", "get"): _op("every target with its state and uptime", {
         "200": _ok("the targets", {"type": "array", "items": _ref("Target")})}),
     ("/api/v1/targets/{name}", "get"): _op("one target", {

@@ -73,9 +73,11 @@ class MonitorApi:
                  extra_routes: Callable[[web.UrlDispatcher], None] | None = None,
                  clock: Clock = utc_now,
                  not_ready: Callable[[], str | None] = lambda: None,
-                 throttle: AuthThrottle | None = None) -> None:
+                 throttle: AuthThrottle | None = None,
+                 reload: Callable[[], Awaitable[list[str]]] | None = None) -> None:
         """`not_ready` says why `/readyz` answers 503 (not probing yet, stopping, an
-        essential task down), or None."""
+        essential task down), or None. `reload` re-reads the config (`POST /-/reload`): the
+        errors that kept it from being applied, none when it was."""
         self._inbox = inbox
         self._not_ready = not_ready
         self._clock = clock
@@ -86,6 +88,7 @@ class MonitorApi:
         self._registry = registry
         self._history = history
         self._keys = [k.encode() for k in api_keys]
+        self._reload = reload
         self._started = time.monotonic()
         self._throttle = throttle or AuthThrottle()
         self._disconnects = Counter(
@@ -105,6 +108,8 @@ class MonitorApi:
         app.router.add_get("/openapi.json", self.openapi)
         app.router.add_get("/api/v1/targets", self.targets)
         app.router.add_get("/api/v1/targets/{name}", self.target)
+        if self._reload is not None:
+            app.router.add_post("/-/reload", self.reload)
         if self._extra_routes is not None:  # alerting, when configured
             self._extra_routes(app.router)
         if self._inbox is not None:
@@ -140,6 +145,21 @@ class MonitorApi:
             return error(429, "too many wrong API keys from this address; retry later",
                          "Authorization", {"Retry-After": str(wait)})
         return error(401, "missing or wrong API key", "Authorization")
+
+    def reloaded(self, api_keys: Sequence[str]) -> None:
+        """After a config reload: the targets list changed in place, and the keys may have
+        rotated (from the next request on; no connection is dropped)."""
+        self._by_name = {s.name: s for s in self._states}
+        self._keys = [k.encode() for k in api_keys]
+
+    async def reload(self, _request: web.Request) -> web.Response:
+        assert self._reload is not None
+        errors = await self._reload()
+        if errors:
+            return web.json_response({"error": "the config was not applied; the previous one "
+                                      "keeps running", "field": "config", "errors": errors},
+                                     status=422)
+        return web.json_response({"status": "applied", "targets": len(self._states)})
 
     async def metrics(self, request: web.Request) -> web.Response:
         accept = request.headers.get("Accept", "")

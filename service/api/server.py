@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -48,6 +48,10 @@ class ServiceApi:
         self.d = deps
         self._keys = [k.encode() for k in deps.api_keys]
         self._throttle = throttle or AuthThrottle()
+
+    def set_api_keys(self, keys: Sequence[str]) -> None:
+        """Accept `keys` from the next request on (a key rotation); no connection drops."""
+        self._keys = [k.encode() for k in keys]
 
     def app(self) -> web.Application:
         # one middleware, not two: on the ingest hot path each layer costs a coroutine

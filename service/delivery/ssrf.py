@@ -148,6 +148,12 @@ class Guard:
         for host, port, path in allowed_sockets:
             paths.setdefault((ipaddress.ip_address(host), port), set()).add(path)
         self.allowed_sockets = {sock: frozenset(p) for sock, p in paths.items()}
+        self.allowed_networks: tuple[IPNetwork, ...] = ()
+        self.allow_networks(allowed_networks)
+
+    def allow_networks(self, allowed_networks: Sequence[str | IPNetwork]) -> None:
+        """Replace the networks always let through (also a config reload's); ValueError
+        names an entry that is no network, and then nothing changes."""
         networks: list[IPNetwork] = []
         for item in allowed_networks:
             try:

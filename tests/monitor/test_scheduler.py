@@ -182,3 +182,38 @@ def test_missed_runs_are_counted_and_logged_once_a_minute(
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 2
     assert lines[0].startswith("1 probe runs missed") and lines[1].startswith("500 probe")
+
+
+async def test_jobs_added_and_removed_while_running(caplog: pytest.LogCaptureFixture) -> None:
+    """A reload's part: a removed job's run in flight is cancelled quietly (nothing recorded,
+    nothing logged, no crash counted); an added job runs; the others keep their schedule."""
+    # intervals apart, so that each is alone in its spread group and fires at once
+    hung = Job(TargetState(target("hung", 61.0, 30.0)), CountingProbe(hold=3600))
+    kept = Job(TargetState(target("kept", 60.0)), CountingProbe())
+    results: list[str] = []
+    crashes: list[str] = []
+    sched = ProbeScheduler([hung, kept], lag_histogram(),
+                           lambda job, _r: results.append(job.state.name),
+                           first_delay=0.05, on_crash=crashes.append)
+    sched.start()
+    try:
+        start = kept.start
+        async with asyncio.timeout(10):
+            while hung.task is None or "kept" not in results:
+                await asyncio.sleep(0.01)
+        task = hung.task
+        with caplog.at_level(logging.DEBUG, logger="apscheduler"):
+            sched.remove(hung)
+            await asyncio.wait([task], timeout=10)
+            added = Job(TargetState(target("added", 60.0)), CountingProbe())
+            sched.add(added)
+            async with asyncio.timeout(10):
+                while "added" not in results:
+                    await asyncio.sleep(0.01)
+    finally:
+        await sched.stop()
+    assert task.done() and not task.cancelled()  # it ended quietly inside _fire
+    assert "hung" not in results and crashes == []
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [j.state.name for j in sched.jobs] == ["kept", "added"]
+    assert kept.start == start
