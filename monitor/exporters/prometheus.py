@@ -41,7 +41,7 @@ class ProbeCollector(Collector):
     def __init__(self, states: Sequence[TargetState]) -> None:
         """`states` may change in place (a config reload): the label sets follow it."""
         self._states = states
-        self._configs: tuple[int, ...] = ()
+        self._configs: tuple[int, ...] | None = None  # None: never worked out (no targets is ())
         self._label_values()
 
     def _label_values(self) -> None:

@@ -111,6 +111,27 @@ async def test_metrics_pass_promtool_and_carry_probe_values(tmp_path: Path,
     assert 'crypitor_targets{type="tcp"} 2.0' in text
 
 
+async def test_a_monitor_without_targets_serves_its_metrics(tmp_path: Path) -> None:
+    """No targets yet (a fresh install, or a reload that removed them all): /metrics is 200
+    and valid, not a 500 from label names never worked out."""
+    listen = f"127.0.0.1:{free_port()}"
+    text = (f'[monitor]\nlisten = "{listen}"\ndata_dir = "{tmp_path / "data"}"\n'
+            "[service]\nenabled = false\n")
+    monitor = Runtime(parse(tomllib.loads(text), tmp_path / "config.toml"), env={})
+    await monitor.start()
+    try:
+        async with aiohttp.ClientSession() as http, http.get(f"http://{listen}/metrics") as resp:
+            assert resp.status == 200
+            metrics = await resp.text()
+    finally:
+        await monitor.stop()
+    check = subprocess.run([promtool(), "check", "metrics"], input=metrics,
+                           capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "crypitor_scheduler_lag_seconds_bucket" in metrics
+    assert "probe_success{" not in metrics
+
+
 async def test_targets_api_status_page_and_errors(tmp_path: Path, local_site: str) -> None:
     listen = f"127.0.0.1:{free_port()}"
     monitor = Runtime(monitor_config(tmp_path, local_site, listen), env={})
