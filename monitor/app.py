@@ -28,7 +28,7 @@ from core.supervisor import Supervisor
 from dashboards.build import all_dashboards
 from dashboards.pusher import GrafanaPusher
 from monitor.alerting_setup import MonitorAlerting
-from monitor.cluster import Membership
+from monitor.cluster import ClusterUnavailable, Membership
 from monitor.config import (
     Config,
     ConfigError,
@@ -246,12 +246,19 @@ class Runtime:
             self._join(parts)
 
     def _join(self, parts: contextlib.AsyncExitStack) -> None:
-        """Heartbeat into the cluster's Redis (a bad env: value raises SecretError); a clean
-        stop leaves at once, before anything else stops."""
+        """Heartbeat into the cluster's Redis; a clean stop leaves at once, before anything
+        else stops. An unset env: variable raises SecretError, a value that is no Redis URL
+        ClusterUnavailable (naming the key, never the value: it may hold a password)."""
         cluster = self.config.cluster
         assert cluster is not None
+        try:
+            url = replace(cluster, redis=resolve(cluster.redis, "cluster.redis",
+                                                 self.env)).redis
+        except OptionError as exc:
+            raise ClusterUnavailable(f"cluster.redis: {exc.message} (as read from "
+                                     f"{cluster.redis})") from None
         membership = self.membership = Membership(
-            resolve(cluster.redis, "cluster.redis", self.env), location=cluster.location,
+            url, location=cluster.location,
             instance=cluster.instance, lease=cluster.lease, registry=self.registry)
         parts.push_async_callback(membership.close)
         parts.push_async_callback(
@@ -456,8 +463,9 @@ async def run(config: Config) -> int:
     reload_on_sighup(runtime.reload_file)  # refused (and logged) until started
     try:
         await runtime.start()
-    except (OSError, SecretError, StoreError, FormatError) as exc:
-        # port in use, data_dir, unset env, a store file of an unknown version:
+    except (OSError, SecretError, StoreError, FormatError, ClusterUnavailable) as exc:
+        # port in use, data_dir, unset env, a store file of an unknown version, a bad
+        # [cluster].redis from the environment:
         log.error("cannot start: %s", exc)
         await runtime.stop()
         return 1

@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from monitor.app import Runtime
+from monitor.cluster import ClusterUnavailable
 from monitor.config import parse
 from tests.support.net import free_port
 from tests.support.redis_server import RedisServer
@@ -102,3 +103,18 @@ async def test_crypitor_run_shows_the_members_and_leaves_on_sigterm(
             proc.wait()
     assert proc.returncode == 0, err.decode()
     assert _members(url) == {}  # left at once, no lease to wait for
+
+
+@pytest.mark.timeout(30)
+async def test_a_bad_redis_url_from_the_environment_names_the_key_not_the_value(
+        tmp_path: Path) -> None:
+    config = parse(tomllib.loads(_text(tmp_path, f"127.0.0.1:{free_port()}")),
+                   tmp_path / "config.toml")
+    runtime = Runtime(config, env={"CLUSTER_REDIS": "http://user:hunter2@h/"})
+    try:
+        with pytest.raises(ClusterUnavailable) as info:
+            await runtime.start()
+    finally:
+        await runtime.stop()
+    assert str(info.value) == ("cluster.redis: must be a redis:// or rediss:// URL (as read "
+                               "from env:CLUSTER_REDIS)")
