@@ -2,7 +2,8 @@
 
 Every instance writes a heartbeat (its id, its location, Redis's own clock as the time last
 seen) every third of the lease; one not heard from for a whole lease is dead and is dropped
-by whichever instance beats next. A clean stop removes the instance at once. Redis's clock
+by whichever instance beats or reads next. While Redis cannot be reached the gauge keeps
+the last count it read. A clean stop removes the instance at once. Redis's clock
 is the only one read, so instances whose clocks run apart still agree.
 
 Errors: `ClusterUnavailable` when Redis cannot be asked; the heartbeat loop (`keep`) logs
