@@ -125,6 +125,11 @@ CONFIG_RELOAD_OK = MetricDef(
 CONFIG_RELOAD_TIME = MetricDef(
     "crypitor_config_last_reload_success_timestamp_seconds", G,
     "When the config was last loaded or reloaded successfully.", unit="unix")
+CLUSTER_MEMBERS = MetricDef(
+    "crypitor_cluster_members", G,
+    "[cluster] only: live instances (heard from within the lease) per location, as this "
+    "instance last read them from Redis; a location whose instances all died shows 0.",
+    ("location",))
 BUILD_INFO = MetricDef(
     "crypitor_build_info", G, "Always 1; the version label says which build runs.",
     ("version",))

@@ -28,6 +28,7 @@ from core.supervisor import Supervisor
 from dashboards.build import all_dashboards
 from dashboards.pusher import GrafanaPusher
 from monitor.alerting_setup import MonitorAlerting
+from monitor.cluster import ClusterUnavailable, Membership
 from monitor.config import (
     Config,
     ConfigError,
@@ -163,6 +164,7 @@ class Runtime:
         self._reloading = asyncio.Lock()
         self._started: _Started | None = None
         self._canary_key = ""  # the service key the running canaries were built with
+        self.membership: Membership | None = None
 
     def _canary_exemptions(self) -> list[tuple[str, int, str]]:
         """What the embedded service's SSRF guard lets through: the canary sink's socket, for
@@ -240,6 +242,28 @@ class Runtime:
         self.reload_gauges.applied()
         probing.push_async_callback(
             _cancelled, self.supervisor.supervise("history-flush", self._flush_loop))
+        if self.config.cluster is not None:
+            self._join(parts)
+
+    def _join(self, parts: contextlib.AsyncExitStack) -> None:
+        """Heartbeat into the cluster's Redis; a clean stop leaves at once, before anything
+        else stops. An unset env: variable raises SecretError, a value that is no Redis URL
+        ClusterUnavailable (naming the key, never the value: it may hold a password)."""
+        cluster = self.config.cluster
+        assert cluster is not None
+        try:
+            url = replace(cluster, redis=resolve(cluster.redis, "cluster.redis",
+                                                 self.env)).redis
+        except OptionError as exc:
+            raise ClusterUnavailable(f"cluster.redis: {exc.message} (as read from "
+                                     f"{cluster.redis})") from None
+        membership = self.membership = Membership(
+            url, location=cluster.location,
+            instance=cluster.instance, lease=cluster.lease, registry=self.registry)
+        parts.push_async_callback(membership.close)
+        parts.push_async_callback(
+            _cancelled, self.supervisor.supervise("cluster-membership", membership.run,
+                                                  essential=True))
 
     def _monitor_keys(self, config: Config) -> tuple[list[str], Path | None]:
         """`[monitor].api_keys` with env: values resolved (SecretError names an unset one);
@@ -338,7 +362,11 @@ class Runtime:
         if not self._probing:
             return "not probing (starting or stopping)"
         down = self.supervisor.down()
-        return "task down: " + ", ".join(down) if down else None
+        if down:
+            return "task down: " + ", ".join(down)
+        if self.membership is not None and not self.membership.joined:
+            return "not joined the cluster yet (Redis not reached)"
+        return None
 
     async def _start_exports(self, parts: contextlib.AsyncExitStack) -> None:
         """Grafana and Google Cloud Monitoring, when configured: both work in the
@@ -435,8 +463,9 @@ async def run(config: Config) -> int:
     reload_on_sighup(runtime.reload_file)  # refused (and logged) until started
     try:
         await runtime.start()
-    except (OSError, SecretError, StoreError, FormatError) as exc:
-        # port in use, data_dir, unset env, a store file of an unknown version:
+    except (OSError, SecretError, StoreError, FormatError, ClusterUnavailable) as exc:
+        # port in use, data_dir, unset env, a store file of an unknown version, a bad
+        # [cluster].redis from the environment:
         log.error("cannot start: %s", exc)
         await runtime.stop()
         return 1

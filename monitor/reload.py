@@ -36,7 +36,7 @@ def needs_restart(running: Config, new: Config) -> list[str]:
         if f.name not in SERVICE_RELOADABLE and \
                 getattr(new.service, f.name) != getattr(running.service, f.name):
             out.append(f"service.{f.name}")
-    for section in ("grafana", "gcp"):
+    for section in ("grafana", "gcp", "cluster"):
         if getattr(new, section) != getattr(running, section):
             out.append(section)
     canaries = [i for i, t in enumerate(new.targets) if t.type == "webhook_canary"]
@@ -54,7 +54,7 @@ def effective(running: Config, new: Config) -> Config:
     monitor = replace(new.monitor, listen=running.monitor.listen,
                       data_dir=running.monitor.data_dir)
     return replace(new, path=running.path, monitor=monitor, service=service,
-                   grafana=running.grafana, gcp=running.gcp)
+                   grafana=running.grafana, gcp=running.gcp, cluster=running.cluster)
 
 
 class ReloadGauges:

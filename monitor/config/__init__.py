@@ -16,6 +16,7 @@ from monitor.config.durations import format_duration, parse_duration
 from monitor.config.envrefs import SecretError, resolve, resolve_fields
 from monitor.config.schema import (
     ChainFollowConfig,
+    ClusterSection,
     Config,
     ConfigError,
     GcpSection,
@@ -30,6 +31,7 @@ from monitor.config.targets import TargetConfig
 __all__ = [
     "AlertsSection",
     "ChainFollowConfig",
+    "ClusterSection",
     "Config",
     "ConfigError",
     "GcpSection",

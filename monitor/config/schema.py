@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 from chains.jsonrpc import DEFAULT_MAX_RESPONSE_BYTES
 from monitor.config.alertconfig import AlertsSection, check_alerts
 from monitor.config.decode import Decoder, Issue, check_http_url, join, show
-from monitor.config.targets import TargetConfig, decode_targets
-from probes.base import OptionError, duration, secret
+from monitor.config.targets import TargetConfig, decode_targets, is_location
+from probes.base import OptionError, duration, is_env_ref, secret
 
 
 class ConfigError(Exception):
@@ -193,6 +193,37 @@ class GcpSection:
 
 
 @dataclass(frozen=True)
+class ClusterSection:
+    """`[cluster]`: several `crypitor run` instances sharing one Redis. Needs a restart to
+    change (see monitor.reload)."""
+
+    redis: str = secret("redis://127.0.0.1:6379/1")
+    location: str = "default"
+    instance: str = ""  # "": host name and process id, chosen at start
+    quorum: int = 1
+    lease: float = duration(10.0)
+
+    def __post_init__(self) -> None:
+        if not is_env_ref(self.redis):
+            if not self.redis.startswith(("redis://", "rediss://")):
+                raise OptionError("redis", "must be a redis:// or rediss:// URL", self.redis)
+            problem = redis_url_problem(self.redis)
+            if problem:
+                raise OptionError("redis", f"is not a usable redis:// URL: {problem}",
+                                  self.redis)
+        if not is_location(self.location):
+            raise OptionError("location", "must be a non-empty name without control "
+                              "characters", self.location)
+        if self.instance and not is_location(self.instance):
+            raise OptionError("instance", "must be empty (host name and process id) or a "
+                              "name without control characters", self.instance)
+        if self.quorum < 1:
+            raise OptionError("quorum", "must be 1 or more", self.quorum)
+        if self.lease < 1:
+            raise OptionError("lease", "must be at least 1s", self.lease)
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     monitor: MonitorSection
@@ -201,6 +232,7 @@ class Config:
     alerts: AlertsSection
     grafana: GrafanaSection | None
     gcp: GcpSection | None
+    cluster: ClusterSection | None = None
 
     @property
     def data_dir(self) -> Path:
@@ -230,7 +262,7 @@ def _check_data_dir(d: Decoder, base: Path, value: str) -> None:
         d.error("monitor.data_dir", f"is not a usable path ({exc})", value)
 
 
-SECTIONS = ("monitor", "service", "targets", "alerts", "grafana", "gcp")
+SECTIONS = ("monitor", "service", "targets", "alerts", "grafana", "gcp", "cluster")
 
 
 def load(path: str | Path) -> Config:
@@ -258,6 +290,7 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
     alerts = d.table(AlertsSection, raw.get("alerts", {}), "alerts")
     grafana = d.table(GrafanaSection, raw["grafana"], "grafana") if "grafana" in raw else None
     gcp = d.table(GcpSection, raw["gcp"], "gcp") if "gcp" in raw else None
+    cluster = d.table(ClusterSection, raw["cluster"], "cluster") if "cluster" in raw else None
     defaults = monitor or MonitorSection()
     targets = decode_targets(d, raw.get("targets", []), defaults.default_interval,
                              defaults.default_timeout)
@@ -265,10 +298,44 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
         check_alerts(d, alerts)
     if monitor is not None:
         _check_data_dir(d, path.parent, monitor.data_dir)
+    _check_cluster(d, raw, cluster, service, targets)
     if d.issues or monitor is None or service is None or alerts is None:
         raise ConfigError(d.issues)
     if monitor.listen == service.listen and service.enabled:
         raise ConfigError([Issue("service.listen", "must differ from monitor.listen "
                                  f"(got {show(service.listen)})")])
     return Config(path, monitor, service, targets, alerts,
-                  grafana if "grafana" in raw else None, gcp if "gcp" in raw else None)
+                  grafana if "grafana" in raw else None, gcp if "gcp" in raw else None,
+                  cluster)
+
+
+def _check_cluster(d: Decoder, raw: Mapping[str, Any], cluster: ClusterSection | None,
+                   service: ServiceSection | None,
+                   targets: tuple[TargetConfig, ...]) -> None:
+    """The checks between `[cluster]`, `[service]` and the targets' `locations`."""
+    index: dict[str, int] = {}
+    raw_targets = raw.get("targets", [])
+    for i, item in enumerate(raw_targets if isinstance(raw_targets, list) else []):
+        if isinstance(item, Mapping) and isinstance(item.get("name"), str):
+            index.setdefault(item["name"], i)  # the first of a name is the one decoded
+    if "cluster" not in raw:
+        # locations mean nothing to a single instance: an error rather than silently
+        # probing from the one place there is
+        for t in targets:
+            if t.locations:
+                d.error(f"targets[{index[t.name]}].locations",
+                        f"target {show(t.name)}: needs a [cluster] section", list(t.locations))
+        return
+    if cluster is None:
+        return  # its own errors are recorded
+    if service is not None and service.enabled and service.queue == "sqlite":
+        # every instance would deliver from its own SQLite queue: events accepted by one
+        # would be unknown to the others
+        d.error("service.queue", "must be a redis:// URL with [cluster] (or set "
+                "service.enabled = false)", service.queue)
+    for t in targets:
+        if t.locations and len(t.locations) < cluster.quorum:
+            d.error(f"targets[{index[t.name]}].locations",
+                    f"target {show(t.name)}: {len(t.locations)} location(s), fewer than "
+                    f"cluster.quorum ({cluster.quorum}): its alerts could never fire",
+                    list(t.locations))

@@ -13,7 +13,7 @@ from monitor.config.durations import format_duration
 from probes.base import DURATION, SECRET, is_env_ref
 from probes.registry import TYPES
 
-COMMON = frozenset({"name", "type", "url", "interval", "timeout", "labels"})
+COMMON = frozenset({"name", "type", "url", "interval", "timeout", "labels", "locations"})
 # Label names our metrics already use, or that Prometheus sets on scrape.
 RESERVED_LABELS = frozenset({"target", "type", "phase", "reason", "result", "le", "quantile",
                              "job", "instance", "version", "outcome", "alertname",
@@ -30,6 +30,7 @@ class TargetConfig:
     timeout: float
     labels: Mapping[str, str] = field(default_factory=dict)
     options: Any = None  # the type's options dataclass
+    locations: tuple[str, ...] = ()  # [cluster] only: where it is probed from (empty: all)
 
     @property
     def chain(self) -> str:
@@ -102,6 +103,7 @@ def _decode_one(d: Decoder, item: object, path: str, default_interval: float,
         d.error(join(path, "timeout"),
                 f"must not exceed interval ({format_duration(interval)})", item["timeout"])
     labels = _labels(d, item.get("labels", {}), join(path, "labels"))
+    locations = _locations(d, item.get("locations", []), join(path, "locations"))
     if ptype is None:
         return None
     if isinstance(url, str) and not is_env_ref(url):
@@ -111,7 +113,8 @@ def _decode_one(d: Decoder, item: object, path: str, default_interval: float,
         return None
     assert isinstance(name, str) and isinstance(url, str)  # checked above
     assert interval is not None and timeout is not None
-    return TargetConfig(name, ptype.name, url, interval, timeout, labels, options)
+    return TargetConfig(name, ptype.name, url, interval, timeout, labels, options,
+                        locations)
 
 
 def _duration(d: Decoder, item: Mapping[str, Any], path: str, key: str,
@@ -138,6 +141,29 @@ def _labels(d: Decoder, raw: object, path: str) -> dict[str, str]:
         else:
             out[key] = value
     return out
+
+
+def _locations(d: Decoder, raw: object, path: str) -> tuple[str, ...]:
+    if not isinstance(raw, list):
+        d.error(path, 'must be a list of location names like ["eu", "us"]', raw)
+        return ()
+    out: list[str] = []
+    for i, value in enumerate(raw):
+        if not is_location(value):
+            d.error(join(path, i), "must be a non-empty location name without control "
+                    "characters", value)
+        elif value in out:
+            d.error(join(path, i), "is listed twice", value)
+        else:
+            out.append(value)
+    return tuple(out)
+
+
+def is_location(value: object) -> bool:
+    """A usable location name: a non-empty string, no control characters (it becomes the
+    `location` label)."""
+    return isinstance(value, str) and bool(value.strip()) and \
+        not any(ord(c) < 32 for c in value)
 
 
 def _check_url(d: Decoder, url: str, schemes: tuple[str, ...], path: str) -> None:
