@@ -142,9 +142,19 @@ class ServiceSection:
 
     def __post_init__(self) -> None:
         _listen("listen", self.listen)
-        if self.queue != "sqlite" and not self.queue.startswith(("redis://", "rediss://")):
-            raise OptionError("queue", 'must be "sqlite" or a redis:// URL', self.queue)
-        if self.queue != "sqlite":
+        if self.queue.startswith("redis+sentinel://"):
+            # imported here: a SQLite deployment never loads the Redis client
+            from service.store.redis import parse_sentinel_url, redacted
+
+            try:
+                parse_sentinel_url(self.queue)
+            except ValueError as exc:  # the message and the value shown never hold the password
+                raise OptionError("queue", f"is not a usable redis+sentinel:// URL: {exc}",
+                                  redacted(self.queue)) from None
+        elif self.queue != "sqlite" and not self.queue.startswith(("redis://", "rediss://")):
+            raise OptionError("queue", 'must be "sqlite", a redis:// or a redis+sentinel:// URL',
+                              self.queue)
+        elif self.queue != "sqlite":
             problem = redis_url_problem(self.queue)
             if problem:
                 raise OptionError("queue", f"is not a usable redis:// URL: {problem}",

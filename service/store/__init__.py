@@ -16,8 +16,9 @@ __all__ = ["IDEMPOTENCY_WINDOW", "Settled", "Store", "open_store"]
 
 
 def open_store(queue: str, data_dir: Path) -> Store:
-    """The store `queue` names: a redis:// URL, or "sqlite" (a file in `data_dir`)."""
-    if queue.startswith(("redis://", "rediss://")):
+    """The store `queue` names: a redis:// or redis+sentinel:// URL, or "sqlite" (a file in
+    `data_dir`)."""
+    if queue.startswith(("redis://", "rediss://", "redis+sentinel://")):
         from service.store.redis import RedisStore
 
         return RedisStore(queue)
