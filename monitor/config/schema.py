@@ -21,6 +21,7 @@ from monitor.config.alertconfig import AlertsSection, check_alerts
 from monitor.config.decode import Decoder, Issue, check_http_url, join, show
 from monitor.config.targets import TargetConfig, decode_targets
 from probes.base import OptionError, duration, secret
+from service.store import parse_sentinel_url, redacted
 
 
 class ConfigError(Exception):
@@ -143,9 +144,6 @@ class ServiceSection:
     def __post_init__(self) -> None:
         _listen("listen", self.listen)
         if self.queue.startswith("redis+sentinel://"):
-            # imported here: a SQLite deployment never loads the Redis client
-            from service.store.redis import parse_sentinel_url, redacted
-
             try:
                 parse_sentinel_url(self.queue)
             except ValueError as exc:  # the message and the value shown never hold the password

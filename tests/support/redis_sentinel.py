@@ -1,5 +1,7 @@
-"""A real Redis Sentinel group for the tests that fail a primary over: one primary, one
-replica and three Sentinels (Debian's `redis-sentinel`), each on a free loopback port.
+"""A real Redis Sentinel group for the tests that fail a primary over: one primary, two
+replicas and three Sentinels (Debian's `redis-sentinel`), each on a free loopback port.
+Two replicas, because the store acknowledges an event only once a replica has it: after a
+failover the promoted replica still has one.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -23,15 +26,17 @@ DOWN_AFTER_MS = 1000  # a primary silent this long is down: the failover takes a
 
 
 class SentinelGroup:
-    """The primary and replica are `RedisServer`s; `url` is the redis+sentinel:// address."""
+    """The primary and replicas are `RedisServer`s; `url` is the redis+sentinel:// address."""
 
     def __init__(self, root: Path) -> None:
         self.binary = installed("redis-sentinel", "redis-sentinel")
         (root / "primary").mkdir()
-        (root / "replica").mkdir()
         self.primary = RedisServer(root / "primary")
-        self.replica = RedisServer(root / "replica",
-                                   ["--replicaof", "127.0.0.1", str(self.primary.port)])
+        self.replicas: list[RedisServer] = []
+        for i in range(2):
+            (root / f"replica-{i}").mkdir()
+            self.replicas.append(RedisServer(
+                root / f"replica-{i}", ["--replicaof", "127.0.0.1", str(self.primary.port)]))
         self.root = root
         self.ports = [free_port() for _ in range(3)]
         self.sentinels: list[subprocess.Popen[bytes]] = []
@@ -43,7 +48,8 @@ class SentinelGroup:
 
     def start(self) -> None:
         self.primary.start()
-        self.replica.start()
+        for replica in self.replicas:
+            replica.start()
         for i, port in enumerate(self.ports):
             directory = self.root / f"sentinel-{i}"
             directory.mkdir()
@@ -60,23 +66,24 @@ class SentinelGroup:
         self._wait_ready()
 
     def _wait_ready(self) -> None:
-        """Until every Sentinel knows the replica and the two other Sentinels (else the
+        """Until every Sentinel knows both replicas and the two other Sentinels (else the
         failover this group exists for could not happen)."""
         deadline = time.monotonic() + READY_WAIT
         state: object = None
         while time.monotonic() < deadline:
             state = [self._view(port) for port in self.ports]
-            if all(s is not None and int(s["num-slaves"]) >= 1
+            if all(s is not None and int(s["num-slaves"]) >= len(self.replicas)
                    and int(s["num-other-sentinels"]) >= 2 for s in state):
                 return
             time.sleep(0.1)
-        pytest.fail(f"the Sentinels did not see the replica and each other within "
+        pytest.fail(f"the Sentinels did not see the replicas and each other within "
                     f"{READY_WAIT:g}s: {state}")
 
-    def _view(self, port: int) -> dict[str, str] | None:
+    def _view(self, port: int) -> dict[str, Any] | None:
         client = redis.Redis(port=port, socket_timeout=2, decode_responses=True)
         try:
-            return client.sentinel_master(SERVICE)  # type: ignore[no-any-return]
+            found = client.sentinel_master(SERVICE)
+            return found if isinstance(found, dict) else None
         except redis.RedisError:
             return None
         finally:
@@ -92,7 +99,7 @@ class SentinelGroup:
                 continue
             finally:
                 client.close()
-            if found:
+            if isinstance(found, (list, tuple)):
                 return int(found[1])
         return None
 
@@ -106,7 +113,8 @@ class SentinelGroup:
                 process.kill()
                 process.wait()
         self.sentinels = []
-        self.replica.stop()
+        for replica in self.replicas:
+            replica.stop()
         self.primary.stop()
 
 

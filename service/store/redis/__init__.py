@@ -1,16 +1,11 @@
 """The Redis backend of `service.store.Store`: several service processes share one queue.
 
 `store` is the queue and endpoints, and holds the other parts: `connection` (pool, key prefix,
-script runner; through Sentinel when `sentinel` parses a redis+sentinel:// address) and `monitors` (address monitors and follower cursors). `codec` turns hashes
+script runner; through Sentinel for a redis+sentinel:// address, see `service.store.sentinel`)
+and `monitors` (address monitors and follower cursors). `codec` turns hashes
 into models and back; the Lua scripts, one atomic step each, are in `lua/`.
 """
 
-from service.store.redis.sentinel import (
-    SentinelAddress,
-    is_sentinel_url,
-    parse_sentinel_url,
-    redacted,
-)
 from service.store.redis.store import RedisStore
 
-__all__ = ["RedisStore", "SentinelAddress", "is_sentinel_url", "parse_sentinel_url", "redacted"]
+__all__ = ["RedisStore"]

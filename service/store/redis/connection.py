@@ -17,7 +17,7 @@ from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.exceptions import NoScriptError
 
 from service import NotReplicated
-from service.store.redis.sentinel import is_sentinel_url, parse_sentinel_url
+from service.store.sentinel import is_sentinel_url, parse_sentinel_url
 
 # How long an accepting write waits for a replica before it fails (503) rather than answering
 # for an event that a failover could lose: replication on a healthy network takes milliseconds.
@@ -43,7 +43,7 @@ class RedisConnection:
             self._sentinel = Sentinel(
                 address.sentinels,
                 sentinel_kwargs={"socket_timeout": timeout, "socket_connect_timeout": timeout})
-            pool = _BlockingSentinelPool(
+            pool = _BlockingSentinelPool(  # type: ignore[no-untyped-call]
                 address.service_name, self._sentinel, max_connections=max_connections,
                 timeout=timeout, decode_responses=True, socket_timeout=timeout,
                 socket_connect_timeout=timeout, db=address.db, username=address.username,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.store.redis import SentinelAddress, parse_sentinel_url, redacted
+from service.store import SentinelAddress, parse_sentinel_url, redacted
 
 
 @pytest.mark.parametrize(("url", "expected"), [
@@ -35,7 +35,7 @@ def test_a_sentinel_url_names_the_sentinels_the_service_and_the_database(
 ])
 def test_a_bad_sentinel_url_is_refused_saying_why_without_the_password(
         url: str, why: str) -> None:
-    with pytest.raises(ValueError, match="^") as info:
+    with pytest.raises(ValueError) as info:
         parse_sentinel_url(url)
     assert why in str(info.value)
     assert "pw" not in str(info.value)
