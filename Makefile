@@ -21,7 +21,7 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-# Real components for the tests: Prometheus + promtool, Redis, HAProxy, amtool and
+# Real components for the tests: Prometheus + promtool, Redis and Redis Sentinel, HAProxy, amtool and
 # systemd-analyze (Debian packages; deploy/ is checked with the last two).
 system-deps:
 	@missing=""; \
@@ -29,6 +29,7 @@ system-deps:
 	command -v amtool >/dev/null || missing="$$missing prometheus-alertmanager"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v redis-sentinel >/dev/null || missing="$$missing redis-sentinel"; \
 	PATH="$$PATH:/usr/sbin" command -v haproxy >/dev/null || missing="$$missing haproxy"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \

@@ -5,7 +5,8 @@ backends implement (SQLite embedded, Redis to scale out). Errors raised by this 
 
     ServiceError             base of everything below
     ├── StoreError           the store cannot be reached or answered wrongly
-    │   └── CursorTaken      a follower's write refused: another process holds its cursor
+    │   ├── CursorTaken      a follower's write refused: another process holds its cursor
+    │   └── NotReplicated    written on the primary, but no replica acknowledged it in time
     └── UnsafeTarget         an endpoint address is refused by the SSRF guard
 """
 
@@ -23,6 +24,12 @@ class StoreError(ServiceError):
 class CursorTaken(StoreError):
     """`advance(holder=...)` refused because `holder` no longer holds the cursor's lease
     (another process follows the chain now); nothing was written."""
+
+
+class NotReplicated(StoreError):
+    """A write reached the Redis primary but no replica acknowledged it in time, so a failover
+    could lose it: it was not acknowledged to the client (who retries with the same
+    idempotency key); it may still be delivered."""
 
 
 class UnsafeTarget(ServiceError):

@@ -4,6 +4,7 @@ pytest_plugins = [  # a plugin that another imports comes first (assertion rewri
     "tests.support.web",
     "tests.support.chain_nodes",
     "tests.support.redis_server",
+    "tests.support.redis_sentinel",
     "tests.support.service_proc",
     "tests.support.stores",
     "tests.support.fake_telegram",

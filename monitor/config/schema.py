@@ -21,6 +21,7 @@ from monitor.config.alertconfig import AlertsSection, check_alerts
 from monitor.config.decode import Decoder, Issue, check_http_url, join, show
 from monitor.config.targets import TargetConfig, decode_targets, is_location
 from probes.base import OptionError, duration, is_env_ref, secret
+from service.store import parse_sentinel_url, redacted
 
 
 class ConfigError(Exception):
@@ -142,9 +143,16 @@ class ServiceSection:
 
     def __post_init__(self) -> None:
         _listen("listen", self.listen)
-        if self.queue != "sqlite" and not self.queue.startswith(("redis://", "rediss://")):
-            raise OptionError("queue", 'must be "sqlite" or a redis:// URL', self.queue)
-        if self.queue != "sqlite":
+        if self.queue.startswith("redis+sentinel://"):
+            try:
+                parse_sentinel_url(self.queue)
+            except ValueError as exc:  # the message and the value shown never hold the password
+                raise OptionError("queue", f"is not a usable redis+sentinel:// URL: {exc}",
+                                  redacted(self.queue)) from None
+        elif self.queue != "sqlite" and not self.queue.startswith(("redis://", "rediss://")):
+            raise OptionError("queue", 'must be "sqlite", a redis:// or a redis+sentinel:// URL',
+                              self.queue)
+        elif self.queue != "sqlite":
             problem = redis_url_problem(self.queue)
             if problem:
                 raise OptionError("queue", f"is not a usable redis:// URL: {problem}",
@@ -331,8 +339,8 @@ def _check_cluster(d: Decoder, raw: Mapping[str, Any], cluster: ClusterSection |
     if service is not None and service.enabled and service.queue == "sqlite":
         # every instance would deliver from its own SQLite queue: events accepted by one
         # would be unknown to the others
-        d.error("service.queue", "must be a redis:// URL with [cluster] (or set "
-                "service.enabled = false)", service.queue)
+        d.error("service.queue", "must be a redis:// or redis+sentinel:// URL with [cluster] "
+                "(or set service.enabled = false)", service.queue)
     for t in targets:
         if t.locations and len(t.locations) < cluster.quorum:
             d.error(f"targets[{index[t.name]}].locations",

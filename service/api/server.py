@@ -19,7 +19,7 @@ from aiohttp import web
 from prometheus_client import generate_latest
 
 from core.httpserver import AuthThrottle
-from service import StoreError
+from service import NotReplicated, StoreError
 from service.api import parsing as parse
 from service.api.base import ApiDeps, error, json_response
 from service.api.monitor_routes import MonitorRoutes
@@ -91,6 +91,10 @@ class ServiceApi:
             if exc.status < 400:
                 raise
             return error(exc.status, exc.reason)
+        except NotReplicated:
+            log.warning("no replica acknowledged %s %s in time", request.method, request.path)
+            return error(503, "no Redis replica acknowledged the write in time, so it is not "
+                         "acknowledged; retry with the same idempotency_key")
         except StoreError:
             log.exception("store failed serving %s %s", request.method, request.path)
             return error(503, "the store is unavailable; nothing was accepted")

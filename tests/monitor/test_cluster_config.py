@@ -85,8 +85,8 @@ def test_locations_fewer_than_quorum_is_an_error_naming_the_target() -> None:
 
 def test_cluster_needs_the_service_off_or_on_redis() -> None:
     assert errors_of(CLUSTER) == [
-        'service.queue: must be a redis:// URL with [cluster] (or set service.enabled = '
-        'false) (got "sqlite")']
+        'service.queue: must be a redis:// or redis+sentinel:// URL with [cluster] (or set '
+        'service.enabled = false) (got "sqlite")']
     parse_text(OFF + CLUSTER)
     parse_text('[service]\nqueue = "redis://127.0.0.1:6379/0"\n' + CLUSTER)
 
@@ -103,7 +103,8 @@ def test_check_config_prints_the_cluster_errors(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "monitor", "check-config", "-c", str(bad)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
-    assert 'service.queue: must be a redis:// URL with [cluster]' in proc.stderr
+    assert ('service.queue: must be a redis:// or redis+sentinel:// URL with [cluster]'
+            in proc.stderr)
     assert 'targets[0].locations: target "edge": 2 location(s), fewer than cluster.quorum ' \
            '(3)' in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -77,7 +77,7 @@ BAD = [
     ('[monitor]\nport = 1\n', "monitor.port: unknown key"),
     ('[nonsense]\n', "nonsense: unknown section"),
     ('[service]\nqueue = "kafka"\n',
-     'service.queue: must be "sqlite" or a redis:// URL (got "kafka")'),
+     'service.queue: must be "sqlite", a redis:// or a redis+sentinel:// URL (got "kafka")'),
     ('[service]\nretry_schedule = ["5s", "often"]\n',
      'service.retry_schedule[1]: must be a duration like "30s" (got "often")'),
     ('[service]\nallowed_networks = ["10.0.0.0/33"]\n',

@@ -10,7 +10,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,9 +29,10 @@ class RedisServer:
     """One redis-server on a loopback port, configured as production should be: every write
     fsynced to the append-only file, nothing evicted."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, extra_args: Sequence[str] = ()) -> None:
         self.binary = installed("redis-server", "redis-server")
         self.directory = directory
+        self.extra_args = tuple(extra_args)  # e.g. --replicaof of a replica
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -43,7 +44,8 @@ class RedisServer:
         """Start (or start again, on the same port and data directory) and wait for PING."""
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.directory),
-                "--maxmemory-policy", "noeviction", "--logfile", str(self.directory / "redis.log")]
+                "--maxmemory-policy", "noeviction", "--logfile", str(self.directory / "redis.log"),
+                *self.extra_args]
         self.process = subprocess.Popen(args, cwd=self.directory, stdin=subprocess.DEVNULL,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + START_WAIT

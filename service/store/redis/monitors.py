@@ -83,7 +83,7 @@ class RedisMonitors:
                      " ".join(a.lower() for a in m.addresses), m.block_number]
         try:
             with translated("advance"):
-                ids = await self._conn.run(monitor_scripts.ADVANCE, *args)
+                ids = await self._conn.run_replicated(monitor_scripts.ADVANCE, *args)
         except StoreError as exc:
             if refused(exc, "CURSORTAKEN"):
                 raise CursorTaken(f"cursor {name}: another process holds it") from None

@@ -187,7 +187,7 @@ class RedisStore:
         if not events:
             return []
         with translated("accept"):
-            ids = await self._conn.run(queue_scripts.ACCEPT, *events_args(events, now))
+            ids = await self._conn.run_replicated(queue_scripts.ACCEPT, *events_args(events, now))
         return [str(i) for i in ids]
 
     async def get_event(self, event_id: str) -> EventView | None:
