@@ -61,11 +61,15 @@ class ServiceProcess:
             'allow_private_targets = true\nretry_schedule = ["200ms", "200ms", "200ms"]\n'
             + extra)
         self.proc: subprocess.Popen[bytes] | None = None
+        # the log goes to a file: a pipe nobody reads until the stop fills up (64 KB) under
+        # a chatty run and blocks the service mid-test
+        self.log = tmp_path / "service.log"
 
     async def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "monitor", "service", "-c", str(self.config)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "monitor", "service", "-c", str(self.config)],
+                stdout=subprocess.DEVNULL, stderr=log)
         async with asyncio.timeout(30), aiohttp.ClientSession() as http:
             while True:
                 try:
@@ -79,8 +83,8 @@ class ServiceProcess:
     def stop(self, sig: signal.Signals) -> tuple[int, str]:
         assert self.proc is not None
         self.proc.send_signal(sig)
-        _, err = self.proc.communicate(timeout=60)
-        return self.proc.returncode, err.decode()
+        self.proc.wait(timeout=60)
+        return self.proc.returncode, self.log.read_text(errors="replace")
 
 
 async def load(base: str, acked: list[str], stop_after: int, limit: float) -> None:
