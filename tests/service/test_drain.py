@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import subprocess
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -86,9 +85,11 @@ async def _until_refused(http: aiohttp.ClientSession, base: str) -> None:
         await asyncio.sleep(0.01)
 
 
-def _exit(proc: subprocess.Popen[bytes]) -> tuple[int, str]:
-    _, err = proc.communicate(timeout=60)
-    return proc.returncode, err.decode()
+def _exit(service: ServiceProcess) -> tuple[int, str]:
+    """The exit code and the log of a service that was signalled to stop."""
+    assert service.proc is not None
+    service.proc.wait(timeout=60)
+    return service.proc.returncode, service.log.read_text(errors="replace")
 
 
 @pytest.mark.timeout(60)
@@ -112,7 +113,7 @@ async def test_sigterm_drains_then_closes_then_lets_the_delivery_finish(
         await _until_refused(http, service.base)  # the drain is over: the listener closed
         assert proc.poll() is None  # ... while the delivery in flight may still finish
         gated_sink.gate.set()
-        code, err = await asyncio.to_thread(_exit, proc)
+        code, err = await asyncio.to_thread(_exit, service)
     assert code == 0, err
     assert "Traceback" not in err
     for phase in ("shutting down", "draining for 2s", "closing the listeners", "stopped"):
@@ -143,7 +144,7 @@ async def test_a_second_signal_stops_at_once_and_loses_nothing(
         proc.send_signal(signal.SIGTERM)
         await _until_not_ready(http, service.base)
         proc.send_signal(second)
-        code, err = await asyncio.to_thread(_exit, proc)
+        code, err = await asyncio.to_thread(_exit, service)
     assert code == 0, err
     assert "Traceback" not in err
     assert "second stop signal: stopping at once" in err, err
