@@ -21,8 +21,8 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-# Real components for the tests: Prometheus + promtool, Redis and Redis Sentinel, HAProxy, amtool and
-# systemd-analyze (Debian packages; deploy/ is checked with the last two).
+# Real components for the tests: Prometheus + promtool, Redis and Redis Sentinel, HAProxy,
+# amtool and systemd-analyze (Debian packages; deploy/ is checked with the last two).
 system-deps:
 	@missing=""; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
@@ -67,6 +67,7 @@ bench: $(STAMP) bench-deps
 	$(VENV)/bin/python -m bench.isolation
 	$(VENV)/bin/python -m bench.alerting
 	$(VENV)/bin/python -m bench.follower
+	$(VENV)/bin/python -m bench.drain_cost
 
 # Rewrites the deploy kit's generated files (tests/deploy checks they are up to date).
 deploy-files: $(STAMP)

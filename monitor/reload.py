@@ -25,6 +25,13 @@ log = logging.getLogger("crypitor")
 SERVICE_RELOADABLE = frozenset({"api_keys", "allowed_networks"})
 
 
+def service_needs_restart(running: ServiceSection, new: ServiceSection) -> list[str]:
+    """The `[service]` keys whose change a reload cannot apply, as key paths."""
+    return [f"service.{f.name}" for f in fields(ServiceSection)
+            if f.name not in SERVICE_RELOADABLE
+            and getattr(new, f.name) != getattr(running, f.name)]
+
+
 def needs_restart(running: Config, new: Config) -> list[str]:
     """The keys whose change `new` brings that a reload cannot apply, as key paths."""
     out = []
@@ -32,10 +39,7 @@ def needs_restart(running: Config, new: Config) -> list[str]:
         out.append("monitor.listen")
     if new.data_dir != running.data_dir:
         out.append("monitor.data_dir")
-    for f in fields(ServiceSection):
-        if f.name not in SERVICE_RELOADABLE and \
-                getattr(new.service, f.name) != getattr(running.service, f.name):
-            out.append(f"service.{f.name}")
+    out += service_needs_restart(running.service, new.service)
     for section in ("grafana", "gcp", "cluster"):
         if getattr(new, section) != getattr(running, section):
             out.append(section)

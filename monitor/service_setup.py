@@ -12,7 +12,7 @@ import os
 import signal
 import sqlite3
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from core.clock import Clock, utc_now
@@ -25,6 +25,7 @@ from monitor.config import (
     resolve,
     resolve_fields,
 )
+from monitor.reload import service_needs_restart
 from service import StoreError
 from service.app import Service
 
@@ -151,11 +152,8 @@ def reload_service(service: Service, running: Config, env: Mapping[str, str]) ->
     except (SecretError, ValueError, OSError) as exc:
         errors = [str(exc)]
     else:
-        for f in fields(ServiceSection):
-            if f.name not in ("api_keys", "allowed_networks") and \
-                    getattr(new.service, f.name) != getattr(running.service, f.name):
-                log.warning("config reload: service.%s changed; it takes effect at the next "
-                            "restart", f.name)
+        for key in service_needs_restart(running.service, new.service):
+            log.warning("config reload: %s changed; it takes effect at the next restart", key)
         log.info("config reloaded from %s: service API keys and allowed networks applied",
                  running.path)
         return []

@@ -14,6 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests.support.draining import until_not_ready, until_refused
 from tests.support.net import free_port
 
 KEY = "drain-test-key"
@@ -42,25 +43,6 @@ async def _ready(http: aiohttp.ClientSession, *bases: str) -> None:
                 await asyncio.sleep(0.1)
 
 
-async def _until_not_ready(http: aiohttp.ClientSession, base: str) -> None:
-    while True:
-        async with http.get(f"{base}/readyz") as resp:
-            if resp.status == 503:
-                assert resp.headers["Connection"] == "close"
-                return
-        await asyncio.sleep(0.01)
-
-
-async def _until_refused(http: aiohttp.ClientSession, base: str) -> None:
-    while True:
-        try:
-            async with http.get(f"{base}/healthz") as resp:
-                await resp.read()
-        except aiohttp.ClientConnectionError:
-            return
-        await asyncio.sleep(0.01)
-
-
 def _start(config: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "monitor", "run", "-c", str(config)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -79,8 +61,8 @@ async def test_sigterm_drains_both_listeners_of_crypitor_run(tmp_path: Path) -> 
         async with aiohttp.ClientSession() as http:
             await _ready(http, monitor, service)
             proc.send_signal(signal.SIGTERM)
-            await _until_not_ready(http, monitor)
-            await _until_not_ready(http, service)
+            assert (await until_not_ready(http, monitor)).headers["Connection"] == "close"
+            assert (await until_not_ready(http, service)).headers["Connection"] == "close"
             async with http.get(f"{monitor}/api/v1/targets") as resp:  # still served
                 assert resp.status == 200
                 assert resp.headers["Connection"] == "close"
@@ -88,8 +70,8 @@ async def test_sigterm_drains_both_listeners_of_crypitor_run(tmp_path: Path) -> 
                                  headers={"Authorization": f"Bearer {KEY}"}) as resp:
                 assert resp.status == 202
                 assert resp.headers["Connection"] == "close"
-            await _until_refused(http, monitor)
-            await _until_refused(http, service)
+            await until_refused(http, monitor)
+            await until_refused(http, service)
         code, err = await asyncio.to_thread(_exit, proc)
     finally:
         if proc.poll() is None:
@@ -109,7 +91,7 @@ async def test_a_second_signal_ends_the_drain_of_crypitor_run(tmp_path: Path) ->
         async with aiohttp.ClientSession() as http:
             await _ready(http, monitor, service)
             proc.send_signal(signal.SIGTERM)
-            await _until_not_ready(http, monitor)
+            assert (await until_not_ready(http, monitor)).headers["Connection"] == "close"
             proc.send_signal(signal.SIGINT)
             code, err = await asyncio.to_thread(_exit, proc)
     finally:

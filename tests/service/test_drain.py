@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from tests.support.draining import until_not_ready, until_refused
 from tests.support.service_proc import AUTH, ServiceProcess
 from tests.support.web import serve
 
@@ -66,25 +67,6 @@ async def _event_in_flight(http: aiohttp.ClientSession, service: ServiceProcess,
     return event_id
 
 
-async def _until_not_ready(http: aiohttp.ClientSession, base: str) -> aiohttp.ClientResponse:
-    while True:
-        async with http.get(f"{base}/readyz") as resp:
-            if resp.status == 503:
-                await resp.read()
-                return resp
-        await asyncio.sleep(0.01)
-
-
-async def _until_refused(http: aiohttp.ClientSession, base: str) -> None:
-    while True:
-        try:
-            async with http.get(f"{base}/healthz") as resp:
-                await resp.read()
-        except aiohttp.ClientConnectionError:
-            return
-        await asyncio.sleep(0.01)
-
-
 def _exit(service: ServiceProcess) -> tuple[int, str]:
     """The exit code and the log of a service that was signalled to stop."""
     assert service.proc is not None
@@ -102,7 +84,7 @@ async def test_sigterm_drains_then_closes_then_lets_the_delivery_finish(
     async with aiohttp.ClientSession() as http:
         event_id = await _event_in_flight(http, service, gated_sink)
         proc.send_signal(signal.SIGTERM)
-        resp = await _until_not_ready(http, service.base)
+        resp = await until_not_ready(http, service.base)
         assert resp.headers["Connection"] == "close"
         # still served during the drain, with Connection: close
         async with http.post(f"{service.base}/v1/events", headers=AUTH,
@@ -110,7 +92,7 @@ async def test_sigterm_drains_then_closes_then_lets_the_delivery_finish(
             assert resp.status == 202
             assert resp.headers["Connection"] == "close"
             late_id = (await resp.json())["id"]
-        await _until_refused(http, service.base)  # the drain is over: the listener closed
+        await until_refused(http, service.base)  # the drain is over: the listener closed
         assert proc.poll() is None  # ... while the delivery in flight may still finish
         gated_sink.gate.set()
         code, err = await asyncio.to_thread(_exit, service)
@@ -142,7 +124,7 @@ async def test_a_second_signal_stops_at_once_and_loses_nothing(
     async with aiohttp.ClientSession() as http:
         event_id = await _event_in_flight(http, service, gated_sink)
         proc.send_signal(signal.SIGTERM)
-        await _until_not_ready(http, service.base)
+        await until_not_ready(http, service.base)
         proc.send_signal(second)
         code, err = await asyncio.to_thread(_exit, service)
     assert code == 0, err

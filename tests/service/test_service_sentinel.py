@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -19,33 +17,6 @@ from tests.support.redis_sentinel import SentinelGroup
 from tests.support.service_proc import AUTH, ServiceProcess, Sink, wait_delivered
 
 pytestmark = pytest.mark.timeout(120)
-
-
-class LoggingService(ServiceProcess):
-    """Its log goes to a file: the failover logs every failed request, more than a pipe
-    holds while nobody reads it."""
-
-    async def start(self) -> None:
-        self.log = self.config.parent / "service.log"
-        with self.log.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "monitor", "service", "-c", str(self.config)],
-                stdout=subprocess.DEVNULL, stderr=log)
-        async with asyncio.timeout(30), aiohttp.ClientSession() as http:
-            while True:
-                try:
-                    async with http.get(f"{self.base}/readyz") as resp:
-                        if resp.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.1)
-
-    def stop(self, sig: signal.Signals) -> tuple[int, str]:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-        self.proc.wait(timeout=60)
-        return self.proc.returncode, self.log.read_text(errors="replace")
 
 
 class Load:
@@ -80,7 +51,7 @@ class Load:
 
 async def test_delivery_goes_on_across_a_failover_and_no_202_is_lost(
         tmp_path: Path, sink: Sink, sentinel_group: SentinelGroup) -> None:
-    service = LoggingService(tmp_path, sentinel_group.url, 'request_timeout = "1s"\n')
+    service = ServiceProcess(tmp_path, sentinel_group.url, 'request_timeout = "1s"\n')
     await service.start()
     load = Load(service.base)
     try:
@@ -112,7 +83,7 @@ async def test_delivery_goes_on_across_a_failover_and_no_202_is_lost(
 
 async def test_an_event_no_replica_acknowledges_is_answered_503_not_202(
         tmp_path: Path, sink: Sink, sentinel_group: SentinelGroup) -> None:
-    service = LoggingService(tmp_path, sentinel_group.url)
+    service = ServiceProcess(tmp_path, sentinel_group.url)
     await service.start()
     try:
         async with aiohttp.ClientSession() as http:
