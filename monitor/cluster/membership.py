@@ -20,11 +20,11 @@ import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, Gauge
 from redis.exceptions import NoScriptError, RedisError
 
 import catalog.metrics as m
+from monitor.cluster.connection import connect
 
 log = logging.getLogger("crypitor.cluster")
 
@@ -87,9 +87,7 @@ class Membership:
         self.location = location
         self.instance = instance or default_instance()
         self.lease = lease
-        self._redis = aioredis.Redis.from_url(
-            redis_url, decode_responses=True, socket_timeout=REQUEST_TIMEOUT,
-            socket_connect_timeout=REQUEST_TIMEOUT)
+        self._redis = connect(redis_url, timeout=REQUEST_TIMEOUT)
         self._keys = [f"{prefix}:members", f"{prefix}:locations"]
         self._sha = ""
         self._gauge = Gauge(m.CLUSTER_MEMBERS.name, m.CLUSTER_MEMBERS.help,

@@ -213,12 +213,23 @@ class ClusterSection:
 
     def __post_init__(self) -> None:
         if not is_env_ref(self.redis):
+            if self.redis.startswith("redis+sentinel://"):
+                try:
+                    parse_sentinel_url(self.redis)
+                except ValueError as exc:  # neither message nor value hold the password
+                    raise OptionError("redis", f"is not a usable redis+sentinel:// URL: {exc}",
+                                      redacted(self.redis)) from None
+                return self._check_rest()
             if not self.redis.startswith(("redis://", "rediss://")):
-                raise OptionError("redis", "must be a redis:// or rediss:// URL", self.redis)
+                raise OptionError("redis", "must be a redis://, rediss:// or redis+sentinel:// "
+                                  "URL", self.redis)
             problem = redis_url_problem(self.redis)
             if problem:
                 raise OptionError("redis", f"is not a usable redis:// URL: {problem}",
                                   self.redis)
+        self._check_rest()
+
+    def _check_rest(self) -> None:
         if not is_location(self.location):
             raise OptionError("location", "must be a non-empty name without control "
                               "characters", self.location)

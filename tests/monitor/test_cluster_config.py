@@ -57,13 +57,25 @@ def test_cluster_defaults_and_values() -> None:
     ('lease = "soon"\n', 'cluster.lease: must be a duration like "30s" (got "soon")'),
     ('location = ""\n', 'cluster.location: must be a non-empty name without control '
                         'characters (got "")'),
-    ('redis = "http://x"\n', "cluster.redis: must be a redis:// or rediss:// URL (got a str)"),
+    ('redis = "http://x"\n', "cluster.redis: must be a redis://, rediss:// or "
+                             "redis+sentinel:// URL (got a str)"),
+    ('redis = "redis+sentinel://:pw@h1,h2"\n', "cluster.redis: is not a usable "
+     "redis+sentinel:// URL: the path must name the Sentinel service"),
     ('redis = "redis://h:6379/db"\n', "cluster.redis: is not a usable redis:// URL"),
     ('leader = true\n', "cluster.leader: unknown key"),
 ])
 def test_bad_cluster_keys_name_key_and_value(text: str, expected: str) -> None:
     errors = errors_of(OFF + "[cluster]\n" + text)
     assert any(e.startswith(expected) for e in errors), errors
+
+
+def test_cluster_redis_takes_a_sentinel_url_and_never_shows_its_password() -> None:
+    cfg = parse_text(OFF + '[cluster]\nredis = "redis+sentinel://h1:26379,h2/crypitor/2"\n'
+                     + target("a"))
+    assert cfg.cluster is not None
+    assert cfg.cluster.redis == "redis+sentinel://h1:26379,h2/crypitor/2"
+    errors = errors_of(OFF + '[cluster]\nredis = "redis+sentinel://u:hunter2@h1/a/b/c"\n')
+    assert errors and all("hunter2" not in e for e in errors), errors
 
 
 def test_bad_locations_name_key_and_value() -> None:
