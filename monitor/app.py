@@ -245,20 +245,26 @@ class Runtime:
         if self.config.cluster is not None:
             self._join(parts)
 
-    def _join(self, parts: contextlib.AsyncExitStack) -> None:
-        """Heartbeat into the cluster's Redis; a clean stop leaves at once, before anything
-        else stops. An unset env: variable raises SecretError, a value that is no Redis URL
-        ClusterUnavailable (naming the key, never the value: it may hold a password)."""
+    def cluster_url(self) -> str:
+        """`[cluster].redis` with an env: value resolved. An unset env: variable raises
+        SecretError, a value that is no Redis URL ClusterUnavailable (naming the key, never
+        the value: it may hold a password)."""
         cluster = self.config.cluster
         assert cluster is not None
         try:
-            url = replace(cluster, redis=resolve(cluster.redis, "cluster.redis",
-                                                 self.env)).redis
+            return replace(cluster, redis=resolve(cluster.redis, "cluster.redis",
+                                                  self.env)).redis
         except OptionError as exc:
             raise ClusterUnavailable(f"cluster.redis: {exc.message} (as read from "
                                      f"{cluster.redis})") from None
+
+    def _join(self, parts: contextlib.AsyncExitStack) -> None:
+        """Heartbeat into the cluster's Redis; a clean stop leaves at once, before anything
+        else stops."""
+        cluster = self.config.cluster
+        assert cluster is not None
         membership = self.membership = Membership(
-            url, location=cluster.location,
+            self.cluster_url(), location=cluster.location,
             instance=cluster.instance, lease=cluster.lease, registry=self.registry)
         parts.push_async_callback(membership.close)
         parts.push_async_callback(
