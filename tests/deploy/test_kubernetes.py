@@ -126,8 +126,10 @@ def test_deployments_probe_drain_limit_and_run_unprivileged(component: str) -> N
         assert container["args"][0] == "service" and d["spec"]["replicas"] >= 2
         assert int(config.service.listen.rpartition(":")[2]) == port
     else:
-        assert container["args"][0] == "run" and d["spec"]["replicas"] == 1
-        assert d["spec"]["strategy"]["type"] == "Recreate"
+        # several instances only as one [cluster]: else each would send every alert
+        assert container["args"][0] == "run" and d["spec"]["replicas"] >= 2
+        assert config.cluster is not None and config.cluster.quorum == 1
+        assert d["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 1
         assert int(config.monitor.listen.rpartition(":")[2]) == port
 
 
@@ -146,8 +148,12 @@ def test_services_pdb_and_ingress_point_at_what_exists() -> None:
         assert selects(services[name]["spec"]["selector"], pod_labels(component))
         assert not selects(services[name]["spec"]["selector"],
                            pod_labels("monitor" if component == "service" else "service"))
-    (pdb,) = of_kind("PodDisruptionBudget")
-    assert selects(pdb["spec"]["selector"]["matchLabels"], pod_labels("service"))
+    budgets = {p["metadata"]["labels"]["app.kubernetes.io/component"]: p
+               for p in of_kind("PodDisruptionBudget")}
+    assert set(budgets) == {"service", "monitor"}
+    for component, pdb in budgets.items():
+        assert selects(pdb["spec"]["selector"]["matchLabels"], pod_labels(component))
+        assert pdb["spec"]["maxUnavailable"] == 1
     (ingress,) = of_kind("Ingress")
     assert ingress["spec"]["tls"]
     for rule in ingress["spec"]["rules"]:
