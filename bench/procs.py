@@ -7,6 +7,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -166,3 +167,31 @@ def sample_sum(text: str, name: str, **labels: str) -> float:
         if all(f'{k}="{v}"' in line for k, v in labels.items()):
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[tuple[int, int]]:
+    """redis-server on a loopback port, configured as the README asks of the cluster's Redis
+    (append-only, fsync at every write, no eviction); yields (port, pid)."""
+    binary = need("redis-server", "redis-server")
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1",
+                                 "--save", "", "--appendonly", "yes", "--appendfsync", "always",
+                                 "--maxmemory-policy", "noeviction", "--dir", tmp,
+                                 "--logfile", f"{tmp}/redis.log"])
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                        s.sendall(b"PING\r\n")
+                        if s.recv(16).startswith(b"+PONG"):
+                            break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("redis-server did not answer within 30 s") from None
+                    time.sleep(0.05)
+            yield port, proc.pid
+        finally:
+            stop(proc)
