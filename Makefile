@@ -68,6 +68,7 @@ bench: $(STAMP) bench-deps
 	$(VENV)/bin/python -m bench.alerting
 	$(VENV)/bin/python -m bench.follower
 	$(VENV)/bin/python -m bench.drain_cost
+	$(VENV)/bin/python -m bench.cluster
 
 # Rewrites the deploy kit's generated files (tests/deploy checks they are up to date).
 deploy-files: $(STAMP)
