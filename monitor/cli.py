@@ -12,33 +12,15 @@ import json
 import logging
 import os
 import sys
-import time
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from alerts.builtin import all_rules
+from core import logs
 from monitor import __version__
 from monitor.config import Config, ConfigError, GrafanaSection, SecretError, load, resolve
 
 log = logging.getLogger("crypitor")
-
-
-class _UTCFormatter(logging.Formatter):
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        return time.strftime(datefmt or "%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-
-    def __init__(self) -> None:
-        super().__init__("%(asctime)s.%(msecs)03dZ %(levelname)-7s %(name)s: %(message)s",
-                         "%Y-%m-%dT%H:%M:%S")
-
-
-def setup_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_UTCFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -54,12 +36,14 @@ def parser() -> argparse.ArgumentParser:
                        help="config file (default: ./config.toml)")
         return c
 
-    run = command("run", "run the monitor until SIGINT/SIGTERM")
-    run.add_argument("--log-level", default="info",
-                     choices=["debug", "info", "warning", "error"])
-    service = command("service", "run the webhook delivery service alone")
-    service.add_argument("--log-level", default="info",
-                         choices=["debug", "info", "warning", "error"])
+    for name, text in (("run", "run the monitor until SIGINT/SIGTERM"),
+                       ("service", "run the webhook delivery service alone")):
+        daemon = command(name, text)
+        daemon.add_argument("--log-level", default="info",
+                            choices=["debug", "info", "warning", "error"])
+        daemon.add_argument("--log-format", choices=logs.FORMATS, default=None,
+                            help="text (default) or json (Google Cloud Logging's structured "
+                            "form); overrides [monitor].log_format")
     command("check-config", "validate the config and summarise it")
     probe = command("probe", "probe one configured target once and print the result as JSON")
     probe.add_argument("name", help="the target's name")
@@ -113,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             g = config.grafana or GrafanaSection()
             return export_command(args.out, g.prometheus_url, g.folder)
         return _run_async(push_dashboards(config))
-    setup_logging(args.log_level)
+    logs.setup(args.log_level, args.log_format or config.monitor.log_format)
     from monitor.app import run
     from monitor.service_setup import run_service
 

@@ -39,6 +39,8 @@ def needs_restart(running: Config, new: Config) -> list[str]:
         out.append("monitor.listen")
     if new.data_dir != running.data_dir:
         out.append("monitor.data_dir")
+    if new.monitor.log_format != running.monitor.log_format:
+        out.append("monitor.log_format")
     out += service_needs_restart(running.service, new.service)
     for section in ("grafana", "gcp", "cluster"):
         if getattr(new, section) != getattr(running, section):
@@ -56,7 +58,8 @@ def effective(running: Config, new: Config) -> Config:
     service = replace(running.service, api_keys=new.service.api_keys,
                       allowed_networks=new.service.allowed_networks)
     monitor = replace(new.monitor, listen=running.monitor.listen,
-                      data_dir=running.monitor.data_dir)
+                      data_dir=running.monitor.data_dir,
+                      log_format=running.monitor.log_format)
     return replace(new, path=running.path, monitor=monitor, service=service,
                    grafana=running.grafana, gcp=running.gcp, cluster=running.cluster)
 

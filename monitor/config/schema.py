@@ -77,9 +77,12 @@ class MonitorSection:
     default_interval: float = duration(30.0)
     default_timeout: float = duration(10.0)
     api_keys: tuple[str, ...] = field(default=(), metadata={"secret": True})
+    log_format: str = "text"  # text | json (Google Cloud Logging); --log-format overrides
 
     def __post_init__(self) -> None:
         _listen("listen", self.listen)
+        if self.log_format not in ("text", "json"):
+            raise OptionError("log_format", 'must be "text" or "json"', self.log_format)
         host = self.listen.rpartition(":")[0].strip("[]")
         if host != "localhost":
             try:
