@@ -9,7 +9,8 @@ probing a real HTTP target server and alerting to the fake Telegram.
 - at quorum 2 a target failing from one location only sends nothing, while that location's
   `probe_success` shows it; failing from both, the message names both;
 - a silence made on one instance mutes all;
-- Redis restarted mid-outage: no notification lost or repeated, probing goes on.
+- Redis restarted mid-outage: no notification lost or repeated, probing goes on;
+- the cluster's Redis behind Sentinel failed over: probing and alerting go on.
 
 The bound on a failover (lease + 2 intervals) is the protocol's promise, asserted with one
 extra second for a loaded machine's scheduling.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -35,6 +37,7 @@ from tests.support.monitor_cluster import (
     serve_targets,
     until,
 )
+from tests.support.redis_sentinel import SentinelGroup
 from tests.support.redis_server import RedisServer, RedisServers
 
 pytestmark = pytest.mark.timeout(240)
@@ -242,3 +245,35 @@ async def test_redis_restarted_mid_outage_loses_and_repeats_nothing(
         cluster.stop_all()
     assert len(_messages(fake_telegram, "FIRING", "db")) == 1, cluster.logs()
     assert len(_messages(fake_telegram, "RESOLVED", "db")) == 1, cluster.logs()
+
+
+async def test_a_sentinel_failover_of_the_cluster_redis_keeps_probing_and_alerting(
+        tmp_path: Path, sentinel_group: SentinelGroup, targets: TargetServer,
+        fake_telegram: FakeTelegram, http: aiohttp.ClientSession) -> None:
+    spec = ClusterSpec(sentinel_group.url, ("a", "b", "c"), targets.url, fake_telegram.url,
+                       interval=1.0, lease=3.0)
+    cluster = Cluster(spec, tmp_path, fake_telegram.token)
+    for i in range(2):
+        cluster.add("eu", f"eu-{i}")
+    try:
+        await cluster.start(http)
+        await cluster.leader(http)
+        targets.fail("a")
+        await until(lambda: _messages(fake_telegram, "FIRING", "a is down"), 30, "FIRING a")
+        sentinel_group.primary.stop(signal.SIGKILL)
+        failed_over = time.monotonic()
+        promoted = {r.port for r in sentinel_group.replicas}
+        await until(lambda: sentinel_group.primary_port() in promoted, 60, "a promotion")
+        targets.fail("b")  # an outage that begins after the failover is sent too
+        await until(lambda: _messages(fake_telegram, "FIRING", "b is down"), 60, "FIRING b")
+        assert len(targets.times("c", "eu", failed_over)) >= 3  # probing went on
+        targets.recover("a")
+        targets.recover("b")
+        await until(lambda: len(_messages(fake_telegram, "RESOLVED", "")) >= 2, 60,
+                    "both RESOLVED")
+        await asyncio.sleep(4 * spec.interval)
+    finally:
+        cluster.stop_all()
+    # the outbox and its marks wait for a replica (WAIT) before they count: nothing repeated
+    assert len(_messages(fake_telegram, "FIRING", "a is down")) == 1, cluster.logs()
+    assert len(_messages(fake_telegram, "FIRING", "b is down")) == 1, cluster.logs()
