@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 ROUTER_DOC, SNAPSHOT_DOC = "router", "snapshot"
 MARK_TRIES = 60  # a "sent" mark Redis refused is tried again, every MARK_WAIT, this often
 MARK_WAIT = 0.5
+WATCHDOG = "Watchdog"
 MAX_BACKOFF = 300.0
 FLUSH_EVERY = 1.0  # seconds between looks at the router when nothing woke the loop
 # A stop lets a message already on its way to Telegram finish and be marked sent: cut off
@@ -76,9 +77,13 @@ class Alerting:
     def __init__(self, evaluator: Evaluator, router: Router, store: Store,
                  receivers: Mapping[str, Receiver], counters: Counters | None = None,
                  clock: Clock = utc_now, spawn: Spawn | None = None,
-                 on_not_leader: Callable[[], None] | None = None) -> None:
+                 on_not_leader: Callable[[], None] | None = None,
+                 watchdog: bool = False) -> None:
+        """`watchdog`: the always-firing `Watchdog` alert (`[alerts].watchdog`), routed like
+        any other so that its repeat_interval is a heartbeat a dead man's switch hears."""
         self.evaluator, self.router, self.store = evaluator, router, store
-        self._on_not_leader = on_not_leader
+        self._watchdog = watchdog
+        self.on_not_leader = on_not_leader
         self._spawn = spawn or Supervisor().supervise
         self.receivers = dict(receivers)
         self._counters, self._clock = counters, clock
@@ -92,6 +97,22 @@ class Alerting:
         self._published: str | None = None
 
     # --- life cycle ------------------------------------------------------------------------
+    @property
+    def watchdog(self) -> bool:
+        return self._watchdog
+
+    @watchdog.setter
+    def watchdog(self, on: bool) -> None:
+        """Turned off (a reload), its end is sent like any alert's."""
+        if self._watchdog and not on:
+            self._resolved.append(replace(watchdog_alert(), status="resolved",
+                                          ends_at=self._clock()))
+        self._watchdog = on
+        self._wake.set()
+
+    def _builtin(self) -> list[Alert]:
+        return [watchdog_alert()] if self._watchdog else []
+
     @property
     def leading(self) -> bool:
         """Started and not stopped: this instance evaluates, routes and sends."""
@@ -110,7 +131,7 @@ class Alerting:
         for item in await asyncio.to_thread(self.store.get, EXTERNAL_DOC) or []:
             alert = _external_from_json(item)
             self._external[alert.fingerprint] = alert
-        firing = {a.fingerprint for a in self.evaluator.firing()}
+        firing = {a.fingerprint for a in self.evaluator.firing() + self._builtin()}
         self._resolved = [replace(a, status="resolved", ends_at=self._clock())
                           for a in self.router.firing()
                           if a.source == "native" and a.fingerprint not in firing]
@@ -239,7 +260,8 @@ class Alerting:
         """(alert, pending|firing, why muted or None): native ones, then Alertmanager's."""
         now = self._clock()
         out = [(a, phase, self.router.muted(a, now, self.silences))
-               for a, phase in self.evaluator.current()]
+               for a, phase in [*self.evaluator.current(),
+                                *((a, "firing") for a in self._builtin())]]
         out += [(a, "firing", self.router.muted(a, now, self.silences))
                 for a in self._live_external(now)]
         return out
@@ -274,8 +296,8 @@ class Alerting:
                 delay = await self.flush()
             except NotLeader as exc:
                 log.warning("alerting: %s; standing by", exc)
-                if self._on_not_leader is not None:
-                    self._on_not_leader()
+                if self.on_not_leader is not None:
+                    self.on_not_leader()
                 return
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
@@ -295,7 +317,8 @@ class Alerting:
             self._take_external([_external_from_json(i) for i in queued])
             await asyncio.to_thread(self.store.consume_external, len(queued),
                                     [_external_to_json(a) for a in self._external.values()])
-        alerts = self.evaluator.firing() + self._live_external(now) + self._resolved
+        alerts = (self.evaluator.firing() + self._builtin() + self._live_external(now)
+                  + self._resolved)
         self._resolved = []
         self.router.update(alerts, now)
         if self._counters is not None:
@@ -414,3 +437,10 @@ def _external_from_json(data: Mapping[str, Any]) -> Alert:
     status = "resolved" if data.get("status") == "resolved" else "firing"
     return Alert(dict(data.get("labels", {})), dict(data.get("annotations", {})), status,
                  when("starts_at"), when("ends_at"), "alertmanager")
+
+
+def watchdog_alert() -> Alert:
+    """The Watchdog alert: always firing while alerting runs; no target."""
+    return Alert({"alertname": WATCHDOG, "severity": "none"},
+                 {"summary": "Watchdog: alerting is running. This alert always fires; a dead "
+                             "man's switch raises the alarm when it stops arriving."})
