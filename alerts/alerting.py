@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from alerts import NotifyError, NotLeader
 from alerts.builtin import RuleSpec
 from alerts.evaluate import Evaluator, Transition
-from alerts.model import Alert, Notification
+from alerts.model import Alert, AlertStatus, Notification
 from alerts.routing import Router
 from alerts.silences import Silence, Silences
 from alerts.store import EXTERNAL_DOC, Outgoing, Store
@@ -247,6 +247,10 @@ class Alerting:
             self._wake.set()
         return expired
 
+    async def refresh_silences(self) -> None:
+        """Reads the silences again: those made on any instance."""
+        await self._read_silences()
+
     async def _read_silences(self) -> None:
         """The silences as stored: those made on any instance."""
         items = await asyncio.to_thread(self.store.silences)
@@ -434,7 +438,7 @@ def _external_from_json(data: Mapping[str, Any]) -> Alert:
     def when(key: str) -> datetime | None:
         return datetime.fromisoformat(data[key]) if data.get(key) else None
 
-    status = "resolved" if data.get("status") == "resolved" else "firing"
+    status: AlertStatus = "resolved" if data.get("status") == "resolved" else "firing"
     return Alert(dict(data.get("labels", {})), dict(data.get("annotations", {})), status,
                  when("starts_at"), when("ends_at"), "alertmanager")
 

@@ -4,7 +4,7 @@ locations probing it see the condition hold.
 Each (rule, target, location) runs the ordinary state machine (`alerts.state.step`) on that
 location's results. The cluster alert (rule, target) fires when at least q_eff locations fire
 it, q_eff = min(quorum, fresh locations), a location being fresh while its last result is
-younger than the target's window (2 × interval + lease); once firing it resolves when no fresh
+younger than the target's window (2 intervals + lease); once firing it resolves when no fresh
 location fires it any more (with no fresh location at all it keeps firing: silence is not
 recovery). `recheck(now)` applies the same decision when results go stale. The cluster alert
 carries the `locations` annotation ("eu, us": where it failed from). Results without a
@@ -36,7 +36,7 @@ class QuorumEvaluator(Evaluator):
     def __init__(self, rules: Sequence[RuleSpec], states: Mapping[StateKey, AlertState],
                  targets: Mapping[str, Mapping[str, str]], *, quorum: int,
                  windows: Mapping[str, float], resolve_after: int = 2) -> None:
-        """`windows`: seconds a target's result stays fresh (2 × interval + lease)."""
+        """`windows`: seconds a target's result stays fresh (2 intervals + lease)."""
         self.quorum = quorum
         self.windows = dict(windows)
         self._loc: dict[tuple[str, str, str], AlertState] = {}

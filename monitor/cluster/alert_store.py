@@ -156,7 +156,7 @@ class RedisAlertStore:
 
     def next_pending(self, receiver: str) -> tuple[Queued, datetime] | None:
         """The oldest unsent notification of a receiver and when it may be tried."""
-        ids = self._redis.zrange(f"{self._a}:pending:{receiver}", 0, 0)
+        ids = [str(i) for i in self._redis.zrange(f"{self._a}:pending:{receiver}", 0, 0)]
         if not ids:
             return None
         item = self._item(int(ids[0]))
@@ -196,7 +196,7 @@ class RedisAlertStore:
 
     def history(self, limit: int = 100) -> list[dict[str, Any]]:
         """The newest notifications first, as `AlertStore.history` gives them."""
-        ids = self._redis.zrevrange(f"{self._a}:log", 0, limit - 1)
+        ids = [str(i) for i in self._redis.zrevrange(f"{self._a}:log", 0, limit - 1)]
         if not ids:
             return []
         bodies = self._redis.hmget(f"{self._a}:outbox", ids)

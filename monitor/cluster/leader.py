@@ -145,15 +145,16 @@ class AlertingLeader:
         self.leading = True
         self._gauge.set(1)
         await self.alerting.start()
-        for field, body in (await self._redis.hgetall(self._latest)).items():
+        latest: Any = await self._redis.hgetall(self._latest)
+        for field, body in latest.items():
             target, _, location = str(field).partition(SEP)
             with contextlib.suppress(ValueError, KeyError, TypeError):
                 started = _loads(body)["result"]["started_at"]
                 self.evaluator.seen(target, location, datetime.fromisoformat(started))
         cursor = await asyncio.to_thread(self.store.stored_cursor)
         if cursor is None:  # the first leader ever: from now on
-            last = await self._redis.xrevrange(self._results, count=1)
-            cursor = last[0][0] if last else "0-0"
+            last: Any = await self._redis.xrevrange(self._results, count=1)
+            cursor = str(last[0][0]) if last else "0-0"
         self.store.cursor = cursor
         self._consumer = self._spawn("alerting-results", self._consume)
         if self._on_lead is not None:
@@ -179,13 +180,13 @@ class AlertingLeader:
         states they changed, fenced (a deposed leader's progress is refused)."""
         while True:
             cursor = self.store.cursor or "0-0"
-            answer = await self._redis.xread({self._results: cursor}, count=READ_COUNT,
+            answer: Any = await self._redis.xread({self._results: cursor}, count=READ_COUNT,
                                              block=READ_BLOCK_MS)
             if not answer:
                 continue
             for entry_id, fields in answer[0][1]:
                 self._observe(fields)
-                self.store.cursor = entry_id
+                self.store.cursor = str(entry_id)
             try:
                 await asyncio.to_thread(self.store.save_states, self.evaluator.take_dirty())
             except NotLeader as exc:

@@ -10,16 +10,19 @@ from datetime import UTC, datetime, timedelta
 from alerts.builtin import BUILTINS
 from alerts.model import Notification
 from alerts.quorum import QuorumEvaluator
+from alerts.state import AlertState
+from alerts.store import StateKey
 from alerts.telegram_format import format_notification
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 S = timedelta(seconds=1)
 DOWN = next(r for r in BUILTINS if r.name == "TargetDown")  # 3 failures in a row
 TARGETS = {"eth": {"type": "http"}}
-WINDOW = 2 * 10 + 5  # 2 × interval + lease
+WINDOW = 2 * 10 + 5  # 2 intervals + lease
 
 
-def evaluator(quorum: int = 2, states: dict | None = None) -> QuorumEvaluator:
+def evaluator(quorum: int = 2,
+              states: dict[StateKey, AlertState] | None = None) -> QuorumEvaluator:
     return QuorumEvaluator([DOWN], states or {}, TARGETS, quorum=quorum,
                            windows={"eth": WINDOW})
 
@@ -97,7 +100,7 @@ def test_resolve_needs_fresh_locations_passing_and_no_news_is_not_recovery() -> 
 
 def test_a_restart_from_the_persisted_states_keeps_the_phase() -> None:
     ev = evaluator()
-    stored: dict = {}
+    stored: dict[StateKey, AlertState] = {}
     for i in range(3):
         probe(ev, "eu", False, T0 + i * 10 * S)
         probe(ev, "us", False, T0 + i * 10 * S)
