@@ -35,8 +35,7 @@ from alerts.telegram_receiver import TelegramReceiver
 from core.clock import Clock, utc_now
 from core.leases import new_holder
 from core.supervisor import Spawn, Supervisor
-from monitor.cluster.alert_store import PREFIX, RedisAlertStore
-from monitor.cluster.leader import AlertingLeader
+from monitor.cluster import PREFIX, AlertingLeader, RedisAlertStore
 from monitor.config import AlertsSection, ReceiverConfig, resolve
 from monitor.runtime import TargetState
 

@@ -12,7 +12,7 @@ import redis
 from alerts import NotLeader
 from alerts.state import AlertState
 from alerts.store import Outgoing
-from monitor.cluster.alert_store import RedisAlertStore
+from monitor.cluster import RedisAlertStore
 from tests.support.redis_server import RedisKeyspace
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)

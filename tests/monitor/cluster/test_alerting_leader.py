@@ -28,8 +28,7 @@ from alerts.silences import Silence
 from alerts.telegram import TelegramSender
 from alerts.telegram_receiver import TelegramReceiver
 from core.supervisor import Supervisor
-from monitor.cluster.alert_store import RedisAlertStore
-from monitor.cluster.leader import AlertingLeader
+from monitor.cluster import AlertingLeader, RedisAlertStore
 from monitor.config.alertconfig import RouteConfig
 from tests.support.fake_telegram import FakeTelegram, serve_fake_telegram
 from tests.support.redis_server import RedisKeyspace, RedisServer, fresh_prefix
