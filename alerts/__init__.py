@@ -7,6 +7,8 @@ Errors:
     ├── ConditionError  a rule condition does not parse (`.position` points at the spot)
     ├── NotifyError     a notifier could not deliver (`.retry_after`: seconds, or None
     │                   when retrying cannot help)
+    ├── NotLeader       a write only the alerting leader may make was refused: another
+    │                   instance holds the lease now (`[cluster]` only)
     ├── SilenceError    a silence that cannot be (bad duration, unknown name; also a
     │                   ValueError), in `alerts.silences`
     └── PayloadError    an Alertmanager payload that does not parse (`.field`: its JSON
@@ -33,3 +35,7 @@ class NotifyError(AlertError):
     def __init__(self, message: str, retry_after: float | None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class NotLeader(AlertError):
+    """A fenced write was refused: this instance no longer leads the cluster's alerting."""

@@ -9,6 +9,11 @@ sender sends its outbox in order, waiting out 429s and backing off on network er
 Alerts from Alertmanager join the same router through `receive_external`. Both loops run
 under a supervisor (`spawn`): a bug or a full disk crashes the loop, which is logged,
 counted and restarted with backoff; the flush loop is essential to readiness.
+
+With a shared store (`[cluster]`) only the leader runs (`start`/`stop` follow the lease):
+each flush re-reads silences and takes in Alertmanager alerts queued by any instance, and
+publishes what is pending and firing (`view()` on the others). A fenced write refused
+(`NotLeader`) ends the flush loop and calls `on_not_leader`.
 """
 
 from __future__ import annotations
@@ -16,24 +21,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from alerts import NotifyError
+from alerts import NotifyError, NotLeader
 from alerts.builtin import RuleSpec
-from alerts.evaluate import Evaluator
-from alerts.model import Alert, Notification
+from alerts.evaluate import Evaluator, Transition
+from alerts.model import Alert, AlertStatus, Notification
 from alerts.routing import Router
 from alerts.silences import Silence, Silences
-from alerts.store import AlertStore, Outgoing
+from alerts.store import EXTERNAL_DOC, Outgoing, Store
 from core.clock import Clock, utc_now
 from core.supervisor import Spawn, Supervisor
 
 log = logging.getLogger(__name__)
-ROUTER_DOC, SILENCES_DOC, EXTERNAL_DOC = "router", "silences", "external"
+ROUTER_DOC, SNAPSHOT_DOC = "router", "snapshot"
+MARK_TRIES = 60  # a "sent" mark Redis refused is tried again, every MARK_WAIT, this often
+MARK_WAIT = 0.5
+WATCHDOG = "Watchdog"
 MAX_BACKOFF = 300.0
 FLUSH_EVERY = 1.0  # seconds between looks at the router when nothing woke the loop
 # A stop lets a message already on its way to Telegram finish and be marked sent: cut off
@@ -65,10 +74,16 @@ def _brief(alert: Alert) -> dict[str, str]:
 
 
 class Alerting:
-    def __init__(self, evaluator: Evaluator, router: Router, store: AlertStore,
+    def __init__(self, evaluator: Evaluator, router: Router, store: Store,
                  receivers: Mapping[str, Receiver], counters: Counters | None = None,
-                 clock: Clock = utc_now, spawn: Spawn | None = None) -> None:
+                 clock: Clock = utc_now, spawn: Spawn | None = None,
+                 on_not_leader: Callable[[], None] | None = None,
+                 watchdog: bool = False) -> None:
+        """`watchdog`: the always-firing `Watchdog` alert (`[alerts].watchdog`), routed like
+        any other so that its repeat_interval is a heartbeat a dead man's switch hears."""
         self.evaluator, self.router, self.store = evaluator, router, store
+        self._watchdog = watchdog
+        self.on_not_leader = on_not_leader
         self._spawn = spawn or Supervisor().supervise
         self.receivers = dict(receivers)
         self._counters, self._clock = counters, clock
@@ -79,19 +94,47 @@ class Alerting:
         self._send_wake = {name: asyncio.Event() for name in self.receivers}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._published: str | None = None
 
     # --- life cycle ------------------------------------------------------------------------
+    @property
+    def watchdog(self) -> bool:
+        return self._watchdog
+
+    @watchdog.setter
+    def watchdog(self, on: bool) -> None:
+        """Turned off (a reload), its end is sent like any alert's."""
+        if self._watchdog and not on:
+            self._resolved.append(replace(watchdog_alert(), status="resolved",
+                                          ends_at=self._clock()))
+        self._watchdog = on
+        self._wake.set()
+
+    def _builtin(self) -> list[Alert]:
+        return [watchdog_alert()] if self._watchdog else []
+
+    @property
+    def leading(self) -> bool:
+        """Started and not stopped: this instance evaluates, routes and sends."""
+        return bool(self._tasks) and not self._stopping
+
     async def start(self) -> None:
-        """Restore silences, router groups and external alerts; start the loops."""
-        silences = await asyncio.to_thread(self.store.get, SILENCES_DOC)
-        if silences is not None:
-            self.silences = Silences.from_json(silences)
+        """Restore alert states, silences, router groups and external alerts; start the
+        loops. A router alert whose state no longer fires (it resolved, or its rule went,
+        between the last states written and the last router state) is resolved now."""
+        self._stopping, self._resolved, self._external = False, [], {}
+        self.evaluator.restore(await asyncio.to_thread(self.store.load_states))
+        await self._read_silences()
         groups = await asyncio.to_thread(self.store.get, ROUTER_DOC)
         if groups is not None:
             self.router.restore(groups)
         for item in await asyncio.to_thread(self.store.get, EXTERNAL_DOC) or []:
             alert = _external_from_json(item)
             self._external[alert.fingerprint] = alert
+        firing = {a.fingerprint for a in self.evaluator.firing() + self._builtin()}
+        self._resolved = [replace(a, status="resolved", ends_at=self._clock())
+                          for a in self.router.firing()
+                          if a.source == "native" and a.fingerprint not in firing]
         self._tasks = [self._spawn("alert-flush", self._flush_loop, essential=True)]
         self._tasks += [self._start_sender(r) for r in self.receivers.values()]
 
@@ -155,8 +198,13 @@ class Alerting:
 
     # --- inputs ----------------------------------------------------------------------------
     def observe(self, target: str, labels: Mapping[str, str], values: Mapping[str, Any],
-                detail: str = "") -> None:
-        for t in self.evaluator.observe(target, labels, values, self._clock(), detail):
+                detail: str = "", location: str = "") -> None:
+        """One probe result; `location` names where it was probed from (`[cluster]`)."""
+        self._apply(self.evaluator.observe(target, labels, values, self._clock(), detail,
+                                           location))
+
+    def _apply(self, transitions: Sequence[Transition]) -> None:
+        for t in transitions:
             if t.change == "firing":
                 log.warning("alert %s FIRING for %s: %s", t.key[0], t.key[1],
                             t.alert.annotations.get("value", ""))
@@ -169,36 +217,74 @@ class Alerting:
     async def receive_external(self, alerts: Sequence[Alert]) -> None:
         """Alerts from Alertmanager: firing ones are kept until resolved or past ends_at.
         Written down before this returns, so an acknowledged alert survives a crash."""
+        if not self.leading:  # another instance leads (or none yet): queued for it
+            await asyncio.to_thread(self.store.queue_external,
+                                    [_external_to_json(a) for a in alerts])
+            return
+        self._take_external(alerts)
+        await asyncio.to_thread(self.store.put, EXTERNAL_DOC,
+                                [_external_to_json(a) for a in self._external.values()])
+        self._wake.set()
+
+    def _take_external(self, alerts: Sequence[Alert]) -> None:
         for alert in alerts:
             if alert.status == "resolved":
                 if self._external.pop(alert.fingerprint, None) is not None:
                     self._resolved.append(alert)
             else:
                 self._external[alert.fingerprint] = alert
-        await asyncio.to_thread(self.store.put, EXTERNAL_DOC,
-                                [_external_to_json(a) for a in self._external.values()])
-        self._wake.set()
 
     async def add_silence(self, silence: Silence) -> None:
         self.silences.add(silence)
-        await asyncio.to_thread(self.store.put, SILENCES_DOC, self.silences.to_json())
+        await asyncio.to_thread(self.store.put_silence, silence.to_dict())
         self._wake.set()
 
     async def expire_silence(self, silence_id: str) -> Silence | None:
+        await self._read_silences()  # it may have been made on another instance
         expired = self.silences.expire(silence_id, self._clock())
         if expired is not None:
-            await asyncio.to_thread(self.store.put, SILENCES_DOC, self.silences.to_json())
+            await asyncio.to_thread(self.store.put_silence, expired.to_dict())
             self._wake.set()
         return expired
+
+    async def refresh_silences(self) -> None:
+        """Reads the silences again: those made on any instance."""
+        await self._read_silences()
+
+    async def _read_silences(self) -> None:
+        """The silences as stored: those made on any instance."""
+        items = await asyncio.to_thread(self.store.silences)
+        self.silences = Silences(Silence.from_dict(item) for item in items)
+
+    async def acknowledge(self, fingerprint: str, who: str) -> None:
+        await asyncio.to_thread(self.store.ack, fingerprint, who, self._clock())
 
     # --- views -----------------------------------------------------------------------------
     def current(self) -> list[tuple[Alert, str, str | None]]:
         """(alert, pending|firing, why muted or None): native ones, then Alertmanager's."""
         now = self._clock()
         out = [(a, phase, self.router.muted(a, now, self.silences))
-               for a, phase in self.evaluator.current()]
+               for a, phase in [*self.evaluator.current(),
+                                *((a, "firing") for a in self._builtin())]]
         out += [(a, "firing", self.router.muted(a, now, self.silences))
                 for a in self._live_external(now)]
+        return out
+
+    async def view(self) -> list[tuple[Alert, str, str | None]]:
+        """`current()` on the leader; on any other instance, what the leader last published
+        (silences made since are applied here too)."""
+        if self.leading:
+            return self.current()
+        await self._read_silences()
+        now = self._clock()
+        out: list[tuple[Alert, str, str | None]] = []
+        for item in await asyncio.to_thread(self.store.get, SNAPSHOT_DOC) or []:
+            alert = _external_from_json(item)
+            alert = replace(alert, source="native" if item.get("source") == "native"
+                            else "alertmanager")
+            silence = self.silences.match(alert.labels, now)
+            muted = f"silenced by {silence.id}" if silence is not None else item.get("muted")
+            out.append((alert, str(item.get("phase", "firing")), muted))
         return out
 
     def _live_external(self, now: datetime) -> list[Alert]:
@@ -210,7 +296,13 @@ class Alerting:
     # --- the flush loop --------------------------------------------------------------------
     async def _flush_loop(self) -> None:
         while True:  # a failure (a full disk, a bug) is the supervisor's: logged, restarted
-            delay = await self.flush()
+            try:
+                delay = await self.flush()
+            except NotLeader as exc:
+                log.warning("alerting: %s; standing by", exc)
+                if self.on_not_leader is not None:
+                    self.on_not_leader()
+                return
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
@@ -219,10 +311,18 @@ class Alerting:
         """Persist state changes, route, and write due notifications to the outbox; returns
         seconds until the router next needs a look."""
         now = self._clock()
+        self._apply(self.evaluator.recheck(now))
         dirty = self.evaluator.take_dirty()
         if dirty:
             await asyncio.to_thread(self.store.save_states, dirty)
-        alerts = self.evaluator.firing() + self._live_external(now) + self._resolved
+        await self._read_silences()
+        queued = await asyncio.to_thread(self.store.queued_external)
+        if queued:
+            self._take_external([_external_from_json(i) for i in queued])
+            await asyncio.to_thread(self.store.consume_external, len(queued),
+                                    [_external_to_json(a) for a in self._external.values()])
+        alerts = (self.evaluator.firing() + self._builtin() + self._live_external(now)
+                  + self._resolved)
         self._resolved = []
         self.router.update(alerts, now)
         if self._counters is not None:
@@ -244,9 +344,19 @@ class Alerting:
             await asyncio.to_thread(self.store.enqueue, outgoing, now, documents)
             for item in outgoing:
                 self._send_wake[item.receiver].set()
+        await self._publish()
         due = self.router.next_due(now)
         return FLUSH_EVERY if due is None else max(0.05, min(FLUSH_EVERY,
                                                              (due - now).total_seconds()))
+
+    async def _publish(self) -> None:
+        """What is pending and firing, for the other instances' API (written on change)."""
+        view = [{**_external_to_json(a), "source": a.source, "phase": phase, "muted": muted}
+                for a, phase, muted in self.current()]
+        text = json.dumps(view, sort_keys=True)
+        if text != self._published:
+            await asyncio.to_thread(self.store.put, SNAPSHOT_DOC, view)
+            self._published = text
 
     def _outgoing(self, note: Notification) -> Outgoing:
         text, buttons = self.receivers[note.receiver].render(note)
@@ -293,10 +403,24 @@ class Alerting:
                                     now + timedelta(seconds=delay))
             self._count(receiver.name, "retry")
             return delay
-        await asyncio.to_thread(self.store.mark_sent, item.id, chat_id, message_id,
-                                self._clock())
+        await self._mark_sent(item.id, chat_id, message_id)
         self._count(receiver.name, "sent")
         return None
+
+    async def _mark_sent(self, item_id: int, chat_id: str, message_id: int) -> None:
+        """Telegram took it: the mark must be written before anything else is sent, or the
+        message goes out again; a store that does not answer is asked again a while."""
+        for attempt in range(MARK_TRIES):
+            try:
+                await asyncio.to_thread(self.store.mark_sent, item_id, chat_id, message_id,
+                                        self._clock())
+                return
+            except Exception as exc:  # the store's I/O error, whichever store it is
+                if attempt == MARK_TRIES - 1:
+                    raise
+                log.warning("notification %d sent but not marked yet (%s); trying again",
+                            item_id, exc)
+                await asyncio.sleep(MARK_WAIT)
 
     def _count(self, receiver: str, outcome: str) -> None:
         if self._counters is not None:
@@ -305,6 +429,7 @@ class Alerting:
 
 def _external_to_json(alert: Alert) -> dict[str, Any]:
     return {"labels": dict(alert.labels), "annotations": dict(alert.annotations),
+            "status": alert.status,
             "starts_at": alert.starts_at.isoformat() if alert.starts_at else None,
             "ends_at": alert.ends_at.isoformat() if alert.ends_at else None}
 
@@ -313,5 +438,13 @@ def _external_from_json(data: Mapping[str, Any]) -> Alert:
     def when(key: str) -> datetime | None:
         return datetime.fromisoformat(data[key]) if data.get(key) else None
 
-    return Alert(dict(data.get("labels", {})), dict(data.get("annotations", {})), "firing",
+    status: AlertStatus = "resolved" if data.get("status") == "resolved" else "firing"
+    return Alert(dict(data.get("labels", {})), dict(data.get("annotations", {})), status,
                  when("starts_at"), when("ends_at"), "alertmanager")
+
+
+def watchdog_alert() -> Alert:
+    """The Watchdog alert: always firing while alerting runs; no target."""
+    return Alert({"alertname": WATCHDOG, "severity": "none"},
+                 {"summary": "Watchdog: alerting is running. This alert always fires; a dead "
+                             "man's switch raises the alarm when it stops arriving."})

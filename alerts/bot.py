@@ -184,7 +184,8 @@ class OnCallBot:
                 "from the Silence 1h button", press.user))
             await self.sender.answer_callback(press.callback_id, "Silenced for 1 hour")
             note = f"🔕 Silenced for 1h by {escape(press.user)}"
-        elif action == ACK:
+        elif action == ACK:  # recorded (who, when): /api/v1/alerts of every instance shows it
+            await self.alerting.acknowledge(alert.fingerprint, press.user)
             await self.sender.answer_callback(press.callback_id, "Acknowledged")
             note = f"👀 Acknowledged by {escape(press.user)} at {utc(now)}"
         else:

@@ -76,9 +76,20 @@ class Evaluator:
         self._labels = labels
         return ended
 
+    def restore(self, states: Mapping[StateKey, AlertState]) -> None:
+        """Replace every state with stored ones (a new alerting leader taking over)."""
+        known = {r.name for r in self._rules}
+        self._states = {k: s for k, s in states.items() if k[0] in known}
+        self._dirty = {}
+
+    def recheck(self, now: datetime) -> list[Transition]:
+        """Changes that come with time alone; none here (see `alerts.quorum`)."""
+        return []
+
     def observe(self, target: str, labels: Mapping[str, str], values: Mapping[str, Any],
-                now: datetime, detail: str = "") -> list[Transition]:
-        """Evaluate every rule for one target's new values; returns the phase changes."""
+                now: datetime, detail: str = "", location: str = "") -> list[Transition]:
+        """Evaluate every rule for one target's new values; returns the phase changes.
+        `location` is for `alerts.quorum.QuorumEvaluator`; here every result counts alike."""
         full = {**labels, "target": target}
         self._labels[target] = full
         out: list[Transition] = []

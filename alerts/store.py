@@ -1,5 +1,7 @@
-"""What alerting keeps in `data_dir/alerts.db`: alert states, small documents (the router's
-group state, silences, the Telegram update offset and migrated chats) and the outbox.
+"""What alerting keeps: alert states, small documents (the router's group state, silences,
+acknowledgements, the Telegram update offset and migrated chats) and the outbox. `Store` is
+what alerting asks of it; `AlertStore` keeps it in `data_dir/alerts.sqlite3` (one instance),
+`monitor.cluster.alert_store.RedisAlertStore` in the cluster's Redis.
 
 The outbox is the durability seam: a notification is written, in the same transaction as
 the router state that produced it, before anything is sent, and marked after Telegram
@@ -22,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from alerts.state import AlertState
 from core.files import private_database
@@ -45,6 +47,8 @@ CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (receiver, id) WHERE status 
 PRAGMA user_version = {VERSION};
 """
 StateKey = tuple[str, str]  # (rule, target)
+SILENCES_DOC, ACKS_DOC, EXTERNAL_DOC, EXTERNAL_QUEUE_DOC = (
+    "silences", "acks", "external", "external-queue")
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,49 @@ class Queued:
     text: str
     buttons: tuple[tuple[str, str], ...]
     attempts: int
+
+
+class Store(Protocol):
+    """What alerting asks of its store. Every method is synchronous and short (callers run
+    them through `asyncio.to_thread`). A shared store (Redis) refuses the writes that only
+    the alerting leader may make (`save_states`, `enqueue`, `consume_external` and `put` of
+    the router's documents) with `alerts.NotLeader` once another instance leads; silences,
+    acknowledgements and queued external alerts are merged from any instance."""
+
+    def close(self) -> None: ...
+    def load_states(self) -> dict[StateKey, AlertState]: ...
+    def save_states(self, changed: Mapping[StateKey, AlertState]) -> None: ...
+    def get(self, name: str) -> Any: ...
+    def put(self, name: str, body: Any) -> None: ...
+    def enqueue(self, items: Sequence[Outgoing], now: datetime,
+                documents: Mapping[str, Any] | None = None) -> None: ...
+    def next_pending(self, receiver: str) -> tuple[Queued, datetime] | None: ...
+    def mark_sent(self, item_id: int, chat_id: str, message_id: int, now: datetime) -> None: ...
+    def mark_retry(self, item_id: int, error: str, next_try_at: datetime) -> None: ...
+    def mark_failed(self, item_id: int, error: str) -> None: ...
+    def history(self, limit: int = 100) -> list[dict[str, Any]]: ...
+    def message_of(self, chat_id: str, message_id: int) -> dict[str, Any] | None: ...
+
+    def silences(self) -> list[dict[str, Any]]:
+        """Every stored silence (`Silence.to_dict()`), ended ones included."""
+
+    def put_silence(self, silence: Mapping[str, Any]) -> None:
+        """Adds or replaces one silence (by id), leaving the others as they are."""
+
+    def acks(self) -> dict[str, dict[str, str]]:
+        """Acknowledged alerts: fingerprint → {"by": who, "at": ISO time}."""
+
+    def ack(self, fingerprint: str, who: str, at: datetime) -> None: ...
+
+    def queue_external(self, alerts: Sequence[Mapping[str, Any]]) -> None:
+        """Alerts from Alertmanager received by any instance, for the leader to take in."""
+
+    def queued_external(self) -> list[dict[str, Any]]:
+        """What `queue_external` queued and `consume_external` has not consumed, in order."""
+
+    def consume_external(self, count: int, body: Any) -> None:
+        """Drops the first `count` queued external alerts and writes the external alerts'
+        document `body`, atomically."""
 
 
 class AlertStore:
@@ -194,3 +241,43 @@ class AlertStore:
                 (chat_id, message_id)).fetchone()
         return None if row is None else {"id": row[0], "text": row[1],
                                          "alerts": json.loads(row[2])}
+
+    # --- merged documents (one process: a read-modify-write under the lock) ----------------
+    def _update(self, name: str, change: Any) -> None:
+        with self._tx() as conn:
+            row = conn.execute("SELECT body FROM documents WHERE name = ?", (name,)).fetchone()
+            body = change(None if row is None else json.loads(row[0]))
+            conn.execute("INSERT OR REPLACE INTO documents VALUES (?, ?)",
+                         (name, json.dumps(body)))
+
+    def silences(self) -> list[dict[str, Any]]:
+        text = self.get(SILENCES_DOC)  # a JSON text inside the document, as always stored
+        return list(json.loads(text)) if text else []
+
+    def put_silence(self, silence: Mapping[str, Any]) -> None:
+        def change(text: str | None) -> str:
+            items = [s for s in (json.loads(text) if text else []) if s["id"] != silence["id"]]
+            return json.dumps(sorted([*items, dict(silence)], key=lambda s: str(s["id"])))
+        self._update(SILENCES_DOC, change)
+
+    def acks(self) -> dict[str, dict[str, str]]:
+        return dict(self.get(ACKS_DOC) or {})
+
+    def ack(self, fingerprint: str, who: str, at: datetime) -> None:
+        self._update(ACKS_DOC, lambda body: {**(body or {}),
+                                             fingerprint: {"by": who, "at": at.isoformat()}})
+
+    def queue_external(self, alerts: Sequence[Mapping[str, Any]]) -> None:
+        self._update(EXTERNAL_QUEUE_DOC, lambda body: [*(body or []), *map(dict, alerts)])
+
+    def queued_external(self) -> list[dict[str, Any]]:
+        return list(self.get(EXTERNAL_QUEUE_DOC) or [])
+
+    def consume_external(self, count: int, body: Any) -> None:
+        with self._tx() as conn:
+            row = conn.execute("SELECT body FROM documents WHERE name = ?",
+                               (EXTERNAL_QUEUE_DOC,)).fetchone()
+            queue = json.loads(row[0])[count:] if row is not None else []
+            conn.executemany("INSERT OR REPLACE INTO documents VALUES (?, ?)",
+                             [(EXTERNAL_QUEUE_DOC, json.dumps(queue)),
+                              (EXTERNAL_DOC, json.dumps(body))])

@@ -167,6 +167,9 @@ def _firing_block(a: Alert, now: datetime) -> str:
     value = a.annotations.get("value")
     if value:
         lines.append(f"  value <code>{escape(value, 120)}</code>")
+    locations = a.annotations.get("locations")  # [cluster]: where it failed from
+    if locations:
+        lines.append(f"  from {escape(locations, 200)}")
     if a.starts_at is not None:
         lines.append(f"  since {utc(a.starts_at)} "
                      f"(for {short_duration((now - a.starts_at).total_seconds())})")

@@ -130,6 +130,10 @@ CLUSTER_MEMBERS = MetricDef(
     "[cluster] only: live instances (heard from within the lease) per location, as this "
     "instance last read them from Redis; a location whose instances all died shows 0.",
     ("location",))
+CLUSTER_ALERTING_LEADER = MetricDef(
+    "crypitor_cluster_alerting_leader", G,
+    "[cluster] only: 1 while this instance holds the alerting lease (it evaluates, routes, "
+    "sends and polls the bots for the whole cluster), else 0; exactly one instance shows 1.")
 BUILD_INFO = MetricDef(
     "crypitor_build_info", G, "Always 1; the version label says which build runs.",
     ("version",))

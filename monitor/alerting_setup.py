@@ -1,7 +1,10 @@
 """Alerting wired into the monitor: rules, router, store and Telegram receivers built from
 `[alerts]`, probe results fed in, the embedded webhook service watched as a target of type
 `service` (and each chain it follows as one of type `follower`), and the on-call bots
-started. `crypitor run` uses `MonitorAlerting`.
+started. `crypitor run` uses `MonitorAlerting`. With `[cluster]` (`ClusterPlace`) the store is
+the cluster's Redis, results come from the results stream (not from this instance's probes),
+and the alerting, the bots and the service watch run only while this instance leads
+(`monitor.cluster.leader`).
 """
 
 from __future__ import annotations
@@ -24,12 +27,15 @@ from alerts.alerting import Alerting
 from alerts.bot import Down, OnCallBot
 from alerts.builtin import all_rules
 from alerts.evaluate import Evaluator
+from alerts.quorum import QuorumEvaluator
 from alerts.routing import Router
-from alerts.store import AlertStore
+from alerts.store import AlertStore, Store
 from alerts.telegram import OnMigrate, TelegramSender
 from alerts.telegram_receiver import TelegramReceiver
 from core.clock import Clock, utc_now
+from core.leases import new_holder
 from core.supervisor import Spawn, Supervisor
+from monitor.cluster import PREFIX, AlertingLeader, RedisAlertStore
 from monitor.config import AlertsSection, ReceiverConfig, resolve
 from monitor.runtime import TargetState
 
@@ -153,6 +159,17 @@ class Prepared:
     bots: Mapping[str, OnCallBot]
 
 
+@dataclass(frozen=True)
+class ClusterPlace:
+    """What the alerting of a `[cluster]` instance needs: the resolved Redis URL, the lease
+    (seconds), the quorum, and the key prefix."""
+
+    url: str
+    lease: float
+    quorum: int
+    prefix: str = PREFIX
+
+
 class MonitorAlerting:
     """The alerting of `crypitor run`: build from `[alerts]`, feed probe results to
     `observe()`, `await start(service)`, `await stop()`."""
@@ -161,13 +178,20 @@ class MonitorAlerting:
                  states: Sequence[TargetState], registry: CollectorRegistry,
                  env: Mapping[str, str], watch_service: bool,
                  clock: Clock = utc_now, spawn: Spawn | None = None,
-                 followed: Sequence[str] = ()) -> None:
+                 followed: Sequence[str] = (), cluster: ClusterPlace | None = None) -> None:
         """`spawn` (the monitor's supervisor) runs the alert loops, the bots and the
         service watch; `followed` names the chains the service follows."""
         self.states = states
         self._clock = clock
         self._spawn = spawn or Supervisor().supervise
-        self.store = AlertStore(data_dir / "alerts.sqlite3")
+        self.cluster = cluster
+        self.store: Store
+        if cluster is None:
+            self.store = AlertStore(data_dir / "alerts.sqlite3")
+        else:
+            redis_store = RedisAlertStore(cluster.url, holder=new_holder(),
+                                          prefix=cluster.prefix)
+            self.store = redis_store
         self.followed = tuple(followed) if watch_service else ()
         self._watches_service = watch_service
         self._env = env
@@ -178,15 +202,33 @@ class MonitorAlerting:
         self._started = False
         self.receivers = self._receivers(section)
         self._receiver_configs = {rc.name: rc for rc in section.receivers}
-        evaluator = Evaluator(all_rules(section), self.store.load_states(),
-                              self._targets(states))
+        self.leader: AlertingLeader | None = None
+        self._leader_task: asyncio.Task[None] | None = None
+        evaluator: Evaluator
+        if cluster is None:
+            evaluator = Evaluator(all_rules(section), self.store.load_states(),
+                                  self._targets(states))
+        else:  # states are read when this instance takes the lead
+            evaluator = QuorumEvaluator(
+                all_rules(section), {}, self._targets(states), quorum=cluster.quorum,
+                windows={s.name: 2 * s.config.interval + cluster.lease for s in states})
         self.alerting = Alerting(evaluator, self._router(section), self.store, self.receivers,
-                                 _Counters(registry), clock, self._spawn)
+                                 _Counters(registry), clock, self._spawn,
+                                 watchdog=section.watchdog)
+        if cluster is not None:
+            assert isinstance(evaluator, QuorumEvaluator)
+            self.leader = AlertingLeader(
+                cluster.url, alerting=self.alerting, store=redis_store, evaluator=evaluator,
+                labels=self._labels, lease=cluster.lease, registry=registry,
+                spawn=self._spawn, prefix=cluster.prefix, on_lead=self._lead,
+                on_stand_by=self._stand_by)
+            self.alerting.on_not_leader = self.leader.lost
         self.bots = self._bots(section, self.receivers, states)
         if not section.receivers:
             log.info("no [[alerts.receivers]]: alerts are evaluated and listed at "
                      "/api/v1/alerts, but nothing is sent")
         self._tasks: list[asyncio.Task[None]] = []
+        self._service: WatchedService | None = None
 
     def _targets(self, states: Sequence[TargetState]) -> dict[str, Mapping[str, str]]:
         targets: dict[str, Mapping[str, str]] = {
@@ -256,6 +298,7 @@ class MonitorAlerting:
         old_receivers, old_bots = self.receivers, self.bots
         self.receivers, self.bots = dict(prepared.receivers), dict(prepared.bots)
         self._receiver_configs = {rc.name: rc for rc in section.receivers}
+        self.alerting.watchdog = section.watchdog
         await self.alerting.reconfigure(all_rules(section), self._targets(states),
                                         self._router(section), prepared.receivers)
         for name, bot in old_bots.items():
@@ -286,13 +329,33 @@ class MonitorAlerting:
         return [(s.name, s.last.reason.value if s.last and s.last.reason else "down", s.since)
                 for s in self.states if s.up is False]
 
+    def _labels(self, target: str) -> Mapping[str, str] | None:
+        state = next((s for s in self.states if s.name == target), None)
+        return None if state is None else {**state.config.labels, "type": state.config.type}
+
     async def start(self, service: WatchedService | None = None) -> None:
+        self._service = service
+        if self.leader is not None:  # the rest starts when this instance takes the lead
+            self._leader_task = self._spawn("alerting-leader", self.leader.run,
+                                            essential=True)
+            return
         await self.alerting.start()
+        await self._lead()
+
+    async def _lead(self) -> None:
+        """Bots and the service watch: with [cluster], on the leader only."""
         self._started = True
         self._start_bots()
-        if service is not None:
-            self._tasks.append(self._spawn("service-watch",
-                                           functools.partial(self._watch_service, service)))
+        if self._service is not None:
+            self._tasks.append(self._spawn("service-watch", functools.partial(
+                self._watch_service, self._service)))
+
+    async def _stand_by(self) -> None:
+        self._started = False
+        tasks = [*self._bot_tasks.values(), *self._tasks]
+        self._bot_tasks, self._tasks = {}, []
+        for task in tasks:
+            await _cancel(task)
 
     async def _run_bot(self, bot: OnCallBot, receiver: TelegramReceiver) -> None:
         delay = 1.0
@@ -314,10 +377,17 @@ class MonitorAlerting:
             await watch.look()
 
     def observe(self, state: TargetState, values: Mapping[str, Any], detail: str) -> None:
+        """A result of this instance's probes; with [cluster] they reach the leader through
+        the results stream instead, so none is fed here."""
+        if self.cluster is not None:
+            return
         self.alerting.observe(state.name, {**state.config.labels, "type": state.config.type},
                               values, detail)
 
     async def stop(self) -> None:
+        if self._leader_task is not None and self.leader is not None:
+            await _cancel(self._leader_task)  # stands by, then lets the lease go
+            await self.leader.close()
         tasks = [*self._bot_tasks.values(), *self._tasks]
         for task in tasks:
             task.cancel()

@@ -27,7 +27,7 @@ from core.httpserver import HardenedRunner, start_server
 from core.supervisor import Supervisor
 from dashboards.build import all_dashboards
 from dashboards.pusher import GrafanaPusher
-from monitor.alerting_setup import MonitorAlerting
+from monitor.alerting_setup import ClusterPlace, MonitorAlerting
 from monitor.cluster import ClusterUnavailable, Membership
 from monitor.config import (
     Config,
@@ -207,7 +207,8 @@ class Runtime:
         alerting = MonitorAlerting(self.config.alerts, self.config.data_dir, self.states,
                                    self.registry, self.env, self.config.service.enabled,
                                    self.clock, self.supervisor.supervise,
-                                   followed=tuple(self.config.service.chains))
+                                   followed=tuple(self.config.service.chains),
+                                   cluster=self._alerting_place())
         parts.push_async_callback(alerting.stop)
         # The service starts after the API server and stops after it; the scheduler and the
         # flusher start after the exports and stop after them: their stops wait in stacks
@@ -257,6 +258,13 @@ class Runtime:
         except OptionError as exc:
             raise ClusterUnavailable(f"cluster.redis: {exc.message} (as read from "
                                      f"{cluster.redis})") from None
+
+    def _alerting_place(self) -> ClusterPlace | None:
+        """With [cluster]: alerting in the cluster's Redis, led by one instance."""
+        cluster = self.config.cluster
+        if cluster is None:
+            return None
+        return ClusterPlace(self.cluster_url(), cluster.lease, cluster.quorum)
 
     def _join(self, parts: contextlib.AsyncExitStack) -> None:
         """Heartbeat into the cluster's Redis; a clean stop leaves at once, before anything

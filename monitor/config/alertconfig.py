@@ -117,6 +117,7 @@ class MaintenanceConfig:
 @dataclass(frozen=True)
 class AlertsSection:
     disable_builtin: tuple[str, ...] = ()
+    watchdog: bool = False  # the always-firing `Watchdog` alert, for a dead man's switch
     rules: tuple[RuleConfig, ...] = ()
     receivers: tuple[ReceiverConfig, ...] = ()
     route: RouteConfig = field(default_factory=RouteConfig)

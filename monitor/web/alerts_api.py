@@ -1,6 +1,8 @@
 """The monitor's alerting endpoints: alerts, the notification history, silences and the
 Alertmanager bridge. Mounted by `monitor.web.server.MonitorApi`, whose middlewares make errors JSON
-and demand the API key on POST and DELETE.
+and demand the API key on POST and DELETE. With `[cluster]` they answer on every instance:
+alerts as the leader last published them, silences, acknowledgements and notifications from
+Redis, Alertmanager payloads queued for the leader.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ def _error(status: int, message: str, field: str | None = None) -> web.Response:
     return web.json_response({"error": message, "field": field}, status=status)
 
 
-def alert_json(alert: Alert, state: str, muted: str | None) -> dict[str, Any]:
+def alert_json(alert: Alert, state: str, muted: str | None,
+               ack: dict[str, str] | None = None) -> dict[str, Any]:
+    """`ack`: who acknowledged it and when ({"by", "at"}), or None."""
     return {"alertname": alert.name, "target": alert.labels.get("target"), "state": state,
-            "severity": alert.labels.get("severity"), "fingerprint": alert.fingerprint,
+            "ack": ack, "severity": alert.labels.get("severity"), "fingerprint": alert.fingerprint,
             "since": alert.starts_at.isoformat() if alert.starts_at else None,
             "muted": muted, "source": alert.source, "labels": dict(alert.labels),
             "annotations": dict(alert.annotations)}
@@ -51,8 +55,9 @@ class AlertsApi:
         router.add_post("/api/v1/alertmanager", self.from_alertmanager)
 
     async def alerts(self, _r: web.Request) -> web.Response:
-        return web.json_response([alert_json(a, state, muted)
-                                  for a, state, muted in self.alerting.current()])
+        acks = await asyncio.to_thread(self.alerting.store.acks)
+        return web.json_response([alert_json(a, state, muted, acks.get(a.fingerprint))
+                                  for a, state, muted in await self.alerting.view()])
 
     async def notifications(self, request: web.Request) -> web.Response:
         try:
@@ -62,6 +67,7 @@ class AlertsApi:
         return web.json_response(await asyncio.to_thread(self.alerting.store.history, limit))
 
     async def silences(self, _r: web.Request) -> web.Response:
+        await self.alerting.refresh_silences()  # made on any instance
         now = self._clock()
         return web.json_response([silence_json(s, now)
                                   for s in self.alerting.silences.active(now)])

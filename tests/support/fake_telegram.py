@@ -5,7 +5,9 @@ optional `parameters` (retry_after, migrate_to_chat_id).
 
 It checks HTML parse mode the way Telegram does (allowed tags only, balanced, valid entities,
 at most 4096 UTF-16 units of text after parsing), long-polls getUpdates, records what it
-accepted, and lets a test inject updates and script failures:
+accepted, and lets a test inject updates and script failures. A getUpdates arriving while
+another is open ends the open one with 409 "Conflict: terminated by other getUpdates
+request" as the Bot API does (counted in `conflicts`), so two bots polling one token show:
 
     fake.fail("sendMessage", 429, "Too Many Requests: retry after 7", retry_after=7)
     fake.migrate_chat("-100", "-1009")     # every later sendMessage to -100 gets the 400 answer
@@ -83,6 +85,7 @@ class FakeTelegram:
         self._next_update = 500_000_001
         self._next_message = 1
         self._poll_generation = 0
+        self.conflicts = 0  # long polls cut off by a concurrent getUpdates (two bots polling)
         self._arrived = asyncio.Event()
 
     # ---- scripting ----
@@ -243,6 +246,7 @@ class FakeTelegram:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), min(left, 0.05))
             if generation != self._poll_generation:
+                self.conflicts += 1
                 raise ApiError(409, "Conflict: terminated by other getUpdates request; make "
                                     "sure that only one bot instance is running")
         return self.updates[:limit]

@@ -1,0 +1,247 @@
+"""The cluster's alert store: `alerts.store.Store` kept in Redis, so that whichever instance
+leads the alerting continues where the last one stopped.
+
+Writes only the leader may make (states with the results-stream cursor, the outbox with the
+router state that produced it, the router's documents) run as one Lua call that first checks
+`{p}:alerting:leader` still names this holder: a deposed leader's write is refused with
+`alerts.NotLeader` and changes nothing. Silences, acknowledgements, queued Alertmanager alerts,
+bot offsets and migrated chats are written by any instance, each as one atomic Redis command on
+its own field (never a whole document read and written back), so writes from several instances
+merge. Marks of delivery (sent, retry, failed) are facts about a message, not decisions: they
+are not fenced. Blocking client (`connect_sync`): callers use `asyncio.to_thread`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from redis.exceptions import NoScriptError
+
+from alerts import NotLeader
+from alerts.state import AlertState
+from alerts.store import (
+    ACKS_DOC,
+    EXTERNAL_DOC,
+    SILENCES_DOC,
+    Outgoing,
+    Queued,
+    StateKey,
+)
+from monitor.cluster.connection import connect_sync
+
+PREFIX = "crypitor:cluster"
+SEP = "\x1f"
+# documents only the leader writes; any other name (bot offsets, migrated chats) is written
+# by whoever learns it
+LEADER_DOCS = frozenset({"router", EXTERNAL_DOC, "snapshot"})
+
+# KEYS[1]: the leader key. ARGV[1]: the holder; ARGV[2]: the alerting key prefix;
+# ARGV[3]: JSON list of operations: ["outbox", receiver, body] appends to the outbox,
+# anything else is a Redis command with its arguments. Returns 0 (refused) or 1.
+_FENCED = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local a = ARGV[2]
+for _, op in ipairs(cjson.decode(ARGV[3])) do
+  if op[1] == 'outbox' then
+    local id = redis.call('INCR', a .. ':outbox:seq')
+    redis.call('HSET', a .. ':outbox', id, op[3])
+    redis.call('ZADD', a .. ':pending:' .. op[2], id, id)
+    redis.call('ZADD', a .. ':log', id, id)
+  else
+    redis.call(unpack(op))
+  end
+end
+return 1
+"""
+
+
+class RedisAlertStore:
+    """`alerts.store.Store` in Redis under `{prefix}:alerting:*`; fenced writes name `holder`
+    (the alerting lease's holder id). `cursor` is the results stream's last entry taken in:
+    the leader sets it and the next `save_states` writes it with the states."""
+
+    def __init__(self, url: str, *, holder: str, prefix: str = PREFIX) -> None:
+        self._redis = connect_sync(url)
+        self.holder = holder
+        self.prefix = prefix
+        self._a = f"{prefix}:alerting"
+        self.leader_key = f"{self._a}:leader"
+        self._sha = ""
+        self.cursor: str | None = None
+        self._cursor_written: str | None = None
+
+    def close(self) -> None:
+        self._redis.close()
+
+    # --- fenced writes ---------------------------------------------------------------------
+    def _fenced(self, ops: list[list[str]]) -> None:
+        args = (1, self.leader_key, self.holder, self._a, json.dumps(ops))
+        try:
+            if not self._sha:
+                raise NoScriptError("not loaded yet")
+            done = self._redis.evalsha(self._sha, *args)
+        except NoScriptError:  # first use, or Redis restarted with an empty script cache
+            self._sha = str(self._redis.script_load(_FENCED))
+            done = self._redis.evalsha(self._sha, *args)
+        if not done:
+            raise NotLeader(f"holder {self.holder} no longer leads the alerting")
+
+    def stored_cursor(self) -> str | None:
+        """The results stream's entry the stored states stand at (None: not started)."""
+        value = self._redis.get(f"{self._a}:cursor")
+        self._cursor_written = None if value is None else str(value)
+        return self._cursor_written
+
+    # --- alert states ----------------------------------------------------------------------
+    def load_states(self) -> dict[StateKey, AlertState]:
+        out: dict[StateKey, AlertState] = {}
+        for field, body in self._redis.hgetall(f"{self._a}:states").items():
+            rule, _, target = str(field).partition(SEP)
+            out[(rule, target)] = AlertState.from_json(json.loads(body))
+        return out
+
+    def save_states(self, changed: Mapping[StateKey, AlertState]) -> None:
+        """Inactive states with nothing to remember are deleted, the rest replaced; the
+        cursor goes with them."""
+        key = f"{self._a}:states"
+        ops: list[list[str]] = []
+        for (rule, target), state in changed.items():
+            field = f"{rule}{SEP}{target}"
+            if state.phase == "inactive" and state.streak == 0:
+                ops.append(["HDEL", key, field])
+            else:
+                ops.append(["HSET", key, field, json.dumps(state.to_json())])
+        cursor = self.cursor
+        if cursor is not None and cursor != self._cursor_written:
+            ops.append(["SET", f"{self._a}:cursor", cursor])
+        if ops:
+            self._fenced(ops)
+            self._cursor_written = cursor
+
+    # --- documents -------------------------------------------------------------------------
+    def get(self, name: str) -> Any:
+        body = self._redis.get(f"{self._a}:doc:{name}")
+        return None if body is None else json.loads(body)
+
+    def put(self, name: str, body: Any) -> None:
+        key, text = f"{self._a}:doc:{name}", json.dumps(body)
+        if name in LEADER_DOCS:
+            self._fenced([["SET", key, text]])
+        else:
+            self._redis.set(key, text)
+
+    # --- outbox ----------------------------------------------------------------------------
+    def enqueue(self, items: Sequence[Outgoing], now: datetime,
+                documents: Mapping[str, Any] | None = None) -> None:
+        """Notifications and the documents that record them as produced, in one fenced
+        call: a new leader finds both or neither."""
+        ops = [["SET", f"{self._a}:doc:{name}", json.dumps(body)]
+               for name, body in (documents or {}).items()]
+        for i in items:
+            ops.append(["outbox", i.receiver, json.dumps({
+                "receiver": i.receiver, "kind": i.kind, "group_key": i.group_key,
+                "alerts": [dict(a) for a in i.alerts], "text": i.text,
+                "buttons": [list(b) for b in i.buttons], "created_at": now.isoformat(),
+                "status": "pending", "attempts": 0, "next_try_at": now.isoformat(),
+                "sent_at": None, "chat_id": None, "message_id": None, "error": None})])
+        if ops:
+            self._fenced(ops)
+
+    def _item(self, item_id: int) -> dict[str, Any] | None:
+        body = self._redis.hget(f"{self._a}:outbox", str(item_id))
+        return None if body is None else {"id": item_id, **json.loads(body)}
+
+    def next_pending(self, receiver: str) -> tuple[Queued, datetime] | None:
+        """The oldest unsent notification of a receiver and when it may be tried."""
+        ids = [str(i) for i in self._redis.zrange(f"{self._a}:pending:{receiver}", 0, 0)]
+        if not ids:
+            return None
+        item = self._item(int(ids[0]))
+        if item is None:  # cannot happen: both are written in one call
+            self._redis.zrem(f"{self._a}:pending:{receiver}", ids[0])
+            return None
+        buttons = tuple((str(a), str(b)) for a, b in item["buttons"])
+        return (Queued(item["id"], item["receiver"], item["kind"], item["text"], buttons,
+                       int(item["attempts"])), datetime.fromisoformat(item["next_try_at"]))
+
+    def _mark(self, item_id: int, changes: Mapping[str, Any], done: bool) -> None:
+        item = self._item(item_id)
+        if item is None:
+            return
+        item.update(changes)
+        item["attempts"] = int(item["attempts"]) + 1
+        del item["id"]
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hset(f"{self._a}:outbox", str(item_id), json.dumps(item))
+        if done:
+            pipe.zrem(f"{self._a}:pending:{item['receiver']}", str(item_id))
+        if item.get("message_id") is not None:
+            pipe.hset(f"{self._a}:messages", f"{item['chat_id']}{SEP}{item['message_id']}",
+                      str(item_id))
+        pipe.execute()
+
+    def mark_sent(self, item_id: int, chat_id: str, message_id: int, now: datetime) -> None:
+        self._mark(item_id, {"status": "sent", "sent_at": now.isoformat(), "chat_id": chat_id,
+                             "message_id": message_id, "error": None}, done=True)
+
+    def mark_retry(self, item_id: int, error: str, next_try_at: datetime) -> None:
+        self._mark(item_id, {"error": error, "next_try_at": next_try_at.isoformat()},
+                   done=False)
+
+    def mark_failed(self, item_id: int, error: str) -> None:
+        self._mark(item_id, {"status": "failed", "error": error}, done=True)
+
+    def history(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest notifications first, as `AlertStore.history` gives them."""
+        ids = [str(i) for i in self._redis.zrevrange(f"{self._a}:log", 0, limit - 1)]
+        if not ids:
+            return []
+        bodies = self._redis.hmget(f"{self._a}:outbox", ids)
+        out = []
+        for item_id, body in zip(ids, bodies, strict=True):
+            if body is None:
+                continue
+            item = {"id": int(item_id), **json.loads(body)}
+            item.pop("buttons", None)
+            item.pop("next_try_at", None)
+            out.append(item)
+        return out
+
+    def message_of(self, chat_id: str, message_id: int) -> dict[str, Any] | None:
+        """The sent notification behind a Telegram message (for button presses)."""
+        item_id = self._redis.hget(f"{self._a}:messages", f"{chat_id}{SEP}{message_id}")
+        item = None if item_id is None else self._item(int(item_id))
+        return None if item is None else {"id": item["id"], "text": item["text"],
+                                          "alerts": item["alerts"]}
+
+    # --- merged from any instance ----------------------------------------------------------
+    def silences(self) -> list[dict[str, Any]]:
+        return [json.loads(v) for _, v in
+                sorted(self._redis.hgetall(f"{self._a}:{SILENCES_DOC}").items())]
+
+    def put_silence(self, silence: Mapping[str, Any]) -> None:
+        self._redis.hset(f"{self._a}:{SILENCES_DOC}", str(silence["id"]),
+                         json.dumps(dict(silence)))
+
+    def acks(self) -> dict[str, dict[str, str]]:
+        return {str(k): json.loads(v)
+                for k, v in self._redis.hgetall(f"{self._a}:{ACKS_DOC}").items()}
+
+    def ack(self, fingerprint: str, who: str, at: datetime) -> None:
+        self._redis.hset(f"{self._a}:{ACKS_DOC}", fingerprint,
+                         json.dumps({"by": who, "at": at.isoformat()}))
+
+    def queue_external(self, alerts: Sequence[Mapping[str, Any]]) -> None:
+        if alerts:
+            self._redis.rpush(f"{self._a}:external-queue",
+                              *(json.dumps(dict(a)) for a in alerts))
+
+    def queued_external(self) -> list[dict[str, Any]]:
+        return [json.loads(v) for v in self._redis.lrange(f"{self._a}:external-queue", 0, -1)]
+
+    def consume_external(self, count: int, body: Any) -> None:
+        self._fenced([["LTRIM", f"{self._a}:external-queue", str(count), "-1"],
+                      ["SET", f"{self._a}:doc:{EXTERNAL_DOC}", json.dumps(body)]])
