@@ -130,6 +130,14 @@ CLUSTER_MEMBERS = MetricDef(
     "[cluster] only: live instances (heard from within the lease) per location, as this "
     "instance last read them from Redis; a location whose instances all died shows 0.",
     ("location",))
+CLUSTER_OWNED = MetricDef(
+    "crypitor_cluster_owned_targets", G,
+    "[cluster] only: targets this instance probes now (rendezvous hashing over the live "
+    "instances of its location; a target's `locations` honoured).")
+CLUSTER_RESULTS_DROPPED = MetricDef(
+    "crypitor_cluster_results_dropped_total", C,
+    "[cluster] only: probe results this instance could not publish to Redis (unreachable, "
+    "or its buffer full); its own /metrics still shows them.")
 BUILD_INFO = MetricDef(
     "crypitor_build_info", G, "Always 1; the version label says which build runs.",
     ("version",))
