@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.sentinel import Sentinel
 
-from service.store.sentinel import is_sentinel_url, parse_sentinel_url
+from service.store import is_sentinel_url, parse_sentinel_url
 
 REQUEST_TIMEOUT = 5.0  # seconds: every Redis call of the cluster
 

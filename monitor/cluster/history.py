@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from monitor.cluster.membership import PREFIX
-from monitor.runtime.history import WINDOWS
+from monitor.runtime import WINDOWS
 
 log = logging.getLogger("crypitor.cluster")
 

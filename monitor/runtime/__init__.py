@@ -2,7 +2,7 @@
 (`TargetState`, updated after every probe) and the uptime history kept in SQLite.
 """
 
-from monitor.runtime.history import History, UptimeHistory
+from monitor.runtime.history import WINDOWS, History, UptimeHistory
 from monitor.runtime.scheduler import (
     Gate,
     Job,
@@ -16,6 +16,7 @@ from monitor.runtime.scheduler import (
 from monitor.runtime.state import TargetState, last_good
 
 __all__ = [
+    "WINDOWS",
     "Gate",
     "History",
     "Job",

@@ -7,6 +7,7 @@ the API and the status page; Redis stopped mid-run."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import time
 from collections.abc import AsyncIterator
@@ -56,6 +57,12 @@ async def running(runtimes: list[Runtime]) -> AsyncIterator[list[Runtime]]:
             await rt.stop()
 
 
+async def all_see(rts: list[Runtime], instances: set[str]) -> None:
+    """Until each of `rts` counts exactly `instances` as its location's members."""
+    for rt in rts:
+        await until(functools.partial(peers_are, rt, instances), f"members {instances}")
+
+
 def slot_now() -> int:
     """A slot number every target has passed by now (t0's grid; others differ by < 1)."""
     return grid_slot(time.time(), grid_offset("t0", INTERVAL), INTERVAL)
@@ -95,9 +102,7 @@ async def test_one_probe_per_target_per_slot_per_location_and_one_view(
                for i in (1, 2, 3)]
         rts.append(runtime(tmp_path, url, prefix, "us", "us-1", targets, TARGETS, EU_ONLY))
         async with running(rts):
-            eu = {"eu-1", "eu-2", "eu-3"}
-            for rt in rts[:3]:
-                await until(lambda rt=rt: peers_are(rt, eu), f"{rt.membership} sees eu")
+            await all_see(rts[:3], {"eu-1", "eu-2", "eu-3"})
             await slots_pass(1)
             first = slot_now() + 1
             await slots_pass(5)
@@ -167,8 +172,7 @@ async def test_a_killed_instance_s_targets_are_taken_over(
         rts = [runtime(tmp_path, url, prefix, "eu", f"eu-{i}", targets, TARGETS)
                for i in (1, 2, 3)]
         async with running(rts):
-            for rt in rts:
-                await until(lambda rt=rt: peers_are(rt, {"eu-1", "eu-2", "eu-3"}), "joined")
+            await all_see(rts, {"eu-1", "eu-2", "eu-3"})
             victim = rts[1]
             assert victim.ownership is not None
             theirs = [s.name for s in victim.states if victim.ownership.owns(s.config)]
@@ -177,8 +181,7 @@ async def test_a_killed_instance_s_targets_are_taken_over(
             killed_at = time.time()
             await kill(victim)
             survivors = [rts[0], rts[2]]
-            for rt in survivors:
-                await until(lambda rt=rt: peers_are(rt, {"eu-1", "eu-3"}), "the dead dropped")
+            await all_see(survivors, {"eu-1", "eu-3"})  # the dead one dropped
             await slots_pass(3)
             last = slot_now() - 2
             for name in theirs:  # within lease + 2 intervals of the kill
@@ -202,15 +205,12 @@ async def test_a_joining_instance_misses_no_slot_and_doubles_none(
                for i in (1, 2)]
         late = runtime(tmp_path, url, prefix, "eu", "eu-3", targets, TARGETS)
         async with running(rts):
-            for rt in rts:
-                await until(lambda rt=rt: peers_are(rt, {"eu-1", "eu-2"}), "joined")
+            await all_see(rts, {"eu-1", "eu-2"})
             await slots_pass(1)
             first = slot_now() + 1
             await slots_pass(2)
             async with running([late]):
-                for rt in [*rts, late]:
-                    await until(lambda rt=rt: peers_are(rt, {"eu-1", "eu-2", "eu-3"}),
-                                "all three see each other")
+                await all_see([*rts, late], {"eu-1", "eu-2", "eu-3"})
                 await slots_pass(3)
                 last = slot_now() - 2
                 assert late.ownership is not None and late.ownership.count() > 0
@@ -226,8 +226,7 @@ async def test_redis_stopped_mid_run_probing_and_metrics_go_on_and_the_feed_resu
         rts = [runtime(tmp_path, server.url, prefix, "eu", f"eu-{i}", targets, TARGETS)
                for i in (1, 2)]
         async with running(rts), aiohttp.ClientSession() as http:
-            for rt in rts:
-                await until(lambda rt=rt: peers_are(rt, {"eu-1", "eu-2"}), "joined")
+            await all_see(rts, {"eu-1", "eu-2"})
             server.stop()
             stopped_at = time.time()
             await slots_pass(3)
@@ -252,8 +251,8 @@ async def test_redis_stopped_mid_run_probing_and_metrics_go_on_and_the_feed_resu
 def _published_since(client: redis.Redis, prefix: str, since: float) -> bool:
     latest = client.hgetall(f"{prefix}:latest")
     stamps = {}
-    for key, value in latest.items():  # type: ignore[union-attr]
-        name = key.split("\x1f")[0]
+    for key, value in latest.items():
+        name = str(key).split("\x1f")[0]
         started = json.loads(value)["result"]["started_at"]
         stamps[name] = datetime.fromisoformat(started).timestamp()
     return all(stamps.get(name, 0.0) > since for name in expected("eu"))

@@ -116,5 +116,5 @@ async def test_a_bad_redis_url_from_the_environment_names_the_key_not_the_value(
             await runtime.start()
     finally:
         await runtime.stop()
-    assert str(info.value) == ("cluster.redis: must be a redis://, rediss:// or redis+sentinel:// URL (as read "
-                               "from env:CLUSTER_REDIS)")
+    assert str(info.value) == ("cluster.redis: must be a redis://, rediss:// or "
+                               "redis+sentinel:// URL (as read from env:CLUSTER_REDIS)")
