@@ -152,7 +152,9 @@ class ProbeScheduler:
             "max_instances": 2,  # overlap is refused (and counted) by _fire itself
         })
         offsets = spread([(j.state.name, j.state.config.interval) for j in self._jobs])
-        now = self._clock() + self._first_delay
+        # on the grid, from the next grid point on: an instance joining a cluster must not
+        # leave a slot to nobody while the others already count it in
+        now = self._clock() + (0.0 if self._grid else self._first_delay)
         for job in self._jobs:
             self._schedule(sched, job, self._first_fire(job, now, offsets[job.state.name]))
         sched.add_listener(self._on_missed, EVENT_JOB_MISSED)
