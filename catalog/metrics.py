@@ -134,6 +134,14 @@ CLUSTER_ALERTING_LEADER = MetricDef(
     "crypitor_cluster_alerting_leader", G,
     "[cluster] only: 1 while this instance holds the alerting lease (it evaluates, routes, "
     "sends and polls the bots for the whole cluster), else 0; exactly one instance shows 1.")
+CLUSTER_OWNED = MetricDef(
+    "crypitor_cluster_owned_targets", G,
+    "[cluster] only: targets this instance probes now (rendezvous hashing over the live "
+    "instances of its location; a target's `locations` honoured).")
+CLUSTER_RESULTS_DROPPED = MetricDef(
+    "crypitor_cluster_results_dropped_total", C,
+    "[cluster] only: probe results this instance could not publish to Redis (unreachable, "
+    "or its buffer full); its own /metrics still shows them.")
 BUILD_INFO = MetricDef(
     "crypitor_build_info", G, "Always 1; the version label says which build runs.",
     ("version",))

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import aiohttp
+import redis.asyncio as aioredis
 from prometheus_client import Counter
 from yarl import URL
 
@@ -28,7 +29,18 @@ from core.supervisor import Supervisor
 from dashboards.build import all_dashboards
 from dashboards.pusher import GrafanaPusher
 from monitor.alerting_setup import ClusterPlace, MonitorAlerting
-from monitor.cluster import ClusterUnavailable, Membership
+from monitor.cluster import (
+    PREFIX,
+    ClusterHistory,
+    ClusterUnavailable,
+    ClusterView,
+    Membership,
+    Ownership,
+    ProbeGate,
+    ResultFeed,
+    connect,
+    recently_probed,
+)
 from monitor.config import (
     Config,
     ConfigError,
@@ -40,7 +52,7 @@ from monitor.config import (
 )
 from monitor.exporters import GcpExporter, new_registry
 from monitor.reload import ReloadGauges, TargetChange, diff_targets, effective, needs_restart
-from monitor.runtime import Job, ProbeScheduler, TargetState, UptimeHistory, last_good
+from monitor.runtime import History, Job, ProbeScheduler, TargetState, UptimeHistory, last_good
 from monitor.service_setup import (
     new_service,
     reload_on_sighup,
@@ -59,6 +71,7 @@ from probes.base import (
     Reason,
     SystemClock,
 )
+from probes.httpmessage import user_agent
 from probes.registry import TYPES
 from probes.webhook_canary import CanaryInbox, WebhookCanaryOptions, WebhookCanaryProbe
 from service import StoreError
@@ -67,6 +80,7 @@ from service.keys import ensure_api_keys
 
 log = logging.getLogger("crypitor")
 FLUSH_EVERY = 60.0
+CLUSTER_FLUSH_EVERY = 5.0  # the cluster's history: other instances read it, so sooner
 
 
 @dataclass(frozen=True)
@@ -83,12 +97,14 @@ class BrokenProbe:
         return outcome.result()
 
 
-def new_session() -> aiohttp.ClientSession:
+def new_session(location: str = "") -> aiohttp.ClientSession:
     # One session for every RPC probe. Each request sets its own timeout; this one is
     # only a backstop. DNS answers are cached briefly, as a node fleet repeats names.
+    # With [cluster] the User-Agent names the location, as the HTTP probe's does.
     connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=30, enable_cleanup_closed=True)
     return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=300),
-                                 headers={"User-Agent": "crypitor-monitor"})
+                                 headers={"User-Agent": user_agent(location,
+                                                                   "crypitor-monitor")})
 
 
 @dataclass(frozen=True)
@@ -135,23 +151,34 @@ class Runtime:
 
     Every background task runs under one supervisor, made by `supervisor` from the crash
     counter on the monitor's registry; the alert flush loop is essential to `/readyz`.
+
+    With `[cluster]` (keys under `cluster_prefix` in its Redis): membership, probing on the
+    wall-clock grid behind the ownership gate, results fed to Redis, the cluster's uptime
+    history instead of SQLite, and the cluster-wide view in the API and the status page.
     """
 
     def __init__(self, config: Config, env: Mapping[str, str] | None = None,
                  clock: Clock = utc_now,
-                 supervisor: Callable[[Callable[[str], None]], Supervisor] = Supervisor) -> None:
+                 supervisor: Callable[[Callable[[str], None]], Supervisor] = Supervisor,
+                 cluster_prefix: str = PREFIX) -> None:
         self.config = config
+        self.cluster_prefix = cluster_prefix
         self.env = os.environ if env is None else env
         self.clock = clock
         self.states = [TargetState(t) for t in config.targets]
         self._by_name = {s.name: s for s in self.states}
-        self.registry, self._sched_metrics = new_registry(self.states)
+        self.ownership: Ownership | None = None  # [cluster], once started
+        self.registry, self._sched_metrics = new_registry(
+            self.states, config.cluster.location if config.cluster else None,
+            self._shown if config.cluster else None)
         crashes = Counter(m.TASK_CRASHES.name, m.TASK_CRASHES.help, m.TASK_CRASHES.labels,
                           registry=self.registry)
         self._crashed: Callable[[str], None] = lambda task: crashes.labels(task).inc()
         self.supervisor = supervisor(self._crashed)
         self._probing = False  # /readyz: probing runs and no stop has begun
-        self.history = UptimeHistory(config.data_dir / "history.sqlite3")
+        # [cluster]: the cluster's history in Redis, made by start() (the URL may be an env:)
+        self._history: History | None = None if config.cluster else UptimeHistory(
+            config.data_dir / "history.sqlite3")
         self.inbox: CanaryInbox | None = None
         if any(t.type == "webhook_canary" for t in config.targets):
             host, port = sink_socket(config.monitor.listen)
@@ -165,6 +192,18 @@ class Runtime:
         self._started: _Started | None = None
         self._canary_key = ""  # the service key the running canaries were built with
         self.membership: Membership | None = None
+        self._feed: ResultFeed | None = None
+        self._cluster_redis: aioredis.Redis | None = None
+
+    @property
+    def history(self) -> History:
+        assert self._history is not None, "the cluster's history is made by start()"
+        return self._history
+
+    def _shown(self, state: TargetState) -> bool:
+        """[cluster]: whether /metrics shows the target's gauges (probed here recently)."""
+        own = self.ownership
+        return own is not None and recently_probed(state, own.owns, self.clock())
 
     def _canary_exemptions(self) -> list[tuple[str, int, str]]:
         """What the embedded service's SSRF guard lets through: the canary sink's socket, for
@@ -197,7 +236,8 @@ class Runtime:
 
     async def start(self) -> None:
         parts = self._parts
-        session = new_session()
+        cluster = self.config.cluster
+        session = new_session(cluster.location if cluster else "")
         parts.push_async_callback(session.close)
         parts.push_async_callback(self.supervisor.stop)  # whatever its owner left running
         parts.push_async_callback(self._close_history)
@@ -210,13 +250,14 @@ class Runtime:
                                    followed=tuple(self.config.service.chains),
                                    cluster=self._alerting_place())
         parts.push_async_callback(alerting.stop)
+        view = self._cluster_parts(parts) if cluster is not None else None
         # The service starts after the API server and stops after it; the scheduler and the
         # flusher start after the exports and stop after them: their stops wait in stacks
         # entered before the server's and the exports' own.
         service_part = await parts.enter_async_context(contextlib.AsyncExitStack())
         api = MonitorApi(self.states, self.registry, self.history, keys, self.inbox,
                          AlertsApi(alerting.alerting, self.clock).routes, self.clock,
-                         not_ready=self.not_ready, reload=self.reload_file)
+                         not_ready=self.not_ready, reload=self.reload_file, view=view)
         runner = self._runner = await start_server(api.app(), self.config.monitor.listen)
         parts.push_async_callback(self._close_listener, runner)
         log.info("monitor listening on http://%s", self.config.monitor.listen)
@@ -232,10 +273,16 @@ class Runtime:
         probing = await parts.enter_async_context(contextlib.AsyncExitStack())
         await self._start_exports(parts)
         ctx = ProbeContext(session=session,
-                           last_result=lambda name: last_good(self._by_name, name))
+                           last_result=lambda name: last_good(self._by_name, name),
+                           location=cluster.location if cluster else "")
+        gate = None
+        if self.ownership is not None:
+            assert self._cluster_redis is not None
+            gate = ProbeGate(self._cluster_redis, self.ownership, self.cluster_prefix)
         scheduler = ProbeScheduler(self._jobs(ctx, service), self._sched_metrics,
                                    lambda job, result: self._on_result(job, result, alerting),
-                                   on_crash=self._crashed)
+                                   on_crash=self._crashed, grid=cluster is not None,
+                                   gate=gate)
         probing.push_async_callback(scheduler.stop)
         scheduler.start()
         self._started = _Started(ctx, scheduler, alerting, api, service)
@@ -243,7 +290,7 @@ class Runtime:
         self.reload_gauges.applied()
         probing.push_async_callback(
             _cancelled, self.supervisor.supervise("history-flush", self._flush_loop))
-        if self.config.cluster is not None:
+        if cluster is not None:
             self._join(parts)
 
     def cluster_url(self) -> str:
@@ -264,19 +311,37 @@ class Runtime:
         cluster = self.config.cluster
         if cluster is None:
             return None
-        return ClusterPlace(self.cluster_url(), cluster.lease, cluster.quorum)
+        return ClusterPlace(self.cluster_url(), cluster.lease, cluster.quorum,
+                            self.cluster_prefix)
 
-    def _join(self, parts: contextlib.AsyncExitStack) -> None:
-        """Heartbeat into the cluster's Redis; a clean stop leaves at once, before anything
-        else stops."""
+    def _cluster_parts(self, parts: contextlib.AsyncExitStack) -> ClusterView:
+        """[cluster]: membership, ownership, the results feed, the history and the view, on
+        one Redis client (membership keeps its own); their tasks start with `_join`."""
         cluster = self.config.cluster
         assert cluster is not None
+        url, prefix = self.cluster_url(), self.cluster_prefix
+        redis = self._cluster_redis = connect(url)
+        parts.push_async_callback(redis.aclose)
         membership = self.membership = Membership(
-            self.cluster_url(), location=cluster.location,
-            instance=cluster.instance, lease=cluster.lease, registry=self.registry)
+            url, location=cluster.location, instance=cluster.instance, lease=cluster.lease,
+            registry=self.registry, prefix=prefix)
         parts.push_async_callback(membership.close)
+        instance = membership.instance
+        self.ownership = Ownership(instance, cluster.location, self.states, self.registry)
+        membership.listeners.append(self.ownership.update)
+        self._feed = ResultFeed(redis, instance, cluster.location, self.registry, prefix)
+        self._history = ClusterHistory(redis, prefix, lambda: self.clock().timestamp())
+        return ClusterView(redis, instance=instance, location=cluster.location,
+                           lease=cluster.lease, prefix=prefix, clock=self.clock)
+
+    def _join(self, parts: contextlib.AsyncExitStack) -> None:
+        """Heartbeat into the cluster's Redis and feed it the results; a clean stop leaves
+        at once, before anything else stops."""
+        assert self.membership is not None and self._feed is not None
         parts.push_async_callback(
-            _cancelled, self.supervisor.supervise("cluster-membership", membership.run,
+            _cancelled, self.supervisor.supervise("cluster-feed", self._feed.run))
+        parts.push_async_callback(
+            _cancelled, self.supervisor.supervise("cluster-membership", self.membership.run,
                                                   essential=True))
 
     def _monitor_keys(self, config: Config) -> tuple[list[str], Path | None]:
@@ -407,6 +472,8 @@ class Runtime:
         state = job.state
         flip = state.record(result)
         self.history.record(state.name, result.success, result.started_at.timestamp())
+        if self._feed is not None:
+            self._feed.publish(state.name, result)
         alerting.observe(state, result.named_values(), result.detail)
         if flip == "down":
             reason = result.reason.value if result.reason else "unknown"
@@ -416,12 +483,15 @@ class Runtime:
 
     async def _flush_loop(self) -> None:
         while True:  # a failure (a full disk) is the supervisor's: logged, counted, restarted
-            await asyncio.sleep(FLUSH_EVERY)
+            await asyncio.sleep(FLUSH_EVERY if self.config.cluster is None
+                                else CLUSTER_FLUSH_EVERY)
             await self.history.flush()
 
     async def _close_history(self) -> None:
-        await self.history.flush()
-        self.history.close()
+        if self._history is None:  # [cluster], and start() failed before making it
+            return
+        await self._history.flush()
+        self._history.close()
 
     def drain(self) -> None:
         """The first step of a shutdown: `/readyz` of both listeners (monitor and service)

@@ -73,6 +73,33 @@ class ProbeResult:
             "warnings": list(self.warnings),
         }
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> ProbeResult:
+        """The result `as_json()` gave (as another instance published it). ValueError,
+        KeyError or TypeError when `data` is not such a dict."""
+        reason = data.get("failure_reason")
+        values = data.get("values") or {}
+        phases = data.get("phases") or {}
+        warnings = data.get("warnings") or []
+        if not isinstance(values, dict) or not isinstance(phases, dict) \
+                or not isinstance(warnings, list):
+            raise TypeError("values, phases and warnings must be an object, an object and a "
+                            "list")
+        started = datetime.fromisoformat(str(data["started_at"]))
+        if started.tzinfo is None:
+            raise ValueError("started_at has no time zone")
+        return cls(
+            success=bool(data["success"]),
+            duration=float(data["duration_seconds"]),  # type: ignore[arg-type]
+            started_at=started.astimezone(UTC),
+            values={str(k): v for k, v in values.items()
+                    if isinstance(v, float | int | bool | str)},
+            reason=Reason(str(reason)) if reason else None,
+            detail=str(data.get("detail") or ""),
+            phases={str(k): float(v) for k, v in phases.items()},
+            warnings=tuple(str(w) for w in warnings),
+        )
+
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
@@ -100,6 +127,9 @@ class ProbeContext:
     # TLS client contexts by (verify, ca_file): each loads the CA bundle, which costs
     # milliseconds and memory, so thousands of https targets share a handful
     tls_contexts: dict[tuple[bool, str], ssl.SSLContext] = field(default_factory=dict)
+    # [cluster] only: where this instance probes from; HTTP probes name it in their
+    # User-Agent ("": no cluster)
+    location: str = ""
 
 
 class Probe(Protocol):

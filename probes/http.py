@@ -25,6 +25,7 @@ from probes.base import (
     is_env_ref,
 )
 from probes.conditions import Condition, parse_condition
+from probes.httpmessage import user_agent
 from probes.httpwire import (
     DEFAULT_MAX_BODY,
     Request,
@@ -113,7 +114,7 @@ class HttpProbe:
         self._timeout, self._opts, self._ctx = timeout, options, ctx
         try:
             self._request = Request(target, options.method, options.headers.items(),
-                                    options.body.encode())
+                                    options.body.encode(), user_agent(ctx.location))
         except ValueError as exc:  # names only: the values may be resolved secrets
             raise OptionError("headers", str(exc), list(options.headers)) from exc
         self._expect = frozenset(options.expect_status) or _ANY_2XX

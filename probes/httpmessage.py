@@ -63,18 +63,20 @@ def is_ip_literal(host: str) -> bool:
 class Request:
     """A request rendered to bytes once, so a probe repeating it pays nothing to build it."""
 
-    __slots__ = ("body", "headers", "method", "url", "wire")
+    __slots__ = ("body", "headers", "method", "url", "user_agent", "wire")
 
     def __init__(self, url: Url, method: str = "GET",
-                 headers: Iterable[tuple[str, str]] = (), body: bytes = b"") -> None:
+                 headers: Iterable[tuple[str, str]] = (), body: bytes = b"",
+                 user_agent: str = USER_AGENT) -> None:
         self.url, self.method, self.body = url, method, body
+        self.user_agent = user_agent
         self.headers = tuple(headers)
         names = {name.lower() for name, _ in self.headers}
         lines = [f"{method} {url.target} HTTP/1.1"]
         if "host" not in names:
             lines.append(f"Host: {url.authority}")
         if "user-agent" not in names:
-            lines.append(f"User-Agent: {USER_AGENT}")
+            lines.append(f"User-Agent: {user_agent}")
         if "accept" not in names:
             lines.append("Accept: */*")
         for name, value in self.headers:
@@ -95,7 +97,13 @@ class Request:
         headers = self.headers
         if (url.scheme, url.host, url.port) != (self.url.scheme, self.url.host, self.url.port):
             headers = tuple(h for h in headers if h[0].lower() not in _PRIVATE | {"host"})
-        return Request(url, method, headers, body)
+        return Request(url, method, headers, body, self.user_agent)
+
+
+def user_agent(location: str, product: str = USER_AGENT) -> str:
+    """`product`, with ` (location=<location>)` when probing from a cluster's location, so
+    a target's own logs tell where a probe came from ("": no location, `product` alone)."""
+    return f"{product} (location={location})" if location else product
 
 
 class ParseError(ValueError):

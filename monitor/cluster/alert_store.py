@@ -31,8 +31,8 @@ from alerts.store import (
     StateKey,
 )
 from monitor.cluster.connection import connect_sync
+from monitor.cluster.membership import PREFIX
 
-PREFIX = "crypitor:cluster"
 SEP = "\x1f"
 # documents only the leader writes; any other name (bot offsets, migrated chats) is written
 # by whoever learns it

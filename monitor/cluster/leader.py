@@ -31,7 +31,8 @@ from alerts.alerting import Alerting
 from alerts.quorum import QuorumEvaluator
 from core.leases import Lease, LeaseUnavailable
 from core.supervisor import Spawn
-from monitor.cluster.alert_store import PREFIX, SEP, RedisAlertStore
+from monitor.cluster.alert_store import SEP, RedisAlertStore
+from monitor.cluster.membership import PREFIX
 from monitor.cluster.connection import connect
 
 log = logging.getLogger("crypitor.cluster")

@@ -1,7 +1,8 @@
 """Cluster membership: which `crypitor run` instances are alive, and where they probe from.
 
 Every instance writes a heartbeat (its id, its location, Redis's own clock as the time last
-seen) every third of the lease; one not heard from for a whole lease is dead and is dropped
+seen) every third of the lease, at least every second (`beat_every`), and tells its listeners
+(probe ownership) the members it read; one not heard from for a whole lease is dead and is dropped
 by whichever instance beats or reads next. While Redis cannot be reached the gauge keeps
 the last count it read. A clean stop removes the instance at once. Redis's clock
 is the only one read, so instances whose clocks run apart still agree.
@@ -17,6 +18,7 @@ import contextlib
 import logging
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -31,6 +33,7 @@ log = logging.getLogger("crypitor.cluster")
 PREFIX = "crypitor:cluster"
 REQUEST_TIMEOUT = 5.0  # seconds: every Redis call; a beat is due every lease/3 anyway
 LEAVE_TIMEOUT = 2.0
+MAX_BEAT_EVERY = 1.0  # seconds: a dead member's targets move within lease + this
 
 # KEYS: the members' sorted set (score: last seen, Redis time) and their locations' hash.
 # ARGV: instance id ("" to only read), its location, the lease in seconds.
@@ -80,13 +83,16 @@ class Membership:
     """This instance's place in the cluster: `keep()` heartbeats until cancelled (run it
     under the supervisor), `run()` also leaves on a clean stop; `members()` reads the live
     ones; `joined` once a heartbeat went through. The gauge
-    `crypitor_cluster_members{location}` follows every beat on `registry`."""
+    `crypitor_cluster_members{location}` follows every beat on `registry`, and every
+    callable of `listeners` is given the live members each time they are read."""
 
     def __init__(self, redis_url: str, *, location: str, instance: str, lease: float,
                  registry: CollectorRegistry, prefix: str = PREFIX) -> None:
         self.location = location
         self.instance = instance or default_instance()
         self.lease = lease
+        self.beat_every = min(lease / 3, MAX_BEAT_EVERY)
+        self.listeners: list[Callable[[list[Member]], None]] = []
         self._redis = connect(redis_url, timeout=REQUEST_TIMEOUT)
         self._keys = [f"{prefix}:members", f"{prefix}:locations"]
         self._sha = ""
@@ -110,22 +116,22 @@ class Membership:
         return members
 
     async def keep(self) -> None:
-        """Heartbeat every third of the lease until cancelled; a failure is logged once
-        per outage, and the beats go on."""
+        """Heartbeat every `beat_every` until cancelled; a failure is logged once per
+        outage, and the beats go on."""
         while True:
             try:
                 await self.beat()
             except ClusterUnavailable as exc:
                 if not self._failing:
                     log.warning("cluster: cannot reach Redis, retrying every %gs: %s",
-                                self.lease / 3, exc)
+                                self.beat_every, exc)
                 self._failing = True
             else:
                 if self._failing:
                     log.info("cluster: Redis reachable again; instance %s is a member",
                              self.instance)
                 self._failing = False
-            await asyncio.sleep(self.lease / 3)
+            await asyncio.sleep(self.beat_every)
 
     async def run(self) -> None:
         """`keep()`, then leave at once when cancelled (a clean stop)."""
@@ -171,3 +177,5 @@ class Membership:
         self._locations |= counts.keys()
         for location in self._locations:  # a location that emptied shows 0, not stale
             self._gauge.labels(location).set(counts.get(location, 0))
+        for listener in self.listeners:
+            listener(members)

@@ -3,11 +3,15 @@
 Probes only store their result; the series are built when Prometheus asks. That keeps a
 probe's cost independent of how many series it feeds and keeps memory at one result per
 target instead of a dozen labelled children. Names, help and types come from `catalog`.
+
+With `[cluster]` every per-target series carries `location`, and an instance shows only what
+it probed: the gauges of the targets `shown` says it probed recently, the counters of every
+target it ever probed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -38,9 +42,15 @@ def extra_label_names(states: Sequence[TargetState]) -> tuple[str, ...]:
 
 
 class ProbeCollector(Collector):
-    def __init__(self, states: Sequence[TargetState]) -> None:
-        """`states` may change in place (a config reload): the label sets follow it."""
+    def __init__(self, states: Sequence[TargetState], location: str | None = None,
+                 shown: Callable[[TargetState], bool] | None = None) -> None:
+        """`states` may change in place (a config reload): the label sets follow it.
+        `location` ([cluster]): the value of the `location` label every per-target series
+        gets (a target's own `location` label gives way); `shown`: whether a target's gauges
+        are exported (None: always)."""
         self._states = states
+        self._location = location
+        self._shown = shown
         self._configs: tuple[int, ...] | None = None  # None: never worked out (no targets is ())
         self._label_values()
 
@@ -51,13 +61,20 @@ class ProbeCollector(Collector):
             return
         states = self._states
         extra = extra_label_names(states)
-        self._extra = tuple(k for k in extra if k != "chain")
-        self._base_extra = extra  # non-chain metrics carry `chain` like any other label
+        here: tuple[str, ...] = ()
+        if self._location is not None:
+            extra = tuple(k for k in extra if k != "location")
+            here = (self._location,)
+        self._extra = ("location", *(k for k in extra if k != "chain")) if here else \
+            tuple(k for k in extra if k != "chain")
+        # non-chain metrics carry `chain` like any other label
+        self._base_extra = ("location", *extra) if here else extra
         self._values = {
-            s.name: tuple(s.config.labels.get(k, "") for k in extra) for s in states
+            s.name: (*here, *(s.config.labels.get(k, "") for k in extra)) for s in states
         }
         self._chain_values = {
-            s.name: tuple(s.config.labels.get(k, "") for k in self._extra) for s in states
+            s.name: (*here, *(s.config.labels.get(k, "") for k in extra if k != "chain"))
+            for s in states
         }
         self._configs = configs
 
@@ -86,8 +103,11 @@ class ProbeCollector(Collector):
         chain = {d.name: self._family(d, "chain", extra=self._extra)
                  for _, d in _CHAIN_VALUES}
         state_rank = self._family(m.CHAIN_SERVER_STATE, "chain", extra=self._extra)
+        cluster = self._location is not None
         for s in self._states:
             name, kind, lv = s.name, s.config.type, self._values[s.name]
+            if cluster and not (s.successes or s.failures or s.skipped):
+                continue  # never probed here: another instance's
             totals.add_metric([name, kind, "success", *lv], s.successes)
             totals.add_metric([name, kind, "failure", *lv], s.failures)
             for reason, count in (s.failures_by_reason or {}).items():
@@ -95,7 +115,7 @@ class ProbeCollector(Collector):
             if s.skipped:
                 skipped.add_metric([name, *lv], s.skipped)
             r = s.last
-            if r is None:
+            if r is None or (self._shown is not None and not self._shown(s)):
                 continue
             success.add_metric([name, kind, *lv], 1.0 if r.success else 0.0)
             duration.add_metric([name, kind, *lv], r.duration)
@@ -127,15 +147,18 @@ class ProbeCollector(Collector):
                     totals, failures, skipped, *chain.values(), state_rank)
 
 
-def new_registry(states: Sequence[TargetState]) -> tuple[CollectorRegistry, SchedulerMetrics]:
+def new_registry(states: Sequence[TargetState], location: str | None = None,
+                 shown: Callable[[TargetState], bool] | None = None,
+                 ) -> tuple[CollectorRegistry, SchedulerMetrics]:
     """A registry of our own (never the global one) with process metrics, the probe
-    collector and the scheduler's own metrics, which it returns for the scheduler."""
+    collector (`location`, `shown`: see `ProbeCollector`) and the scheduler's own metrics,
+    which it returns for the scheduler."""
     from prometheus_client import PlatformCollector, ProcessCollector
 
     registry = CollectorRegistry(auto_describe=False)
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
-    registry.register(ProbeCollector(states))
+    registry.register(ProbeCollector(states, location, shown))
     registry.register(_TargetsCollector(states))
     lag = Histogram(m.SCHEDULER_LAG.name, m.SCHEDULER_LAG.help,
                     buckets=m.SCHEDULER_LAG.buckets, registry=registry)

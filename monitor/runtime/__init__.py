@@ -2,16 +2,31 @@
 (`TargetState`, updated after every probe) and the uptime history kept in SQLite.
 """
 
-from monitor.runtime.history import UptimeHistory
-from monitor.runtime.scheduler import Job, ProbeScheduler, SchedulerMetrics, run_bounded
+from monitor.runtime.history import WINDOWS, History, UptimeHistory
+from monitor.runtime.scheduler import (
+    Gate,
+    Job,
+    ProbeScheduler,
+    SchedulerMetrics,
+    grid_offset,
+    grid_slot,
+    grid_start,
+    run_bounded,
+)
 from monitor.runtime.state import TargetState, last_good
 
 __all__ = [
+    "WINDOWS",
+    "Gate",
+    "History",
     "Job",
     "ProbeScheduler",
     "SchedulerMetrics",
     "TargetState",
     "UptimeHistory",
+    "grid_offset",
+    "grid_slot",
+    "grid_start",
     "last_good",
     "run_bounded",
 ]

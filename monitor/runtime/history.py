@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Protocol
 
 from core.files import private_database
 from core.formats import sqlite_version
@@ -31,6 +32,16 @@ CREATE TABLE IF NOT EXISTS uptime (
 ) WITHOUT ROWID;
 PRAGMA user_version = {VERSION};
 """
+
+
+class History(Protocol):
+    """What the monitor needs of an uptime history: this one (SQLite, one instance) or the
+    cluster's (`monitor.cluster.ClusterHistory`, Redis)."""
+
+    def record(self, target: str, success: bool, at: float) -> None: ...
+    async def flush(self) -> None: ...
+    async def ratios(self, targets: Iterable[str]) -> dict[str, dict[str, float | None]]: ...
+    def close(self) -> None: ...
 
 
 class UptimeHistory:

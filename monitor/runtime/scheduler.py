@@ -7,6 +7,12 @@ target delays nothing else; the delay between a fire's scheduled time and its st
 observed into `crypitor_scheduler_lag_seconds`. The scheduler's runs are APScheduler jobs,
 not a task of ours: a result handler that raises is logged with its traceback and reported
 to `on_crash("scheduler")` (counted like a supervised task's crash); the next run goes on.
+
+With `[cluster]` the scheduler runs on a wall-clock grid (`grid=True`): fire times are
+`offset + k * interval` with an offset taken from the target's name alone (`grid_offset`), so
+every instance agrees on slot k whatever it started with or reloaded; an async `gate` is asked
+before each run (may this instance probe slot k?). A run the gate refuses is no result and
+no overlap: nothing is recorded.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -58,6 +64,7 @@ class _Scheduler(AsyncIOScheduler):  # type: ignore[misc]
 
 
 TIMER_SLACK = 0.002
+EARLY = 0.001
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,28 @@ class Job:
     start: float = 0.0  # unix time of the first fire; later fires are start + n * interval
     task: asyncio.Task[None] | None = field(default=None, repr=False)
     retired: bool = False  # removed by a config reload: a run cancelled now ends quietly
+    offset: float = 0.0  # grid mode: fire times are offset + k * interval (unix time)
+
+
+Gate = Callable[[Job, int], Awaitable[bool]]  # (job, slot k): may this instance run it?
+
+
+def grid_offset(name: str, interval: float) -> float:
+    """Where in [0, interval) target `name` fires on the wall-clock grid: from its name's
+    hash alone, so every instance (and every config with that target) agrees, and targets
+    sharing an interval are spread over it."""
+    digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
+    return int.from_bytes(digest) / 2**64 * interval
+
+
+def grid_start(now: float, offset: float, interval: float) -> float:
+    """The first grid point `offset + k * interval` at or after `now`."""
+    return offset + math.ceil((now - offset) / interval) * interval
+
+
+def grid_slot(fire_time: float, offset: float, interval: float) -> int:
+    """k of the grid point `fire_time` (rounded: a fire a hair off its point is that point)."""
+    return round((fire_time - offset) / interval)
 
 
 def spread(targets: Sequence[tuple[str, float]]) -> dict[str, float]:
@@ -98,8 +127,14 @@ class ProbeScheduler:
     def __init__(self, jobs: Sequence[Job], metrics: SchedulerMetrics,
                  on_result: Callable[[Job, ProbeResult], None],
                  clock: Callable[[], float] = time.time, first_delay: float = 0.2,
-                 on_crash: Callable[[str], None] = lambda _task: None) -> None:
+                 on_crash: Callable[[str], None] = lambda _task: None,
+                 grid: bool = False, gate: Gate | None = None) -> None:
+        """`grid`: fire on the wall-clock grid of `grid_offset` (cluster mode); `gate`: asked
+        before every run with the run's slot (its fire count since the epoch in grid mode),
+        False skips it. A gate that raises is our bug: logged, counted, and the probe runs."""
         self._jobs = list(jobs)
+        self._grid = grid
+        self._gate = gate
         self._lag = metrics.lag
         self._missed = metrics.missed
         self._missed_unlogged = 0
@@ -117,13 +152,22 @@ class ProbeScheduler:
             "max_instances": 2,  # overlap is refused (and counted) by _fire itself
         })
         offsets = spread([(j.state.name, j.state.config.interval) for j in self._jobs])
-        now = self._clock() + self._first_delay
+        # on the grid, from the next grid point on: an instance joining a cluster must not
+        # leave a slot to nobody while the others already count it in
+        now = self._clock() + (0.0 if self._grid else self._first_delay)
         for job in self._jobs:
-            self._schedule(sched, job, now + offsets[job.state.name])
+            self._schedule(sched, job, self._first_fire(job, now, offsets[job.state.name]))
         sched.add_listener(self._on_missed, EVENT_JOB_MISSED)
         sched.start()
         self._scheduler = sched
         log.info("scheduler started with %d targets", len(self._jobs))
+
+    def _first_fire(self, job: Job, now: float, spread_offset: float) -> float:
+        if not self._grid:
+            return now + spread_offset
+        interval = job.state.config.interval
+        job.offset = grid_offset(job.state.name, interval)
+        return grid_start(now, job.offset, interval)
 
     def _schedule(self, sched: AsyncIOScheduler, job: Job, start: float) -> None:
         interval = job.state.config.interval
@@ -142,7 +186,8 @@ class ProbeScheduler:
         first fire comes after `first_delay`, later ones every interval from there."""
         assert self._scheduler is not None, "add() is for a started scheduler"
         self._jobs.append(job)
-        self._schedule(self._scheduler, job, self._clock() + self._first_delay)
+        self._schedule(self._scheduler, job,
+                       self._first_fire(job, self._clock() + self._first_delay, 0.0))
 
     def remove(self, job: Job) -> None:
         """Stop scheduling `job` and cancel its run in flight, if any (it records nothing)."""
@@ -182,11 +227,32 @@ class ProbeScheduler:
 
     def scheduled_time(self, job: Job, now: float) -> float:
         interval = job.state.config.interval
-        return job.start + math.floor((now - job.start) / interval) * interval
+        # EARLY: a fire never comes early, but float rounding of `start` (APScheduler keeps
+        # microseconds) must not make a punctual run look like the previous slot's
+        return job.start + math.floor((now - job.start + EARLY) / interval) * interval
+
+    def slot(self, job: Job, fire_time: float) -> int:
+        """The slot a run scheduled at `fire_time` is: k of the grid in grid mode, else the
+        number of intervals since the job's first fire."""
+        interval = job.state.config.interval
+        if self._grid:
+            return grid_slot(fire_time, job.offset, interval)
+        return round((fire_time - job.start) / interval)
+
+    async def _allowed(self, job: Job, slot: int) -> bool:
+        if self._gate is None:
+            return True
+        try:
+            return await self._gate(job, slot)
+        except Exception:  # our bug: loud and counted; probing goes on (fail open)
+            log.exception("the probe gate of target %s failed", job.state.name)
+            self._on_crash("scheduler")
+            return True
 
     async def _fire(self, job: Job) -> None:
         now = self._clock()
-        self._lag.observe(max(0.0, now - self.scheduled_time(job, now)))
+        scheduled = self.scheduled_time(job, now)
+        self._lag.observe(max(0.0, now - scheduled))
         state = job.state
         if state.running:
             state.skipped += 1
@@ -194,6 +260,8 @@ class ProbeScheduler:
         state.running = True
         job.task = asyncio.current_task()
         try:
+            if not await self._allowed(job, self.slot(job, scheduled)):
+                return  # another instance runs this slot: no result, no overlap
             result = await run_bounded(job.probe, state.config.timeout)
         except asyncio.CancelledError:
             if self._stopping or job.retired:  # our own doing: end quietly, record nothing

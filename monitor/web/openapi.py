@@ -82,8 +82,24 @@ _TARGET = {
         "last_result": {"type": ["object", "null"],
                         "description": "success, duration_seconds, started_at, "
                                        "failure_reason, detail, values, phases, warnings"},
-        "uptime": {"type": "object", "description": "ratio per window, null when no data",
+        "uptime": {"type": "object", "description": "ratio per window, null when no data; "
+                                                   "with [cluster], the whole cluster's",
                    "additionalProperties": {"type": ["number", "null"]}},
+        "locations": {
+            "type": "object",
+            "description": "[cluster] only: the last result from each location that probed "
+                           "the target. With it, `up` is the cluster's (null: no fresh result "
+                           "anywhere; false: a fresh location sees it down) and `last_result` "
+                           "the newest of any location; `since`, `consecutive_failures` and "
+                           "`probes` stay this instance's own",
+            "additionalProperties": {
+                "type": "object", "required": ["up", "instance", "stale", "last_result"],
+                "properties": {
+                    "up": {"type": "boolean"},
+                    "instance": {"type": "string", "description": "the instance that probed"},
+                    "stale": {"type": "boolean",
+                              "description": "older than 2 intervals + the lease"},
+                    "last_result": {"type": "object"}}}},
     },
 }
 _ALERT = {

@@ -29,7 +29,8 @@ import catalog.metrics as m
 from core import signing
 from core.clock import Clock, utc_now
 from core.httpserver import AuthThrottle
-from monitor.runtime import TargetState, UptimeHistory
+from monitor.cluster import ClusterView, TargetView
+from monitor.runtime import History, TargetState
 from monitor.web.openapi import document, registered
 from monitor.web.statuspage import render_status_page
 from probes.webhook_canary import CanaryInbox
@@ -47,9 +48,12 @@ def error(status: int, message: str, field: str | None = None,
                              headers=headers)
 
 
-def target_json(state: TargetState, uptime: dict[str, float | None] | None) -> dict[str, Any]:
+def target_json(state: TargetState, uptime: dict[str, float | None] | None,
+                view: TargetView | None = None) -> dict[str, Any]:
+    """A target as the API shows it; with `[cluster]` (`view`), `up` and `last_result` are
+    the cluster's and `locations` holds each location's last result."""
     c = state.config
-    return {
+    out = {
         "name": c.name,
         "type": c.type,
         "url": c.display_url,
@@ -64,20 +68,28 @@ def target_json(state: TargetState, uptime: dict[str, float | None] | None) -> d
         "last_result": state.last.as_json() if state.last else None,
         "uptime": uptime or {},
     }
+    if view is not None:
+        out["up"] = view.up
+        out["last_result"] = view.last.as_json() if view.last else None
+        out["locations"] = {loc: x.as_json() for loc, x in view.locations.items()}
+    return out
 
 
 class MonitorApi:
     def __init__(self, states: Sequence[TargetState], registry: CollectorRegistry,
-                 history: UptimeHistory, api_keys: Sequence[str],
+                 history: History, api_keys: Sequence[str],
                  inbox: CanaryInbox | None = None,
                  extra_routes: Callable[[web.UrlDispatcher], None] | None = None,
                  clock: Clock = utc_now,
                  not_ready: Callable[[], str | None] = lambda: None,
                  throttle: AuthThrottle | None = None,
-                 reload: Callable[[], Awaitable[list[str]]] | None = None) -> None:
+                 reload: Callable[[], Awaitable[list[str]]] | None = None,
+                 view: ClusterView | None = None) -> None:
         """`not_ready` says why `/readyz` answers 503 (not probing yet, stopping, an
         essential task down), or None. `reload` re-reads the config (`POST /-/reload`): the
-        errors that kept it from being applied, none when it was."""
+        errors that kept it from being applied, none when it was. `view` ([cluster]): the
+        targets as every location sees them, for the API and the status page."""
+        self._view = view
         self._inbox = inbox
         self._not_ready = not_ready
         self._clock = clock
@@ -189,9 +201,14 @@ class MonitorApi:
         only when configured)."""
         return web.json_response(document(registered(request.app.router)))
 
+    async def _views(self, states: Sequence[TargetState]) -> dict[str, TargetView]:
+        return {} if self._view is None else await self._view.targets(states)
+
     async def targets(self, _request: web.Request) -> web.Response:
         ratios = await self._history.ratios(self._by_name)
-        return web.json_response([target_json(s, ratios.get(s.name)) for s in self._states])
+        views = await self._views(self._states)
+        return web.json_response([target_json(s, ratios.get(s.name), views.get(s.name))
+                                  for s in self._states])
 
     async def target(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -199,7 +216,8 @@ class MonitorApi:
         if state is None:
             return error(404, f"no target named {name!r}", "name")
         ratios = await self._history.ratios([name])
-        return web.json_response(target_json(state, ratios.get(name)))
+        views = await self._views([state])
+        return web.json_response(target_json(state, ratios.get(name), views.get(name)))
 
     async def canary_sink(self, request: web.Request) -> web.Response:
         """Deliveries of canary events: counted only when the signature is ours."""
@@ -227,5 +245,6 @@ class MonitorApi:
 
     async def status_page(self, _request: web.Request) -> web.Response:
         ratios = await self._history.ratios(self._by_name)
-        html = render_status_page(self._states, ratios, self._clock())
+        views = await self._views(self._states) if self._view is not None else None
+        html = render_status_page(self._states, ratios, self._clock(), views)
         return web.Response(text=html, content_type="text/html")

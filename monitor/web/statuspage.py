@@ -1,6 +1,7 @@
 """The status page at `/`: one table a person can read without Grafana.
 
-Every string from config or from a target's answer is HTML-escaped.
+Every string from config or from a target's answer is HTML-escaped. With `[cluster]` each
+target shows the cluster's state and, below it, every location's (stale ones marked).
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from html import escape
 
+from monitor.cluster import TargetView
 from monitor.runtime import TargetState
+from probes.base import ProbeResult
 
 _STYLE = """
 body{font:14px system-ui,sans-serif;margin:2em;color:#222}
@@ -34,23 +37,48 @@ def _since(state: TargetState, now: datetime) -> str:
     return f"for {seconds}s"
 
 
+def _detail(last: ProbeResult | None) -> str:
+    if last is not None and not last.success:
+        reason = last.reason.value if last.reason else ""
+        return f"{escape(reason)}: {escape(last.detail)}"
+    if last is not None:
+        return f"{last.duration * 1000:.0f} ms"
+    return ""
+
+
+def _locations(view: TargetView) -> str:
+    parts = []
+    for location, x in view.locations.items():
+        word, css = ("UP", "up") if x.result.success else ("DOWN", "down")
+        if x.stale:
+            word, css = f"{word}, stale", "wait"
+        parts.append(f'{escape(location)}: <span class="{css}">{word}</span> '
+                     f"({escape(x.instance)})")
+    return "<br><small>" + " · ".join(parts) + "</small>" if parts else ""
+
+
 def render_status_page(states: Sequence[TargetState],
-                       uptime: Mapping[str, Mapping[str, float | None]], now: datetime) -> str:
-    down = sum(1 for s in states if s.up is False)
+                       uptime: Mapping[str, Mapping[str, float | None]], now: datetime,
+                       views: Mapping[str, TargetView] | None = None) -> str:
+    """The page; `views` ([cluster]): each target as every location sees it."""
+    def up(s: TargetState) -> bool | None:
+        return s.up if views is None or s.name not in views else views[s.name].up
+
+    down = sum(1 for s in states if up(s) is False)
     rows = []
     for s in states:
-        if s.up is None:
+        view = views.get(s.name) if views is not None else None
+        state_up = up(s)
+        since = _since(s, now) if state_up == s.up else ""
+        if state_up is None:
             status = '<span class="wait">pending</span>'
-        elif s.up:
-            status = f'<span class="up">UP</span> <small>{_since(s, now)}</small>'
+        elif state_up:
+            status = f'<span class="up">UP</span> <small>{since}</small>'
         else:
-            status = f'<span class="down">DOWN</span> <small>{_since(s, now)}</small>'
-        detail = ""
-        if s.last is not None and not s.last.success:
-            reason = s.last.reason.value if s.last.reason else ""
-            detail = f"{escape(reason)}: {escape(s.last.detail)}"
-        elif s.last is not None:
-            detail = f"{s.last.duration * 1000:.0f} ms"
+            status = f'<span class="down">DOWN</span> <small>{since}</small>'
+        detail = _detail(s.last if view is None else view.last)
+        if view is not None:
+            status += _locations(view)
         u = uptime.get(s.name, {})
         rows.append(
             f"<tr><td>{escape(s.name)}<br><small>{escape(s.config.display_url)}</small></td>"

@@ -217,3 +217,31 @@ async def test_jobs_added_and_removed_while_running(caplog: pytest.LogCaptureFix
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert [j.state.name for j in sched.jobs] == ["kept", "added"]
     assert kept.start == start
+
+
+async def test_grid_mode_asks_the_gate_with_the_slot_and_a_refused_run_is_nothing() -> None:
+    from monitor.runtime import grid_offset, grid_slot
+
+    probe = CountingProbe()
+    state = TargetState(target("gated", 0.2))
+    asked: list[int] = []
+    results: list[ProbeResult] = []
+
+    async def gate(_job: Job, slot: int) -> bool:
+        asked.append(slot)
+        return slot % 2 == 0
+
+    sched = ProbeScheduler([Job(state, probe)], lag_histogram(),
+                           lambda _j, r: results.append(r), grid=True, gate=gate)
+    sched.start()
+    try:
+        async with asyncio.timeout(10):
+            while len(asked) < 6:
+                await asyncio.sleep(0.05)
+    finally:
+        await sched.stop()
+    offset = grid_offset("gated", 0.2)
+    assert asked == list(range(asked[0], asked[0] + len(asked)))  # consecutive slots
+    assert all(grid_slot(r.started_at.timestamp(), offset, 0.2) % 2 == 0 for r in results)
+    assert probe.runs == len(results) >= 2  # only the allowed slots ran
+    assert state.skipped == 0  # a refused run is no overlap

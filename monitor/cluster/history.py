@@ -1,0 +1,188 @@
+"""The cluster's uptime history in Redis: every instance adds the counts of its own probes, and
+any instance reads the whole cluster's (all locations counted), with the interface of
+`monitor.runtime.history.UptimeHistory`.
+
+Counts go to one hash per UTC hour (`{p}:uptime:h:<hour>`, kept 2 days, for the 24 h window)
+and one per UTC day (`{p}:uptime:d:<day>`, kept 32 days, for 7 d and 30 d, which therefore
+count whole days), field = target, value = total * 2**32 + successes, so one HINCRBY adds
+both. A read of many targets takes 25 + 31 HGETALLs in one pipeline and is reused for
+`READ_TTL`; a few targets are an HMGET each. Redis unreachable at a flush: the counts are
+kept and added at the next one (at most `MAX_PENDING` of them, the oldest dropped first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from monitor.cluster.membership import PREFIX
+from monitor.runtime import WINDOWS
+
+log = logging.getLogger("crypitor.cluster")
+
+HOUR, DAY = 3600, 86400
+SHIFT = 2**32  # value = total * SHIFT + ok
+HOUR_TTL = 2 * DAY
+DAY_TTL = 32 * DAY
+READ_TTL = 30.0  # seconds a whole read is reused: ratios move slowly
+FEW = 64  # up to this many targets are read field by field, uncached
+MAX_PENDING = 500_000  # (target, hour) counts kept while Redis cannot be reached
+TIMEOUT = 5.0
+
+Counts = dict[tuple[str, str], list[int]]  # (target, window) → [ok, total]
+
+
+class ClusterHistory:
+    """Uptime history shared by the cluster; `redis` is the caller's (it closes it)."""
+
+    def __init__(self, redis: aioredis.Redis, prefix: str = PREFIX,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._redis = redis
+        self._prefix = f"{prefix}:uptime"
+        self._clock = clock
+        self._pending: dict[tuple[str, int], list[int]] = {}
+        self._read: tuple[float, int, Counts] | None = None  # (monotonic, hour, counts)
+        self._failing = False
+
+    def record(self, target: str, success: bool, at: float) -> None:
+        key = (target, int(at // HOUR))
+        counts = self._pending.get(key)
+        if counts is None:
+            counts = self._pending[key] = [0, 0]
+        counts[0] += success
+        counts[1] += 1
+
+    async def flush(self) -> None:
+        """Add the counts since the last flush; kept for the next one when Redis fails."""
+        pending, self._pending = self._pending, {}
+        if not pending:
+            return
+        pipe = self._redis.pipeline(transaction=True)  # all of them or none
+        touched: set[str] = set()
+        for (target, hour), (ok, total) in pending.items():
+            value = total * SHIFT + ok
+            for key, ttl in ((f"{self._prefix}:h:{hour}", HOUR_TTL),
+                             (f"{self._prefix}:d:{hour * HOUR // DAY}", DAY_TTL)):
+                pipe.hincrby(key, target, value)
+                if key not in touched:
+                    touched.add(key)
+                    pipe.expire(key, ttl)
+        try:
+            async with asyncio.timeout(TIMEOUT):
+                await pipe.execute()
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._keep(pending)
+            if not self._failing:
+                log.warning("cluster: cannot add the uptime counts to Redis; keeping them "
+                            "for the next flush: %s", str(exc) or type(exc).__name__)
+            self._failing = True
+            return
+        if self._failing:
+            log.info("cluster: uptime counts added to Redis again")
+        self._failing = False
+
+    def _keep(self, pending: dict[tuple[str, int], list[int]]) -> None:
+        for key, (ok, total) in pending.items():
+            counts = self._pending.setdefault(key, [0, 0])
+            counts[0] += ok
+            counts[1] += total
+        if len(self._pending) > MAX_PENDING:
+            newest = sorted(self._pending, key=lambda k: k[1])[-MAX_PENDING:]
+            self._pending = {k: self._pending[k] for k in newest}
+
+    async def ratios(self, targets: Iterable[str]) -> dict[str, dict[str, float | None]]:
+        """Share of successful probes per target over each window, all instances counted
+        (None: no probe yet). Redis unreachable: what this instance has not flushed yet."""
+        names = list(targets)
+        now = self._clock()
+        try:
+            async with asyncio.timeout(TIMEOUT):
+                if len(names) <= FEW:
+                    totals = await self._read_fields(names, now)
+                else:
+                    totals = await self._read_all(now)
+        except (RedisError, OSError, TimeoutError):
+            totals = {}
+        totals = {k: list(v) for k, v in totals.items()}  # the cached read stays as read
+        for (target, hour), (ok, total) in self._pending.items():
+            for window, start in _starts(now).items():
+                if (hour if window == "24h" else hour * HOUR // DAY) >= start:
+                    acc = totals.setdefault((target, window), [0, 0])
+                    acc[0] += ok
+                    acc[1] += total
+        out: dict[str, dict[str, float | None]] = {}
+        for target in names:
+            out[target] = {}
+            for window in WINDOWS:
+                ok, total = totals.get((target, window), (0, 0))
+                out[target][window] = round(ok / total, 6) if total else None
+        return out
+
+    def _keys(self, now: float) -> list[tuple[str, int, bool]]:
+        """(key, its hour or day, daily) of every bucket the windows need, newest first."""
+        starts = _starts(now)
+        hour, day = int(now // HOUR), int(now // DAY)
+        return ([(f"{self._prefix}:h:{h}", h, False)
+                 for h in range(hour, starts["24h"] - 1, -1)]
+                + [(f"{self._prefix}:d:{d}", d, True)
+                   for d in range(day, starts["30d"] - 1, -1)])
+
+    async def _read_all(self, now: float) -> Counts:
+        hour = int(now // HOUR)
+        if self._read is not None and time.monotonic() - self._read[0] < READ_TTL \
+                and self._read[1] == hour:
+            return self._read[2]
+        keys = self._keys(now)
+        pipe = self._redis.pipeline(transaction=False)
+        for key, _, _ in keys:
+            pipe.hgetall(key)
+        answers = await pipe.execute()
+        totals: Counts = {}
+        starts = _starts(now)
+        for (_, bucket, daily), fields in zip(keys, answers, strict=True):
+            for target, value in fields.items():
+                _add(totals, target, bucket, daily, int(value), starts)
+        self._read = (time.monotonic(), hour, totals)
+        return totals
+
+    async def _read_fields(self, names: Sequence[str], now: float) -> Counts:
+        if not names:
+            return {}
+        keys = self._keys(now)
+        pipe = self._redis.pipeline(transaction=False)
+        for key, _, _ in keys:
+            pipe.hmget(key, names)
+        answers = await pipe.execute()
+        totals: Counts = {}
+        starts = _starts(now)
+        for (_, bucket, daily), values in zip(keys, answers, strict=True):
+            for target, value in zip(names, values, strict=True):
+                if value is not None:
+                    _add(totals, target, bucket, daily, int(value), starts)
+        return totals
+
+    def close(self) -> None:
+        """Nothing to release: the Redis client is the caller's."""
+
+
+def _starts(now: float) -> dict[str, int]:
+    """The first bucket of each window: an hour for 24h, a day for 7d and 30d."""
+    return {window: int((now - seconds) // (HOUR if window == "24h" else DAY))
+            for window, seconds in WINDOWS.items()}
+
+
+def _add(totals: Counts, target: str, bucket: int, daily: bool, value: int,
+         starts: dict[str, int]) -> None:
+    """Count one bucket's `value` into the windows it lies in (hours: 24h; days: the rest)."""
+    total, ok = divmod(value, SHIFT)
+    for window, start in starts.items():
+        if (window == "24h") == daily or bucket < start:
+            continue
+        acc = totals.setdefault((target, window), [0, 0])
+        acc[0] += ok
+        acc[1] += total
