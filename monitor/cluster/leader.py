@@ -32,8 +32,8 @@ from alerts.quorum import QuorumEvaluator
 from core.leases import Lease, LeaseUnavailable
 from core.supervisor import Spawn
 from monitor.cluster.alert_store import SEP, RedisAlertStore
-from monitor.cluster.membership import PREFIX
 from monitor.cluster.connection import connect
+from monitor.cluster.membership import PREFIX
 
 log = logging.getLogger("crypitor.cluster")
 
