@@ -156,7 +156,10 @@ class FakeTelegram:
             handler = self._methods().get(method)
             if handler is None:
                 raise ApiError(404, "Not Found")
-            result = await handler(params)
+            if method == "getupdates":
+                result = await self._get_updates(params, request)
+            else:
+                result = await handler(params)
         except ApiError as exc:
             return _error(exc)
         return web.json_response({"ok": True, "result": result})
@@ -229,7 +232,9 @@ class FakeTelegram:
                               "show_alert": _bool(p.get("show_alert"))})
         return True
 
-    async def _get_updates(self, p: JSON) -> list[JSON]:
+    async def _get_updates(self, p: JSON, request: web.Request | None = None) -> list[JSON]:
+        """A long poll; a newer one cuts it off with 409. Only a cut-off poll whose client is
+        still there counts in `conflicts`: a killed process's abandoned poll is no conflict."""
         offset = _int(p.get("offset") or 0)
         limit = min(max(_int(p.get("limit") or 100), 1), 100)
         timeout = float(p.get("timeout") or 0)
@@ -246,7 +251,9 @@ class FakeTelegram:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), min(left, 0.05))
             if generation != self._poll_generation:
-                self.conflicts += 1
+                transport = request.transport if request is not None else None
+                if request is None or (transport is not None and not transport.is_closing()):
+                    self.conflicts += 1
                 raise ApiError(409, "Conflict: terminated by other getUpdates request; make "
                                     "sure that only one bot instance is running")
         return self.updates[:limit]

@@ -83,7 +83,8 @@ async def serve_targets() -> AsyncIterator[TargetServer]:
 
 @dataclass(frozen=True)
 class ClusterSpec:
-    """What every instance's config shares."""
+    """What every instance's config shares; alerts are the built-in rules (TargetDown: three
+    failed probes in a row, "<target> is down: …")."""
 
     redis_url: str
     targets: tuple[str, ...]
@@ -93,7 +94,6 @@ class ClusterSpec:
     lease: float = 3.0
     quorum: int = 1
     locations: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # per target
-    failures: int = 2  # TargetDown fires after this many failed probes in a row
 
     def config(self, data_dir: Path, listen: str, location: str, instance: str) -> str:
         lines = [
@@ -102,9 +102,6 @@ class ClusterSpec:
             "[service]", "enabled = false",
             "[cluster]", f'redis = "{self.redis_url}"', f'location = "{location}"',
             f'instance = "{instance}"', f"quorum = {self.quorum}", f'lease = "{self.lease}s"',
-            "[[alerts.rules]]", 'name = "TargetDown"', 'condition = "success == false"',
-            'severity = "critical"', f"failures = {self.failures}",
-            'summary = "{target} is down"',
             "[alerts.route]", 'group_wait = "0s"', 'group_interval = "1s"',
             'repeat_interval = "1h"',
             "[[alerts.receivers]]", 'name = "oncall"', 'bot_token = "env:TELEGRAM_BOT_TOKEN"',
