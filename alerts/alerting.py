@@ -253,7 +253,7 @@ class Alerting:
 
     async def _read_silences(self) -> None:
         """The silences as stored: those made on any instance."""
-        items = await asyncio.to_thread(self.store.silences)
+        items = await asyncio.to_thread(self.store.silences, self._clock())
         self.silences = Silences(Silence.from_dict(item) for item in items)
 
     async def acknowledge(self, fingerprint: str, who: str) -> None:

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -47,6 +47,7 @@ CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (receiver, id) WHERE status 
 PRAGMA user_version = {VERSION};
 """
 StateKey = tuple[str, str]  # (rule, target)
+FORGET_AFTER = timedelta(days=7)  # ended silences and old acknowledgements are dropped then
 SILENCES_DOC, ACKS_DOC, EXTERNAL_DOC, EXTERNAL_QUEUE_DOC = (
     "silences", "acks", "external", "external-queue")
 
@@ -94,14 +95,16 @@ class Store(Protocol):
     def history(self, limit: int = 100) -> list[dict[str, Any]]: ...
     def message_of(self, chat_id: str, message_id: int) -> dict[str, Any] | None: ...
 
-    def silences(self) -> list[dict[str, Any]]:
-        """Every stored silence (`Silence.to_dict()`), ended ones included."""
+    def silences(self, now: datetime | None = None) -> list[dict[str, Any]]:
+        """Every stored silence (`Silence.to_dict()`), ended ones included, except those
+        that ended more than FORGET_AFTER before `now` (dropped)."""
 
     def put_silence(self, silence: Mapping[str, Any]) -> None:
         """Adds or replaces one silence (by id), leaving the others as they are."""
 
-    def acks(self) -> dict[str, dict[str, str]]:
-        """Acknowledged alerts: fingerprint → {"by": who, "at": ISO time}."""
+    def acks(self, now: datetime | None = None) -> dict[str, dict[str, str]]:
+        """Acknowledged alerts: fingerprint → {"by": who, "at": ISO time}; those older than
+        FORGET_AFTER before `now` are dropped."""
 
     def ack(self, fingerprint: str, who: str, at: datetime) -> None: ...
 
@@ -250,22 +253,32 @@ class AlertStore:
             conn.execute("INSERT OR REPLACE INTO documents VALUES (?, ?)",
                          (name, json.dumps(body)))
 
-    def silences(self) -> list[dict[str, Any]]:
+    def silences(self, now: datetime | None = None) -> list[dict[str, Any]]:
         text = self.get(SILENCES_DOC)  # a JSON text inside the document, as always stored
-        return list(json.loads(text)) if text else []
+        items = list(json.loads(text)) if text else []
+        return [s for s in items if now is None or not forgotten(s.get("ends_at"), now)]
 
     def put_silence(self, silence: Mapping[str, Any]) -> None:
+        """Also drops the silences that ended more than FORGET_AFTER before this one began."""
         def change(text: str | None) -> str:
-            items = [s for s in (json.loads(text) if text else []) if s["id"] != silence["id"]]
+            since = silence.get("starts_at")
+            now = datetime.fromisoformat(since) if isinstance(since, str) else None
+            items = [s for s in (json.loads(text) if text else [])
+                     if s["id"] != silence["id"]
+                     and (now is None or not forgotten(s.get("ends_at"), now))]
             return json.dumps(sorted([*items, dict(silence)], key=lambda s: str(s["id"])))
         self._update(SILENCES_DOC, change)
 
-    def acks(self) -> dict[str, dict[str, str]]:
-        return dict(self.get(ACKS_DOC) or {})
+    def acks(self, now: datetime | None = None) -> dict[str, dict[str, str]]:
+        return {k: v for k, v in dict(self.get(ACKS_DOC) or {}).items()
+                if now is None or not forgotten(v.get("at"), now)}
 
     def ack(self, fingerprint: str, who: str, at: datetime) -> None:
-        self._update(ACKS_DOC, lambda body: {**(body or {}),
-                                             fingerprint: {"by": who, "at": at.isoformat()}})
+        """Also drops the acknowledgements older than FORGET_AFTER."""
+        def change(body: Any) -> Any:
+            kept = {k: v for k, v in (body or {}).items() if not forgotten(v.get("at"), at)}
+            return {**kept, fingerprint: {"by": who, "at": at.isoformat()}}
+        self._update(ACKS_DOC, change)
 
     def queue_external(self, alerts: Sequence[Mapping[str, Any]]) -> None:
         self._update(EXTERNAL_QUEUE_DOC, lambda body: [*(body or []), *map(dict, alerts)])
@@ -281,3 +294,12 @@ class AlertStore:
             conn.executemany("INSERT OR REPLACE INTO documents VALUES (?, ?)",
                              [(EXTERNAL_QUEUE_DOC, json.dumps(queue)),
                               (EXTERNAL_DOC, json.dumps(body))])
+
+
+def forgotten(when: Any, now: datetime) -> bool:
+    """Whether the ISO time `when` lies more than FORGET_AFTER before `now` (what the stores
+    drop: silences that ended, acknowledgements made that long ago)."""
+    try:
+        return datetime.fromisoformat(str(when)) < now - FORGET_AFTER
+    except (ValueError, TypeError):
+        return False

@@ -9,11 +9,23 @@ bot offsets and migrated chats are written by any instance, each as one atomic R
 its own field (never a whole document read and written back), so writes from several instances
 merge. Marks of delivery (sent, retry, failed) are facts about a message, not decisions: they
 are not fenced. Blocking client (`connect_sync`): callers use `asyncio.to_thread`.
+
+Bounded: the notification log keeps the newest LOG_KEEP notifications (an older one is
+dropped once it is no longer pending), silences that ended and acknowledgements older than
+`alerts.store.FORGET_AFTER` are dropped as they are read.
+
+On a `redis+sentinel://` URL every write that records a decision or a delivery (the fenced
+writes and the marks) then waits for one replica to have it (`WAIT 1`, up to REPLICA_WAIT):
+a failover promotes a replica, and what only the old primary had would be lost. A write no
+replica confirmed in time is kept and logged, not undone: at worst a notification whose
+"sent" mark was lost is sent once more after a failover; none is lost (the states and the
+stream cursor are written together, so a new leader re-derives what it does not find).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -29,18 +41,25 @@ from alerts.store import (
     Outgoing,
     Queued,
     StateKey,
+    forgotten,
 )
 from monitor.cluster.connection import connect_sync
 from monitor.cluster.membership import PREFIX
+from service.store import is_sentinel_url
+
+log = logging.getLogger("crypitor.cluster")
 
 SEP = "\x1f"
 # documents only the leader writes; any other name (bot offsets, migrated chats) is written
 # by whoever learns it
 LEADER_DOCS = frozenset({"router", EXTERNAL_DOC, "snapshot"})
+LOG_KEEP = 10_000  # notifications kept in the log (GET /api/v1/notifications shows the newest)
+REPLICA_WAIT = 2.0  # seconds a write waits for a replica on a redis+sentinel:// URL
 
 # KEYS[1]: the leader key. ARGV[1]: the holder; ARGV[2]: the alerting key prefix;
 # ARGV[3]: JSON list of operations: ["outbox", receiver, body] appends to the outbox,
-# anything else is a Redis command with its arguments. Returns 0 (refused) or 1.
+# anything else is a Redis command with its arguments; ARGV[4]: how many notifications the
+# log keeps (the oldest beyond, no longer pending, are dropped). Returns 0 (refused) or 1.
 _FENCED = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 local a = ARGV[2]
@@ -54,6 +73,21 @@ for _, op in ipairs(cjson.decode(ARGV[3])) do
     redis.call(unpack(op))
   end
 end
+local over = redis.call('ZCARD', a .. ':log') - tonumber(ARGV[4])
+if over > 0 then
+  for _, id in ipairs(redis.call('ZRANGE', a .. ':log', 0, over - 1)) do
+    local body = redis.call('HGET', a .. ':outbox', id)
+    local item = body and cjson.decode(body)
+    if not item or item.status ~= 'pending' then
+      redis.call('ZREM', a .. ':log', id)
+      redis.call('HDEL', a .. ':outbox', id)
+      if item and item.message_id ~= cjson.null and item.message_id ~= nil then
+        redis.call('HDEL', a .. ':messages', tostring(item.chat_id) .. '\31' ..
+                   string.format('%d', item.message_id))
+      end
+    end
+  end
+end
 return 1
 """
 
@@ -65,6 +99,8 @@ class RedisAlertStore:
 
     def __init__(self, url: str, *, holder: str, prefix: str = PREFIX) -> None:
         self._redis = connect_sync(url)
+        self._replicated = is_sentinel_url(url)
+        self.log_keep = LOG_KEEP
         self.holder = holder
         self.prefix = prefix
         self._a = f"{prefix}:alerting"
@@ -78,7 +114,7 @@ class RedisAlertStore:
 
     # --- fenced writes ---------------------------------------------------------------------
     def _fenced(self, ops: list[list[str]]) -> None:
-        args = (1, self.leader_key, self.holder, self._a, json.dumps(ops))
+        args = (1, self.leader_key, self.holder, self._a, json.dumps(ops), self.log_keep)
         try:
             if not self._sha:
                 raise NoScriptError("not loaded yet")
@@ -88,6 +124,13 @@ class RedisAlertStore:
             done = self._redis.evalsha(self._sha, *args)
         if not done:
             raise NotLeader(f"holder {self.holder} no longer leads the alerting")
+        self._wait_replica()
+
+    def _wait_replica(self) -> None:
+        """On Sentinel: wait for one replica to have every write so far (see above)."""
+        if self._replicated and int(self._redis.wait(1, int(REPLICA_WAIT * 1000))) < 1:
+            log.warning("alerting: no replica confirmed a write within %gs; a failover now "
+                        "could make a notification go out twice", REPLICA_WAIT)
 
     def stored_cursor(self) -> str | None:
         """The results stream's entry the stored states stand at (None: not started)."""
@@ -182,6 +225,7 @@ class RedisAlertStore:
             pipe.hset(f"{self._a}:messages", f"{item['chat_id']}{SEP}{item['message_id']}",
                       str(item_id))
         pipe.execute()
+        self._wait_replica()
 
     def mark_sent(self, item_id: int, chat_id: str, message_id: int, now: datetime) -> None:
         self._mark(item_id, {"status": "sent", "sent_at": now.isoformat(), "chat_id": chat_id,
@@ -218,17 +262,40 @@ class RedisAlertStore:
                                           "alerts": item["alerts"]}
 
     # --- merged from any instance ----------------------------------------------------------
-    def silences(self) -> list[dict[str, Any]]:
-        return [json.loads(v) for _, v in
-                sorted(self._redis.hgetall(f"{self._a}:{SILENCES_DOC}").items())]
+    def silences(self, now: datetime | None = None) -> list[dict[str, Any]]:
+        """Every silence (sorted by id); those that ended more than FORGET_AFTER before
+        `now` are dropped from Redis instead."""
+        key = f"{self._a}:{SILENCES_DOC}"
+        out, gone = [], []
+        for silence_id, body in sorted(self._redis.hgetall(key).items()):
+            item = json.loads(body)
+            if now is not None and forgotten(item.get("ends_at"), now):
+                gone.append(silence_id)
+            else:
+                out.append(item)
+        if gone:
+            self._redis.hdel(key, *gone)
+        return out
 
     def put_silence(self, silence: Mapping[str, Any]) -> None:
         self._redis.hset(f"{self._a}:{SILENCES_DOC}", str(silence["id"]),
                          json.dumps(dict(silence)))
 
-    def acks(self) -> dict[str, dict[str, str]]:
-        return {str(k): json.loads(v)
-                for k, v in self._redis.hgetall(f"{self._a}:{ACKS_DOC}").items()}
+    def acks(self, now: datetime | None = None) -> dict[str, dict[str, str]]:
+        """Acknowledgements by fingerprint; those older than FORGET_AFTER before `now` are
+        dropped from Redis instead."""
+        key = f"{self._a}:{ACKS_DOC}"
+        out: dict[str, dict[str, str]] = {}
+        gone = []
+        for fingerprint, body in self._redis.hgetall(key).items():
+            item = json.loads(body)
+            if now is not None and forgotten(item.get("at"), now):
+                gone.append(fingerprint)
+            else:
+                out[str(fingerprint)] = item
+        if gone:
+            self._redis.hdel(key, *gone)
+        return out
 
     def ack(self, fingerprint: str, who: str, at: datetime) -> None:
         self._redis.hset(f"{self._a}:{ACKS_DOC}", fingerprint,
@@ -245,3 +312,4 @@ class RedisAlertStore:
     def consume_external(self, count: int, body: Any) -> None:
         self._fenced([["LTRIM", f"{self._a}:external-queue", str(count), "-1"],
                       ["SET", f"{self._a}:doc:{EXTERNAL_DOC}", json.dumps(body)]])
+

@@ -55,7 +55,7 @@ class AlertsApi:
         router.add_post("/api/v1/alertmanager", self.from_alertmanager)
 
     async def alerts(self, _r: web.Request) -> web.Response:
-        acks = await asyncio.to_thread(self.alerting.store.acks)
+        acks = await asyncio.to_thread(self.alerting.store.acks, self._clock())
         return web.json_response([alert_json(a, state, muted, acks.get(a.fingerprint))
                                   for a, state, muted in await self.alerting.view()])
 

@@ -92,3 +92,21 @@ def test_a_file_of_an_unknown_schema_version_is_refused_by_name(tmp_path: Path) 
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone() == (999,)
     conn.close()
+
+
+def test_sqlite_forgets_ended_silences_and_old_acks_after_a_week(tmp_path: Path) -> None:
+    store = AlertStore(tmp_path / "a.db")
+    t0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+    old = {"id": "old", "matchers": {"target": "a"}, "starts_at": t0.isoformat(),
+           "ends_at": (t0 + timedelta(hours=1)).isoformat(), "comment": "", "created_by": "x"}
+    store.put_silence(old)
+    store.ack("fp-old", "alice", t0)
+    later = t0 + timedelta(days=8, hours=2)
+    assert [s["id"] for s in store.silences()] == ["old"]
+    assert store.silences(later) == [] and store.acks(later) == {}
+    store.put_silence({**old, "id": "new", "starts_at": later.isoformat(),
+                       "ends_at": (later + timedelta(hours=1)).isoformat()})
+    store.ack("fp-new", "bob", later)
+    assert [s["id"] for s in store.silences()] == ["new"]  # dropped, not only hidden
+    assert set(store.acks()) == {"fp-new"}
+    store.close()

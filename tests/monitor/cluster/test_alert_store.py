@@ -102,3 +102,41 @@ def test_silences_acks_and_external_alerts_merge_from_every_instance(
     assert a.get("external") == [{"labels": {"alertname": "X"}}]
     b.put("telegram-offset:tg", 12)  # not a leader document: any instance writes it
     assert a.get("telegram-offset:tg") == 12
+
+
+def test_the_log_keeps_the_newest_and_never_drops_a_pending_one(
+        redis_keyspace: RedisKeyspace) -> None:
+    lead(redis_keyspace, "a")
+    s = store(redis_keyspace, "a")
+    s.log_keep = 3
+    s.enqueue([Outgoing("tg", "firing", "g0", [], "stuck")], T0)  # stays pending
+    for i in range(1, 6):
+        s.enqueue([Outgoing("ops", "firing", f"g{i}", [], f"n{i}")], T0)
+        head = s.next_pending("ops")
+        assert head is not None
+        s.mark_sent(head[0].id, "-100", 100 + i, T0)
+    s.enqueue([Outgoing("ops", "firing", "g6", [], "n6")], T0)  # the write that trims
+    texts = [n["text"] for n in s.history(100)]
+    assert texts == ["n6", "n5", "n4", "stuck"], texts
+    assert s.message_of("-100", 101) is None  # the dropped one's message index went too
+    assert s.message_of("-100", 105) is not None
+    head = s.next_pending("tg")
+    assert head is not None and head[0].text == "stuck"
+
+
+def test_ended_silences_and_old_acks_are_forgotten_after_a_week(
+        redis_keyspace: RedisKeyspace) -> None:
+    s = store(redis_keyspace, "a")
+    old = {"id": "old", "matchers": {"target": "a"}, "starts_at": T0.isoformat(),
+           "ends_at": (T0 + timedelta(hours=1)).isoformat(), "comment": "", "created_by": "x"}
+    new = {**old, "id": "new", "ends_at": (T0 + timedelta(days=9)).isoformat()}
+    s.put_silence(old)
+    s.put_silence(new)
+    s.ack("fp-old", "alice", T0)
+    s.ack("fp-new", "bob", T0 + timedelta(days=8))
+    assert [x["id"] for x in s.silences()] == ["new", "old"]  # no time given: all
+    later = T0 + timedelta(days=8, hours=2)
+    assert [x["id"] for x in s.silences(later)] == ["new"]
+    assert set(s.acks(later)) == {"fp-new"}
+    assert [x["id"] for x in s.silences()] == ["new"]  # dropped from Redis, not only hidden
+    assert set(s.acks()) == {"fp-new"}
