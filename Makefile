@@ -58,7 +58,7 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports
 
 test: setup lint
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n 3 --dist loadgroup
 
 bench: $(STAMP) bench-deps
 	$(VENV)/bin/python -m bench.http_cpu

@@ -40,7 +40,8 @@ from tests.support.monitor_cluster import (
 from tests.support.redis_sentinel import SentinelGroup
 from tests.support.redis_server import RedisServer, RedisServers
 
-pytestmark = pytest.mark.timeout(240)
+# one at a time on one worker: each runs several processes and times a failover
+pytestmark = [pytest.mark.timeout(240), pytest.mark.xdist_group("cluster-e2e")]
 SLACK = 1.0  # seconds of scheduling noise allowed on top of a protocol bound
 
 
