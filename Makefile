@@ -58,7 +58,8 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports
 
 test: setup lint
-	$(VENV)/bin/pytest -q -n 3 --dist loadgroup
+	$(VENV)/bin/pytest -q -n 3 --dist loadgroup -m "not serial"
+	$(VENV)/bin/pytest -q -m serial
 
 bench: $(STAMP) bench-deps
 	$(VENV)/bin/python -m bench.http_cpu

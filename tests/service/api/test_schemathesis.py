@@ -35,7 +35,9 @@ from tests.support.net import free_port
 KEY = "test-service-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 EXAMPLES = 30  # per operation: inside CI's time (the whole file takes under a minute)
-pytestmark = pytest.mark.timeout(120)  # per operation
+# per operation; `serial`: its generated tests share one node id, which pytest-xdist runs
+# once instead of once per operation, so `make test` runs this file without xdist
+pytestmark = [pytest.mark.timeout(120), pytest.mark.serial]
 # ignored_auth sends its probes through `requests` (see above); the auth is tested on its own.
 # positive_data_acceptance expects 2xx for every schema-valid body, but some rules need the
 # store or the config (an existing endpoint_id, a configured chain, an EIP-55 checksum).
