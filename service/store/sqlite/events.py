@@ -101,19 +101,25 @@ def unpack_offsets(packed: bytes | None, total: int) -> Sequence[int]:
 def make_deliveries(conn: sqlite3.Connection, row: Sequence[Any], upto: int,
                     state: str = "pending") -> None:
     """Delivery rows done..upto-1 of fan-out `row` (columns as in FANOUT_COLUMNS)."""
-    fid, endpoint_id, first, packed, first_delivery, total, done, created = row
+    conn.executemany(_MAKE, _delivery_rows(row, upto, state))
+    conn.execute("UPDATE fanouts SET done = ? WHERE id = ?", (upto, row[0]))
+
+
+def _delivery_rows(row: Sequence[Any], upto: int,
+                   state: str = "pending") -> list[tuple[Any, ...]]:
+    _, endpoint_id, first, packed, first_delivery, total, done, created = row
     offsets = unpack_offsets(packed, total)
     due = created if state == "pending" else None
-    conn.executemany(_MAKE, [(first_delivery + k, first + offsets[k], endpoint_id, state, due,
-                              created) for k in range(done, upto)])
-    conn.execute("UPDATE fanouts SET done = ? WHERE id = ?", (upto, fid))
+    return [(first_delivery + k, first + offsets[k], endpoint_id, state, due, created)
+            for k in range(done, upto)]
 
 
 def materialise(conn: sqlite3.Connection, budget: int,
                 busy: Collection[str] = ()) -> None:
     """Turn up to `budget` of the oldest not-yet-made deliveries into rows, except those of
     `busy` endpoints (their work waits unmade, so it costs nothing until they have room,
-    and it cannot stand in the way of other endpoints' work)."""
+    and it cannot stand in the way of other endpoints' work). Two statements whatever the
+    number of fan-out rows: with thousands of endpoints, a claim's rows come from as many."""
     if busy:
         rows = []
         for (endpoint_id,) in conn.execute("SELECT id FROM endpoints WHERE disabled = 0"):
@@ -125,12 +131,18 @@ def materialise(conn: sqlite3.Connection, budget: int,
     else:
         rows = conn.execute(f"SELECT {FANOUT_COLUMNS} FROM fanouts WHERE done < total"
                             " ORDER BY id LIMIT ?", (budget,)).fetchall()
+    made: list[tuple[Any, ...]] = []
+    moved: list[tuple[int, int]] = []
     for row in rows:
         if budget <= 0:
             break
         upto = min(row[5], row[6] + budget)
-        make_deliveries(conn, row, upto)
+        made += _delivery_rows(row, upto)
+        moved.append((upto, row[0]))
         budget -= upto - row[6]
+    if moved:
+        conn.executemany(_MAKE, made)
+        conn.executemany("UPDATE fanouts SET done = ? WHERE id = ?", moved)
 
 
 def _unmade(conn: sqlite3.Connection, event: int) -> list[tuple[int, str, int, bool]]:

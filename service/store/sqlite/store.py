@@ -57,6 +57,7 @@ class SqliteStore:
         # Cursor leases: the file is locked to this one process, so a table in memory is
         # exact. name -> (holder, deadline on the monotonic clock)
         self._cursor_leases: dict[str, tuple[str, float]] = {}
+        self._claimed_endpoints: dict[tuple[Any, ...], Endpoint] = {}  # writer thread only
 
     @property
     def commits(self) -> int:
@@ -138,7 +139,8 @@ class SqliteStore:
         # two concurrent claims can never take the same delivery
         busy = dict(put_off or {})
         return await self._file.write(
-            lambda c: queue_sql.claim(c, limit, now, lease, busy), durable=False)
+            lambda c: queue_sql.claim(c, limit, now, lease, busy, self._claimed_endpoints),
+            durable=False)
 
     async def settle(self, claim: Claim, attempt: Attempt, verdict: Verdict) -> None:
         await self.settle_many([(claim, attempt, verdict)])
