@@ -51,7 +51,7 @@ class SqliteStore:
         self._file = SqliteFile(path, max_batch, self._setup, self._forget_endpoints)
         # Writer-thread state: the endpoints fan-out reads (reloaded after any endpoint
         # write) and when idempotency keys were last pruned.
-        self._endpoints: list[Endpoint] | None = None
+        self._endpoints: event_sql.Routing | None = None
         self._pruned_at = -PRUNE_EVERY
         self._ids = schema.IdClock()
         # Cursor leases: the file is locked to this one process, so a table in memory is
@@ -88,9 +88,9 @@ class SqliteStore:
     def _forget_endpoints(self) -> None:
         self._endpoints = None  # it may hold rows that were rolled back
 
-    def _fanout(self, conn: sqlite3.Connection) -> list[Endpoint]:
+    def _fanout(self, conn: sqlite3.Connection) -> event_sql.Routing:
         if self._endpoints is None:
-            self._endpoints = queue_sql.list_endpoints(conn)
+            self._endpoints = event_sql.Routing(queue_sql.list_endpoints(conn))
         return self._endpoints
 
     # --- endpoints -----------------------------------------------------------------------
