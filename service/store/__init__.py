@@ -12,10 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from service.store.base import IDEMPOTENCY_WINDOW, Settled, Store
-from service.store.sentinel import SentinelAddress, parse_sentinel_url, redacted
+from service.store.sentinel import SentinelAddress, is_sentinel_url, parse_sentinel_url, redacted
 
-__all__ = ["IDEMPOTENCY_WINDOW", "SentinelAddress", "Settled", "Store", "open_store",
-           "parse_sentinel_url", "redacted"]
+__all__ = ["IDEMPOTENCY_WINDOW", "SentinelAddress", "Settled", "Store", "is_sentinel_url",
+           "open_store", "parse_sentinel_url", "redacted"]
 
 
 def open_store(queue: str, data_dir: Path) -> Store:
