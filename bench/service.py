@@ -1,12 +1,16 @@
 """Webhook service throughput and latency, each figure beside a peer measured in the same run.
 
 On loopback, with `crypitor service` as a real process (a fresh one per scenario):
-single-event ingest (wrk) against a bare aiohttp server and nginx; batch ingest in events/s;
-the dispatcher's drain rate against a bare aiohttp client loop posting the same bodies to the
-same nginx sink; acceptance-to-delivery latency at a steady load; one against two processes
-on one Redis queue. Ends with what the per-core figures imply for 1M requests/s.
+single-event ingest (wrk) against a bare aiohttp server and nginx; batch ingest in events/s
+(100 and 1000 events per request); the dispatcher's drain rate against a bare aiohttp client
+loop (one pooled ClientSession, uvloop, `--concurrency` workers: 64) posting the same bodies to
+the same nginx sink, on SQLite and on Redis; 100,000 deliveries to one endpoint against the
+same to 5,000 endpoints (20 each), timed from the first accepted batch to the last delivery;
+acceptance-to-delivery latency at a steady load; one against two processes on one Redis queue.
+Ends with what the per-core figures imply for 1M requests/s.
 
-    .venv/bin/python -m bench.service [--seconds 10] [--events 20000] [--no-redis]
+    .venv/bin/python -m bench.service [--seconds 10] [--events 50000] [--no-redis]
+        [--spread-endpoints 5000 --spread-events 100000] [--only delivery,spread,...]
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from dataclasses import dataclass, field
 
 from bench.procs import nginx_server
 from bench.service_runs import (
@@ -25,6 +30,7 @@ from bench.service_runs import (
     latency,
     redis_scale,
     single_ingest,
+    spread,
 )
 
 MILLION = 1_000_000
@@ -84,71 +90,104 @@ def fleet(single: dict[str, Measure], batch: dict[str, Measure], drain: Measure,
     return lines
 
 
-def report(args: argparse.Namespace, single: dict[str, Measure], batch: dict[str, Measure],
-           drains: dict[str, Measure], lat: Latency, scale: dict[int, Scale] | str) -> None:
+SCENARIOS = ("ingest", "delivery", "spread", "latency", "redis")
+
+
+@dataclass
+class Results:
+    single: dict[str, Measure] | None = None
+    batch: dict[int, dict[str, Measure]] = field(default_factory=dict)  # by batch size
+    drains: dict[str, Measure] | None = None
+    spread: dict[tuple[str, int], Measure] = field(default_factory=dict)  # (queue, endpoints)
+    lat: Latency | None = None
+    scale: dict[int, Scale] | str = "not run"
+
+
+def report(args: argparse.Namespace, r: Results) -> None:
     print(f"\nWebhook service on {os.cpu_count()} cores, all on 127.0.0.1 (wrk -t1: "
           f"-c{args.connections} single, -c{args.batch_clients} batch; "
           f"{args.seconds:g}/{args.batch_seconds:g} s per ingest figure; "
           f"{args.events:,} events per drain; {args.concurrency} deliveries in flight)")
     print(f"{'':36}{'rate':>11} {'unit':13}{'CPU s':>8}{'cores':>7}{'ms CPU/u':>10}"
           f"{'errors':>8}")
-    print(row("single ingest: bare aiohttp", single["aiohttp"]))
-    print(row("single ingest: nginx", single["nginx"]))
-    for label, runs in (("single ingest", single), ("batch ingest", batch)):
-        print(row(f"{label}: crypitor (sqlite)", runs["rows"],
-                  "fan-out rows written, delivery held back"))
-        print(row("  same, delivering all meanwhile", runs["deliver"],
-                  f"delivered {runs['deliver'].side:,} meanwhile"))
-        print(row("  same, no endpoint wants them", runs["none"], "no delivery rows"))
-    print(row("delivery: bare aiohttp client loop", drains["aiohttp"]))
-    print(row("delivery: crypitor (sqlite)", drains["crypitor"],
-              f"machine busy {drains['crypitor'].busy or 0:.2f} of {os.cpu_count()} cores"))
-    if isinstance(scale, dict):
-        for n, s in scale.items():
-            print(row(f"batch load: crypitor, redis x{n}", s.ingest,
-                      f"Redis CPU {s.redis_cpu:.1f} s over load+drain"))
-            print(row(f"delivery: crypitor, redis x{n}", s.drain,
-                      f"machine busy {s.drain.busy or 0:.2f} of {os.cpu_count()} cores"))
-    print(f"\nLatency, acceptance to delivery, {args.rate:g} events/s for "
-          f"{args.latency_seconds:g} s ({lat.sent:,} accepted, {lat.failed} refused, "
-          f"{lat.delivered:,} delivered):")
-    print(f"  at the sink: p50 {lat.p50 * 1e3:.1f} ms, p99 {lat.p99 * 1e3:.1f} ms, "
-          f"max {lat.worst * 1e3:.1f} ms; service histogram: p50 <= {lat.hist_p50:g} s, "
-          f"p99 <= {lat.hist_p99:g} s")
+    if r.single:
+        print(row("single ingest: bare aiohttp", r.single["aiohttp"]))
+        print(row("single ingest: nginx", r.single["nginx"]))
+        runs = [("single ingest", r.single)] + [(f"batch ingest x{n}", b)
+                                                for n, b in sorted(r.batch.items())]
+        for label, measured in runs:
+            print(row(f"{label}: crypitor (sqlite)", measured["rows"],
+                      "fan-out rows written, delivery held back"))
+            print(row("  same, delivering all meanwhile", measured["deliver"],
+                      f"delivered {measured['deliver'].side:,} meanwhile"))
+            print(row("  same, no endpoint wants them", measured["none"], "no delivery rows"))
+    if r.drains:
+        print(row("delivery: bare aiohttp client loop", r.drains["aiohttp"]))
+        print(row("delivery: crypitor (sqlite)", r.drains["crypitor"],
+                  f"machine busy {r.drains['crypitor'].busy or 0:.2f} of {os.cpu_count()} cores"))
+    for (queue, n), m in sorted(r.spread.items()):
+        print(row(f"{args.spread_events:,} to {n:,} endpoint(s) ({queue})", m,
+                  f"first batch to last delivery, {m.seconds:.1f} s"))
+    if isinstance(r.scale, dict):
+        for n, sc in r.scale.items():
+            print(row(f"batch load: crypitor, redis x{n}", sc.ingest,
+                      f"Redis CPU {sc.redis_cpu:.1f} s over load+drain"))
+            print(row(f"delivery: crypitor, redis x{n}", sc.drain,
+                      f"machine busy {sc.drain.busy or 0:.2f} of {os.cpu_count()} cores"))
+    if r.lat:
+        lat = r.lat
+        print(f"\nLatency, acceptance to delivery, {args.rate:g} events/s for "
+              f"{args.latency_seconds:g} s ({lat.sent:,} accepted, {lat.failed} refused, "
+              f"{lat.delivered:,} delivered):")
+        print(f"  at the sink: p50 {lat.p50 * 1e3:.1f} ms, p99 {lat.p99 * 1e3:.1f} ms, "
+              f"max {lat.worst * 1e3:.1f} ms; service histogram: p50 <= {lat.hist_p50:g} s, "
+              f"p99 <= {lat.hist_p99:g} s")
 
-    ours, hello = single["rows"], single["aiohttp"]
     print("\nRatios:")
-    print(ratio("single ingest / bare aiohttp req/s", ours.rate / hello.rate, 0.6))
-    print(ratio("  delivering all meanwhile (diagnostic)",
-                single["deliver"].rate / hello.rate, None))
-    print(ratio("  no endpoint wants them (diagnostic)", single["none"].rate / hello.rate,
-                None))
-    print(ratio("single ingest / nginx req/s", ours.rate / single["nginx"].rate, None))
-    print(ratio("batch ingest events/s / bare aiohttp req/s", batch["rows"].rate /
-                hello.rate, 10))
-    print(ratio("  delivering all meanwhile (diagnostic)",
-                batch["deliver"].rate / hello.rate, None))
-    print(ratio("  no endpoint wants them (diagnostic)", batch["none"].rate / hello.rate,
-                None))
-    print(ratio("delivery / bare client loop", drains["crypitor"].rate /
-                drains["aiohttp"].rate, 0.5))
-    if isinstance(scale, dict) and scale[1].drain.rate:
-        print(ratio("redis delivery: two processes / one",
-                    scale[2].drain.rate / scale[1].drain.rate, 1.6))
-        one, two = scale[1].drain, scale[2].drain
-        if one.cores and two.cores:
-            print(ratio("  per service core, two / one (diagnostic)",
-                        (two.rate / two.cores) / (one.rate / one.cores), None))
-        print(ratio("redis batch load: two processes / one",
-                    scale[2].ingest.rate / scale[1].ingest.rate, None))
-    else:
-        print(f"  redis, two processes / one: not measured\n    {scale}".replace(
-            "\n", "\n    "))
+    if r.single:
+        ours, hello = r.single["rows"], r.single["aiohttp"]
+        print(ratio("single ingest / bare aiohttp req/s", ours.rate / hello.rate, 0.6))
+        print(ratio("  delivering all meanwhile", r.single["deliver"].rate / hello.rate, 0.4))
+        print(ratio("  no endpoint wants them (diagnostic)",
+                    r.single["none"].rate / hello.rate, None))
+        print(ratio("single ingest / nginx req/s", ours.rate / r.single["nginx"].rate, None))
+        for n, b in sorted(r.batch.items()):
+            print(ratio(f"batch ingest x{n} events/s / bare aiohttp req/s",
+                        b["rows"].rate / hello.rate, 10 if n == 100 else None))
+            print(ratio("  delivering all meanwhile (diagnostic)",
+                        b["deliver"].rate / hello.rate, None))
+            print(ratio("  no endpoint wants them (diagnostic)", b["none"].rate / hello.rate,
+                        None))
+    bare = r.drains["aiohttp"].rate if r.drains else None
+    if r.drains and bare:
+        print(ratio("delivery (sqlite) / bare client loop", r.drains["crypitor"].rate / bare,
+                    1.0))
+    if isinstance(r.scale, dict) and r.scale.get(1) and r.scale[1].drain.rate:
+        if bare:
+            print(ratio("delivery (redis) / bare client loop", r.scale[1].drain.rate / bare,
+                        1.0))
+        if 2 in r.scale:
+            print(ratio("redis delivery: two processes / one",
+                        r.scale[2].drain.rate / r.scale[1].drain.rate, 1.6))
+            one, two = r.scale[1].drain, r.scale[2].drain
+            if one.cores and two.cores:
+                print(ratio("  per service core, two / one (diagnostic)",
+                            (two.rate / two.cores) / (one.rate / one.cores), None))
+            print(ratio("redis batch load: two processes / one",
+                        r.scale[2].ingest.rate / r.scale[1].ingest.rate, None))
+    elif "redis" in args.only:
+        print(f"  redis: not measured\n    {r.scale}".replace("\n", "\n    "))
+    for queue in ("sqlite", "redis"):
+        alone, many = r.spread.get((queue, 1)), r.spread.get((queue, args.spread_endpoints))
+        if alone and many and alone.rate:
+            print(ratio(f"{args.spread_endpoints:,} endpoints / one ({queue})",
+                        many.rate / alone.rate, 0.8))
 
-    print("\nWhat 1M requests/s implies (per-core costs measured above):")
-    for line in fleet(single, batch, drains["crypitor"],
-                      scale if isinstance(scale, dict) else None):
-        print(line)
+    if r.single and 1000 in r.batch and r.drains:
+        print("\nWhat 1M requests/s implies (per-core costs measured above):")
+        for line in fleet(r.single, r.batch[1000], r.drains["crypitor"],
+                          r.scale if isinstance(r.scale, dict) else None):
+            print(line)
 
 
 def main() -> None:
@@ -158,33 +197,55 @@ def main() -> None:
     ap.add_argument("--batch-seconds", type=float, default=8.0)
     ap.add_argument("--batch-clients", type=int, default=4)
     ap.add_argument("--events", type=int, default=50_000, help="pre-loaded per drain")
-    ap.add_argument("--concurrency", type=int, default=10,
-                    help="max_in_flight_per_endpoint, and the bare client's workers")
+    ap.add_argument("--concurrency", type=int, default=64,
+                    help="the bare client's workers, and max_in_flight_per_endpoint")
+    ap.add_argument("--spread-endpoints", type=int, default=5_000)
+    ap.add_argument("--spread-events", type=int, default=100_000)
     ap.add_argument("--rate", type=float, default=200.0, help="events/s for latency")
     ap.add_argument("--latency-seconds", type=float, default=20.0)
     ap.add_argument("--no-redis", action="store_true")
+    ap.add_argument("--only", default=",".join(SCENARIOS),
+                    help=f"comma-separated subset of {', '.join(SCENARIOS)}")
     args = ap.parse_args()
+    args.only = set(args.only.split(","))
+    if args.no_redis:
+        args.only.discard("redis")
+    unknown = args.only - set(SCENARIOS)
+    if unknown:
+        ap.error(f"--only: unknown scenario(s) {', '.join(sorted(unknown))}")
+    queues = ["sqlite"] + (["redis"] if not args.no_redis else [])
     started = time.monotonic()
+    r = Results()
     with nginx_server(ports=2, keepalive=True) as (ports, nginx_pid):
         sink = f"http://127.0.0.1:{ports[1]}/hook"
-        step("single-event ingest: bare aiohttp, nginx, crypitor with and without fan-out")
-        single = single_ingest(ports[0], nginx_pid, sink, args.connections, args.seconds)
-        step("batch ingest")
-        batch = batch_ingest(sink, args.batch_clients, args.batch_seconds)
-        step("delivery drain: crypitor, then the bare client loop")
-        drains = delivery(sink, args.events, args.concurrency)
-        step("latency at a steady load")
-        lat = latency(args.rate, args.latency_seconds)
-        scale: dict[int, Scale] | str = "skipped (--no-redis)"
-        if not args.no_redis:
+        if "ingest" in args.only:
+            step("single-event ingest: bare aiohttp, nginx, crypitor with and without fan-out")
+            r.single = single_ingest(ports[0], nginx_pid, sink, args.connections, args.seconds)
+            for size in (100, 1000):
+                step(f"batch ingest, {size} events per request")
+                r.batch[size] = batch_ingest(sink, args.batch_clients, args.batch_seconds, size)
+        if "delivery" in args.only:
+            step("delivery drain: crypitor, then the bare client loop")
+            r.drains = delivery(sink, args.events, args.concurrency)
+        if "spread" in args.only:
+            for queue in queues:
+                for n in (1, args.spread_endpoints):
+                    step(f"{args.spread_events:,} deliveries to {n:,} endpoint(s) ({queue})")
+                    r.spread[queue, n] = spread(sink, n, args.spread_events,
+                                                args.spread_endpoints, args.concurrency, queue)
+        if "latency" in args.only:
+            step("latency at a steady load")
+            r.lat = latency(args.rate, args.latency_seconds)
+        if "redis" in args.only:
             try:
-                scale = {}
+                scale: dict[int, Scale] = {}
                 for n in (1, 2):
                     step(f"redis queue, {n} process(es)")
                     scale[n] = redis_scale(n, sink, args.events, args.concurrency)
-            except Exception as exc:  # the Redis backend is still being finished
-                scale = f"the Redis run failed: {exc}"
-    report(args, single, batch, drains, lat, scale)
+                r.scale = scale
+            except Exception as exc:  # reported, so the rest of the run is not lost
+                r.scale = f"the Redis run failed: {exc}"
+    report(args, r)
     print(f"\n(whole run: {time.monotonic() - started:.0f} s)")
 
 

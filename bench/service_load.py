@@ -23,6 +23,47 @@ def batch_body(size: int = BATCH) -> bytes:
     return json.dumps([EVENT] * size, separators=(",", ":")).encode()
 
 
+def typed_batches(total: int, types: int) -> list[bytes]:
+    """`total` events in batches of BATCH, event n of type `bench.<n % types>`: with one
+    endpoint per type, every endpoint gets total/types of them, spread over the batches."""
+    return [json.dumps([{"type": f"bench.{n % types}", "data": EVENT["data"]}
+                        for n in range(start, min(total, start + BATCH))],
+                       separators=(",", ":")).encode()
+            for start in range(0, total, BATCH)]
+
+
+async def _load_timed(port: int, bodies: list[bytes], concurrency: int,
+                      seconds: float) -> tuple[int, float]:
+    """POST `bodies` as batches; returns (events accepted, monotonic time the first batch
+    was accepted)."""
+    queue = list(reversed(bodies))
+    accepted, first = 0, 0.0
+    deadline = time.monotonic() + seconds
+    url = f"http://127.0.0.1:{port}/v1/events/batch"
+    async with aiohttp.ClientSession(headers=AUTH,
+                                     timeout=aiohttp.ClientTimeout(total=60)) as http:
+
+        async def worker() -> None:
+            nonlocal accepted, first
+            while queue and time.monotonic() < deadline:
+                body = queue.pop()
+                async with http.post(url, data=body) as resp:
+                    answer = await resp.json()
+                    if resp.status != 202:
+                        raise RuntimeError(f"batch answered {resp.status}: {answer}")
+                first = first or time.monotonic()
+                accepted += len(answer["ids"]) if isinstance(answer, dict) else BATCH
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return accepted, first
+
+
+def load_timed(port: int, bodies: list[bytes], concurrency: int = 4,
+               seconds: float = 120.0) -> tuple[int, float]:
+    """`_load_timed`, blocking."""
+    return asyncio.run(_load_timed(port, bodies, concurrency, seconds))
+
+
 async def _load(ports: list[int], total: int, concurrency: int,
                 seconds: float) -> tuple[int, float]:
     body = batch_body()

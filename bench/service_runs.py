@@ -4,16 +4,21 @@ next), counts over a bounded window, and stops everything before returning."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
 
 from bench.procs import cpu_seconds, scrape, tree_cpu
-from bench.service_load import BATCH, batch_body, event_body, load, paced
+from bench.service_load import BATCH, batch_body, event_body, load, load_timed, paced, typed_batches
 from bench.service_procs import (
+    AUTH,
     Proc,
     WrkResult,
     add_endpoint,
@@ -110,9 +115,10 @@ def single_ingest(nginx_port: int, nginx_pid: int, sink_url: str, connections: i
     return out
 
 
-def batch_ingest(sink_url: str, connections: int, seconds: float) -> dict[str, Measure]:
-    """POST /v1/events/batch with 1000 events each, in each `FAN_OUT` mode."""
-    return {mode: _service_ingest("/v1/events/batch", batch_body(), BATCH, sink_url,
+def batch_ingest(sink_url: str, connections: int, seconds: float,
+                 size: int = BATCH) -> dict[str, Measure]:
+    """POST /v1/events/batch with `size` events each, in each `FAN_OUT` mode."""
+    return {mode: _service_ingest("/v1/events/batch", batch_body(size), size, sink_url,
                                   connections, seconds, mode)
             for mode in FAN_OUT}
 
@@ -142,6 +148,54 @@ def delivery(sink_url: str, count: int, concurrency: int) -> dict[str, Measure]:
     return {"crypitor": ours,
             "aiohttp": Measure(bare["ok"] / bare["seconds"], "deliveries/s", int(bare["ok"]),
                                bare["seconds"], bare["cpu"], int(bare["failed"]))}
+
+
+def _add_endpoints(port: int, urls: list[str], types: list[list[str] | None]) -> None:
+    """Register endpoints 32 at a time (one by one, 5,000 durable writes take a while)."""
+    async def run() -> None:
+        async with aiohttp.ClientSession(headers=AUTH) as http:
+            pending = list(zip(urls, types, strict=True))
+
+            async def worker() -> None:
+                while pending:
+                    url, wanted = pending.pop()
+                    body: dict[str, Any] = {"url": url}
+                    if wanted is not None:
+                        body["event_types"] = wanted
+                    async with http.post(f"http://127.0.0.1:{port}/v1/endpoints",
+                                         json=body) as resp:
+                        if resp.status != 201:
+                            raise RuntimeError(f"endpoint answered {resp.status}")
+
+            await asyncio.gather(*(worker() for _ in range(32)))
+    asyncio.run(run())
+
+
+def spread(sink_url: str, endpoints: int, total: int, types: int, concurrency: int,
+           queue: str = "sqlite") -> Measure:
+    """`total` events of `types` types (`bench.<n % types>`) posted in 1000-event batches to
+    a service with `endpoints` endpoints (endpoint i wants `bench.i`; a single endpoint wants
+    every type) while it delivers: deliveries per second from the first accepted batch to
+    the last delivery. Compare runs with the same `total` and `types`: same bodies."""
+    with contextlib.ExitStack() as stack:
+        if queue == "redis":
+            redis = stack.enter_context(redis_server())
+            queue = f"redis://127.0.0.1:{redis.port}/0"
+        svc = stack.enter_context(service(queue, concurrency))
+        if endpoints == 1:
+            _add_endpoints(svc.port, [sink_url], [None])
+        else:
+            _add_endpoints(svc.port, [f"{sink_url}/{i}" for i in range(endpoints)],
+                           [[f"bench.{i}"] for i in range(endpoints)])
+        bodies = typed_batches(total, types)
+        cpu0, busy0 = cpu_seconds(svc.pid), machine_busy()
+        accepted, first = load_timed(svc.port, bodies)
+        t1, delivered = wait_delivered([svc.port], accepted, DRAIN_LIMIT * 3)
+        cpu = cpu_seconds(svc.pid) - cpu0
+        took = t1 - first
+        busy = (machine_busy() - busy0) / took
+    return Measure(delivered / took, "deliveries/s", int(delivered), took, cpu,
+                   errors=int(accepted - delivered), busy=busy)
 
 
 @dataclass(frozen=True)

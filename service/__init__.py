@@ -7,7 +7,8 @@ backends implement (SQLite embedded, Redis to scale out). Errors raised by this 
     ├── StoreError           the store cannot be reached or answered wrongly
     │   ├── CursorTaken      a follower's write refused: another process holds its cursor
     │   └── NotReplicated    written on the primary, but no replica acknowledged it in time
-    └── UnsafeTarget         an endpoint address is refused by the SSRF guard
+    ├── UnsafeTarget         an endpoint address is refused by the SSRF guard
+    └── DeliveryFailed       a delivery's HTTP exchange got no complete answer
 """
 
 from __future__ import annotations
@@ -34,3 +35,8 @@ class NotReplicated(StoreError):
 
 class UnsafeTarget(ServiceError):
     """A destination the SSRF guard refuses: the message names the address and its kind."""
+
+
+class DeliveryFailed(ServiceError):
+    """No connection, or no complete HTTP answer, for a delivery attempt; the message is the
+    attempt's error text."""

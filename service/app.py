@@ -32,8 +32,8 @@ from service.delivery import (
     Guard,
     Policy,
     Saturation,
+    WebhookClient,
     check_url,
-    guarded_connector,
 )
 from service.follow import ChainFollower, CursorLeases, cursor_name
 from service.keys import ensure_api_keys
@@ -69,16 +69,15 @@ class Service:
         self.dispatcher: Dispatcher | None = None
         self._runner: HardenedRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._session: aiohttp.ClientSession | None = None
+        self._client: WebhookClient | None = None
         self._rpc_session: aiohttp.ClientSession | None = None
         self._signers = signing.SignerCache()
         self._hurry = asyncio.Event()
         self.api_keys: list[str] = []
         self._api: ServiceApi | None = None
 
-    def _sign(self, endpoint: Endpoint, msg_id: str, timestamp: int,
-              body: bytes) -> dict[str, str]:
-        return self._signers.get(endpoint.secret).headers(msg_id, timestamp, body)
+    def _sign(self, endpoint: Endpoint, msg_id: str, timestamp: int, body: bytes) -> str:
+        return self._signers.get(endpoint.secret).signature(msg_id, timestamp, body)
 
     def _check_url(self, url: str) -> None:
         try:
@@ -94,10 +93,9 @@ class Service:
             log.info("service API key: generated, read it from %s", key_file)
         await self.store.open()
         # pooled connections, kept per host: deliveries to one endpoint reuse them
-        connector = guarded_connector(self.guard, limit=0, keepalive_timeout=30)
-        session = self._session = aiohttp.ClientSession(connector=connector)
+        client = self._client = WebhookClient(self.guard, s.request_timeout)
         self.dispatcher = Dispatcher(
-            self.store, session, self._sign, self.metrics,
+            self.store, client, self._sign, self.metrics,
             DispatchConfig(Policy(s.retry_schedule, s.disable_after), s.request_timeout,
                            s.max_in_flight_per_endpoint), clock=self.clock)
         api = ServiceApi(ApiDeps(self.store, self.metrics, keys, self._check_url,
@@ -186,8 +184,8 @@ class Service:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._session is not None:
-            await self._session.close()
+        if self._client is not None:
+            await self._client.close()
         if self._rpc_session is not None:
             await self._rpc_session.close()
         await self.store.close()

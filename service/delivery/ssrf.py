@@ -238,23 +238,33 @@ def check_url(url: str, guard: Guard | None = None) -> None:
     raise ValueError(f"the URL host {host!r} is not a canonical IPv4 address")
 
 
-def _keep_safe(guard: Guard, host: str, results: list[ResolveResult]) -> list[ResolveResult]:
-    """`results` without refused addresses; UnsafeTarget if that leaves none."""
+def safe_addresses(guard: Guard, host: str, port: int, addresses: Sequence[str]) -> list[str]:
+    """`addresses` (what `host` resolved to, or the IP literal itself) without those `guard`
+    refuses on `port`; UnsafeTarget naming the refused ones if that leaves none."""
     if guard.allow_private:
-        return results
+        return list(addresses)
     safe, refused = [], []
-    for result in results:
+    for address in addresses:
         try:
-            kind = guard.refusal(ipaddress.ip_address(result["host"]), result["port"])
+            kind = guard.refusal(ipaddress.ip_address(address), port)
         except ValueError:
             kind = "unparsable"  # fail closed on anything we cannot judge
         if kind is None:
-            safe.append(result)
+            safe.append(address)
         else:
-            refused.append(f"{result['host']} ({kind})")
+            refused.append(f"{address} ({kind})")
     if refused and not safe:
         raise UnsafeTarget(f"{host} is refused by the SSRF guard: {', '.join(refused)}")
     return safe
+
+
+def _keep_safe(guard: Guard, host: str, results: list[ResolveResult]) -> list[ResolveResult]:
+    """`results` (one lookup: one port) without refused addresses; UnsafeTarget if that
+    leaves none."""
+    if guard.allow_private or not results:
+        return results
+    kept = set(safe_addresses(guard, host, results[0]["port"], [r["host"] for r in results]))
+    return [r for r in results if r["host"] in kept]
 
 
 class GuardedResolver(AbstractResolver):

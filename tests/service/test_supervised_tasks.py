@@ -169,15 +169,15 @@ async def test_a_delivery_attempt_that_fails_in_the_dispatcher_is_logged_and_cou
     svc = Service(ServiceSection(listen=listen, api_keys=(KEY,), allow_private_targets=True,
                                  max_in_flight_per_endpoint=1), tmp_path)
     calls: list[int] = []
-    original = signing.Signer.headers
+    original = signing.Signer.signature
 
-    def flaky(self: signing.Signer, *args: Any) -> dict[str, str]:
+    def flaky(self: signing.Signer, *args: Any) -> str:
         calls.append(1)
         if len(calls) == 1:
             raise RuntimeError("signing bug")
         return original(self, *args)
 
-    monkeypatch.setattr(signing.Signer, "headers", flaky)
+    monkeypatch.setattr(signing.Signer, "signature", flaky)
     caplog.set_level(logging.ERROR)
     base = f"http://{listen}"
     await svc.start()

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from service.models import Endpoint, MatchRecord, Monitor, MonitorEvent, NewEvent, Stored
-from service.store.sqlite.events import accept
+from service.models import MatchRecord, Monitor, MonitorEvent, NewEvent, Stored
+from service.store.sqlite.events import Routing, accept
 from service.store.sqlite.schema import IdClock, event_ref, row_id
 from service.store.times import from_us, from_us_or_none, to_us, to_us_or_none
 
@@ -120,7 +120,7 @@ def _routes(conn: sqlite3.Connection, monitor_ids: Iterable[str]) -> dict[str, s
 
 
 def advance(conn: sqlite3.Connection, name: str, state: str, events: Sequence[NewEvent],
-            matches: Sequence[MatchRecord], now: datetime, endpoints: Sequence[Endpoint],
+            matches: Sequence[MatchRecord], now: datetime, endpoints: Routing,
             prune: bool, clock: IdClock) -> list[Stored]:
     """A follower's step in the caller's transaction: events, history, cursor."""
     routes = _routes(conn, {m.monitor_id for m in matches})

@@ -75,6 +75,7 @@ def delete_endpoint(conn: sqlite3.Connection, endpoint_id: str) -> bool:
 # --- queue -------------------------------------------------------------------------------
 # CROSS JOIN pins deliveries as the outer loop, so the ready index drives the claim; ACTIVE
 # and READY stay unqualified (their columns are only in deliveries) to match the index text.
+KNOWN_ENDPOINTS = 20_000  # endpoints a claimer keeps built (`claim`'s `known`) before it forgets
 CLAIM_ROUNDS = 8  # selections per claim at most while busy endpoints' deliveries are put off
 _CLAIMED_ENDPOINT = ", ".join("p." + c for c in ENDPOINT_COLUMNS.split(", "))
 CLAIM_SQL = f"""
@@ -87,7 +88,12 @@ ORDER BY {READY}, d.created_at, d.rowid LIMIT ?
 
 
 def claim(conn: sqlite3.Connection, limit: int, now: datetime, lease: float,
-          put_off: Mapping[str, datetime] | None = None) -> list[Claim]:
+          put_off: Mapping[str, datetime] | None = None,
+          known: dict[tuple[Any, ...], Endpoint] | None = None) -> list[Claim]:
+    """`known`: endpoints built from their rows by earlier claims, kept by the caller: an
+    endpoint's row is converted once, not once per claim (with thousands of endpoints, a
+    claim holds a hundred different ones). Keyed by the whole row, so a changed endpoint
+    is built anew."""
     if limit <= 0:
         return []  # SQLite reads a negative LIMIT as "no limit"
     until = to_us(now) + int(lease * 1_000_000)
@@ -107,10 +113,12 @@ def claim(conn: sqlite3.Connection, limit: int, now: datetime, lease: float,
             break
     # the lease's end doubles as its token: a later claim always ends later
     token = str(until)
-    endpoints: dict[tuple[Any, ...], Endpoint] = {}
+    endpoints = {} if known is None else known
+    if len(endpoints) > KNOWN_ENDPOINTS:
+        endpoints.clear()
     claims = []
     for r in rows:
-        ep_row = r[13:]  # a batch mostly repeats a few endpoints: build each once
+        ep_row = r[13:]
         ep = endpoints.get(ep_row)
         if ep is None:
             ep = endpoints[ep_row] = endpoint_from_row(ep_row)
@@ -148,13 +156,17 @@ def settle(conn: sqlite3.Connection, outcomes: Sequence[Settled]) -> None:
     conn.executemany(f"INSERT INTO attempts ({ATTEMPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                      attempts)
     conn.executemany(_SETTLE, updates)
-    for endpoint_id, (failing, reason) in streaks.items():
-        if reason:
-            conn.execute("UPDATE endpoints SET failing_since = ?, disabled = 1,"
-                         " disabled_reason = ? WHERE id = ?", (failing, reason, endpoint_id))
-        else:  # the guard spares a page write per success when nothing changes
-            conn.execute("UPDATE endpoints SET failing_since = ? WHERE id = ?"
-                         " AND failing_since IS NOT ?", (failing, endpoint_id, failing))
+    disabling = [(failing, reason, endpoint_id)
+                 for endpoint_id, (failing, reason) in streaks.items() if reason]
+    if disabling:
+        conn.executemany("UPDATE endpoints SET failing_since = ?, disabled = 1,"
+                         " disabled_reason = ? WHERE id = ?", disabling)
+    # one statement for every endpoint of the batch (a batch may hold a hundred); the guard
+    # spares a page write per success when nothing changes
+    conn.executemany("UPDATE endpoints SET failing_since = ? WHERE id = ?"
+                     " AND failing_since IS NOT ?",
+                     [(failing, endpoint_id, failing)
+                      for endpoint_id, (failing, reason) in streaks.items() if not reason])
 
 
 def release(conn: sqlite3.Connection, claims: Sequence[Claim],

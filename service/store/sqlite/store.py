@@ -51,12 +51,13 @@ class SqliteStore:
         self._file = SqliteFile(path, max_batch, self._setup, self._forget_endpoints)
         # Writer-thread state: the endpoints fan-out reads (reloaded after any endpoint
         # write) and when idempotency keys were last pruned.
-        self._endpoints: list[Endpoint] | None = None
+        self._endpoints: event_sql.Routing | None = None
         self._pruned_at = -PRUNE_EVERY
         self._ids = schema.IdClock()
         # Cursor leases: the file is locked to this one process, so a table in memory is
         # exact. name -> (holder, deadline on the monotonic clock)
         self._cursor_leases: dict[str, tuple[str, float]] = {}
+        self._claimed_endpoints: dict[tuple[Any, ...], Endpoint] = {}  # writer thread only
 
     @property
     def commits(self) -> int:
@@ -87,9 +88,9 @@ class SqliteStore:
     def _forget_endpoints(self) -> None:
         self._endpoints = None  # it may hold rows that were rolled back
 
-    def _fanout(self, conn: sqlite3.Connection) -> list[Endpoint]:
+    def _fanout(self, conn: sqlite3.Connection) -> event_sql.Routing:
         if self._endpoints is None:
-            self._endpoints = queue_sql.list_endpoints(conn)
+            self._endpoints = event_sql.Routing(queue_sql.list_endpoints(conn))
         return self._endpoints
 
     # --- endpoints -----------------------------------------------------------------------
@@ -138,7 +139,8 @@ class SqliteStore:
         # two concurrent claims can never take the same delivery
         busy = dict(put_off or {})
         return await self._file.write(
-            lambda c: queue_sql.claim(c, limit, now, lease, busy), durable=False)
+            lambda c: queue_sql.claim(c, limit, now, lease, busy, self._claimed_endpoints),
+            durable=False)
 
     async def settle(self, claim: Claim, attempt: Attempt, verdict: Verdict) -> None:
         await self.settle_many([(claim, attempt, verdict)])

@@ -264,3 +264,19 @@ def test_row_ids_increase_even_when_the_clock_steps_back() -> None:
     assert sql.row_id(sql.event_ref(first), "evt_") == first
     assert sql.row_id(sql.event_ref(first), "msg_") is None
     assert sql.row_id("evt_nothex!!nothex!!", "evt_") is None
+
+
+def test_routing_finds_the_endpoints_of_a_type_in_listing_order_without_the_disabled() -> None:
+    from service.models import Endpoint
+    from service.store.sqlite.events import Routing
+
+    eps = [Endpoint("ep_a", "http://a", "s", ("x",)), Endpoint("ep_b", "http://b", "s"),
+           Endpoint("ep_c", "http://c", "s", ("x", "y", "x")),
+           Endpoint("ep_d", "http://d", "s", ("x",), disabled=True),
+           Endpoint("ep_e", "http://e", "s")]
+    routing = Routing(eps)
+    assert [e.id for e in routing.wanting("x")] == ["ep_a", "ep_b", "ep_c", "ep_e"]
+    assert [e.id for e in routing.wanting("y")] == ["ep_b", "ep_c", "ep_e"]
+    assert [e.id for e in routing.wanting("z")] == ["ep_b", "ep_e"]
+    for kind in ("x", "y", "z"):  # what every endpoint's own `wants` says
+        assert routing.wanting(kind) == [e for e in eps if e.wants(kind)]

@@ -41,8 +41,35 @@ local function accept(now, window, ttl, count, base, routes)
         wanted = {}
         for _, t in ipairs(types) do wanted[t] = true end
       end
-      targets[#targets + 1] = {id, wanted}
+      targets[#targets + 1] = {id, wanted, #targets + 1}
     end
+  end
+  -- indexed by type once per call: an event looks only at the endpoints wanting its type
+  -- (5,000 endpoints of a type each made every event of a batch walk all 5,000)
+  local every, by_type, lists = {}, {}, {}
+  for i, t in ipairs(targets) do
+    if not t[2] then
+      every[#every + 1] = i
+    else
+      for kind in pairs(t[2]) do
+        local l = by_type[kind]
+        if not l then l = {}; by_type[kind] = l end
+        l[#l + 1] = i
+      end
+    end
+  end
+  local function wanting(etype)
+    local l = lists[etype]
+    if l then return l end
+    local typed = by_type[etype] or {}
+    l = {}
+    for _, i in ipairs(every) do l[#l + 1] = targets[i] end
+    for _, i in ipairs(typed) do l[#l + 1] = targets[i] end
+    if #every > 0 and #typed > 0 then  -- in listing order, as before the index
+      table.sort(l, function(a, b) return a[3] < b[3] end)
+    end
+    lists[etype] = l
+    return l
   end
   local ids = {}
   for i = 0, count - 1 do
@@ -67,8 +94,8 @@ local function accept(now, window, ttl, count, base, routes)
     else
       local only = routes and routes[i + 1]
       local dls = {}
-      for _, t in ipairs(targets) do
-        if (not only or only == t[1]) and (not t[2] or t[2][etype]) then
+      for _, t in ipairs(wanting(etype)) do
+        if not only or only == t[1] then
           -- Lua has no good random source; the event id is random, so this is unique too
           local did = 'msg_' .. string.sub(redis.sha1hex(id .. '/' .. t[1]), 1, 24)
           local seq = redis.call('INCR', k('seq'))
