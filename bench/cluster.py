@@ -65,15 +65,17 @@ def instances(urls: list[str], interval: float, redis_port: int, lease: float,
 
 
 def measure(ports_pids: list[tuple[int, int]], extra_pids: list[int],
-            window: float) -> tuple[float, float]:
-    """(probes, CPU seconds of the processes and `extra_pids`) over `window` seconds."""
+            window: float) -> tuple[float, float, list[float]]:
+    """(probes, CPU seconds of the processes and `extra_pids`, CPU seconds of each: the
+    instances then the extras) over `window` seconds."""
     pids = [pid for _, pid in ports_pids] + extra_pids
     before = probes([scrape(port) for port, _ in ports_pids])
-    cpu0 = sum(cpu_seconds(p) for p in pids)
+    cpu0 = [cpu_seconds(p) for p in pids]
     time.sleep(window)
-    cpu1 = sum(cpu_seconds(p) for p in pids)
+    cpu1 = [cpu_seconds(p) for p in pids]
     after = probes([scrape(port) for port, _ in ports_pids])
-    return after - before, cpu1 - cpu0
+    each = [b - a for a, b in zip(cpu0, cpu1, strict=True)]
+    return after - before, sum(each), each
 
 
 def failover(ports_pids: list[tuple[int, int]], interval: float,
@@ -108,11 +110,11 @@ def main() -> None:
         with redis_server() as (redis_port, redis_pid), \
                 instances(urls, interval, redis_port, lease, 3) as cluster:
             time.sleep(interval + 5)  # joined, and the first round spread over an interval
-            c_probes, c_cpu = measure(cluster, [redis_pid], window)
+            c_probes, c_cpu, c_each = measure(cluster, [redis_pid], window)
             times = failover(cluster, interval, lease)
         with crypitor(config(urls, interval, "")) as single:
             time.sleep(interval + 5)
-            s_probes, s_cpu = measure([single], [], window)
+            s_probes, s_cpu, _ = measure([single], [], window)
     per_c = c_probes / args.targets / (window / interval)
     per_s = s_probes / args.targets / (window / interval)
     c_cost, s_cost = c_cpu / max(c_probes, 1), s_cpu / max(s_probes, 1)
@@ -124,6 +126,10 @@ def main() -> None:
           f"max {max(times):.1f}s (goal <= lease + 2 intervals = {lease + 2 * interval:g}s)")
     print(f"CPU per probe: cluster (3 instances + redis) {c_cost * 1e6:.0f} us, single "
           f"{s_cost * 1e6:.0f} us, ratio {c_cost / s_cost:.2f}x (goal <= 1.3x)")
+    split = ", ".join(f"instance {i} {cpu / max(c_probes, 1) * 1e6:.0f} us"
+                      for i, cpu in enumerate(c_each[:-1]))
+    print(f"  the cluster's CPU per probe by process: {split}, "
+          f"redis-server {c_each[-1] / max(c_probes, 1) * 1e6:.0f} us")
 
 
 if __name__ == "__main__":

@@ -279,10 +279,16 @@ class Runtime:
         if self.ownership is not None:
             assert self._cluster_redis is not None
             gate = ProbeGate(self._cluster_redis, self.ownership, self.cluster_prefix)
+        active = None
+        if self.ownership is not None:
+            owns = self.ownership.owns
+            active = lambda job: owns(job.state.config)  # noqa: E731 (a one-line predicate)
         scheduler = ProbeScheduler(self._jobs(ctx, service), self._sched_metrics,
                                    lambda job, result: self._on_result(job, result, alerting),
                                    on_crash=self._crashed, grid=cluster is not None,
-                                   gate=gate)
+                                   gate=gate, active=active)
+        if self.ownership is not None:  # fire only this instance's share, as it changes
+            self.ownership.on_change.append(scheduler.refresh)
         probing.push_async_callback(scheduler.stop)
         scheduler.start()
         self._started = _Started(ctx, scheduler, alerting, api, service)

@@ -71,6 +71,7 @@ class Ownership:
         self._states = states
         self._peers: tuple[str, ...] = (instance,)
         self._owned: dict[tuple[str, tuple[str, ...]], bool] = {}  # for the current peers
+        self.on_change: list[Callable[[], None]] = []  # called when the peers changed
         gauge = Gauge(m.CLUSTER_OWNED.name, m.CLUSTER_OWNED.help, registry=registry)
         gauge.set_function(self.count)
 
@@ -87,6 +88,8 @@ class Ownership:
         if ordered != self._peers:
             self._peers = ordered
             self._owned = {}
+            for changed in self.on_change:
+                changed()
 
     def owns(self, target: TargetConfig) -> bool:
         key = (target.name, target.locations)

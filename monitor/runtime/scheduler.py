@@ -128,13 +128,19 @@ class ProbeScheduler:
                  on_result: Callable[[Job, ProbeResult], None],
                  clock: Callable[[], float] = time.time, first_delay: float = 0.2,
                  on_crash: Callable[[str], None] = lambda _task: None,
-                 grid: bool = False, gate: Gate | None = None) -> None:
+                 grid: bool = False, gate: Gate | None = None,
+                 active: Callable[[Job], bool] | None = None) -> None:
         """`grid`: fire on the wall-clock grid of `grid_offset` (cluster mode); `gate`: asked
         before every run with the run's slot (its fire count since the epoch in grid mode),
-        False skips it. A gate that raises is our bug: logged, counted, and the probe runs."""
+        False skips it. A gate that raises is our bug: logged, counted, and the probe runs.
+        `active`: which jobs this scheduler fires at all (cluster mode: the targets this
+        instance owns); the others stay known but unscheduled until `refresh()` finds them
+        active, so an instance pays for its own share of the targets only."""
         self._jobs = list(jobs)
         self._grid = grid
         self._gate = gate
+        self._active = active
+        self._scheduled: set[str] = set()  # names of the jobs APScheduler fires
         self._lag = metrics.lag
         self._missed = metrics.missed
         self._missed_unlogged = 0
@@ -156,11 +162,29 @@ class ProbeScheduler:
         # leave a slot to nobody while the others already count it in
         now = self._clock() + (0.0 if self._grid else self._first_delay)
         for job in self._jobs:
-            self._schedule(sched, job, self._first_fire(job, now, offsets[job.state.name]))
+            if self._active is None or self._active(job):
+                self._schedule(sched, job, self._first_fire(job, now, offsets[job.state.name]))
         sched.add_listener(self._on_missed, EVENT_JOB_MISSED)
         sched.start()
         self._scheduler = sched
-        log.info("scheduler started with %d targets", len(self._jobs))
+        log.info("scheduler started with %d targets (%d fired here)", len(self._jobs),
+                 len(self._scheduled))
+
+    def refresh(self) -> None:
+        """Fire the jobs `active` selects now and no others (cluster mode: ownership changed).
+        A job that became active fires from the next grid point on; one that became inactive
+        stops firing, its run in flight (if any) finishing as usual."""
+        sched = self._scheduler
+        if sched is None or self._active is None or self._stopping:
+            return
+        now = self._clock()
+        for job in self._jobs:
+            name, want = job.state.name, self._active(job)
+            if want and name not in self._scheduled:
+                self._schedule(sched, job, self._first_fire(job, now, 0.0))
+            elif not want and name in self._scheduled:
+                sched.remove_job(name)
+                self._scheduled.discard(name)
 
     def _first_fire(self, job: Job, now: float, spread_offset: float) -> float:
         if not self._grid:
@@ -176,6 +200,7 @@ class ProbeScheduler:
                                   start_date=datetime.fromtimestamp(start, UTC))
         sched.add_job(self._fire, trigger, args=[job], id=job.state.name,
                       misfire_grace_time=max(1, math.ceil(interval)))
+        self._scheduled.add(job.state.name)
 
     @property
     def jobs(self) -> list[Job]:
@@ -186,15 +211,17 @@ class ProbeScheduler:
         first fire comes after `first_delay`, later ones every interval from there."""
         assert self._scheduler is not None, "add() is for a started scheduler"
         self._jobs.append(job)
-        self._schedule(self._scheduler, job,
-                       self._first_fire(job, self._clock() + self._first_delay, 0.0))
+        if self._active is None or self._active(job):
+            self._schedule(self._scheduler, job,
+                           self._first_fire(job, self._clock() + self._first_delay, 0.0))
 
     def remove(self, job: Job) -> None:
         """Stop scheduling `job` and cancel its run in flight, if any (it records nothing)."""
         job.retired = True
         self._jobs.remove(job)
-        if self._scheduler is not None:
+        if self._scheduler is not None and job.state.name in self._scheduled:
             self._scheduler.remove_job(job.state.name)
+            self._scheduled.discard(job.state.name)
         if job.task is not None and not job.task.done():
             job.task.cancel()
 
