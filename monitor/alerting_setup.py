@@ -182,6 +182,7 @@ class MonitorAlerting:
         """`spawn` (the monitor's supervisor) runs the alert loops, the bots and the
         service watch; `followed` names the chains the service follows."""
         self.states = states
+        self._labels_of: dict[str, Mapping[str, str]] | None = None
         self._clock = clock
         self._spawn = spawn or Supervisor().supervise
         self.cluster = cluster
@@ -292,6 +293,11 @@ class MonitorAlerting:
         await, so no probe result meets half a config; then the senders and bots no longer
         configured are stopped and the new ones started."""
         section = prepared.section
+        self._labels_of = None  # the targets' labels may have changed
+        evaluator = self.alerting.evaluator
+        if isinstance(evaluator, QuorumEvaluator) and self.cluster is not None:
+            evaluator.windows = {s.name: 2 * s.config.interval + self.cluster.lease
+                                 for s in states}  # a changed interval moves its window
         names = [s.name for s in states]
         for bot in prepared.bots.values():
             bot.set_targets(names)
@@ -330,8 +336,11 @@ class MonitorAlerting:
                 for s in self.states if s.up is False]
 
     def _labels(self, target: str) -> Mapping[str, str] | None:
-        state = next((s for s in self.states if s.name == target), None)
-        return None if state is None else {**state.config.labels, "type": state.config.type}
+        # by name: the leader asks for every result of the cluster
+        if self._labels_of is None:  # `reload` forgets it
+            self._labels_of = {s.name: {**s.config.labels, "type": s.config.type}
+                               for s in self.states}
+        return self._labels_of.get(target)
 
     async def start(self, service: WatchedService | None = None) -> None:
         self._service = service

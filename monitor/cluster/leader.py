@@ -39,6 +39,7 @@ log = logging.getLogger("crypitor.cluster")
 
 READ_BLOCK_MS = 1000  # one XREAD waits this long for entries, so a stop is seen soon
 READ_COUNT = 500
+CURSOR_EVERY = 1.0  # seconds: how often the cursor moves when no state changed
 # KEYS[1]: the lease. ARGV: holder, ttl in ms. 1 when held by `holder` now.
 _HOLD = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -178,7 +179,11 @@ class AlertingLeader:
 
     async def _consume(self) -> None:
         """Results from the stream into the evaluator; the cursor is written with the
-        states they changed, fenced (a deposed leader's progress is refused)."""
+        states they changed, fenced (a deposed leader's progress is refused). Results that
+        changed no state move the cursor at most every CURSOR_EVERY: a successor reading
+        them again changes nothing either, and the write (an fsync on Redis) is spared."""
+        loop = asyncio.get_running_loop()
+        saved = loop.time()
         while True:
             cursor = self.store.cursor or "0-0"
             answer: Any = await self._redis.xread({self._results: cursor}, count=READ_COUNT,
@@ -188,8 +193,12 @@ class AlertingLeader:
             for entry_id, fields in answer[0][1]:
                 self._observe(fields)
                 self.store.cursor = str(entry_id)
+            dirty = self.evaluator.take_dirty()
+            if not dirty and loop.time() - saved < CURSOR_EVERY:
+                continue
+            saved = loop.time()
             try:
-                await asyncio.to_thread(self.store.save_states, self.evaluator.take_dirty())
+                await asyncio.to_thread(self.store.save_states, dirty)
             except NotLeader as exc:
                 log.warning("alerting: %s; standing by", exc)
                 self.lost()
