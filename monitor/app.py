@@ -277,12 +277,11 @@ class Runtime:
                            location=cluster.location if cluster else "")
         gate = None
         if self.ownership is not None:
-            assert self._cluster_redis is not None
-            gate = ProbeGate(self._cluster_redis, self.ownership, self.cluster_prefix)
+            gate = ProbeGate(self.ownership)
         active = None
         if self.ownership is not None:
-            owns = self.ownership.owns
-            active = lambda job: owns(job.state.config)  # noqa: E731 (a one-line predicate)
+            soon = self.ownership.soon
+            active = lambda job: soon(job.state.config)  # noqa: E731 (a one-line predicate)
         scheduler = ProbeScheduler(self._jobs(ctx, service), self._sched_metrics,
                                    lambda job, result: self._on_result(job, result, alerting),
                                    on_crash=self._crashed, grid=cluster is not None,
@@ -333,7 +332,8 @@ class Runtime:
             registry=self.registry, prefix=prefix)
         parts.push_async_callback(membership.close)
         instance = membership.instance
-        self.ownership = Ownership(instance, cluster.location, self.states, self.registry)
+        self.ownership = Ownership(instance, cluster.location, self.states, self.registry,
+                                   lease=cluster.lease)
         membership.listeners.append(self.ownership.update)
         self._feed = ResultFeed(redis, instance, cluster.location, self.registry, prefix)
         self._history = ClusterHistory(redis, prefix, lambda: self.clock().timestamp())

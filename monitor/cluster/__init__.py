@@ -1,5 +1,5 @@
 """Several `crypitor run` instances on one Redis (`[cluster]`): membership, probing shared by
-ownership and per-slot claims, the results feed, the cluster-wide view and uptime history, and
+ownership per slot, the results feed, the cluster-wide view and uptime history, and
 alerting led by one instance (its store in Redis, the lease, the results-stream consumer)."""
 
 from monitor.cluster.alert_store import RedisAlertStore

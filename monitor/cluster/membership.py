@@ -1,8 +1,9 @@
 """Cluster membership: which `crypitor run` instances are alive, and where they probe from.
 
 Every instance writes a heartbeat (its id, its location, Redis's own clock as the time last
-seen) every third of the lease, at least every second (`beat_every`), and tells its listeners
-(probe ownership) the members it read; one not heard from for a whole lease is dead and is dropped
+seen, and the time it joined: its first beat of this membership) every third of the lease, at
+least every second (`beat_every`), and tells its listeners (probe ownership) the members it
+read; one not heard from for a whole lease is dead and is dropped
 by whichever instance beats or reads next. While Redis cannot be reached the gauge keeps
 the last count it read. A clean stop removes the instance at once. Redis's clock
 is the only one read, so instances whose clocks run apart still agree.
@@ -35,20 +36,23 @@ REQUEST_TIMEOUT = 5.0  # seconds: every Redis call; a beat is due every lease/3 
 LEAVE_TIMEOUT = 2.0
 MAX_BEAT_EVERY = 1.0  # seconds: a dead member's targets move within lease + this
 
-# KEYS: the members' sorted set (score: last seen, Redis time) and their locations' hash.
+# KEYS: the members' sorted set (score: last seen, Redis time), their locations' hash and
+# their join times' hash (Redis time of the first beat of this membership).
 # ARGV: instance id ("" to only read), its location, the lease in seconds.
-# Returns the live members as a flat list: id, location, last seen, ...
+# Returns the live members as a flat list: id, location, last seen, joined, ...
 _BEAT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 if ARGV[1] ~= '' then
   redis.call('ZADD', KEYS[1], now, ARGV[1])
   redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+  redis.call('HSETNX', KEYS[3], ARGV[1], tostring(now))
 end
 local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - tonumber(ARGV[3])))
 for _, id in ipairs(dead) do
   redis.call('ZREM', KEYS[1], id)
   redis.call('HDEL', KEYS[2], id)
+  redis.call('HDEL', KEYS[3], id)
 end
 local out = {}
 local live = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
@@ -56,6 +60,7 @@ for i = 1, #live, 2 do
   table.insert(out, live[i])
   table.insert(out, redis.call('HGET', KEYS[2], live[i]) or '')
   table.insert(out, live[i + 1])
+  table.insert(out, redis.call('HGET', KEYS[3], live[i]) or live[i + 1])
 end
 return out
 """
@@ -72,6 +77,7 @@ class Member:
     instance: str
     location: str
     last_seen: datetime  # UTC, by Redis's clock
+    joined: datetime | None = None  # its first beat of this membership (None: long ago)
 
 
 def default_instance() -> str:
@@ -94,7 +100,7 @@ class Membership:
         self.beat_every = min(lease / 3, MAX_BEAT_EVERY)
         self.listeners: list[Callable[[list[Member]], None]] = []
         self._redis = connect(redis_url, timeout=REQUEST_TIMEOUT)
-        self._keys = [f"{prefix}:members", f"{prefix}:locations"]
+        self._keys = [f"{prefix}:members", f"{prefix}:locations", f"{prefix}:joined"]
         self._sha = ""
         self._gauge = Gauge(m.CLUSTER_MEMBERS.name, m.CLUSTER_MEMBERS.help,
                             m.CLUSTER_MEMBERS.labels, registry=registry)
@@ -148,6 +154,7 @@ class Membership:
                 pipe = self._redis.pipeline()
                 pipe.zrem(self._keys[0], self.instance)
                 pipe.hdel(self._keys[1], self.instance)
+                pipe.hdel(self._keys[2], self.instance)
                 await pipe.execute()
 
     async def close(self) -> None:
@@ -158,17 +165,18 @@ class Membership:
             try:
                 if not self._sha:
                     raise NoScriptError("not loaded yet")
-                flat = await self._redis.evalsha(self._sha, 2, *self._keys, instance,
+                flat = await self._redis.evalsha(self._sha, 3, *self._keys, instance,
                                                  location, self.lease)
             except NoScriptError:  # first use, or Redis restarted with an empty cache
                 self._sha = await self._redis.script_load(_BEAT)
-                flat = await self._redis.evalsha(self._sha, 2, *self._keys, instance,
+                flat = await self._redis.evalsha(self._sha, 3, *self._keys, instance,
                                                  location, self.lease)
         except (RedisError, OSError) as exc:
             raise ClusterUnavailable(str(exc) or type(exc).__name__) from exc
         return [Member(flat[i], flat[i + 1],
-                       datetime.fromtimestamp(float(flat[i + 2]), UTC))
-                for i in range(0, len(flat), 3)]
+                       datetime.fromtimestamp(float(flat[i + 2]), UTC),
+                       datetime.fromtimestamp(float(flat[i + 3]), UTC))
+                for i in range(0, len(flat), 4)]
 
     def _show(self, members: list[Member]) -> None:
         counts: dict[str, int] = {}

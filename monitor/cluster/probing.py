@@ -1,21 +1,27 @@
 """Probing shared across a cluster: which instance probes which target, once per slot.
 
-Ownership is rendezvous hashing over the live members of this instance's location (from every
-membership beat), so a member joining or dying moves only its share. Before a run the
-scheduler asks the gate: not the owner, no probe (and no Redis call); the owner claims the
-slot (`SET {p}:claim:{location}:{target}:{slot} NX`), so the old and the new owner during a
-change-over never both probe it, and none is missed. Redis unreachable: the gate lets the
-probe run (Redis down must not stop probing) on the last ownership known. The feed publishes
-each result to `{p}:latest` and `{p}:results` in one pipeline every quarter second; what it
-cannot publish is dropped (counted), never waited for.
+Ownership is rendezvous hashing over the settled members of this instance's location (from
+every membership beat), so a member joining or dying moves only its share. A member is settled
+SETTLE seconds after it joined (Redis's time of its first beat): every instance beats at least
+every second, so by then all of them know it, and each computes the same owner for every slot
+(a slot is a point of the wall-clock grid, the same number everywhere) with no Redis call per
+probe: the old owner probes the slots before the newcomer settles, the newcomer those after.
+A dead member's targets go to the others as soon as they see it gone (after its lease): it
+probes nothing any more, so that needs no hand-over. Before the first membership read an
+instance probes nothing for up to `lease` (it may have peers), then everything (Redis is not
+answering: probing must not depend on it); while Redis is unreachable it keeps the last
+ownership it read. The feed publishes each result to `{p}:latest` and `{p}:results` in one
+pipeline every quarter second; what it cannot publish is dropped (counted), never waited for.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -32,7 +38,7 @@ from probes.base import ProbeResult
 
 log = logging.getLogger("crypitor.cluster")
 
-CLAIM_TIMEOUT = 1.0  # seconds: a claim Redis does not answer by then is granted (fail open)
+SETTLE = 2.0  # seconds a new member waits before probing: twice the longest beat period
 FLUSH_EVERY = 0.25  # seconds between the feed's pipelines
 FEED_BUFFER = 20_000  # results waiting for a flush; the oldest go first beyond it
 STREAM_MAXLEN = 100_000
@@ -60,44 +66,70 @@ def latest_field(target: str, location: str) -> str:
 
 
 class Ownership:
-    """Which targets this instance owns, from the members of its location it last read.
-    Until a first read (Redis not reached yet) it counts itself alone: it probes everything,
-    the claims keeping other instances from probing a slot twice."""
+    """Which targets this instance owns at a given time, from the members of its location it
+    last read (see the module's docstring); `on_change` listeners are called when the
+    members changed and again once a newcomer settled."""
 
     def __init__(self, instance: str, location: str, states: Sequence[TargetState],
-                 registry: CollectorRegistry) -> None:
+                 registry: CollectorRegistry, *, lease: float = 10.0, settle: float = SETTLE,
+                 clock: Callable[[], float] = time.time) -> None:
         """`states` may change in place (a config reload); the gauge follows at scrape."""
         self.instance, self.location = instance, location
+        self.settle, self._lease, self._clock = settle, lease, clock
         self._states = states
-        self._peers: tuple[str, ...] = (instance,)
-        self._owned: dict[tuple[str, tuple[str, ...]], bool] = {}  # for the current peers
-        self.on_change: list[Callable[[], None]] = []  # called when the peers changed
+        self._started = clock()
+        self._members: tuple[tuple[str, float], ...] | None = None  # (instance, joined)
+        self._owned: dict[tuple[str, tuple[str, ...], tuple[str, ...]], bool] = {}
+        self.on_change: list[Callable[[], None]] = []
         gauge = Gauge(m.CLUSTER_OWNED.name, m.CLUSTER_OWNED.help, registry=registry)
         gauge.set_function(self.count)
 
     @property
     def peers(self) -> tuple[str, ...]:
-        """The live instances of this location, this one included."""
-        return self._peers
+        """The settled instances of this location now (they share its targets)."""
+        return self._settled(self._clock())
 
     def update(self, members: Sequence[Member]) -> None:
-        """A membership read: recompute ownership if this location's members changed."""
-        peers = {x.instance for x in members if x.location == self.location}
-        peers.add(self.instance)  # a Redis that lost our beat: we still probe
-        ordered = tuple(sorted(peers))
-        if ordered != self._peers:
-            self._peers = ordered
-            self._owned = {}
-            for changed in self.on_change:
-                changed()
+        """A membership read: remember this location's members and their join times."""
+        now = self._clock()
+        found = {x.instance: x.joined.timestamp() if x.joined is not None else 0.0
+                 for x in members if x.location == self.location}
+        if self.instance not in found:  # a Redis that lost our beat: we still probe
+            found[self.instance] = 0.0
+        ordered = tuple(sorted(found.items()))
+        if ordered == self._members:
+            return
+        self._members = ordered
+        self._owned = {}
+        self._notify()
+        if any(now < joined + self.settle for _, joined in ordered):
+            with contextlib.suppress(RuntimeError):  # no loop: a test's plain call
+                asyncio.get_running_loop().call_later(self.settle + 0.05, self._notify)
 
-    def owns(self, target: TargetConfig) -> bool:
-        key = (target.name, target.locations)
+    def _notify(self) -> None:
+        for changed in self.on_change:
+            changed()
+
+    def _settled(self, at: float) -> tuple[str, ...]:
+        if self._members is None:  # never read: alone once Redis had `lease` to answer
+            return (self.instance,) if at >= self._started + self._lease else ()
+        return tuple(i for i, joined in self._members if joined + self.settle <= at)
+
+    def owns(self, target: TargetConfig, at: float | None = None) -> bool:
+        """Whether this instance probes `target`'s slot at time `at` (default: now)."""
+        if not probed_from(target, self.location):
+            return False
+        peers = self._settled(self._clock() if at is None else at)
+        key = (target.name, target.locations, peers)
         owned = self._owned.get(key)
         if owned is None:
-            owned = self._owned[key] = probed_from(target, self.location) and \
-                owner(target.name, self._peers) == self.instance
+            owned = self._owned[key] = owner(target.name, peers) == self.instance
         return owned
+
+    def soon(self, target: TargetConfig) -> bool:
+        """Owns it now or once the newcomers settled: what the scheduler fires."""
+        now = self._clock()
+        return self.owns(target, now) or self.owns(target, now + self.settle + 0.05)
 
     def count(self) -> int:
         """`crypitor_cluster_owned_targets`: the targets this instance probes now."""
@@ -105,39 +137,15 @@ class Ownership:
 
 
 class ProbeGate:
-    """The scheduler's gate in cluster mode: owner, and the slot's claim won (or Redis
-    unreachable)."""
+    """The scheduler's gate in cluster mode: whether this instance owns the slot (its grid
+    time decides, the same on every instance)."""
 
-    def __init__(self, redis: aioredis.Redis, ownership: Ownership, prefix: str = PREFIX,
-                 timeout: float = CLAIM_TIMEOUT) -> None:
-        self._redis = redis
+    def __init__(self, ownership: Ownership) -> None:
         self._ownership = ownership
-        self._prefix = prefix
-        self._timeout = timeout
-        self._failing = False
-
-    def claim_key(self, target: str, slot: int) -> str:
-        return f"{self._prefix}:claim:{self._ownership.location}:{target}:{slot}"
 
     async def __call__(self, job: Job, slot: int) -> bool:
         config = job.state.config
-        if not self._ownership.owns(config):
-            return False
-        ttl_ms = max(1000, int(2000 * config.interval))
-        try:
-            async with asyncio.timeout(self._timeout):
-                won = await self._redis.set(self.claim_key(config.name, slot),
-                                            self._ownership.instance, nx=True, px=ttl_ms)
-        except (RedisError, OSError, TimeoutError) as exc:
-            if not self._failing:
-                log.warning("cluster: cannot claim probe slots in Redis, probing the targets "
-                            "owned here anyway: %s", str(exc) or type(exc).__name__)
-            self._failing = True
-            return True
-        if self._failing:
-            log.info("cluster: claiming probe slots in Redis again")
-            self._failing = False
-        return bool(won)
+        return self._ownership.owns(config, job.offset + slot * config.interval)
 
 
 class ResultFeed:

@@ -51,12 +51,23 @@ def test_locations_restrict_where_a_target_is_probed() -> None:
     assert not probed_from(target("t", ("eu",)), "us")
 
 
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0.timestamp()
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_ownership_follows_the_members_of_its_own_location() -> None:
     states = [TargetState(target(n)) for n in NAMES[:300]]
     states.append(TargetState(target("eu-only", ("eu",))))
     registry = CollectorRegistry()
-    mine = Ownership("us-1", "us", states, registry)
-    assert set(mine.peers) == {"us-1"}  # before any read: alone, so it probes everything
+    clock = Clock()
+    mine = Ownership("us-1", "us", states, registry, lease=10.0, clock=clock)
+    assert not mine.peers and mine.count() == 0  # before any read: it may have peers
+    clock.now += 10.0
+    assert set(mine.peers) == {"us-1"}  # Redis silent for a lease: alone, probes everything
     assert mine.count() == 300  # but never a target of another location
     mine.update(members(("eu-1", "eu"), ("us-2", "us"), ("us-1", "us")))
     assert mine.peers == ("us-1", "us-2")
@@ -65,6 +76,30 @@ def test_ownership_follows_the_members_of_its_own_location() -> None:
     assert registry.get_sample_value("crypitor_cluster_owned_targets") == len(owned)
     mine.update(members(("us-2", "us")))  # a Redis that lost our beat: we still count
     assert mine.peers == ("us-1", "us-2")
+
+
+def test_a_newcomer_takes_its_share_at_the_same_slot_on_every_instance() -> None:
+    """The old owner probes until the newcomer settled (SETTLE after it joined, by Redis's
+    clock), the newcomer from then on: both decide from the same data, no Redis call."""
+    states = [TargetState(target(n)) for n in NAMES[:200]]
+    clock = Clock()
+    old = Ownership("a", "eu", states, CollectorRegistry(), clock=clock)
+    new = Ownership("b", "eu", states, CollectorRegistry(), clock=clock)
+    joined = datetime.fromtimestamp(clock.now, UTC)
+    both = [Member("a", "eu", T0, T0 - timedelta(hours=1)), Member("b", "eu", T0, joined)]
+    old.update(both)
+    new.update(both)
+    moving = [s.config for s in states if owner(s.name, ["a", "b"]) == "b"]
+    assert moving
+    settled = clock.now + old.settle
+    for config in moving:
+        for at in (clock.now, settled - 0.001):
+            assert old.owns(config, at) and not new.owns(config, at)
+        assert new.owns(config, settled) and not old.owns(config, settled)
+        assert new.soon(config) and old.soon(config)  # both fire it across the hand-over
+    clock.now = settled + 1
+    assert all(not old.soon(c) for c in moving)
+    assert sum(old.owns(s.config) + new.owns(s.config) for s in states) == len(states)
 
 
 def test_recently_probed_is_owned_or_a_result_younger_than_two_intervals() -> None:
