@@ -63,7 +63,7 @@ PROBE_FAILURES = MetricDef(
     ("type", "reason"), per_target=True)
 PROBE_LAST_RUN = MetricDef(
     "crypitor_probe_last_run_timestamp_seconds", G, "When the target was last probed.",
-    per_target=True, unit="unix")
+    ("type",), per_target=True, unit="unix")
 PROBE_SKIPPED = MetricDef(
     "crypitor_probe_skipped_total", C,
     "Runs skipped because the previous probe of the target was still running.",
