@@ -8,7 +8,7 @@ import contextlib
 import subprocess
 import time
 import tomllib
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -79,13 +79,14 @@ class Prometheus:
             "scrape_configs": jobs}, sort_keys=False))
         self._process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, extra: Sequence[str] = ()) -> None:
+        """Starts the process; `extra`: more flags, as a deploy file gives them."""
         log = (self._workdir / "prometheus.log").open("wb")
         self._process = subprocess.Popen(
             [prometheus(), f"--config.file={self.config}",
              f"--storage.tsdb.path={self._workdir / 'tsdb'}",
              f"--web.listen-address={self.url.removeprefix('http://')}",
-             "--log.level=warn"],
+             "--log.level=warn", *extra],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
 
