@@ -63,7 +63,7 @@ PROBE_FAILURES = MetricDef(
     ("type", "reason"), per_target=True)
 PROBE_LAST_RUN = MetricDef(
     "crypitor_probe_last_run_timestamp_seconds", G, "When the target was last probed.",
-    per_target=True, unit="unix")
+    ("type",), per_target=True, unit="unix")
 PROBE_SKIPPED = MetricDef(
     "crypitor_probe_skipped_total", C,
     "Runs skipped because the previous probe of the target was still running.",
@@ -240,6 +240,19 @@ FOLLOWER_LEADER = MetricDef(
     "crypitor_follower_leader", G,
     "1 while this process follows the chain (it holds the lease on its cursor), 0 while "
     "another process sharing the queue does.", ("chain",))
+
+# --- service level objectives (`[[slos]]`, evaluated by the monitor) ----------------------
+SLO_OBJECTIVE = MetricDef(
+    "crypitor_slo_objective", G, "The SLO's objective as a ratio (99.9 % is 0.999).", ("slo",))
+SLO_BUDGET_REMAINING = MetricDef(
+    "crypitor_slo_error_budget_remaining", G,
+    "Share of the error budget of the SLO's window still left (1 untouched, below 0 spent "
+    "beyond it).", ("slo",))
+SLO_BURN_RATE = MetricDef(
+    "crypitor_slo_burn_rate", G,
+    "How fast the SLO's error budget burns over the window: 1 spends exactly the budget over "
+    "the SLO's window; built-in alert SLOBurnRate pages at 14.4 (1h and 5m) and 6 (6h and "
+    "30m), and opens a ticket at 1 (3d and 6h).", ("slo", "window"))
 
 # --- alerting (exported by alerts/) -------------------------------------------------------
 ALERTS_FIRING = MetricDef(

@@ -270,3 +270,21 @@ class Page:
     def _id(self) -> int:
         self._next_id += 1
         return self._next_id - 1
+
+
+# "No data" (nothing scraped, or no target at all) is as bad as nothing up: red, saying so.
+NO_DATA_RED = dm.SpecialValueMap(options=dm.DashboardSpecialValueMapOptions(
+    match=dm.SpecialValueMatch.NULL_AND_NAN,
+    result=dm.ValueMappingResult(text="no data", color=RED, index=0)))
+
+
+def up_count_panel(title: str, *queries: prom.Dataquery, description: str = "") -> stat.Panel:
+    """How many targets are up: red at 0 and red on no data, green from 1 up."""
+    return stat_panel(title, COUNT, *queries, description=description, base=RED,
+                      steps=((1.0, GREEN),), mappings=[NO_DATA_RED], decimals=0)
+
+
+def or_none(expr: str, label: str) -> str:
+    """`expr` with series that lack `label` given `label="(none)"`, so a group of targets
+    without that label shows as one named row, not as a blank one."""
+    return f'label_replace({expr}, "{label}", "(none)", "{label}", "")'

@@ -27,6 +27,7 @@ from dashboards.common import (
     table_panel,
     timeseries_panel,
     unit,
+    up_count_panel,
     value_text,
 )
 
@@ -63,9 +64,10 @@ def build(prometheus_url: str) -> dict[str, Any]:
             .variable(query_variable("chain", "Chain", HEAD, "chain"))
             .variable(query_variable("target", "Node", f'{HEAD}{{chain=~"$chain"}}', "target")))
     page.row("Now")
-    page.add(stat_panel("Nodes up", COUNT,
-                        query(f"sum({node_probe(m.PROBE_SUCCESS.name)})", instant=True),
-                        description="Selected nodes whose last probe passed every check."), 6, 4)
+    page.add(up_count_panel("Nodes up",
+                            query(f"sum({node_probe(m.PROBE_SUCCESS.name)})", instant=True),
+                            description="Selected nodes whose last probe passed every check. "
+                            "Red when none is up, and when there is no data."), 6, 4)
     page.add(stat_panel("Worst lag", NUMBER, query(f"max({m.CHAIN_LAG.name}{SEL})",
                                                    instant=True),
                         description="Blocks behind the reference, worst node.",

@@ -38,17 +38,43 @@ OUTCOME_COLORS = {"success": GREEN, "retry": ORANGE, "failed": RED, "dead": "pur
 # success ratio colours: below 90 % red, below 99 % orange
 RATIO_STEPS = ((0.9, ORANGE), (0.99, GREEN))
 BACKLOG_STEPS = ((60.0, ORANGE), (300.0, RED))  # WebhookQueueBacklog fires at 300 s
+WITHIN = 60.0  # "delivered within 1 min": a bucket bound of the latency histogram
+ENDED = '{outcome=~"success|failed|dead"}'  # outcomes that end a delivery (retry does not)
 
 
 def delivery_success_ratio(window: str) -> str:
-    """Successful attempts over all attempts in `window` — what the built-in
-    WebhookDeliveriesFailing rule watches; no series at all when nothing was attempted."""
+    """Per attempt: successful attempts over all attempts in `window` — what the built-in
+    WebhookDeliveriesFailing rule watches, where every retry counts as a failure; no series
+    at all when nothing was attempted."""
     return (f'sum(rate({DELIVERIES}{{outcome="success"}}[{window}]))'
             f" / (sum(rate({DELIVERIES}[{window}])) > 0)")
 
 
+def delivered_within(window: str, seconds: float = WITHIN) -> str:
+    """Per event, as a customer feels it: deliveries (an event to one endpoint) that reached
+    the endpoint within `seconds` of the event's acceptance, retries included, over the
+    deliveries that ended in `window` (delivered, failed for good, or dead). A retry that
+    delivers in time counts as good here, while the per-attempt ratio counts its failed
+    attempts; no series when no delivery ended."""
+    if seconds not in m.WEBHOOK_LATENCY.buckets:  # only a bucket bound can be read exactly
+        raise ValueError(f"{seconds:g}s is not a bucket of {m.WEBHOOK_LATENCY.name}")
+    le = repr(float(seconds))  # the `le` value as the Prometheus client writes it
+    return (f'sum(rate({LATENCY_BUCKETS}{{le="{le}"}}[{window}]))'
+            f' / (sum(rate({DELIVERIES}{ENDED}[{window}])) > 0)')
+
+
 def latency_quantile(q: float, window: str) -> str:
     return f"histogram_quantile({q}, sum by (le) (rate({LATENCY_BUCKETS}[{window}])))"
+
+
+DELIVERED_WITHIN_HELP = (
+    "Per event: deliveries that reached their endpoint within 1 minute of the event's "
+    "acceptance, retries included, over the deliveries that ended (delivered, failed or dead). "
+    "What customers feel; a retry that delivers in time is good here.")
+PER_ATTEMPT_HELP = (
+    "Per attempt: successful attempts over all attempts. Every retry counts as a failed "
+    "attempt here, even when the event is delivered a minute later: see \"Delivered within "
+    "1 min\" for what customers feel.")
 
 
 def _outcome_colors() -> list[tuple[str, list[dm.DynamicConfigValue]]]:
@@ -66,26 +92,30 @@ def build(prometheus_url: str) -> dict[str, Any]:
                         query(f"sum(rate({EVENTS}[5m]))", instant=True),
                         description="Events accepted per second over the last 5 minutes.",
                         decimals=2), 4, 4)
+    page.add(stat_panel("Delivered within 1 min (1 h)", PERCENT,
+                        query(delivered_within("1h"), instant=True),
+                        description=DELIVERED_WITHIN_HELP,
+                        base=RED, steps=RATIO_STEPS, decimals=2), 4, 4)
     page.add(stat_panel("Delivery success (1 h)", PERCENT,
                         query(delivery_success_ratio("1h"), instant=True),
-                        description="Successful delivery attempts over all attempts.",
+                        description=PER_ATTEMPT_HELP,
                         base=RED, steps=RATIO_STEPS, decimals=2), 4, 4)
     page.add(stat_panel("Latency p95 (5 m)", SECONDS,
                         query(latency_quantile(0.95, "5m"), instant=True),
                         description="Event accepted until the endpoint answered 2xx.",
-                        steps=((5.0, ORANGE), (30.0, RED))), 4, 4)
+                        steps=((5.0, ORANGE), (30.0, RED))), 3, 4)
     page.add(stat_panel("Queue depth", COUNT,
                         query(f"max({m.WEBHOOK_QUEUE_DEPTH.name})", instant=True),
                         description="Deliveries waiting to be attempted.",
-                        steps=((1000.0, ORANGE), (10000.0, RED))), 4, 4)
+                        steps=((1000.0, ORANGE), (10000.0, RED))), 3, 4)
     page.add(stat_panel("Oldest pending", unit(m.WEBHOOK_OLDEST_PENDING),
                         query(f"max({m.WEBHOOK_OLDEST_PENDING.name})", instant=True),
                         description="Age of the oldest event still waiting for a delivery.",
-                        steps=BACKLOG_STEPS), 4, 4)
+                        steps=BACKLOG_STEPS), 3, 4)
     page.add(stat_panel("Disabled endpoints", COUNT,
                         query(f"max({m.WEBHOOK_DISABLED_ENDPOINTS.name})", instant=True),
                         description="Endpoints disabled after a 410 or failing too long.",
-                        steps=((1.0, ORANGE),)), 4, 4)
+                        steps=((1.0, ORANGE),)), 3, 4)
 
     page.row("Traffic")
     page.add(timeseries_panel("Events accepted", PER_SECOND,
@@ -100,16 +130,20 @@ def build(prometheus_url: str) -> dict[str, Any]:
     for name, props in _outcome_colors():
         deliveries = deliveries.override_by_name(name, props)
     page.add(deliveries, 12, 8)
+    page.add(timeseries_panel("Delivered within 1 min", PERCENT,
+                              query(delivered_within(rate), "delivered within 1 min"),
+                              description=DELIVERED_WITHIN_HELP,
+                              base=RED, steps=RATIO_STEPS, max_value=1), 8, 8)
     page.add(timeseries_panel("Delivery success ratio", PERCENT,
                               query(delivery_success_ratio(rate), "success"),
-                              description="Successful attempts over all attempts.",
-                              base=RED, steps=RATIO_STEPS, max_value=1), 12, 8)
+                              description=PER_ATTEMPT_HELP,
+                              base=RED, steps=RATIO_STEPS, max_value=1), 8, 8)
     page.add(timeseries_panel("Delivery latency", SECONDS,
                               query(latency_quantile(0.5, rate), "p50"),
                               query(latency_quantile(0.95, rate), "p95"),
                               query(latency_quantile(0.99, rate), "p99"),
                               description="From the event's acceptance to the endpoint's "
-                              "2xx answer, retries included."), 12, 8)
+                              "2xx answer, retries included."), 8, 8)
 
     page.row("Backlog")
     page.add(timeseries_panel("Queue depth", COUNT,

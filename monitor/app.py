@@ -13,7 +13,6 @@ import os
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -50,6 +49,7 @@ from monitor.config import (
     resolve,
     resolve_fields,
 )
+from monitor.datadir import DataDirBusy, DataDirLock
 from monitor.exporters import GcpExporter, new_registry
 from monitor.reload import ReloadGauges, TargetChange, diff_targets, effective, needs_restart
 from monitor.runtime import History, Job, ProbeScheduler, TargetState, UptimeHistory, last_good
@@ -76,7 +76,7 @@ from probes.registry import TYPES
 from probes.webhook_canary import CanaryInbox, WebhookCanaryOptions, WebhookCanaryProbe
 from service import StoreError
 from service.app import Service
-from service.keys import ensure_api_keys
+from service.keys import ApiKeys, ensure_api_keys, load_api_keys
 
 log = logging.getLogger("crypitor")
 FLUSH_EVERY = 60.0
@@ -241,9 +241,10 @@ class Runtime:
         parts.push_async_callback(session.close)
         parts.push_async_callback(self.supervisor.stop)  # whatever its owner left running
         parts.push_async_callback(self._close_history)
-        keys, key_file = self._monitor_keys(self.config)
-        if key_file is not None:
-            log.info("monitor API key: generated, read it from %s", key_file)
+        loaded = self._monitor_keys(self.config)
+        keys = loaded.keys
+        if (origin := loaded.origin("monitor API key")) is not None:
+            log.info("%s", origin)
         alerting = MonitorAlerting(self.config.alerts, self.config.data_dir, self.states,
                                    self.registry, self.env, self.config.service.enabled,
                                    self.clock, self.supervisor.supervise,
@@ -350,10 +351,10 @@ class Runtime:
             _cancelled, self.supervisor.supervise("cluster-membership", self.membership.run,
                                                   essential=True))
 
-    def _monitor_keys(self, config: Config) -> tuple[list[str], Path | None]:
+    def _monitor_keys(self, config: Config) -> ApiKeys:
         """`[monitor].api_keys` with env: values resolved (SecretError names an unset one);
         none configured: the generated key."""
-        return ensure_api_keys([resolve(k, f"monitor.api_keys[{i}]", self.env)
+        return load_api_keys([resolve(k, f"monitor.api_keys[{i}]", self.env)
                                 for i, k in enumerate(config.monitor.api_keys)],
                                config.data_dir, "monitor_api_key")
 
@@ -389,7 +390,7 @@ class Runtime:
             restart = needs_restart(self.config, new)
             new = effective(self.config, new)
             try:  # everything that can fail first, so that a failure changes nothing
-                keys, _ = self._monitor_keys(new)
+                keys = self._monitor_keys(new).keys
                 service_keys: list[str] = []
                 if started.service is not None:  # (allowed_networks were checked by load)
                     service_keys, _ = ensure_api_keys(
@@ -544,6 +545,16 @@ async def _cancelled(task: asyncio.Task[None]) -> None:
 async def run(config: Config) -> int:
     """`crypitor run`: start, wait for SIGTERM/SIGINT, shut down; the exit code. SIGHUP
     reloads the config (`Runtime.reload_file`)."""
+    try:  # before anything in data_dir is opened
+        lock = DataDirLock(config.data_dir)
+    except (DataDirBusy, OSError) as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    with lock:
+        return await _run_locked(config)
+
+
+async def _run_locked(config: Config) -> int:
     signals = stop_on_signals()
     try:
         runtime = Runtime(config)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import sys
@@ -87,6 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(summary(config))
         return 0
     if args.command == "probe":
+        from monitor.probe_once import probe_once
+
         return _run_async(probe_once(config, args.name))
     if args.command == "rules":
         return export_rules(config, args.out)
@@ -174,32 +175,3 @@ def export_rules(config: Config, out: str | None) -> int:
         print(f"cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     return 0
-
-
-async def probe_once(config: Config, name: str) -> int:
-    target = config.target(name)
-    if target is None:
-        names = ", ".join(t.name for t in config.targets) or "none configured"
-        print(f"no target named {name!r} (targets: {names})", file=sys.stderr)
-        return 2
-    import os
-
-    from monitor.app import build_probe, new_session
-    from monitor.runtime import TargetState, last_good, run_bounded
-    from probes.base import ProbeContext
-
-    states = {t.name: TargetState(t) for t in config.targets}
-    index = {t.name: i for i, t in enumerate(config.targets)}
-    async with new_session() as session:
-        ctx = ProbeContext(session=session, last_result=lambda n: last_good(states, n))
-        ref = getattr(target.options, "reference", "")
-        if ref in states:  # a reference by name: probe it first so block_lag can be given
-            ref_target = states[ref].config
-            ref_probe = build_probe(ref_target, index[ref], ctx, os.environ)
-            states[ref].record(await run_bounded(ref_probe, ref_target.timeout))
-        probe = build_probe(target, index[name], ctx, os.environ)
-        result = await run_bounded(probe, target.timeout)
-    out = {"target": target.name, "type": target.type, "url": target.display_url,
-           **result.as_json()}
-    print(json.dumps(out, indent=2, default=str))
-    return 0 if result.success else 1

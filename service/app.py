@@ -36,7 +36,7 @@ from service.delivery import (
     check_url,
 )
 from service.follow import ChainFollower, CursorLeases, cursor_name
-from service.keys import ensure_api_keys
+from service.keys import ensure_api_keys, load_api_keys
 from service.metrics import FollowerMetrics, ServiceMetrics, new_metrics
 from service.models import Endpoint
 from service.settings import ServiceSettings
@@ -87,10 +87,10 @@ class Service:
 
     async def start(self) -> None:
         s = self.settings
-        keys, key_file = ensure_api_keys(s.api_keys, self.data_dir, "service_api_key")
-        self.api_keys = keys
-        if key_file is not None:
-            log.info("service API key: generated, read it from %s", key_file)
+        loaded = load_api_keys(s.api_keys, self.data_dir, "service_api_key")
+        self.api_keys = loaded.keys
+        if (origin := loaded.origin("service API key")) is not None:
+            log.info("%s", origin)
         await self.store.open()
         # pooled connections, kept per host: deliveries to one endpoint reuse them
         client = self._client = WebhookClient(self.guard, s.request_timeout)
@@ -98,7 +98,7 @@ class Service:
             self.store, client, self._sign, self.metrics,
             DispatchConfig(Policy(s.retry_schedule, s.disable_after), s.request_timeout,
                            s.max_in_flight_per_endpoint), clock=self.clock)
-        api = ServiceApi(ApiDeps(self.store, self.metrics, keys, self._check_url,
+        api = ServiceApi(ApiDeps(self.store, self.metrics, loaded.keys, self._check_url,
                                  signing.new_secret, signing.parse_secret,
                                  wake=self.dispatcher.wake, down=self.supervisor.down,
                                  chains={n: c.confirmations for n, c in s.chains.items()},

@@ -82,7 +82,9 @@ class Decoder:
 
     def table(self, cls: type[T], raw: object, path: str,
               exclude: frozenset[str] = frozenset()) -> T | None:
-        """Decode `raw` into `cls`; None when anything in it was wrong (issues recorded)."""
+        """Decode `raw` into `cls`; None when anything in it was wrong (issues recorded).
+        `exclude`: keys of the same table decoded elsewhere (a target's common keys beside
+        its type's options): allowed, and named with the others in an unknown key's error."""
         if not isinstance(raw, Mapping):
             self.error(path, "must be a table", raw)
             return None
@@ -92,7 +94,7 @@ class Decoder:
         before = len(self.issues)
         for key in raw:
             if key not in fields and key not in exclude:
-                allowed = ", ".join(sorted(fields))
+                allowed = ", ".join(sorted({*fields, *exclude}))
                 self.error(join(path, key), f"unknown key (allowed here: {allowed})")
         kwargs: dict[str, Any] = {}
         for key, f in fields.items():

@@ -90,7 +90,7 @@ class ProbeCollector(Collector):
         ex = self._base_extra
         success = self._family(m.PROBE_SUCCESS, "type", extra=ex)
         duration = self._family(m.PROBE_DURATION, "type", extra=ex)
-        last_run = self._family(m.PROBE_LAST_RUN, extra=ex)
+        last_run = self._family(m.PROBE_LAST_RUN, "type", extra=ex)
         status = self._family(m.PROBE_HTTP_STATUS, extra=ex)
         phases = self._family(m.PROBE_HTTP_PHASE, "phase", extra=ex)
         expiry = self._family(m.PROBE_SSL_EXPIRY, extra=ex)
@@ -119,7 +119,7 @@ class ProbeCollector(Collector):
                 continue
             success.add_metric([name, kind, *lv], 1.0 if r.success else 0.0)
             duration.add_metric([name, kind, *lv], r.duration)
-            last_run.add_metric([name, *lv], r.started_at.timestamp())
+            last_run.add_metric([name, kind, *lv], r.started_at.timestamp())
             values = r.values
             if kind == "http":
                 status.add_metric([name, *lv], float(values.get("status_code", 0)))

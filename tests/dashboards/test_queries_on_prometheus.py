@@ -8,7 +8,7 @@ import contextlib
 import subprocess
 import time
 import tomllib
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,10 @@ CORE = {
     ("crypitor-overview", "Targets up"), ("crypitor-overview", "Targets"),
     ("crypitor-overview", "Uptime 24 h"), ("crypitor-overview", "Firing alerts"),
     ("crypitor-overview", "Webhook delivery success (24 h)"),
+    ("crypitor-overview", "Delivered within 1 min (24 h)"),
+    ("crypitor-overview", "Targets up by team"), ("crypitor-overview", "Uptime by team"),
+    ("crypitor-overview", "Targets up by chain"), ("crypitor-overview", "Uptime by chain"),
+    ("crypitor-webhooks", "Delivered within 1 min"),
     ("crypitor-nodes", "Head block"), ("crypitor-nodes", "Nodes"),
     ("crypitor-nodes", "Lag against reference"), ("crypitor-nodes", "Peers"),
     ("crypitor-nodes", "EOS irreversible lag"), ("crypitor-nodes", "XRPL server state"),
@@ -51,6 +55,8 @@ CORE = {
     ("crypitor-probes", "HTTP status and body size"),
     ("crypitor-probes", "Notifications by outcome"),
 }
+# The SLO panels read crypitor_slo_* gauges that only an `[[slos]]` config makes; this config
+# has none, so they may be empty here (tests/dashboards/test_manager_panels.py feeds them).
 # What Prometheus must have seen before the dashboards are judged: both jobs up with a few
 # scrapes each, the down target's alert firing and its notification sent.
 READY = ("count(up == 1) == 2", "min(count_over_time(up[1m])) >= 6",
@@ -73,13 +79,14 @@ class Prometheus:
             "scrape_configs": jobs}, sort_keys=False))
         self._process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, extra: Sequence[str] = ()) -> None:
+        """Starts the process; `extra`: more flags, as a deploy file gives them."""
         log = (self._workdir / "prometheus.log").open("wb")
         self._process = subprocess.Popen(
             [prometheus(), f"--config.file={self.config}",
              f"--storage.tsdb.path={self._workdir / 'tsdb'}",
              f"--web.listen-address={self.url.removeprefix('http://')}",
-             "--log.level=warn"],
+             "--log.level=warn", *extra],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
 
@@ -161,6 +168,7 @@ name = "eth-ref"
 type = "ethereum"
 url = "{eth_ref}"
 interval = "1s"
+labels = {{ team = "nodes", chain = "ethereum" }}
 min_peers = 0
 max_head_age = "1h"
 [[targets]]
@@ -168,6 +176,7 @@ name = "eth-main"
 type = "ethereum"
 url = "{eth_main}"
 interval = "1s"
+labels = {{ team = "nodes", chain = "ethereum" }}
 min_peers = 0
 max_head_age = "1h"
 max_lag_blocks = 100000

@@ -50,9 +50,12 @@ def validate(*paths: Path) -> subprocess.CompletedProcess[str]:
                            *map(str, paths)], capture_output=True, text=True, timeout=60)
 
 
-def test_every_file_is_in_the_kustomization_or_is_the_keda_alternative() -> None:
+def test_every_file_is_in_the_kustomization_or_is_an_optional_addition() -> None:
+    # optional: KEDA instead of hpa.yaml; a Prometheus Operator Prometheus with the retention
+    # the dashboards need (tests/deploy/test_retention.py)
     files = {p.name for p in KUBE.glob("*.yaml")}
-    assert files == {*resources(), "kustomization.yaml", "keda-scaledobject.yaml"}
+    assert files == {*resources(), "kustomization.yaml", "keda-scaledobject.yaml",
+                     "prometheus-operator.yaml"}
 
 
 def test_the_core_kinds_pass_kubernetes_validate_strict() -> None:
