@@ -64,6 +64,10 @@ PROBE_FAILURES = MetricDef(
 PROBE_LAST_RUN = MetricDef(
     "crypitor_probe_last_run_timestamp_seconds", G, "When the target was last probed.",
     per_target=True, unit="unix")
+PROBE_CONSECUTIVE_FAILURES = MetricDef(
+    "crypitor_probe_consecutive_failures", G,
+    "Failed probes of the target in a row since its last success (built-in alert TargetDown "
+    "fires at 3).", ("type",), per_target=True)
 PROBE_SKIPPED = MetricDef(
     "crypitor_probe_skipped_total", C,
     "Runs skipped because the previous probe of the target was still running.",
@@ -241,6 +245,19 @@ FOLLOWER_LEADER = MetricDef(
     "1 while this process follows the chain (it holds the lease on its cursor), 0 while "
     "another process sharing the queue does.", ("chain",))
 
+# --- service level objectives (`[[slos]]`, evaluated by the monitor) ----------------------
+SLO_OBJECTIVE = MetricDef(
+    "crypitor_slo_objective", G, "The SLO's objective as a ratio (99.9 % is 0.999).", ("slo",))
+SLO_BUDGET_REMAINING = MetricDef(
+    "crypitor_slo_error_budget_remaining", G,
+    "Share of the error budget of the SLO's window still left (1 untouched, below 0 spent "
+    "beyond it).", ("slo",))
+SLO_BURN_RATE = MetricDef(
+    "crypitor_slo_burn_rate", G,
+    "How fast the SLO's error budget burns over the window: 1 spends exactly the budget over "
+    "the SLO's window; built-in alert SLOBurnRate pages at 14.4 (1h and 5m) and 6 (6h and "
+    "30m), and opens a ticket at 1 (3d and 6h).", ("slo", "window"))
+
 # --- alerting (exported by alerts/) -------------------------------------------------------
 ALERTS_FIRING = MetricDef(
     "crypitor_alerts_firing", G, "Alerts currently firing.", ("alertname", "severity"))
@@ -251,6 +268,11 @@ NOTIFICATIONS = MetricDef(
 ALL: tuple[MetricDef, ...] = tuple(v for v in globals().values() if isinstance(v, MetricDef))
 
 _BY_NAME = {m.name: m for m in ALL}
+
+
+def bucket_label(bound: float) -> str:
+    """A histogram bucket's `le` label value as the Prometheus client writes it ("60.0")."""
+    return repr(float(bound))
 
 
 def by_name(name: str) -> MetricDef:
