@@ -82,15 +82,15 @@ BUILTINS: tuple[RuleSpec, ...] = (
           "the oldest pending webhook delivery waits for {oldest_pending_age_seconds}s "
           "({queue_depth} queued)", for_=300, match={"type": "service"}),
     # a deep reorg is an event: the alert holds for the hour after it, then resolves
+    _rule("FollowerDeepReorg", "deep_reorgs_1h > 0", "critical",
+          "chain {chain}: {deep_reorgs_1h} reorgs in the last hour went deeper than its "
+          "confirmations; transfers told confirmed were checked again. Raise "
+          "[service.chains.{chain}].confirmations", match={"type": "follower"}),
     # the burn-rate pairs: a synthetic target per SLO and pair (see the module's docstring)
     _rule("SLOBurnRate", "burn_rate > burn_threshold and short_burn_rate > burn_threshold",
           "critical", "SLO {slo}: the error budget burns {burn_rate}x as fast as it may over "
           "{window} (and {short_burn_rate}x over the shorter window); "
           "{error_budget_remaining} of it remains", match={"type": "slo"}),
-    _rule("FollowerDeepReorg", "deep_reorgs_1h > 0", "critical",
-          "chain {chain}: {deep_reorgs_1h} reorgs in the last hour went deeper than its "
-          "confirmations; transfers told confirmed were checked again. Raise "
-          "[service.chains.{chain}].confirmations", match={"type": "follower"}),
 )
 BUILTIN_NAMES = tuple(r.name for r in BUILTINS)
 

@@ -37,8 +37,7 @@ from core.leases import new_holder
 from core.supervisor import Spawn, Supervisor
 from monitor.cluster import PREFIX, AlertingLeader, RedisAlertStore
 from monitor.config import AlertsSection, GrafanaSection, ReceiverConfig, SloConfig, resolve
-from monitor.runtime import TargetState
-from monitor.runtime.slo import SloStatus
+from monitor.runtime import SloStatus, TargetState
 
 log = logging.getLogger(__name__)
 SERVICE_TARGET = "webhook-service"

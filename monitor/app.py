@@ -54,9 +54,18 @@ from monitor.config import (
 )
 from monitor.exporters import GcpExporter, new_registry
 from monitor.reload import ReloadGauges, TargetChange, diff_targets, effective, needs_restart
-from monitor.runtime import History, Job, ProbeScheduler, TargetState, UptimeHistory, last_good
-from monitor.runtime.slo import EVERY as SLO_EVERY
-from monitor.runtime.slo import SloBook, SqliteSloHistory, slo_collector
+from monitor.runtime import (
+    SLO_EVERY,
+    History,
+    Job,
+    ProbeScheduler,
+    SloBook,
+    SqliteSloHistory,
+    TargetState,
+    UptimeHistory,
+    last_good,
+    slo_collector,
+)
 from monitor.service_setup import (
     new_service,
     reload_on_sighup,

@@ -21,7 +21,12 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from monitor.cluster.membership import PREFIX
-from monitor.runtime.slo import FINE_KEEP, FINE_LIMIT, HOUR, MINUTE, RETENTION, SloCounts
+from monitor.runtime import SLO_FINE_KEEP as FINE_KEEP
+from monitor.runtime import SLO_FINE_LIMIT as FINE_LIMIT
+from monitor.runtime import SLO_RETENTION as RETENTION
+from monitor.runtime import SloCounts
+
+MINUTE, HOUR = 60, 3600
 
 log = logging.getLogger("crypitor.cluster")
 
