@@ -454,7 +454,7 @@ def _burn_alerts(slo: SloSource, rule: RuleSpec) -> list[dict[str, object]]:
             "alert": rule.name,
             "expr": f"({burn(pair.long)}) > {_number(pair.factor)} and "
                     f"({burn(pair.short)}) > {_number(pair.factor)}",
-            "labels": {"severity": pair.severity, "window": pair.long},
+            "labels": {"severity": pair.severity, "slo": slo.name, "window": pair.long},
             "annotations": {"summary": _summary(rule, "burn_rate", lookup),
                             "condition": _go_text(rule.condition.text), **_links(rule)}}
         out.append(entry)

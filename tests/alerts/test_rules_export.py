@@ -99,6 +99,7 @@ name = "WebErrors"
 match = { team = "web" }
 condition = "success == false or status_code >= 500"
 severity = "info"
+runbook_url = "https://runbooks.example.com/web"
 summary = "web \\"{target}\\" ✓ {{literal}} {{{target}}} {status_code}\\nsecond line"
 
 [[alerts.rules]]
@@ -180,22 +181,25 @@ def test_export_passes_promtool_check(tmp_path: Path) -> None:
     check = subprocess.run([promtool(), "check", "rules", str(out)], capture_output=True,
                            text=True, timeout=60)
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "SUCCESS: 15 rules found" in check.stdout, check.stdout
+    assert "SUCCESS: 16 rules found" in check.stdout, check.stdout
     text = out.read_text()
     stdout = subprocess.run([sys.executable, "-m", "monitor", "rules", "export", "-c",
                              str(config)], capture_output=True, text=True, timeout=60)
     assert stdout.returncode == 0 and stdout.stdout == text
     assert "NodeSyncing" not in text  # disabled
-    for name, why in (("WebhookDeliveriesFailing", "delivery_failure_ratio is computed by "
-                       "the monitor"),
-                      ("Reason", "failure_reason is text"),
+    for name, why in (("Reason", "failure_reason is text"),
                       ("ServiceOrNode", "it mixes the webhook service's values with a target's")):
         assert f"\n# {name} is not exported: {why}" in text
     [group] = yaml.safe_load(text)["groups"]
     lagging = next(r for r in group["rules"] if r["alert"] == "NodeLagging")
     assert list(lagging.items())[:3] == [("alert", "NodeLagging"),
                                          ("expr", "crypitor_chain_block_lag > 5"), ("for", "2m")]
-    assert "\n# TargetDown: fires natively after 3 failed evaluations in a row" in text
+    assert "fires natively after" not in text  # TargetDown counts probes, as ours does
+    assert "?" not in "".join(str(r["annotations"]) for r in group["rules"])
+    down = next(r for r in group["rules"] if r["alert"] == "TargetDown")
+    assert down["expr"] == "crypitor_probe_consecutive_failures >= 3" and "for" not in down
+    assert down["annotations"]["runbook_url"] == "README.md#runbook-targetdown"
+    assert any(r["alert"] == "WebhookDeliveriesFailing" for r in group["rules"])
 
 
 def test_missing_output_directory_is_a_runtime_failure(tmp_path: Path) -> None:
@@ -212,7 +216,8 @@ def exported_series(config: Config) -> list[tuple[str, float]]:
     states = [TargetState(t) for t in config.targets]
     for state in states:
         success, reason, values = RESULTS[state.name]
-        state.record(ProbeResult(success, 0.1, EPOCH, values, reason))
+        for _ in range(3):  # TargetDown's three in a row
+            state.record(ProbeResult(success, 0.1, EPOCH, values, reason))
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ProbeCollector(states))
     service = new_metrics()
@@ -258,7 +263,7 @@ def test_exported_expressions_select_what_we_evaluate(tmp_path: Path) -> None:
                    for t in natively_firing(rule, config)]
         tests.append({"expr": f"count by (target) ({result.expr})", "eval_time": "10m",
                       "exp_samples": samples})
-    assert len(tests) == 15
+    assert len(tests) == 16
     lagging = natively_firing(next(r for r in all_rules(config.alerts)
                                    if r.name == "EthNodeLagging"), config)
     assert lagging == ["eth-lag"]  # eth-sync is syncing, eth-partial has no peers value
@@ -274,8 +279,9 @@ def test_exported_expressions_select_what_we_evaluate(tmp_path: Path) -> None:
             "exp_labels": {"severity": "info", "target": "web", "type": "http",
                            "team": "web"},
             "exp_annotations": {
-                "summary": 'web "web" \u2713 {literal} {web} ?\nsecond line',
-                "condition": "success == false or status_code >= 500"}}]},
+                "summary": 'web "web" \u2713 {literal} {web} 503\nsecond line',
+                "condition": "success == false or status_code >= 500",
+                "runbook_url": "https://runbooks.example.com/web"}}]},
     ]
     unit = tmp_path / "unit.yml"
     unit.write_text(yaml.safe_dump({
@@ -300,7 +306,8 @@ def test_the_deep_reorg_rule_fires_for_the_hour_after_one(tmp_path: Path) -> Non
     def firing(value: str) -> list[dict[str, object]]:
         return [{"exp_labels": {"severity": "critical", "chain": "eth"},
                  "exp_annotations": {"summary": summary.format(value=value),
-                                     "condition": "deep_reorgs_1h > 0"}}]
+                                     "condition": "deep_reorgs_1h > 0",
+                                     "runbook_url": "README.md#runbook-followerdeepreorg"}}]
 
     unit = tmp_path / "unit.yml"
     unit.write_text(yaml.safe_dump({
