@@ -435,8 +435,10 @@ def _burn_alerts(slo: SloSource, rule: RuleSpec) -> list[dict[str, object]]:
         def burn(window: str) -> str:
             return f"slo:sli_error:ratio_rate{window}{selector} / {budget}"
 
-        def lookup(name: str, pair_short: str = pair.short,
+        def lookup(name: str, pair_short: str = pair.short, pair_long: str = pair.long,
                    factor: float = pair.factor) -> str | None:
+            if name == "window":  # a label of the rule, not of the expression's result
+                return pair_long
             if name == "short_burn_rate":
                 return (f"{{{{ with query {_go_string(burn(pair_short))} }}}}"
                         '{{ . | first | value | printf "%.4g" }}{{ else }}unknown{{ end }}')
