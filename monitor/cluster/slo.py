@@ -46,7 +46,7 @@ class RedisSloHistory:
         self._failing = False
 
     def record(self, slo: str, good: int, total: int, at: float) -> None:
-        self._first.setdefault(slo, at)
+        self._first[slo] = min(at, self._first.get(slo, at))
         for size in (MINUTE, HOUR):
             counts = self._pending.setdefault((slo, size, int(at // size)), [0, 0])
             counts[0] += good

@@ -47,7 +47,7 @@ class SloConfig:
                 raise OptionError("match", 'is for kind = "probe" only', dict(self.match))
             if self.within and self.within not in WEBHOOK_LATENCY.buckets:
                 raise OptionError("within", "must be one of the delivery latency histogram's "
-                                  "buckets (" + ", ".join(format_duration(b) for b in
+                                  "buckets (" + ", ".join(_bucket(b) for b in
                                                           WEBHOOK_LATENCY.buckets) + ")",
                                   format_duration(self.within))
 
@@ -60,6 +60,10 @@ class SloConfig:
     def delivered_within(self) -> float:
         """webhook_delivery kind: `within`, one minute when not set."""
         return self.within or 60.0
+
+
+def _bucket(seconds: float) -> str:
+    return f"{seconds * 1000:g}ms" if seconds < 1 else format_duration(seconds)
 
 
 def decode_slos(d: Decoder, raw: object) -> tuple[SloConfig, ...]:

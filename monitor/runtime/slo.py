@@ -142,8 +142,8 @@ class SqliteSloHistory:
         book = self._slos.get(slo)
         if book is None:
             book = self._slos[slo] = _Buckets()
-        if book.since is None:
-            self._first[slo] = at
+        if book.since is None or at < book.since:
+            self._first[slo] = min(at, self._first.get(slo, at))
         book.add(good, total, at)
         for size in (MINUTE, HOUR):
             counts = self._pending.setdefault((slo, size, int(at // size)), [0, 0])
@@ -166,7 +166,8 @@ class SqliteSloHistory:
                 "INSERT INTO slo_counts VALUES (?, ?, ?, ?, ?) ON CONFLICT (slo, size, bucket)"
                 " DO UPDATE SET good = good + excluded.good, total = total + excluded.total",
                 rows)
-            self._db.executemany("INSERT OR IGNORE INTO slo_since VALUES (?, ?)",
+            self._db.executemany("INSERT INTO slo_since VALUES (?, ?) ON CONFLICT (slo) DO "
+                                 "UPDATE SET since = min(since, excluded.since)",
                                  list(first.items()))
             if newest:
                 self._db.execute("DELETE FROM slo_counts WHERE size = ? AND bucket < ?",
@@ -241,7 +242,7 @@ class SloBook:
         counts from now on; what it counted before stays)."""
         self._slos = tuple(slos)
         self._probe = tuple(s for s in slos if s.kind == "probe")
-        self._matching: dict[int, tuple[str, ...]] = {}
+        self._matching: dict[str, tuple[TargetConfig, tuple[str, ...]]] = {}
         names = {s.name for s in slos}
         self._last = [s for s in self._last if s.slo.name in names]
 
@@ -249,11 +250,13 @@ class SloBook:
         """One probe result of `target` (its config: labels, type, name)."""
         if not self._probe:
             return
-        slos = self._matching.get(id(target))
-        if slos is None:
+        cached = self._matching.get(target.name)
+        if cached is not None and cached[0] is target:
+            slos = cached[1]
+        else:  # a new target, or its config changed at a reload
             labels = {**target.labels, "type": target.type, "target": target.name}
-            slos = self._matching[id(target)] = tuple(
-                s.name for s in self._probe if matches(s.match, labels))
+            slos = tuple(s.name for s in self._probe if matches(s.match, labels))
+            self._matching[target.name] = (target, slos)
         for name in slos:
             self.history.record(name, int(success), 1, at)
 
