@@ -196,6 +196,7 @@ class Runtime:
         self.slos: SloBook | None = None if config.cluster else SloBook(
             config.slos, SqliteSloHistory(config.data_dir / "slo.sqlite3"), clock)
         self.registry.register(slo_collector(lambda: self.slos))
+        self.slo_every = SLO_EVERY  # seconds between SLO evaluations (tests shorten it)
         self.inbox: CanaryInbox | None = None
         if any(t.type == "webhook_canary" for t in config.targets):
             host, port = sink_socket(config.monitor.listen)
@@ -524,7 +525,7 @@ class Runtime:
                 book.sample_service(service.metrics.registry, self.clock().timestamp())
             alerting.observe_slos(await book.evaluate())
             await book.history.flush()
-            await asyncio.sleep(SLO_EVERY)
+            await asyncio.sleep(self.slo_every)
 
     def slo_statuses(self) -> list[dict[str, object]]:
         """For the status page: `[{name, objective, window, attained,

@@ -6,6 +6,7 @@ targets with the labels slo, window and severity and the runbook link."""
 
 from __future__ import annotations
 
+import asyncio
 import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -243,3 +244,66 @@ async def test_cluster_instances_add_their_counts_and_read_everyone_s(
         assert seen_by_us.history_seconds == pytest.approx(3600 * 5 + 9)
     finally:
         await redis.aclose()
+
+
+async def test_run_evaluates_slos_alerts_and_reloads_them(tmp_path: Path) -> None:
+    """`crypitor run` with an SLO over a broken target: the gauges show the burn, the
+    SLOBurnRate alerts fire in /api/v1/alerts, the status page's function lists it, and a
+    reload adds a second SLO."""
+    import aiohttp
+    from aiohttp import web
+
+    from monitor.app import Runtime
+    from monitor.config import load as load_file
+    from tests.monitor.test_reload import Setup, Site, metrics, reload_via_api, target
+    from tests.monitor.test_reload import wait_until as wait
+    from tests.support.web import serve
+
+    site = Site()
+    app = web.Application()
+    app.router.add_get("/{path:.*}", site.handle)
+    slo = '[[slos]]\nname = "broken"\nmatch = { target = "b" }\nobjective = 99.0\n'
+    async with serve(app) as base, aiohttp.ClientSession() as http:
+        site.host = base.removeprefix("http://")
+        s = Setup(tmp_path)
+        s.write(s.head() + target("b", site, "/broken") + slo)
+        runtime = Runtime(load_file(s.path), env={})
+        runtime.slo_every = 0.2
+        await runtime.start()
+        try:
+            await wait(lambda: site.count("/broken") >= 2)
+            text = ""
+
+            async def shown() -> bool:
+                nonlocal text
+                text = await metrics(http, s.base)
+                burn = 'crypitor_slo_burn_rate{slo="broken",window="5m"} '
+                return any(line.startswith(burn) and float(line.removeprefix(burn))
+                           == pytest.approx(100.0) for line in text.splitlines())
+
+            async with asyncio.timeout(20):
+                while not await shown():
+                    await asyncio.sleep(0.1)
+            assert 'crypitor_slo_objective{slo="broken"} 0.99' in text
+
+            async def alerts() -> list[dict[str, object]]:
+                async with http.get(f"{s.base}/api/v1/alerts") as resp:
+                    return [a for a in await resp.json() if a["alertname"] == "SLOBurnRate"]
+
+            async with asyncio.timeout(20):
+                while len([a for a in await alerts() if a["state"] == "firing"]) < 3:
+                    await asyncio.sleep(0.1)
+            windows = sorted((a["labels"]["window"], a["severity"])  # type: ignore[index]
+                             for a in await alerts())
+            assert windows == [("1h", "critical"), ("3d", "warning"), ("6h", "critical")]
+            [status] = runtime.slo_statuses()
+            assert status["name"] == "broken" and status["attained"] == 0.0
+            s.write(s.head() + target("b", site, "/broken") + slo
+                    + slo.replace('"broken"', '"second"'))
+            code, _ = await reload_via_api(http, s.base)
+            assert code == 200
+            async with asyncio.timeout(20):
+                while 'crypitor_slo_objective{slo="second"}' not in await metrics(http, s.base):
+                    await asyncio.sleep(0.1)
+        finally:
+            await runtime.stop()
