@@ -5,13 +5,17 @@ A rule applies to a target when every key of its `match` equals the target's lab
 name; `type` and `target` (the target's name) count as labels. The webhook service shows up
 as a synthetic target of type `service` whose values are `delivery_failure_ratio`,
 `oldest_pending_age_seconds` and `queue_depth`; each chain it follows as one of type
-`follower` (named `follower-<chain>`, label `chain`) whose value is `deep_reorgs_1h`.
+`follower` (named `follower-<chain>`, label `chain`) whose value is `deep_reorgs_1h`. Each
+service level objective shows up as one synthetic target of type `slo` per burn-rate window
+pair of `BURN_RATES` (labels `slo`, `window`, `severity`), whose values are `burn_rate` (over
+the long window), `short_burn_rate`, `burn_threshold` and `error_budget_remaining`;
+`SLOBurnRate` fires on them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from alerts.expr import Condition, parse
@@ -27,6 +31,32 @@ class RuleSpec:
     severity: Severity = "warning"
     summary: str = ""  # an alerts.template template
     failures: int = 0  # > 0: fire after this many evaluations in a row hold (ignores for_)
+    runbook_url: str = ""  # carried into every alert's annotations, and exported
+    dashboard_url: str = ""
+
+
+@dataclass(frozen=True)
+class BurnRate:
+    """One multi-window burn-rate alert of the SRE workbook (chapter 5, table 5-8): it fires
+    while the error budget burns faster than `factor` times the sustainable rate over both
+    the `long` and the `short` window."""
+
+    long: str
+    short: str
+    factor: float
+    severity: Severity
+
+
+# page at 14.4x over 1h and 5m (2 % of a 30 d budget in an hour), page at 6x over 6h and 30m
+# (5 % in 6 h), ticket at 1x over 3d and 6h (10 % in 3 d)
+BURN_RATES: tuple[BurnRate, ...] = (
+    BurnRate("1h", "5m", 14.4, "critical"),
+    BurnRate("6h", "30m", 6.0, "critical"),
+    BurnRate("3d", "6h", 1.0, "warning"),
+)
+# every window a burn rate is computed over (the crypitor_slo_burn_rate `window` label)
+BURN_WINDOWS: dict[str, float] = {"5m": 300.0, "30m": 1800.0, "1h": 3600.0, "6h": 21600.0,
+                                  "3d": 259200.0}
 
 
 def _rule(name: str, condition: str, severity: Severity, summary: str, for_: float = 0.0,
@@ -56,6 +86,11 @@ BUILTINS: tuple[RuleSpec, ...] = (
           "chain {chain}: {deep_reorgs_1h} reorgs in the last hour went deeper than its "
           "confirmations; transfers told confirmed were checked again. Raise "
           "[service.chains.{chain}].confirmations", match={"type": "follower"}),
+    # the burn-rate pairs: a synthetic target per SLO and pair (see the module's docstring)
+    _rule("SLOBurnRate", "burn_rate > burn_threshold and short_burn_rate > burn_threshold",
+          "critical", "SLO {slo}: the error budget burns {burn_rate}x as fast as it may over "
+          "{window} (and {short_burn_rate}x over the shorter window); "
+          "{error_budget_remaining} of it remains", match={"type": "slo"}),
 )
 BUILTIN_NAMES = tuple(r.name for r in BUILTINS)
 
@@ -75,6 +110,10 @@ class RuleSource(Protocol):
     def severity(self) -> Severity: ...
     @property
     def summary(self) -> str: ...
+    @property
+    def runbook_url(self) -> str: ...
+    @property
+    def dashboard_url(self) -> str: ...
 
 
 class RulesSource(Protocol):
@@ -89,7 +128,8 @@ class RulesSource(Protocol):
 def from_config(rule: RuleSource) -> RuleSpec:
     # parse is cached, and the config loader already parsed this text once: it cannot fail
     return RuleSpec(rule.name, parse(rule.condition), dict(rule.match), rule.for_,
-                    rule.severity, rule.summary)
+                    rule.severity, rule.summary, runbook_url=rule.runbook_url,
+                    dashboard_url=rule.dashboard_url)
 
 
 def all_rules(section: RulesSource) -> list[RuleSpec]:
@@ -103,4 +143,24 @@ def all_rules(section: RulesSource) -> list[RuleSpec]:
         elif builtin.name not in section.disable_builtin:
             rules.append(builtin)
     return rules + list(configured.values())
+
+
+def runbook_anchor(name: str) -> str:
+    """The README's anchor of a built-in rule's runbook (its heading "Runbook: NAME")."""
+    return "#runbook-" + name.lower()
+
+
+def with_links(rules: Sequence[RuleSpec], runbook_base: str,
+               dashboard: Callable[[RuleSpec], str]) -> list[RuleSpec]:
+    """`rules` with the default links filled in where a rule has none: a built-in's runbook
+    is its README anchor under `runbook_base`; `dashboard` gives the dashboard's URL ("" for
+    none)."""
+    out: list[RuleSpec] = []
+    for rule in rules:
+        runbook = rule.runbook_url
+        if not runbook and rule.name in BUILTIN_NAMES and runbook_base:
+            runbook = runbook_base + runbook_anchor(rule.name)
+        out.append(replace(rule, runbook_url=runbook,
+                           dashboard_url=rule.dashboard_url or dashboard(rule)))
+    return out
 

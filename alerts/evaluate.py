@@ -120,12 +120,18 @@ class Evaluator:
     def _alert(self, rule: RuleSpec, target: str, values: Mapping[str, Any],
                since: datetime | None) -> Alert:
         """A firing alert of `rule` on `target`, described from the values its state kept."""
-        labels = {**self._labels.get(target, {"target": target}), "alertname": rule.name,
-                  "severity": rule.severity}
+        # a synthetic target may set its own severity (an SLO's burn-rate pairs do);
+        # configured targets cannot (it is a reserved label)
+        labels = {"severity": rule.severity, **self._labels.get(target, {"target": target}),
+                  "alertname": rule.name}
         summary = (render(rule.summary, {**values, **labels}) if rule.summary
                    else f"{rule.name} on {target}")
         annotations = {"summary": summary, "condition": rule.condition.text,
                        "value": _value(rule, values)}
+        if rule.runbook_url:
+            annotations["runbook_url"] = rule.runbook_url
+        if rule.dashboard_url:
+            annotations["dashboard_url"] = rule.dashboard_url
         if values.get(DETAIL):
             annotations["detail"] = str(values[DETAIL])
         return Alert(labels, annotations, "firing", since)

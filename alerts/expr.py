@@ -30,7 +30,8 @@ VALUE_KINDS: Mapping[str, Kind] = {
     "lib_lag": "number", "server_state": "string", "load_factor": "number",
     "delivery_seconds": "number", "delivery_failure_ratio": "number",
     "oldest_pending_age_seconds": "number", "queue_depth": "number",
-    "deep_reorgs_1h": "number",
+    "deep_reorgs_1h": "number", "burn_rate": "number", "short_burn_rate": "number",
+    "burn_threshold": "number", "error_budget_remaining": "number",
 }
 # Far past any condition a person writes, far below Python's recursion limit (the parser
 # recurses about four frames per level).

@@ -64,6 +64,10 @@ PROBE_FAILURES = MetricDef(
 PROBE_LAST_RUN = MetricDef(
     "crypitor_probe_last_run_timestamp_seconds", G, "When the target was last probed.",
     ("type",), per_target=True, unit="unix")
+PROBE_CONSECUTIVE_FAILURES = MetricDef(
+    "crypitor_probe_consecutive_failures", G,
+    "Failed probes of the target in a row since its last success (built-in alert TargetDown "
+    "fires at 3).", ("type",), per_target=True)
 PROBE_SKIPPED = MetricDef(
     "crypitor_probe_skipped_total", C,
     "Runs skipped because the previous probe of the target was still running.",
@@ -264,6 +268,11 @@ NOTIFICATIONS = MetricDef(
 ALL: tuple[MetricDef, ...] = tuple(v for v in globals().values() if isinstance(v, MetricDef))
 
 _BY_NAME = {m.name: m for m in ALL}
+
+
+def bucket_label(bound: float) -> str:
+    """A histogram bucket's `le` label value as the Prometheus client writes it ("60.0")."""
+    return repr(float(bound))
 
 
 def by_name(name: str) -> MetricDef:

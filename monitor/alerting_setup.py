@@ -25,7 +25,7 @@ import catalog.metrics as m
 from alerts import NotifyError
 from alerts.alerting import Alerting
 from alerts.bot import Down, OnCallBot
-from alerts.builtin import all_rules
+from alerts.builtin import BURN_RATES, RuleSpec, all_rules, with_links
 from alerts.evaluate import Evaluator
 from alerts.quorum import QuorumEvaluator
 from alerts.routing import Router
@@ -36,8 +36,8 @@ from core.clock import Clock, utc_now
 from core.leases import new_holder
 from core.supervisor import Spawn, Supervisor
 from monitor.cluster import PREFIX, AlertingLeader, RedisAlertStore
-from monitor.config import AlertsSection, ReceiverConfig, resolve
-from monitor.runtime import TargetState
+from monitor.config import AlertsSection, GrafanaSection, ReceiverConfig, SloConfig, resolve
+from monitor.runtime import SloStatus, TargetState
 
 log = logging.getLogger(__name__)
 SERVICE_TARGET = "webhook-service"
@@ -96,6 +96,62 @@ class _Counters:
 def follower_target(chain: str) -> str:
     """The synthetic target that stands for the follower of `chain` in alerting."""
     return f"follower-{chain}"
+
+
+def slo_target(slo: str, window: str) -> str:
+    """The synthetic target of one SLO's burn-rate pair (named by its long window)."""
+    return f"slo-{slo}-{window}"
+
+
+def slo_targets(slos: Sequence[SloConfig]) -> dict[str, Mapping[str, str]]:
+    """Every SLO's synthetic targets with their labels (`alerts.builtin`: SLOBurnRate)."""
+    return {slo_target(s.name, b.long): {"type": "slo", "slo": s.name, "window": b.long,
+                                          "severity": b.severity}
+            for s in slos for b in BURN_RATES}
+
+
+def slo_values(status: SloStatus) -> dict[str, dict[str, Any]]:
+    """The values each of the SLO's synthetic targets shows to SLOBurnRate, by target."""
+    out: dict[str, dict[str, Any]] = {}
+    for b in BURN_RATES:
+        values: dict[str, Any] = {"success": True, "burn_threshold": b.factor}
+        for key, value in (("burn_rate", status.burn_rates[b.long]),
+                           ("short_burn_rate", status.burn_rates[b.short]),
+                           ("error_budget_remaining", status.error_budget_remaining)):
+            if value is not None:  # no event in the window: unknown, so no alert
+                values[key] = round(value, 3)
+        out[slo_target(status.slo.name, b.long)] = values
+    return out
+
+
+# which of our Grafana dashboards (dashboards/, by uid) shows what a rule is about
+_DASHBOARD_BY_TYPE = {"service": "crypitor-webhooks", "follower": "crypitor-webhooks",
+                      "slo": "crypitor-overview", "ethereum": "crypitor-nodes",
+                      "eos": "crypitor-nodes", "xrpl": "crypitor-nodes",
+                      "bitcoin": "crypitor-nodes"}
+_NODE_VALUES = frozenset({"head_block", "block_lag", "head_age_seconds", "peers", "syncing",
+                          "chain_id", "lib_lag", "server_state", "load_factor"})
+
+
+def dashboard_uid(rule: RuleSpec) -> str:
+    """The dashboard of `rule`: by the type it matches, else by the values it reads."""
+    kind = rule.match.get("type", "")
+    if kind in _DASHBOARD_BY_TYPE:
+        return _DASHBOARD_BY_TYPE[kind]
+    if set(rule.condition.names) & _NODE_VALUES:
+        return "crypitor-nodes"
+    return "crypitor-probes"
+
+
+def linked_rules(section: AlertsSection, grafana: GrafanaSection | None) -> list[RuleSpec]:
+    """`all_rules(section)` with the default runbook and dashboard links: the README's
+    runbook anchors under `[alerts].runbook_base`, and with `[grafana]` the dashboard that
+    shows what the rule is about."""
+    def dashboard(rule: RuleSpec) -> str:
+        if grafana is None:
+            return ""
+        return f"{grafana.url.rstrip('/')}/d/{dashboard_uid(rule)}"
+    return with_links(all_rules(section), section.runbook_base, dashboard)
 
 
 class _Increase:
@@ -178,11 +234,17 @@ class MonitorAlerting:
                  states: Sequence[TargetState], registry: CollectorRegistry,
                  env: Mapping[str, str], watch_service: bool,
                  clock: Clock = utc_now, spawn: Spawn | None = None,
-                 followed: Sequence[str] = (), cluster: ClusterPlace | None = None) -> None:
+                 followed: Sequence[str] = (), cluster: ClusterPlace | None = None,
+                 slos: Sequence[SloConfig] = (), grafana: GrafanaSection | None = None
+                 ) -> None:
         """`spawn` (the monitor's supervisor) runs the alert loops, the bots and the
-        service watch; `followed` names the chains the service follows."""
+        service watch; `followed` names the chains the service follows; `slos` are alerted
+        on through their synthetic targets (`observe_slos`); `grafana` gives the rules'
+        default dashboard links."""
         self.states = states
         self._labels_of: dict[str, Mapping[str, str]] | None = None
+        self.slos = tuple(slos)
+        self._grafana = grafana
         self._clock = clock
         self._spawn = spawn or Supervisor().supervise
         self.cluster = cluster
@@ -207,11 +269,12 @@ class MonitorAlerting:
         self._leader_task: asyncio.Task[None] | None = None
         evaluator: Evaluator
         if cluster is None:
-            evaluator = Evaluator(all_rules(section), self.store.load_states(),
+            evaluator = Evaluator(linked_rules(section, grafana), self.store.load_states(),
                                   self._targets(states))
         else:  # states are read when this instance takes the lead
             evaluator = QuorumEvaluator(
-                all_rules(section), {}, self._targets(states), quorum=cluster.quorum,
+                linked_rules(section, grafana), {}, self._targets(states),
+                quorum=cluster.quorum,
                 windows={s.name: 2 * s.config.interval + cluster.lease for s in states})
         self.alerting = Alerting(evaluator, self._router(section), self.store, self.receivers,
                                  _Counters(registry), clock, self._spawn,
@@ -238,6 +301,7 @@ class MonitorAlerting:
             targets[SERVICE_TARGET] = {"type": "service"}
         for chain in self.followed:
             targets[follower_target(chain)] = {"type": "follower", "chain": chain}
+        targets.update(slo_targets(self.slos))
         return targets
 
     @staticmethod
@@ -286,7 +350,8 @@ class MonitorAlerting:
         receivers = self._receivers(section)
         return Prepared(section, receivers, self._bots(section, receivers, states))
 
-    async def reload(self, prepared: Prepared, states: Sequence[TargetState]) -> None:
+    async def reload(self, prepared: Prepared, states: Sequence[TargetState],
+                     slos: Sequence[SloConfig] | None = None) -> None:
         """The second half: rules, route tree, inhibit rules, maintenance windows, receivers
         and bots swapped in, for the targets of `states` (the list `self.states` becomes).
         Alert states of rules that remain are kept. Everything is swapped before the first
@@ -305,7 +370,10 @@ class MonitorAlerting:
         self.receivers, self.bots = dict(prepared.receivers), dict(prepared.bots)
         self._receiver_configs = {rc.name: rc for rc in section.receivers}
         self.alerting.watchdog = section.watchdog
-        await self.alerting.reconfigure(all_rules(section), self._targets(states),
+        if slos is not None:
+            self.slos = tuple(slos)
+        await self.alerting.reconfigure(linked_rules(section, self._grafana),
+                                        self._targets(states),
                                         self._router(section), prepared.receivers)
         for name, bot in old_bots.items():
             if self.bots.get(name) is not bot:
@@ -392,6 +460,16 @@ class MonitorAlerting:
             return
         self.alerting.observe(state.name, {**state.config.labels, "type": state.config.type},
                               values, detail)
+
+    def observe_slos(self, statuses: Sequence[SloStatus]) -> None:
+        """An evaluation of the SLOs, as values of their synthetic targets; with [cluster]
+        only the leader alerts (every instance evaluates, from the cluster's counts)."""
+        if self.cluster is not None and not self.alerting.leading:
+            return
+        labels = slo_targets([s.slo for s in statuses])
+        for status in statuses:
+            for target, values in slo_values(status).items():
+                self.alerting.observe(target, labels[target], values)
 
     async def stop(self) -> None:
         if self._leader_task is not None and self.leader is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import sqlite3
@@ -36,6 +37,7 @@ from monitor.cluster import (
     Membership,
     Ownership,
     ProbeGate,
+    RedisSloHistory,
     ResultFeed,
     connect,
     recently_probed,
@@ -52,7 +54,18 @@ from monitor.config import (
 from monitor.datadir import DataDirBusy, DataDirLock
 from monitor.exporters import GcpExporter, new_registry
 from monitor.reload import ReloadGauges, TargetChange, diff_targets, effective, needs_restart
-from monitor.runtime import History, Job, ProbeScheduler, TargetState, UptimeHistory, last_good
+from monitor.runtime import (
+    SLO_EVERY,
+    History,
+    Job,
+    ProbeScheduler,
+    SloBook,
+    SqliteSloHistory,
+    TargetState,
+    UptimeHistory,
+    last_good,
+    slo_collector,
+)
 from monitor.service_setup import (
     new_service,
     reload_on_sighup,
@@ -179,6 +192,11 @@ class Runtime:
         # [cluster]: the cluster's history in Redis, made by start() (the URL may be an env:)
         self._history: History | None = None if config.cluster else UptimeHistory(
             config.data_dir / "history.sqlite3")
+        # [cluster]: the SLO counts go to the cluster's Redis, made by start()
+        self.slos: SloBook | None = None if config.cluster else SloBook(
+            config.slos, SqliteSloHistory(config.data_dir / "slo.sqlite3"), clock)
+        self.registry.register(slo_collector(lambda: self.slos))
+        self.slo_every = SLO_EVERY  # seconds between SLO evaluations (tests shorten it)
         self.inbox: CanaryInbox | None = None
         if any(t.type == "webhook_canary" for t in config.targets):
             host, port = sink_socket(config.monitor.listen)
@@ -249,7 +267,8 @@ class Runtime:
                                    self.registry, self.env, self.config.service.enabled,
                                    self.clock, self.supervisor.supervise,
                                    followed=tuple(self.config.service.chains),
-                                   cluster=self._alerting_place())
+                                   cluster=self._alerting_place(), slos=self.config.slos,
+                                   grafana=self.config.grafana)
         parts.push_async_callback(alerting.stop)
         view = self._cluster_parts(parts) if cluster is not None else None
         # The service starts after the API server and stops after it; the scheduler and the
@@ -296,6 +315,9 @@ class Runtime:
         self.reload_gauges.applied()
         probing.push_async_callback(
             _cancelled, self.supervisor.supervise("history-flush", self._flush_loop))
+        probing.push_async_callback(
+            _cancelled, self.supervisor.supervise("slo-evaluate", functools.partial(
+                self._slo_loop, alerting, service)))
         if cluster is not None:
             self._join(parts)
 
@@ -338,6 +360,7 @@ class Runtime:
         membership.listeners.append(self.ownership.update)
         self._feed = ResultFeed(redis, instance, cluster.location, self.registry, prefix)
         self._history = ClusterHistory(redis, prefix, lambda: self.clock().timestamp())
+        self.slos = SloBook(self.config.slos, RedisSloHistory(redis, prefix), self.clock)
         return ClusterView(redis, instance=instance, location=cluster.location,
                            lease=cluster.lease, prefix=prefix, clock=self.clock)
 
@@ -416,7 +439,9 @@ class Runtime:
             self.states[:] = states
             self._by_name.clear()
             self._by_name.update((s.name, s) for s in states)
-            await started.alerting.reload(alerting, states)
+            await started.alerting.reload(alerting, states, new.slos)
+            if self.slos is not None:
+                self.slos.reconfigure(new.slos)
             for job in change.jobs:
                 started.scheduler.add(job)
             started.api.reloaded(keys)
@@ -479,6 +504,8 @@ class Runtime:
         state = job.state
         flip = state.record(result)
         self.history.record(state.name, result.success, result.started_at.timestamp())
+        if self.slos is not None:
+            self.slos.record_probe(state.config, result.success, result.started_at.timestamp())
         if self._feed is not None:
             self._feed.publish(state.name, result)
         alerting.observe(state, result.named_values(), result.detail)
@@ -494,7 +521,29 @@ class Runtime:
                                 else CLUSTER_FLUSH_EVERY)
             await self.history.flush()
 
+    async def _slo_loop(self, alerting: MonitorAlerting, service: Service | None) -> None:
+        """Every SLO_EVERY: the service's deliveries counted, every SLO evaluated (the
+        crypitor_slo_* gauges and the status page read the result), its burn rates given to
+        alerting, and the counts written."""
+        book = self.slos
+        assert book is not None
+        while True:
+            if service is not None:
+                book.sample_service(service.metrics.registry, self.clock().timestamp())
+            alerting.observe_slos(await book.evaluate())
+            await book.history.flush()
+            await asyncio.sleep(self.slo_every)
+
+    def slo_statuses(self) -> list[dict[str, object]]:
+        """For the status page: `[{name, objective, window, attained,
+        error_budget_remaining}]` as of the last evaluation (objective and attained in
+        percent, the budget a ratio that may go below 0; None before any event)."""
+        return self.slos.statuses() if self.slos is not None else []
+
     async def _close_history(self) -> None:
+        if self.slos is not None:
+            await self.slos.history.flush()
+            self.slos.history.close()
         if self._history is None:  # [cluster], and start() failed before making it
             return
         await self._history.flush()

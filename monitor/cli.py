@@ -163,8 +163,9 @@ def summary(config: Config) -> str:
 
 def export_rules(config: Config, out: str | None) -> int:
     from alerts.promrules import export
+    from monitor.alerting_setup import linked_rules
 
-    text = export(all_rules(config.alerts), str(config.path))
+    text = export(linked_rules(config.alerts, config.grafana), str(config.path), config.slos)
     if out is None:
         sys.stdout.write(text)
         return 0

@@ -22,6 +22,7 @@ from monitor.cluster.probing import (
     probed_from,
     recently_probed,
 )
+from monitor.cluster.slo import RedisSloHistory
 from monitor.cluster.view import ClusterView, LocationResult, TargetView
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "ProbeGate",
     "RedisAlertStore",
     "RedisLeases",
+    "RedisSloHistory",
     "ResultFeed",
     "TargetView",
     "connect",

@@ -26,6 +26,7 @@ from monitor.config.schema import (
     load,
     parse,
 )
+from monitor.config.slos import SloConfig
 from monitor.config.targets import TargetConfig
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "RuleConfig",
     "SecretError",
     "ServiceSection",
+    "SloConfig",
     "TargetConfig",
     "format_duration",
     "load",

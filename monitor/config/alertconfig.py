@@ -27,8 +27,13 @@ class RuleConfig:
     for_: float = field(default=0.0, metadata={"duration": True, KEY: "for"})
     severity: Literal["critical", "warning", "info"] = "warning"
     summary: str = ""
+    runbook_url: str = ""  # shown in every notification of the rule, and exported
+    dashboard_url: str = ""  # likewise; default: the matching Grafana dashboard
 
     def __post_init__(self) -> None:
+        for key in ("runbook_url", "dashboard_url"):
+            if getattr(self, key):
+                check_http_url(key, getattr(self, key))
         if not self.name.isidentifier():
             raise OptionError("name", "must be a name like EthNodeLagging", self.name)
         if not self.condition.strip():
@@ -123,6 +128,8 @@ class AlertsSection:
     route: RouteConfig = field(default_factory=RouteConfig)
     inhibit: tuple[InhibitConfig, ...] = ()
     maintenance: tuple[MaintenanceConfig, ...] = ()
+    # where the README is read: the built-in rules' runbook_url is its runbook anchor there
+    runbook_base: str = "README.md"
 
 
 def check_alerts(d: Decoder, alerts: AlertsSection) -> None:

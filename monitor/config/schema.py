@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from chains.jsonrpc import DEFAULT_MAX_RESPONSE_BYTES
 from monitor.config.alertconfig import AlertsSection, check_alerts
 from monitor.config.decode import Decoder, Issue, check_http_url, join, show
+from monitor.config.slos import SloConfig, decode_slos
 from monitor.config.targets import TargetConfig, decode_targets, is_location
 from probes.base import OptionError, duration, is_env_ref, secret
 from service.store import parse_sentinel_url, redacted
@@ -255,6 +256,7 @@ class Config:
     grafana: GrafanaSection | None
     gcp: GcpSection | None
     cluster: ClusterSection | None = None
+    slos: tuple[SloConfig, ...] = ()
 
     @property
     def data_dir(self) -> Path:
@@ -284,7 +286,7 @@ def _check_data_dir(d: Decoder, base: Path, value: str) -> None:
         d.error("monitor.data_dir", f"is not a usable path ({exc})", value)
 
 
-SECTIONS = ("monitor", "service", "targets", "alerts", "grafana", "gcp", "cluster")
+SECTIONS = ("monitor", "service", "targets", "alerts", "grafana", "gcp", "cluster", "slos")
 
 
 def load(path: str | Path) -> Config:
@@ -318,6 +320,7 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
                              defaults.default_timeout)
     if alerts is not None:
         check_alerts(d, alerts)
+    slos = decode_slos(d, raw.get("slos", []))
     if monitor is not None:
         _check_data_dir(d, path.parent, monitor.data_dir)
     _check_cluster(d, raw, cluster, service, targets)
@@ -328,7 +331,7 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
                                  f"(got {show(service.listen)})")])
     return Config(path, monitor, service, targets, alerts,
                   grafana if "grafana" in raw else None, gcp if "gcp" in raw else None,
-                  cluster)
+                  cluster, slos=slos)
 
 
 def _check_cluster(d: Decoder, raw: Mapping[str, Any], cluster: ClusterSection | None,

@@ -100,6 +100,7 @@ class ProbeCollector(Collector):
         totals = self._family(m.PROBES_TOTAL, "type", "result", extra=ex)
         failures = self._family(m.PROBE_FAILURES, "type", "reason", extra=ex)
         skipped = self._family(m.PROBE_SKIPPED, extra=ex)
+        in_a_row = self._family(m.PROBE_CONSECUTIVE_FAILURES, "type", extra=ex)
         chain = {d.name: self._family(d, "chain", extra=self._extra)
                  for _, d in _CHAIN_VALUES}
         state_rank = self._family(m.CHAIN_SERVER_STATE, "chain", extra=self._extra)
@@ -119,6 +120,7 @@ class ProbeCollector(Collector):
                 continue
             success.add_metric([name, kind, *lv], 1.0 if r.success else 0.0)
             duration.add_metric([name, kind, *lv], r.duration)
+            in_a_row.add_metric([name, kind, *lv], s.consecutive_failures)
             last_run.add_metric([name, kind, *lv], r.started_at.timestamp())
             values = r.values
             if kind == "http":
@@ -144,7 +146,7 @@ class ProbeCollector(Collector):
                 if isinstance(st, str) and st in XRPL_SERVER_STATES:
                     state_rank.add_metric(clv, float(XRPL_SERVER_STATES.index(st)))
         yield from (success, duration, last_run, status, phases, expiry, body, connect, canary,
-                    totals, failures, skipped, *chain.values(), state_rank)
+                    totals, failures, skipped, in_a_row, *chain.values(), state_rank)
 
 
 def new_registry(states: Sequence[TargetState], location: str | None = None,

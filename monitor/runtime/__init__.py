@@ -1,5 +1,6 @@
 """The running monitor's parts: the probe scheduler, what is known of each target
-(`TargetState`, updated after every probe) and the uptime history kept in SQLite.
+(`TargetState`, updated after every probe), the uptime history kept in SQLite, and the
+SLOs (`slo`).
 """
 
 from monitor.runtime.history import WINDOWS, History, UptimeHistory
@@ -13,15 +14,36 @@ from monitor.runtime.scheduler import (
     grid_start,
     run_bounded,
 )
+from monitor.runtime.slo import EVERY as SLO_EVERY
+from monitor.runtime.slo import FINE_KEEP as SLO_FINE_KEEP
+from monitor.runtime.slo import FINE_LIMIT as SLO_FINE_LIMIT
+from monitor.runtime.slo import RETENTION as SLO_RETENTION
+from monitor.runtime.slo import (
+    SloBook,
+    SloCounts,
+    SloHistory,
+    SloStatus,
+    SqliteSloHistory,
+    slo_collector,
+)
 from monitor.runtime.state import TargetState, last_good
 
 __all__ = [
+    "SLO_EVERY",
+    "SLO_FINE_KEEP",
+    "SLO_FINE_LIMIT",
+    "SLO_RETENTION",
     "WINDOWS",
     "Gate",
     "History",
     "Job",
     "ProbeScheduler",
     "SchedulerMetrics",
+    "SloBook",
+    "SloCounts",
+    "SloHistory",
+    "SloStatus",
+    "SqliteSloHistory",
     "TargetState",
     "UptimeHistory",
     "grid_offset",
@@ -29,4 +51,5 @@ __all__ = [
     "grid_start",
     "last_good",
     "run_bounded",
+    "slo_collector",
 ]

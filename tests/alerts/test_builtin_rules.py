@@ -24,7 +24,7 @@ def test_builtins_as_specified() -> None:
     by_name = {r.name: r for r in BUILTINS}
     assert list(by_name) == ["TargetDown", "NodeLagging", "NodeHeadStale", "NodeSyncing",
                              "CertExpiringSoon", "WebhookDeliveriesFailing",
-                             "WebhookQueueBacklog", "FollowerDeepReorg"]
+                             "WebhookQueueBacklog", "FollowerDeepReorg", "SLOBurnRate"]
     assert tuple(by_name) == BUILTIN_NAMES
     shape = {r.name: (r.condition.text, r.for_, r.failures, r.severity, dict(r.match))
              for r in BUILTINS}
@@ -39,6 +39,9 @@ def test_builtins_as_specified() -> None:
         "WebhookQueueBacklog": ("oldest_pending_age_seconds > 300", 300, 0, "warning",
                                 {"type": "service"}),
         "FollowerDeepReorg": ("deep_reorgs_1h > 0", 0.0, 0, "critical", {"type": "follower"}),
+        # severity and window come from the SLO's synthetic target (one per burn-rate pair)
+        "SLOBurnRate": ("burn_rate > burn_threshold and short_burn_rate > burn_threshold",
+                        0.0, 0, "critical", {"type": "slo"}),
     }
     for rule in BUILTINS:
         assert rule.summary and check(rule.summary) == []
@@ -89,7 +92,7 @@ severity = "info"
     assert [r.name for r in rules] == ["TargetDown", "NodeLagging", "NodeHeadStale",
                                        "NodeSyncing", "WebhookDeliveriesFailing",
                                        "WebhookQueueBacklog", "FollowerDeepReorg",
-                                       "EthNodeLagging"]
+                                       "SLOBurnRate", "EthNodeLagging"]
     by_name = {r.name: r for r in rules}
     # a configured rule takes a built-in's place, even a disabled one's
     assert by_name["NodeLagging"].condition.text == "block_lag > 50"

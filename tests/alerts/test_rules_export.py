@@ -99,6 +99,7 @@ name = "WebErrors"
 match = { team = "web" }
 condition = "success == false or status_code >= 500"
 severity = "info"
+runbook_url = "https://runbooks.example.com/web"
 summary = "web \\"{target}\\" ✓ {{literal}} {{{target}}} {status_code}\\nsecond line"
 
 [[alerts.rules]]
@@ -180,22 +181,25 @@ def test_export_passes_promtool_check(tmp_path: Path) -> None:
     check = subprocess.run([promtool(), "check", "rules", str(out)], capture_output=True,
                            text=True, timeout=60)
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "SUCCESS: 15 rules found" in check.stdout, check.stdout
+    assert "SUCCESS: 16 rules found" in check.stdout, check.stdout
     text = out.read_text()
     stdout = subprocess.run([sys.executable, "-m", "monitor", "rules", "export", "-c",
                              str(config)], capture_output=True, text=True, timeout=60)
     assert stdout.returncode == 0 and stdout.stdout == text
     assert "NodeSyncing" not in text  # disabled
-    for name, why in (("WebhookDeliveriesFailing", "delivery_failure_ratio is computed by "
-                       "the monitor"),
-                      ("Reason", "failure_reason is text"),
+    for name, why in (("Reason", "failure_reason is text"),
                       ("ServiceOrNode", "it mixes the webhook service's values with a target's")):
         assert f"\n# {name} is not exported: {why}" in text
     [group] = yaml.safe_load(text)["groups"]
     lagging = next(r for r in group["rules"] if r["alert"] == "NodeLagging")
     assert list(lagging.items())[:3] == [("alert", "NodeLagging"),
                                          ("expr", "crypitor_chain_block_lag > 5"), ("for", "2m")]
-    assert "\n# TargetDown: fires natively after 3 failed evaluations in a row" in text
+    assert "fires natively after" not in text  # TargetDown counts probes, as ours does
+    assert "?" not in "".join(str(r["annotations"]) for r in group["rules"])
+    down = next(r for r in group["rules"] if r["alert"] == "TargetDown")
+    assert down["expr"] == "crypitor_probe_consecutive_failures >= 3" and "for" not in down
+    assert down["annotations"]["runbook_url"] == "README.md#runbook-targetdown"
+    assert any(r["alert"] == "WebhookDeliveriesFailing" for r in group["rules"])
 
 
 def test_missing_output_directory_is_a_runtime_failure(tmp_path: Path) -> None:
@@ -212,7 +216,8 @@ def exported_series(config: Config) -> list[tuple[str, float]]:
     states = [TargetState(t) for t in config.targets]
     for state in states:
         success, reason, values = RESULTS[state.name]
-        state.record(ProbeResult(success, 0.1, EPOCH, values, reason))
+        for _ in range(3):  # TargetDown's three in a row
+            state.record(ProbeResult(success, 0.1, EPOCH, values, reason))
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ProbeCollector(states))
     service = new_metrics()
@@ -258,7 +263,7 @@ def test_exported_expressions_select_what_we_evaluate(tmp_path: Path) -> None:
                    for t in natively_firing(rule, config)]
         tests.append({"expr": f"count by (target) ({result.expr})", "eval_time": "10m",
                       "exp_samples": samples})
-    assert len(tests) == 15
+    assert len(tests) == 16
     lagging = natively_firing(next(r for r in all_rules(config.alerts)
                                    if r.name == "EthNodeLagging"), config)
     assert lagging == ["eth-lag"]  # eth-sync is syncing, eth-partial has no peers value
@@ -274,8 +279,9 @@ def test_exported_expressions_select_what_we_evaluate(tmp_path: Path) -> None:
             "exp_labels": {"severity": "info", "target": "web", "type": "http",
                            "team": "web"},
             "exp_annotations": {
-                "summary": 'web "web" \u2713 {literal} {web} ?\nsecond line',
-                "condition": "success == false or status_code >= 500"}}]},
+                "summary": 'web "web" \u2713 {literal} {web} 503\nsecond line',
+                "condition": "success == false or status_code >= 500",
+                "runbook_url": "https://runbooks.example.com/web"}}]},
     ]
     unit = tmp_path / "unit.yml"
     unit.write_text(yaml.safe_dump({
@@ -300,7 +306,8 @@ def test_the_deep_reorg_rule_fires_for_the_hour_after_one(tmp_path: Path) -> Non
     def firing(value: str) -> list[dict[str, object]]:
         return [{"exp_labels": {"severity": "critical", "chain": "eth"},
                  "exp_annotations": {"summary": summary.format(value=value),
-                                     "condition": "deep_reorgs_1h > 0"}}]
+                                     "condition": "deep_reorgs_1h > 0",
+                                     "runbook_url": "README.md#runbook-followerdeepreorg"}}]
 
     unit = tmp_path / "unit.yml"
     unit.write_text(yaml.safe_dump({
@@ -381,3 +388,105 @@ def test_yaml_and_duration_formatting() -> None:
     assert yaml.safe_load(empty) == {"groups": [{"name": "crypitor", "rules": []}]}
     assert empty.startswith("# Prometheus alerting rules generated by `crypitor rules export` "
                             "from x.toml.\n")
+
+
+SLO_CONFIG = """
+[service]
+enabled = false
+
+[[slos]]
+name = "core"
+match = { team = "core" }
+objective = 99.0
+window = "30d"
+
+[[slos]]
+name = "deliveries"
+kind = "webhook_delivery"
+within = "1m"
+objective = 99.0
+"""
+
+
+def probes(target: str, team: str, success: str, failure: str) -> list[dict[str, str]]:
+    labels = f'target="{target}", type="http", team="{team}"'
+    return [{"series": f'crypitor_probes_total{{{labels}, result="success"}}', "values": success},
+            {"series": f'crypitor_probes_total{{{labels}, result="failure"}}', "values": failure}]
+
+
+def firing(*alerts: tuple[str, str, str]) -> list[dict[str, object]]:
+    """ALERTS samples of SLOBurnRate firing for (slo, window, severity)."""
+    return [{"labels": "ALERTS{" + ", ".join(f'{k}="{v}"' for k, v in (
+        ("alertname", "SLOBurnRate"), ("alertstate", "firing"), ("severity", severity),
+        ("slo", slo), ("window", window))) + "}", "value": 1}
+        for slo, window, severity in alerts]
+
+
+def test_slo_rules_fire_as_the_workbook_says(tmp_path: Path) -> None:
+    """The exported SLO rules over synthetic series: an outage pages on both pairs and opens
+    a ticket; a healthy SLO and an unmatched failing target alert nothing; a burst that
+    ended 50 minutes ago no longer pages (its short windows are clean) but still tickets;
+    late webhook deliveries count against the delivery SLO."""
+    path = tmp_path / "config.toml"
+    path.write_text(SLO_CONFIG)
+    rules_file = export_file(tmp_path, path)
+    check = subprocess.run([promtool(), "check", "rules", str(rules_file)],
+                           capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
+    query = 'ALERTS{alertname="SLOBurnRate", alertstate="firing"}'
+    unmatched = probes("web", "web", "0+0x180", "0+100x180")  # down, but not in the SLO
+    summary = ("SLO core: the error budget burns 20x as fast as it may over {w} (and 20x over "
+               "the shorter window); -19 of it remains")
+    tests = [
+        {"interval": "1m", "input_series": probes("a", "core", "0+80x180", "0+20x180")
+         + unmatched,  # 20 % of probes fail: 20x the budget of 1 %
+         "promql_expr_test": [
+             {"expr": query, "eval_time": "70m", "exp_samples": firing(
+                 ("core", "1h", "critical"), ("core", "6h", "critical"),
+                 ("core", "3d", "warning"))},
+             {"expr": 'slo:burn_rate:ratio{slo="core", window="1h"}', "eval_time": "70m",
+              "exp_samples": [{"labels": 'slo:burn_rate:ratio{slo="core", window="1h"}',
+                               "value": 20}]}],
+         "alert_rule_test": [{"alertname": "SLOBurnRate", "eval_time": "70m", "exp_alerts": [
+             {"exp_labels": {"severity": severity, "slo": "core", "window": window},
+              "exp_annotations": {
+                  "summary": summary.format(w=window),
+                  "condition": "burn_rate > burn_threshold and short_burn_rate > "
+                               "burn_threshold",
+                  "runbook_url": "README.md#runbook-sloburnrate"}}
+             for window, severity in (("1h", "critical"), ("6h", "critical"),
+                                      ("3d", "warning"))]}]},
+        {"interval": "1m", "input_series": probes("a", "core", "0+995x180", "0+5x180")
+         + unmatched,  # 0.5 %: half the budget's pace
+         "promql_expr_test": [{"expr": query, "eval_time": "170m", "exp_samples": []}]},
+        {"interval": "1m",
+         # every probe fails for 10 minutes, then none: 1/6 of the hour failed
+         "input_series": probes("a", "core", "0+0x10 0+100x110", "0+100x10 1000+0x110"),
+         "promql_expr_test": [
+             {"expr": query, "eval_time": "8m", "exp_samples": firing(
+                 ("core", "1h", "critical"), ("core", "6h", "critical"),
+                 ("core", "3d", "warning"))},
+             {"expr": query, "eval_time": "60m", "exp_samples": firing(
+                 ("core", "3d", "warning"))}]},
+        {"interval": "1m", "input_series": [
+            # 100 deliveries a minute end; 20 of them arrive later than 1m: 20x the budget
+            {"series": 'crypitor_webhook_delivery_latency_seconds_bucket{le="60.0"}',
+             "values": "0+80x90"},
+            {"series": 'crypitor_webhook_deliveries_total{outcome="success"}',
+             "values": "0+95x90"},
+            {"series": 'crypitor_webhook_deliveries_total{outcome="dead"}', "values": "0+5x90"},
+            {"series": 'crypitor_webhook_deliveries_total{outcome="failed"}',
+             "values": "0+0x90"},
+            {"series": 'crypitor_webhook_deliveries_total{outcome="retry"}',
+             "values": "0+500x90"}],  # retries are attempts, not ended deliveries
+         "promql_expr_test": [{"expr": query, "eval_time": "70m", "exp_samples": firing(
+             ("deliveries", "1h", "critical"), ("deliveries", "6h", "critical"),
+             ("deliveries", "3d", "warning"))}]},
+    ]
+    unit = tmp_path / "unit.yml"
+    unit.write_text(yaml.safe_dump({"rule_files": [rules_file.name],
+                                    "evaluation_interval": "1m", "tests": tests},
+                                   sort_keys=False))
+    proc = subprocess.run([promtool(), "test", "rules", str(unit)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from alerts.builtin import all_rules
 from alerts.promrules import export as export_rules
 from dashboards.build import all_dashboards
 from dashboards.export import dashboards_provider_yaml, datasource_yaml
+from monitor.alerting_setup import linked_rules
 from tests.deploy.configs import checked
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,8 +25,8 @@ GRAFANA_DASHBOARDS = Path("/etc/grafana/dashboards/crypitor")   # mounted from d
 def expected_files() -> dict[str, str]:
     """Path relative to the repository → the text it must hold."""
     config = checked((ROOT / COMPOSE_CONFIG).read_text(), COMPOSE_CONFIG)
-    files = {"deploy/prometheus/alert_rules.yml": export_rules(all_rules(config.alerts),
-                                                              COMPOSE_CONFIG)}
+    files = {"deploy/prometheus/alert_rules.yml": export_rules(
+        linked_rules(config.alerts, config.grafana), COMPOSE_CONFIG, config.slos)}
     for board in all_dashboards(PROMETHEUS_URL):
         files[f"deploy/grafana/dashboards/{board['uid']}.json"] = (
             json.dumps(board, indent=2, ensure_ascii=False) + "\n")
