@@ -14,7 +14,7 @@ group from that alert. `parse_callback()` reads the data back.
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -26,6 +26,7 @@ MAX_CALLBACK_DATA = 64  # bytes
 SILENCE_1H, ACK = "s1h", "ack"
 
 Buttons = tuple[tuple[str, str], ...]  # (label, callback_data), one row
+TargetURL = Callable[[str], str]  # target name → its URL as it may be shown ("": unknown)
 _SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 
 
@@ -92,7 +93,8 @@ def utc(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def format_notification(notification: Notification, now: datetime) -> Message:
+def format_notification(notification: Notification, now: datetime,
+                        target_url: TargetURL | None = None) -> Message:
     firing, resolved = notification.firing, notification.resolved
     lines = _header(notification)
     blocks = [_firing_block(a, now) for a in firing]

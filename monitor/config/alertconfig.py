@@ -15,8 +15,8 @@ from alerts import ConditionError
 from alerts.builtin import BUILTIN_NAMES
 from alerts.expr import parse as parse_condition
 from alerts.template import check as check_template
-from monitor.config.decode import KEY, Decoder, check_http_url, join
 from core.signing import parse_secret
+from monitor.config.decode import KEY, Decoder, check_http_url, join
 from probes.base import OptionError, duration, is_env_ref, secret
 
 
