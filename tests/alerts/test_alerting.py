@@ -130,7 +130,8 @@ async def test_down_fires_once_and_recovery_resolves_once(
     await until(lambda: len(texts(fake_telegram)) == 1)
     firing = fake_telegram.sent[0]
     assert "FIRING" in firing.text and "TargetDown" in firing.text
-    assert "eth-main is down: status" in firing.text and "status 500" in firing.text
+    assert "eth-main: HTTP 500, expected 200" in firing.text
+    assert f"🔗 {site.url}" in firing.text  # the target's URL, as it may be shown
     assert firing.parse_mode == "HTML" and firing.reply_markup is not None
     await asyncio.sleep(1.5)  # still down: no storm
     assert len(texts(fake_telegram)) == 1
