@@ -35,7 +35,7 @@ Shape = tuple[re.Pattern[str], Callable[[str, re.Match[str]], str], frozenset[st
 # a detail's shape → its headline, and the probe values a rule names when it is about it
 _SHAPES: dict[str, Shape] = {
     "status": (re.compile(r"status (\d{3}), expected (.+)"),
-               lambda t, m: f"{t}: HTTP {m[1]}, expected {m[2]}", frozenset()),
+               lambda t, m: f"{t}: HTTP {m[1]}, expected {m[2]}", frozenset({"status_code"})),
     "timeout": (re.compile(r"(timed out after \S+(?: [^(]+)?)"),
                 lambda t, m: f"{t}: {m[1].strip()}", frozenset()),
     "lag": (re.compile(r"(\d+) blocks behind reference (\S+)"),

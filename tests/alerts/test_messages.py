@@ -59,7 +59,8 @@ def fire(values: dict[str, Any], detail: str, reason: str) -> Alert:
     ({"block_lag": 0, "head_age_seconds": 400.0},
      "head block 19000000 is 400s old (at most 180s)", "stale",
      "eth-main: head block 19000000 is 400s old"),
-    ({"peers": 1}, "1 peers, at least 4 wanted", "peers", "eth-main has 1 peers, at least 4 wanted"),
+    ({"peers": 1}, "1 peers, at least 4 wanted", "peers",
+     "eth-main has 1 peers, at least 4 wanted"),
 ])
 def test_each_failure_has_a_plain_headline(values: dict[str, Any], detail: str, reason: str,
                                            expected: str) -> None:
@@ -167,3 +168,10 @@ async def test_a_reply_to_a_deleted_firing_is_still_sent(fake_telegram: FakeTele
         Notification("oncall", "g", {}, (), (Alert({"alertname": "X"}, {}, "resolved"),)),
         T0), reply_to=999_999)
     assert fake_telegram.sent[-1].reply_to == 999_999 and sent.message_id > 0
+
+
+def test_a_custom_rule_on_the_status_code_reads_the_probe_failure() -> None:
+    a = Alert({"alertname": "SiteBroken", "target": "shop"},
+              {"condition": "status_code >= 500", "failure_reason": "status",
+               "detail": "status 503, expected 2xx"})
+    assert headline(a) == "shop: HTTP 503, expected 2xx"

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 from standardwebhooks.webhooks import Webhook
 
 from alerts import NotifyError
@@ -23,7 +24,10 @@ from alerts.routing import Router
 from alerts.store import AlertStore, Outgoing, Queued
 from alerts.webhook_receiver import ZERO_TIME, WebhookReceiver, payload, retry_after
 from core.signing import new_secret
-from monitor.config import RouteConfig
+from monitor.alerting_setup import MonitorAlerting
+from monitor.config import RouteConfig, SecretError
+from monitor.config.alertconfig import AlertsSection
+from monitor.config.decode import Decoder
 from tests.support.alert_sink import AlertSink
 from tests.support.net import free_port
 
@@ -226,3 +230,45 @@ def test_webhook_ids_differ_per_item_and_receiver() -> None:
     assert a.message_id(queued(1, "x")) == a.message_id(queued(1, "x"))
     assert len({a.message_id(queued(1, "x")), a.message_id(queued(2, "x")),
                 a.message_id(queued(1, "y")), b.message_id(queued(1, "x"))}) == 4
+
+
+@pytest.mark.parametrize(("receiver", "error"), [
+    ({"type": "webhook"},
+     "alerts.receivers[0].url: is required for a receiver of type webhook (got a str)"),
+    ({"type": "webhook", "url": "ftp://x"},
+     "alerts.receivers[0].url: must be an http:// or https:// URL with a host (got a str)"),
+    ({"type": "webhook", "url": "http://127.0.0.1/", "secret": "whsec_%%%%"},
+     "alerts.receivers[0].secret: a secret must be \"whsec_\" followed by base64 (got a str)"),
+    ({"type": "webhook", "url": "http://127.0.0.1/", "chat_id": "-100"},
+     "alerts.receivers[0].chat_id: is for receivers of type telegram, not webhook (got a str)"),
+    ({"chat_id": "-100", "url": "http://127.0.0.1/"},
+     "alerts.receivers[0].url: is for receivers of type webhook, not telegram (got a str)"),
+])
+def test_webhook_receiver_config_errors_name_key_and_hide_secrets(
+        receiver: dict[str, str], error: str) -> None:
+    d = Decoder()
+    assert d.table(AlertsSection, {"receivers": [{"name": "pager", **receiver}]},
+                   "alerts") is None
+    assert [str(i) for i in d.issues] == [error]
+
+
+def test_webhook_receiver_config_and_monitor_wiring(tmp_path: Path) -> None:
+    secret = new_secret()
+    d = Decoder()
+    section = d.table(AlertsSection, {"receivers": [
+        {"name": "pager", "type": "webhook", "url": "env:HOOK_URL", "secret": "env:HOOK_SECRET"}]},
+        "alerts")
+    assert d.issues == [] and section is not None
+    env = {"HOOK_URL": "http://127.0.0.1:9/hook", "HOOK_SECRET": secret}
+    alerting = MonitorAlerting(section, tmp_path, [], CollectorRegistry(), env, False)
+    try:
+        receiver = alerting.receivers["pager"]
+        assert isinstance(receiver, WebhookReceiver) and receiver.signed
+        assert alerting.bots == {}  # a bot only for Telegram receivers
+    finally:
+        alerting.store.close()
+    with pytest.raises(SecretError) as caught:
+        MonitorAlerting(section, tmp_path / "b", [], CollectorRegistry(),
+                        {**env, "HOOK_SECRET": "whsec_short"}, False)
+    assert "alerts.receivers[0].secret: environment variable HOOK_SECRET" in str(caught.value)
+    assert "whsec_short" not in str(caught.value)
