@@ -1,5 +1,6 @@
 """Alerting: rules over probe values, the alert state machine, routing (groups, silences,
-maintenance windows, inhibition), a durable outbox and the Telegram notifier.
+maintenance windows, inhibition), a durable outbox and the receivers (Telegram, and webhook:
+Alertmanager's JSON).
 
 Errors:
 

@@ -34,7 +34,7 @@ from alerts.evaluate import Evaluator, Transition
 from alerts.model import Alert, AlertStatus, Notification
 from alerts.routing import Router
 from alerts.silences import Silence, Silences
-from alerts.store import EXTERNAL_DOC, Outgoing, Store
+from alerts.store import EXTERNAL_DOC, Outgoing, Queued, Store
 from core.clock import Clock, utc_now
 from core.supervisor import Spawn, Supervisor
 
@@ -57,8 +57,9 @@ class Receiver(Protocol):
     def render(self, note: Notification) -> tuple[str, tuple[tuple[str, str], ...]]:
         """The message text and its buttons (label, callback data)."""
 
-    async def send(self, text: str, buttons: Sequence[tuple[str, str]]) -> tuple[str, int]:
-        """Deliver one message; returns (chat id, message id); raises NotifyError."""
+    async def send(self, item: Queued) -> tuple[str, int]:
+        """Deliver one outbox item (its text and buttons; its id and reply_to for those
+        that use them); returns (chat id, message id); raises NotifyError."""
 
 
 class Counters(Protocol):
@@ -388,7 +389,7 @@ class Alerting:
         if due > now:
             return (due - now).total_seconds()
         try:
-            chat_id, message_id = await receiver.send(item.text, item.buttons)
+            chat_id, message_id = await receiver.send(item)
         except NotifyError as exc:
             if exc.retry_after is None:
                 log.error("notification %d to %s failed for good: %s", item.id,

@@ -19,6 +19,7 @@ from alerts.store import StateKey
 from alerts.template import format_value, pieces, render
 
 DETAIL = "failure_detail"  # kept with the values: the probe's words for what went wrong
+REASON = "failure_reason"  # kept too: the probe's reason (timeout, status, lag ...)
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,8 @@ class Evaluator:
             annotations["dashboard_url"] = rule.dashboard_url
         if values.get(DETAIL):
             annotations["detail"] = str(values[DETAIL])
+        if values.get(REASON):  # the probe's failure_reason, which messages word plainly
+            annotations[REASON] = str(values[REASON])
         return Alert(labels, annotations, "firing", since)
 
     def firing(self) -> list[Alert]:
@@ -156,7 +159,7 @@ class Evaluator:
         """What a state remembers of the values that made it hold: those the condition and
         the summary name (so messages after a restart still read right)."""
         wanted = [*rule.condition.names, *(n for kind, n in pieces(rule.summary)
-                                           if kind == "name")]
+                                           if kind == "name"), REASON]
         return {n: values[n] for n in wanted if n in values}
 
     def take_dirty(self) -> dict[StateKey, AlertState]:

@@ -1,6 +1,8 @@
 """The route tree: which receiver, `group_by` and timers an alert gets, from its labels.
 
 Routes are matched depth-first on label matchers; a child inherits what it leaves unset.
+As in Alertmanager, the first matching child takes an alert unless it has `continue` set,
+which lets the next siblings match too: one alert can then reach several receivers.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class RouteSpec(Protocol):
     def repeat_interval(self) -> float: ...
     @property
     def routes(self) -> Sequence[RouteSpec]: ...
+    @property
+    def continue_(self) -> bool: ...
 
 
 _INHERITED = ("group_by", "group_wait", "group_interval", "repeat_interval")
@@ -49,6 +53,7 @@ class Route:
     group_interval: float
     repeat_interval: float
     routes: tuple[Route, ...] = ()
+    continue_: bool = False  # matching here, the next siblings are still tried
 
     @classmethod
     def build(cls, spec: RouteSpec, parent: Route | None = None, rid: str = "root") -> Route:
@@ -60,7 +65,8 @@ class Route:
                 if _is_default(spec, n):
                     own[n] = getattr(parent, n)
         route = cls(id=rid, receiver=spec.receiver or (parent.receiver if parent else ""),
-                    match=dict(spec.match), **{**own, "group_by": tuple(own["group_by"])})
+                    match=dict(spec.match), continue_=bool(spec.continue_),
+                    **{**own, "group_by": tuple(own["group_by"])})
         ids = [matcher_text(s.match) for s in spec.routes]
         children = tuple(
             cls.build(s, route, f"{rid}/{text}" + (f"#{i}" if ids.count(text) > 1 else ""))
@@ -68,11 +74,21 @@ class Route:
         return dataclasses.replace(route, routes=children)
 
     def find(self, labels: Mapping[str, str]) -> Route:
-        """Depth-first: the first child whose matchers all hold takes the alert, else self."""
+        """The first route `find_all` gives."""
+        return self.find_all(labels)[0]
+
+    def find_all(self, labels: Mapping[str, str]) -> list[Route]:
+        """The routes that take an alert with `labels` (this one matching), as Alertmanager
+        picks them: depth-first, a matching child's routes are taken and the search stops
+        there unless that child has `continue`; with no child taking it, this route does."""
+        found: list[Route] = []
         for child in self.routes:
-            if matches(child.match, labels):
-                return child.find(labels)
-        return self
+            if not matches(child.match, labels):
+                continue
+            found += child.find_all(labels)
+            if not child.continue_:
+                break
+        return found or [self]
 
     def group_labels(self, labels: Mapping[str, str]) -> dict[str, str]:
         return {n: labels[n] for n in self.group_by if n in labels}

@@ -84,25 +84,30 @@ class Router:
         the caller sends resolved alerts explicitly (passing the full set is harmless).
         """
         for alert in alerts:
-            route = self.root.find(alert.labels)
-            labels = route.group_labels(alert.labels)
-            key = _group_key(route, labels)
-            fp, group = alert.fingerprint, self._groups.get(key)
-            if alert.status == "resolved":
-                if group is not None and (fp in group.firing or fp in group.resolved):
-                    group.firing.pop(fp, None)
-                    group.resolved[fp] = alert
-                continue
-            if group is None:
-                group = self._groups[key] = _Group(
-                    key, route, labels, first_seen=now,
-                    next_flush=now + timedelta(seconds=route.group_wait))
-            group.resolved.pop(fp, None)
-            group.firing[fp] = alert
+            for route in self.root.find_all(alert.labels):  # several with `continue`
+                self._update_one(route, alert, now)
+
+    def _update_one(self, route: Route, alert: Alert, now: datetime) -> None:
+        labels = route.group_labels(alert.labels)
+        key = _group_key(route, labels)
+        fp, group = alert.fingerprint, self._groups.get(key)
+        if alert.status == "resolved":
+            if group is not None and (fp in group.firing or fp in group.resolved):
+                group.firing.pop(fp, None)
+                group.resolved[fp] = alert
+            return
+        if group is None:
+            group = self._groups[key] = _Group(
+                key, route, labels, first_seen=now,
+                next_flush=now + timedelta(seconds=route.group_wait))
+        group.resolved.pop(fp, None)
+        group.firing[fp] = alert
 
     def firing(self) -> list[Alert]:
-        """Every alert firing now, muted or not."""
-        return list(_order(a for g in self._groups.values() for a in g.firing.values()))
+        """Every alert firing now, muted or not (once, though `continue` put it in several
+        groups)."""
+        unique = {fp: a for g in self._groups.values() for fp, a in g.firing.items()}
+        return list(_order(unique.values()))
 
     def muted(self, alert: Alert, now: datetime, silences: Silences) -> str | None:
         """Why `alert` is muted at `now`, or None when it is not."""
@@ -209,7 +214,12 @@ class Router:
 
     def _restore_alert(self, alert: Alert, first_seen: datetime, next_flush: datetime,
                        last_notified: datetime | None, notified: set[str]) -> None:
-        route = self.root.find(alert.labels)
+        for route in self.root.find_all(alert.labels):
+            self._restore_in(route, alert, first_seen, next_flush, last_notified, notified)
+
+    def _restore_in(self, route: Route, alert: Alert, first_seen: datetime,
+                    next_flush: datetime, last_notified: datetime | None,
+                    notified: set[str]) -> None:
         labels = route.group_labels(alert.labels)
         key = _group_key(route, labels)
         group = self._groups.get(key)

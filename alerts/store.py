@@ -44,6 +44,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     next_try_at TEXT NOT NULL, sent_at TEXT, chat_id TEXT, message_id INTEGER, error TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (receiver, id) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS outbox_sent_firing ON outbox (receiver, group_key, id)
+    WHERE status = 'sent' AND kind = 'firing';
 PRAGMA user_version = {VERSION};
 """
 StateKey = tuple[str, str]  # (rule, target)
@@ -72,6 +74,9 @@ class Queued:
     text: str
     buttons: tuple[tuple[str, str], ...]
     attempts: int
+    # a resolved notification's group's last sent firing one (chat id, message id), which
+    # Telegram replies to; None when there is none (or the store does not say)
+    reply_to: tuple[str, int] | None = None
 
 
 class Store(Protocol):
@@ -198,13 +203,18 @@ class AlertStore:
         when it may be tried."""
         with self._lock:
             row = self._conn.execute(
-                "SELECT id, receiver, kind, text, buttons, attempts, next_try_at FROM outbox"
-                " WHERE status = 'pending' AND receiver = ? ORDER BY id LIMIT 1",
+                "SELECT id, receiver, kind, text, buttons, attempts, next_try_at, group_key"
+                " FROM outbox WHERE status = 'pending' AND receiver = ? ORDER BY id LIMIT 1",
                 (receiver,)).fetchone()
+            reply = None if row is None or row[2] != "resolved" else self._conn.execute(
+                "SELECT chat_id, message_id FROM outbox WHERE receiver = ? AND group_key = ?"
+                " AND status = 'sent' AND kind = 'firing' AND id < ? ORDER BY id DESC LIMIT 1",
+                (receiver, row[7], row[0])).fetchone()
         if row is None:
             return None
         buttons = tuple((str(a), str(b)) for a, b in json.loads(row[4]))
-        return (Queued(row[0], row[1], row[2], row[3], buttons, row[5]),
+        reply_to = (str(reply[0]), int(reply[1])) if reply and reply[1] else None
+        return (Queued(row[0], row[1], row[2], row[3], buttons, row[5], reply_to),
                 datetime.fromisoformat(row[6]))
 
     def mark_sent(self, item_id: int, chat_id: str, message_id: int, now: datetime) -> None:

@@ -1,5 +1,6 @@
-"""The Telegram transport: sends formatted messages, edits them, answers button presses and
-long-polls for bot commands, through python-telegram-bot's `Bot` (httpx underneath).
+"""The Telegram transport: sends formatted messages (a RESOLVED as a reply to its FIRING),
+edits them, answers button presses and long-polls for bot commands, through
+python-telegram-bot's `Bot` (httpx underneath).
 
 Every failure is one `NotifyError`: `retry_after` is Telegram's flood wait, a short hint for
 network trouble and 5xx answers, or None when retrying cannot help (bad request, bot kicked,
@@ -20,6 +21,7 @@ from telegram import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     LinkPreviewOptions,
+    ReplyParameters,
     Update,
     User,
 )
@@ -125,25 +127,31 @@ class TelegramSender:
             filterer.removeFilter(self._filter)
         self._filtered.clear()
 
-    async def send(self, message: Message, chat_id: str | None = None) -> SentMessage:
+    async def send(self, message: Message, chat_id: str | None = None,
+                   reply_to: int | None = None) -> SentMessage:
         """Sends to the alert chat (or, for a bot reply, to `chat_id`); when the alert chat
-        migrates from group to supergroup, follows it and resends."""
+        migrates from group to supergroup, follows it and resends. `reply_to`: a message
+        of that chat this one answers (a RESOLVED its FIRING); sent all the same when that
+        message is gone, and never to a migrated chat, where the id means nothing."""
         bot = self._ready()
         for attempt in (1, 2):
             target = self._chat_id if chat_id is None else chat_id
             to_alert_chat = target == self._chat_id
+            reply = None if reply_to is None else ReplyParameters(
+                reply_to, allow_sending_without_reply=True)
             try:
                 sent = await bot.send_message(
                     target, message.text,
                     parse_mode=ParseMode.HTML,
                     message_thread_id=self._thread_id if to_alert_chat else None,
                     reply_markup=_keyboard(message.buttons),
+                    reply_parameters=reply,
                     link_preview_options=LinkPreviewOptions(is_disabled=True))
             except tg.ChatMigrated as exc:
                 if attempt == 2 or not to_alert_chat:
                     raise self._error("sendMessage", exc) from exc
                 await self._migrate(str(exc.new_chat_id))
-                chat_id = None
+                chat_id, reply_to = None, None
             except tg.TelegramError as exc:
                 raise self._error("sendMessage", exc) from exc
             else:

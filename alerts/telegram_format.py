@@ -1,5 +1,10 @@
 """A `Notification` as one Telegram message in HTML parse mode, with its inline buttons.
 
+The first line says FIRING or RESOLVED, the severity and the rule. A firing alert then says
+in plain words what fails (`alerts.headline`), the target's URL without credentials, its
+labels, since when, from where (clustered), its runbook and dashboard links; a resolved one
+what recovered and after how long, never its firing headline. A `/silence` hint ends a FIRING.
+
 Every label and annotation is user-controlled: it is clipped first, then escaped, so a clip
 never cuts an entity; a field's limit counts its escaped UTF-16 length, so one alert always
 fits, whatever its labels hold. The message is built from whole lines and stays within
@@ -14,18 +19,22 @@ group from that alert. `parse_callback()` reads the data back.
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from alerts.headline import from_probe, headline, recovered
 from alerts.model import Alert, Notification
 
 MAX_TEXT = 4096  # UTF-16 code units, after Telegram's entity parsing; we count before
 MAX_FIELD = 300  # UTF-16 units one label or annotation may take, once escaped
 MAX_CALLBACK_DATA = 64  # bytes
+MAX_LINK = 1024  # UTF-16 units of a runbook or dashboard URL made a link (longer: left out)
 SILENCE_1H, ACK = "s1h", "ack"
 
 Buttons = tuple[tuple[str, str], ...]  # (label, callback_data), one row
+TargetURL = Callable[[str], str]  # target name → its URL as it may be shown ("": unknown)
 _SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 
 
@@ -92,15 +101,21 @@ def utc(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def format_notification(notification: Notification, now: datetime) -> Message:
+def format_notification(notification: Notification, now: datetime,
+                        target_url: TargetURL | None = None) -> Message:
+    """The message for one group: a FIRING (what is failing now, and what of the group
+    recovered) or a RESOLVED (what recovered, after how long). `target_url` gives a
+    target's URL as it may be shown (no credentials)."""
     firing, resolved = notification.firing, notification.resolved
+    url = target_url or (lambda _target: "")
     lines = _header(notification)
-    blocks = [_firing_block(a, now) for a in firing]
-    resolved_blocks = [_resolved_block(a, now) for a in resolved]
+    single = len(firing) + len(resolved) == 1
+    blocks = [_firing_block(a, now, url, single) for a in firing]
+    resolved_blocks = [_resolved_block(a, now, url, single) for a in resolved]
     if resolved_blocks and firing:
         # the section title travels with its first alert, so it is never left dangling
         resolved_blocks[0] = f"✅ <b>RESOLVED</b> ({len(resolved)})\n{resolved_blocks[0]}"
-    text = _fit(lines, [*blocks, *resolved_blocks])
+    text = _fit(lines, [*blocks, *resolved_blocks], _silence_hint(firing))
     buttons: Buttons = ()
     if firing:
         fp = firing[0].fingerprint
@@ -109,19 +124,20 @@ def format_notification(notification: Notification, now: datetime) -> Message:
     return Message(text, buttons)
 
 
-def _fit(header: Sequence[str], blocks: Sequence[str]) -> str:
+def _fit(header: Sequence[str], blocks: Sequence[str], footer: str = "") -> str:
     text = "\n".join(header)
-    # room for the longest possible footer is kept until every block is in
-    reserve = tg_len(_more(len(blocks)))
+    tail = f"\n\n{footer}" if footer else ""
+    # room for the footer and the longest "… and N more" is kept until every block is in
+    reserve = tg_len(_more(len(blocks))) + tg_len(tail)
     used = tg_len(text)
     for i, block in enumerate(blocks):
         piece = "\n\n" + block
         size = tg_len(piece)
         last = i == len(blocks) - 1
-        if used + size + (0 if last else reserve) > MAX_TEXT:
-            return text + _more(len(blocks) - i)
+        if used + size + (tg_len(tail) if last else reserve) > MAX_TEXT:
+            return text + _more(len(blocks) - i) + tail
         text, used = text + piece, used + size
-    return text
+    return text + tail
 
 
 def _more(n: int) -> str:
@@ -133,17 +149,19 @@ def _header(n: Notification) -> list[str]:
     severity = _worst(a.labels.get("severity", "") for a in alerts)
     names = {a.name for a in alerts}
     name = n.group_labels.get("alertname") or (names.pop() if len(names) == 1 else "")
-    count = f"{len(alerts)} alert{'' if len(alerts) == 1 else 's'}"
     status = "🔴 <b>FIRING</b>" if n.firing else "✅ <b>RESOLVED</b>"
     parts = [status]
-    if severity:
+    if severity and severity != "none":
         parts.append(escape(severity.upper(), 40))
     if name:
         parts.append(f"<b>{escape(name, 120)}</b>")
-    parts.append(count)
+    total = len(n.firing) + len(n.resolved)
+    if total > 1:
+        parts.append(f"{len(alerts)} alert{'' if len(alerts) == 1 else 's'}")
     lines = [" · ".join(parts)]
+    # one alert says its own labels; a larger group names what its alerts share
     rest = [f"{k}={v}" for k, v in sorted(n.group_labels.items()) if k != "alertname"]
-    if rest:
+    if rest and total > 1:
         lines.append(f"<i>{escape(', '.join(rest))}</i>")
     return lines
 
@@ -153,38 +171,80 @@ def _worst(severities: Iterable[str]) -> str:
     return known[0] if known else ""
 
 
-def _what_where(a: Alert) -> list[str]:
-    summary = a.annotations.get("summary") or a.name or "alert"
-    lines = [f"• <b>{escape(summary)}</b>"]
-    target = a.labels.get("target")
-    if target:
-        lines.append(f"  on <code>{escape(target, 120)}</code>")
+_NOT_SHOWN = frozenset({"alertname", "severity", "target", "type"})  # said elsewhere
+
+
+def _context(a: Alert, url: TargetURL) -> list[str]:
+    """Where: the target's URL (without credentials) and its labels."""
+    lines = []
+    target = a.labels.get("target", "")
+    shown_url = (url(target) if target else "") or a.annotations.get("target_url", "")
+    if shown_url:
+        lines.append(f"🔗 {escape(shown_url)}")
+    labels = [f"{k}={v}" for k, v in sorted(a.labels.items()) if k not in _NOT_SHOWN]
+    if labels:
+        lines.append(f"🏷 {escape(' · '.join(labels))}")
     return lines
 
 
-def _firing_block(a: Alert, now: datetime) -> str:
-    lines = _what_where(a)
-    value = a.annotations.get("value")
-    if value:
-        lines.append(f"  value <code>{escape(value, 120)}</code>")
+def _links(a: Alert) -> str:
+    """The runbook and dashboard of the alert's rule, as links, when it has them."""
+    links = []
+    for key, label in (("runbook_url", "📖 Runbook"), ("dashboard_url", "📊 Dashboard")):
+        href = a.annotations.get(key, "").strip()
+        if href.startswith(("https://", "http://")) and tg_len(href) <= MAX_LINK:
+            links.append(f'<a href="{html.escape(href, quote=True)}">{label}</a>')
+    return " · ".join(links)
+
+
+def _indent(lines: Sequence[str], single: bool) -> str:
+    """One alert's lines: a bullet and indentation when the message holds several."""
+    if single:
+        return "\n".join(lines)
+    return "\n".join([f"• {lines[0]}", *(f"  {line}" for line in lines[1:])])
+
+
+def _firing_block(a: Alert, now: datetime, url: TargetURL, single: bool) -> str:
+    title = headline(a)
+    lines = [f"<b>{escape(title)}</b>", *_context(a, url)]
+    if a.starts_at is not None:
+        lines.append(f"🕑 since {utc(a.starts_at)} "
+                     f"(for {short_duration((now - a.starts_at).total_seconds())})")
     locations = a.annotations.get("locations")  # [cluster]: where it failed from
     if locations:
-        lines.append(f"  from {escape(locations, 200)}")
-    if a.starts_at is not None:
-        lines.append(f"  since {utc(a.starts_at)} "
-                     f"(for {short_duration((now - a.starts_at).total_seconds())})")
+        lines.append(f"📍 failing from {escape(locations, 200)}")
+    value = a.annotations.get("value", "")
+    shown = re.findall(r"= ([^,]+)", value)
+    if value and not from_probe(a) and any(v.strip() not in title for v in shown):
+        lines.append(f"value <code>{escape(value, 120)}</code>")
     detail = a.annotations.get("detail")
-    if detail:
-        lines.append(f"  <i>{escape(detail)}</i>")
-    return "\n".join(lines)
+    if detail and not from_probe(a):
+        lines.append(f"<i>{escape(detail)}</i>")
+    links = _links(a)
+    if links:
+        lines.append(links)
+    return _indent(lines, single)
 
 
-def _resolved_block(a: Alert, now: datetime) -> str:
-    lines = _what_where(a)
+def _resolved_block(a: Alert, now: datetime, url: TargetURL, single: bool) -> str:
+    what = f"<b>{escape(recovered(a))}</b>"
     if a.starts_at is not None:
         end = a.ends_at or now
-        lines.append(f"  lasted {short_duration((end - a.starts_at).total_seconds())} "
-                     f"({utc(a.starts_at)} → {utc(end)})")
-    elif a.ends_at is not None:
-        lines.append(f"  resolved {utc(a.ends_at)}")
-    return "\n".join(lines)
+        lines = [f"{what} after {short_duration((end - a.starts_at).total_seconds())}",
+                 f"🕑 {utc(a.starts_at)} → {utc(end)}"]
+    else:
+        lines = [what] + ([f"🕑 resolved {utc(a.ends_at)}"] if a.ends_at is not None else [])
+    return _indent([*lines, *_context(a, url)], single)
+
+
+def _silence_hint(firing: Sequence[Alert]) -> str:
+    """How to silence from the chat: the one target (or rule) when there is one."""
+    if not firing:
+        return ""
+    targets = {a.labels.get("target", "") for a in firing}
+    names = {a.name for a in firing}
+    what = (targets.pop() if len(targets) == 1 and "" not in targets
+            else names.pop() if len(names) == 1 else "")
+    if what and re.fullmatch(r"\S{1,64}", what):
+        return f"🔕 <code>/silence {escape(what, 80)} 1h</code> (and a reason), or the button"
+    return "🔕 /silence &lt;target or alertname&gt; &lt;duration&gt; [reason]"

@@ -1,6 +1,6 @@
-"""Alerting wired into the monitor: rules, router, store and Telegram receivers built from
-`[alerts]`, probe results fed in, the embedded webhook service watched as a target of type
-`service` (and each chain it follows as one of type `follower`), and the on-call bots
+"""Alerting wired into the monitor: rules, router, store and receivers (Telegram, webhook)
+built from `[alerts]`, probe results fed in, the embedded webhook service watched as a target
+of type `service` (and each chain it follows as one of type `follower`), and the on-call bots
 started. `crypitor run` uses `MonitorAlerting`. With `[cluster]` (`ClusterPlace`) the store is
 the cluster's Redis, results come from the results stream (not from this instance's probes),
 and the alerting, the bots and the service watch run only while this instance leads
@@ -32,11 +32,19 @@ from alerts.routing import Router
 from alerts.store import AlertStore, Store
 from alerts.telegram import OnMigrate, TelegramSender
 from alerts.telegram_receiver import TelegramReceiver
+from alerts.webhook_receiver import WebhookReceiver
 from core.clock import Clock, utc_now
 from core.leases import new_holder
 from core.supervisor import Spawn, Supervisor
 from monitor.cluster import PREFIX, AlertingLeader, RedisAlertStore
-from monitor.config import AlertsSection, GrafanaSection, ReceiverConfig, SloConfig, resolve
+from monitor.config import (
+    AlertsSection,
+    GrafanaSection,
+    ReceiverConfig,
+    SecretError,
+    SloConfig,
+    resolve,
+)
 from monitor.runtime import SloStatus, TargetState
 
 log = logging.getLogger(__name__)
@@ -46,6 +54,16 @@ DEEP_REORG_WINDOW = timedelta(hours=1)  # FollowerDeepReorg holds this long afte
 DELIVERY_WINDOW = timedelta(minutes=5)  # delivery_failure_ratio is over attempts this recent
 OUTCOMES = ("success", "retry", "failed", "dead")  # crypitor_webhook_deliveries_total's
 CHAT_DOC = "telegram-chat:"
+AnyReceiver = TelegramReceiver | WebhookReceiver
+
+
+class BadSecret(SecretError):
+    """An env: secret that is set but unusable (the message says why, never quoting it);
+    a SecretError, so start-up and reloads refuse it as they refuse an unset one."""
+
+    def __init__(self, path: str, var: str, why: str) -> None:
+        Exception.__init__(self, f"{path}: environment variable {var}: {why}")
+        self.path, self.var = path, var
 
 
 class QueueStats(Protocol):
@@ -211,7 +229,7 @@ class Prepared:
     """A reload's alerting, checked and built but not yet running (`MonitorAlerting.prepare`)."""
 
     section: AlertsSection
-    receivers: Mapping[str, TelegramReceiver]
+    receivers: Mapping[str, AnyReceiver]
     bots: Mapping[str, OnCallBot]
 
 
@@ -259,7 +277,7 @@ class MonitorAlerting:
         self._watches_service = watch_service
         self._env = env
         self._receiver_configs: dict[str, ReceiverConfig] = {}
-        self.receivers: dict[str, TelegramReceiver] = {}
+        self.receivers: dict[str, AnyReceiver] = {}
         self.bots: dict[str, OnCallBot] = {}
         self._bot_tasks: dict[str, asyncio.Task[None]] = {}
         self._started = False
@@ -311,28 +329,49 @@ class MonitorAlerting:
             route = replace(route, receiver=section.receivers[0].name)
         return Router(route, section.inhibit, section.maintenance)
 
-    def _receivers(self, section: AlertsSection) -> dict[str, TelegramReceiver]:
+    def _receivers(self, section: AlertsSection) -> dict[str, AnyReceiver]:
         """The receivers of `section`; one configured exactly as before is the very object
         already running (a reload keeps its sender and its bot)."""
-        out: dict[str, TelegramReceiver] = {}
+        out: dict[str, AnyReceiver] = {}
         for i, rc in enumerate(section.receivers):
             if self._receiver_configs.get(rc.name) == rc:
                 out[rc.name] = self.receivers[rc.name]
+                continue
+            if rc.type == "webhook":
+                out[rc.name] = self._webhook(rc, f"alerts.receivers[{i}]")
                 continue
             token = resolve(rc.bot_token, f"alerts.receivers[{i}].bot_token", self._env)
             chat = resolve(rc.chat_id, f"alerts.receivers[{i}].chat_id", self._env)
             chat = self.store.get(CHAT_DOC + rc.name) or chat  # a migrated group's new id
             sender = TelegramSender(token, chat, message_thread_id=rc.message_thread_id,
                                     api_url=rc.api_url, on_migrate=self._migrated(rc.name))
-            out[rc.name] = TelegramReceiver(rc.name, sender, self._clock)
+            out[rc.name] = TelegramReceiver(rc.name, sender, self._clock, self.target_url)
         return out
 
-    def _bots(self, section: AlertsSection, receivers: Mapping[str, TelegramReceiver],
+    def _webhook(self, rc: ReceiverConfig, path: str) -> WebhookReceiver:
+        url = resolve(rc.url, f"{path}.url", self._env)
+        secret = resolve(rc.secret, f"{path}.secret", self._env)
+        try:
+            return WebhookReceiver(rc.name, url, secret, target_url=self.target_url,
+                                   clock=self._clock)
+        except ValueError as exc:  # a secret from the environment that is no whsec_ secret
+            raise BadSecret(f"{path}.secret", rc.secret[4:], str(exc)) from None
+
+    def target_url(self, target: str) -> str:
+        """A configured target's URL as it may be shown (credentials and query removed,
+        an env: reference as written), for the messages about its alerts."""
+        state = next((s for s in self.states if s.name == target), None)
+        return "" if state is None else state.config.display_url
+
+    def _bots(self, section: AlertsSection, receivers: Mapping[str, AnyReceiver],
               states: Sequence[TargetState]) -> dict[str, OnCallBot]:
-        """The on-call bots of `section`; a receiver kept keeps its bot."""
+        """The on-call bots of `section` (one per Telegram receiver); a receiver kept keeps
+        its bot."""
         out: dict[str, OnCallBot] = {}
         for rc in section.receivers:
             receiver = receivers[rc.name]
+            if not isinstance(receiver, TelegramReceiver):
+                continue
             bot = self.bots.get(rc.name)
             if bot is not None and bot.sender is receiver.sender:
                 out[rc.name] = bot
@@ -387,10 +426,10 @@ class MonitorAlerting:
 
     def _start_bots(self) -> None:
         for name, bot in self.bots.items():
-            if name not in self._bot_tasks:
+            receiver = self.receivers[name]
+            if name not in self._bot_tasks and isinstance(receiver, TelegramReceiver):
                 self._bot_tasks[name] = self._spawn(
-                    f"telegram-bot-{name}",
-                    functools.partial(self._run_bot, bot, self.receivers[name]))
+                    f"telegram-bot-{name}", functools.partial(self._run_bot, bot, receiver))
 
     def _migrated(self, name: str) -> OnMigrate:
         def remember(old: str, new: str) -> None:

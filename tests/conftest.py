@@ -8,6 +8,7 @@ pytest_plugins = [  # a plugin that another imports comes first (assertion rewri
     "tests.support.service_proc",
     "tests.support.stores",
     "tests.support.fake_telegram",
+    "tests.support.alert_sink",
     "tests.support.fake_gcp",
     "tests.support.fake_grafana",
 ]

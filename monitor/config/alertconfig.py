@@ -15,8 +15,9 @@ from alerts import ConditionError
 from alerts.builtin import BUILTIN_NAMES
 from alerts.expr import parse as parse_condition
 from alerts.template import check as check_template
+from core.signing import parse_secret
 from monitor.config.decode import KEY, Decoder, check_http_url, join
-from probes.base import OptionError, duration, secret
+from probes.base import OptionError, duration, is_env_ref, secret
 
 
 @dataclass(frozen=True)
@@ -52,16 +53,41 @@ class RuleConfig:
 
 @dataclass(frozen=True)
 class ReceiverConfig:
+    """A receiver: `telegram` (chat_id, bot_token, ...) or `webhook` (url, secret), which
+    POSTs Alertmanager's webhook JSON; keys of the other type are refused."""
+
     name: str
     chat_id: str = secret("")
-    type: Literal["telegram"] = "telegram"
+    type: Literal["telegram", "webhook"] = "telegram"
     bot_token: str = secret("env:TELEGRAM_BOT_TOKEN")
     message_thread_id: int = 0
     api_url: str = "https://api.telegram.org"
     command_chat_ids: tuple[str, ...] = ()
+    url: str = secret("")  # webhook: where to POST (may hold a token, hence env: too)
+    secret: str = secret("")  # webhook: a whsec_ secret; posts then carry signatures
 
     def __post_init__(self) -> None:
         check_http_url("api_url", self.api_url)
+        if self.type == "webhook":
+            if not self.url:
+                raise OptionError("url", "is required for a receiver of type webhook",
+                                  self.url)
+            if not is_env_ref(self.url):
+                check_http_url("url", self.url)
+            if self.secret and not is_env_ref(self.secret):
+                try:
+                    parse_secret(self.secret)
+                except ValueError as exc:  # its message never quotes the secret
+                    raise OptionError("secret", str(exc), self.secret) from None
+            for key in ("chat_id", "message_thread_id", "command_chat_ids"):
+                if getattr(self, key):
+                    raise OptionError(key, "is for receivers of type telegram, not webhook",
+                                      getattr(self, key))
+        else:
+            for key in ("url", "secret"):
+                if getattr(self, key):
+                    raise OptionError(key, "is for receivers of type webhook, not telegram",
+                                      getattr(self, key))
 
 
 @dataclass(frozen=True)
@@ -73,6 +99,8 @@ class RouteConfig:
     group_interval: float = duration(60.0)
     repeat_interval: float = duration(4 * 3600.0)
     routes: tuple[RouteConfig, ...] = ()
+    # as in Alertmanager: a matching route with continue lets its next siblings match too
+    continue_: bool = field(default=False, metadata={KEY: "continue"})
 
 
 @dataclass(frozen=True)

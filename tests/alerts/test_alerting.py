@@ -7,7 +7,7 @@ import asyncio
 import logging
 import tomllib
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,9 +15,12 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from standardwebhooks.webhooks import Webhook
 
+from core.signing import new_secret
 from monitor.app import Runtime
 from monitor.config import Config, parse
+from tests.support.alert_sink import AlertSink
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.net import free_port
 from tests.support.web import serve
@@ -130,7 +133,8 @@ async def test_down_fires_once_and_recovery_resolves_once(
     await until(lambda: len(texts(fake_telegram)) == 1)
     firing = fake_telegram.sent[0]
     assert "FIRING" in firing.text and "TargetDown" in firing.text
-    assert "eth-main is down: status" in firing.text and "status 500" in firing.text
+    assert "eth-main: HTTP 500, expected 2xx" in firing.text
+    assert f"🔗 {site.url}" in firing.text  # the target's URL, as it may be shown
     assert firing.parse_mode == "HTML" and firing.reply_markup is not None
     await asyncio.sleep(1.5)  # still down: no storm
     assert len(texts(fake_telegram)) == 1
@@ -341,3 +345,53 @@ async def test_alertmanager_payloads_reach_telegram(
 
 def _fingerprint(markup: Any) -> str:
     return str(markup["inline_keyboard"][0][0]["callback_data"]).split(":", 1)[1]
+
+
+async def test_a_webhook_receiver_hears_too_with_continue_and_no_credential_is_shown(
+        tmp_path: Path, site: Site, fake_telegram: FakeTelegram, alert_sink: AlertSink,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The route sends TargetDown to the webhook and, with continue, on to Telegram too: the
+    webhook gets Alertmanager's JSON, signed; Telegram's message shows the target's URL
+    without its user, password or query; the RESOLVED replies to the FIRING."""
+    caplog.set_level(logging.DEBUG)
+    secret = new_secret()
+    extra = f"""
+[[alerts.route.routes]]
+match = {{ alertname = "TargetDown" }}
+receiver = "pager"
+continue = true
+[[alerts.route.routes]]
+match = {{ alertname = "TargetDown" }}
+receiver = "oncall"
+[[alerts.receivers]]
+name = "pager"
+type = "webhook"
+url = "{alert_sink.url}/hook?token=Zq81xv"
+secret = "env:HOOK_SECRET"
+"""
+    cfg = config(tmp_path, site, fake_telegram, extra)
+    port = site.url.rsplit(":", 1)[1].strip("/")
+    secret_url = f"http://127.0.0.1:{port}/?apikey=k3y"  # (userinfo: refused by the probe)
+    cfg = replace(cfg, targets=(replace(cfg.targets[0], url=secret_url),))
+    m = Runtime(cfg, {"TEST_BOT_TOKEN": fake_telegram.token, "HOOK_SECRET": secret})
+    await m.start()
+    try:
+        site.status = 500
+        await until(lambda: len(texts(fake_telegram)) == 1 and len(alert_sink.posted) == 1)
+        site.status = 200
+        await until(lambda: len(texts(fake_telegram)) == 2 and len(alert_sink.posted) == 2)
+    finally:
+        await m.stop()
+    firing, resolved = (s for s in fake_telegram.sent if s.chat_id == CHAT)
+    assert f"🔗 http://127.0.0.1:{port}/" in firing.text
+    for text in (firing.text, resolved.text, caplog.text):
+        assert "k3y" not in text
+    assert resolved.reply_to == firing.message_id
+    hooks = [Webhook(secret).verify(p.body, p.headers) for p in alert_sink.posted]
+    assert [(h["version"], h["status"], h["receiver"]) for h in hooks] == [
+        ("4", "firing", "pager"), ("4", "resolved", "pager")]
+    alert = hooks[0]["alerts"][0]
+    assert alert["labels"]["alertname"] == "TargetDown" and alert["labels"]["target"] == "eth-main"
+    assert alert["annotations"]["target_url"] == f"http://127.0.0.1:{port}/"
+    assert hooks[1]["alerts"][0]["fingerprint"] == alert["fingerprint"]
+    assert "Zq81xv" not in caplog.text and secret[6:] not in caplog.text

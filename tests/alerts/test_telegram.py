@@ -46,7 +46,7 @@ CHAT = "-1001234567890"
 
 def alert(name: str = "NodeLagging", target: str = "eth-main", severity: str = "critical",
           status: str = "firing", summary: str = "eth-main is 42 blocks behind",
-          value: str = "42", started: timedelta = timedelta(minutes=3, seconds=30),
+          value: str = "block_lag = 42", started: timedelta = timedelta(minutes=3, seconds=30),
           **labels: str) -> Alert:
     return Alert(
         labels={"alertname": name, "target": target, "severity": severity, **labels},
@@ -81,11 +81,14 @@ def test_firing_message_says_what_where_since_and_value() -> None:
     a = alert()
     msg = format_notification(group((a,)), NOW)
     shown = assert_valid(msg.text)
-    assert shown.startswith("🔴 FIRING · CRITICAL · NodeLagging · 1 alert")
+    assert shown.startswith("🔴 FIRING · CRITICAL · NodeLagging\n")
     assert "eth-main is 42 blocks behind" in shown
-    assert "on eth-main" in shown
-    assert "value 42" in shown
+    assert shown.count("eth-main") == 2  # the headline and the /silence hint
+    assert "value" not in shown  # the summary says 42 already
+    quiet = alert(summary="eth-main lags")
+    assert "value block_lag = 42" in assert_valid(format_notification(group((quiet,)), NOW).text)
     assert "since 2026-11-26 10:15 UTC (for 3m)" in shown
+    assert "/silence eth-main 1h" in shown
     assert msg.buttons == (("Silence 1h", f"s1h:{a.fingerprint}"), ("Ack", f"ack:{a.fingerprint}"))
     assert all(len(data.encode()) <= 64 for _, data in msg.buttons)
     assert parse_callback(msg.buttons[0][1]) == ("s1h", a.fingerprint)
@@ -96,9 +99,11 @@ def test_resolved_message_says_how_long_it_lasted() -> None:
     msg = format_notification(group(resolved=(alert(status="resolved",
                                                     started=timedelta(minutes=12)),)), NOW)
     shown = assert_valid(msg.text)
-    assert shown.startswith("✅ RESOLVED · CRITICAL · NodeLagging · 1 alert")
-    assert "lasted 12m (2026-11-26 10:06 UTC → 2026-11-26 10:18 UTC)" in shown
-    assert "FIRING" not in shown
+    assert shown.startswith("✅ RESOLVED · CRITICAL · NodeLagging\n")
+    assert "NodeLagging on eth-main is over after 12m" in shown
+    assert "2026-11-26 10:06 UTC → 2026-11-26 10:18 UTC" in shown
+    assert "FIRING" not in shown and "42 blocks behind" not in shown
+    assert "/silence" not in shown
     assert msg.buttons == ()
 
 
@@ -109,6 +114,7 @@ def test_mixed_group_has_both_sections_and_worst_severity() -> None:
     assert shown.startswith("🔴 FIRING · CRITICAL · NodeLagging · 2 alerts")
     assert "✅ RESOLVED (1)" in shown
     assert msg.buttons[0][1] == f"s1h:{firing[0].fingerprint}"
+    assert "/silence NodeLagging 1h" in shown  # two targets, one rule
 
 
 def test_hostile_values_are_escaped_clipped_and_valid() -> None:
@@ -135,7 +141,7 @@ def test_many_alerts_stay_within_the_limit_with_a_count_of_the_rest(filler: str)
     msg = format_notification(group(firing, resolved), NOW)
     shown = assert_valid(msg.text)
     shown_alerts = len(re.findall(r"^• ", shown, re.MULTILINE))
-    more = re.search(r"… and (\d+) more$", shown)
+    more = re.search(r"… and (\d+) more\n\n🔕 /silence", shown)
     assert more is not None, shown[-200:]
     assert shown_alerts >= 1
     assert shown_alerts + int(more.group(1)) == 350

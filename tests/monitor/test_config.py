@@ -113,7 +113,7 @@ BAD = [
     ('[alerts.route]\nreceiver = "pager"\n',
      'alerts.route.receiver: names no [[alerts.receivers]] entry (got "pager")'),
     ('[[alerts.receivers]]\nname = "a"\ntype = "slack"\n',
-     'alerts.receivers[0].type: must be one of telegram (got "slack")'),
+     'alerts.receivers[0].type: must be one of telegram, webhook (got "slack")'),
     ('[[alerts.maintenance]]\nname = "m"\nstart = "25:00"\n',
      'alerts.maintenance[0].start: must be "HH:MM" or a date like "2026-12-01T02:00" '
      '(got "25:00")'),

@@ -357,7 +357,7 @@ async def test_receivers_and_routes_change_and_an_unchanged_receiver_is_kept(
                 + receivers(fake_telegram, {"first": "-100", "second": "-200"}, "second"))
         assert await runtime.reload_file() == []
         await wait_until(lambda: any(m.chat_id == "-200" and "SiteNew" in m.text
-                                     and "lasted" in m.text for m in fake_telegram.sent))
+                                     and "RESOLVED" in m.text for m in fake_telegram.sent))
     finally:
         await runtime.stop()
     assert not sent("-100", "SiteNew")  # the new route sends it to the new receiver only

@@ -52,6 +52,7 @@ class Sent:
     message_thread_id: int | None
     reply_markup: JSON | None
     message_id: int
+    reply_to: int | None = None  # reply_parameters.message_id, when it was a reply
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,7 @@ class FakeTelegram:
         _check_text(text, parse_mode)
         thread = _int(p["message_thread_id"]) if p.get("message_thread_id") else None
         markup = _markup(p.get("reply_markup"))
+        reply_to = self._reply_to(chat_id, p.get("reply_parameters"))
         message_id = self._next_message = self._next_message + 1
         message: JSON = {"message_id": message_id, "date": int(time.time()),
                          "chat": _chat(chat_id), "from": _user(BOT_ID, "crypitor_test_bot",
@@ -190,10 +192,26 @@ class FakeTelegram:
             message |= {"message_thread_id": thread, "is_topic_message": True}
         if markup is not None:
             message["reply_markup"] = markup
+        if reply_to is not None and (chat_id, reply_to) in self.messages:
+            message["reply_to_message"] = self.messages[(chat_id, reply_to)]
         self.messages[(chat_id, message_id)] = message
-        self.sent.append(Sent(chat_id, text, parse_mode, thread, markup, message_id))
+        self.sent.append(Sent(chat_id, text, parse_mode, thread, markup, message_id, reply_to))
         await asyncio.sleep(self.answer_delay)  # taken, the answer still on its way
         return message
+
+    def _reply_to(self, chat_id: str, raw: Any) -> int | None:
+        """ReplyParameters as the Bot API reads them: a JSON object with message_id; a
+        message not in the chat is refused unless allow_sending_without_reply."""
+        if raw is None:
+            return None
+        params = json.loads(raw) if isinstance(raw, str) else raw
+        if not isinstance(params, dict) or "message_id" not in params:
+            raise ApiError(400, "Bad Request: can't parse reply parameters JSON object")
+        message_id = _int(params["message_id"])
+        if (chat_id, message_id) not in self.messages \
+                and not _bool(params.get("allow_sending_without_reply")):
+            raise ApiError(400, "Bad Request: message to be replied not found")
+        return message_id
 
     async def _edit_message_text(self, p: JSON) -> JSON:
         chat_id, message_id = _required(p, "chat_id"), _int(_required(p, "message_id"))
