@@ -207,8 +207,16 @@ class RedisAlertStore:
             self._redis.zrem(f"{self._a}:pending:{receiver}", ids[0])
             return None
         buttons = tuple((str(a), str(b)) for a, b in item["buttons"])
+        reply_to = None
+        if item["kind"] == "resolved":  # a reply to the group's last FIRING, as on SQLite
+            last = self._redis.hget(f"{self._a}:last-firing",
+                                    f"{item['receiver']}{SEP}{item.get('group_key', '')}")
+            if last:
+                chat, _, message = str(last).partition(SEP)
+                reply_to = (chat, int(message))
         return (Queued(item["id"], item["receiver"], item["kind"], item["text"], buttons,
-                       int(item["attempts"])), datetime.fromisoformat(item["next_try_at"]))
+                       int(item["attempts"]), reply_to),
+                datetime.fromisoformat(item["next_try_at"]))
 
     def _mark(self, item_id: int, changes: Mapping[str, Any], done: bool) -> None:
         item = self._item(item_id)
@@ -224,6 +232,10 @@ class RedisAlertStore:
         if item.get("message_id") is not None:
             pipe.hset(f"{self._a}:messages", f"{item['chat_id']}{SEP}{item['message_id']}",
                       str(item_id))
+            if item["kind"] == "firing" and item.get("status") == "sent":
+                pipe.hset(f"{self._a}:last-firing",
+                          f"{item['receiver']}{SEP}{item.get('group_key', '')}",
+                          f"{item['chat_id']}{SEP}{item['message_id']}")
         pipe.execute()
         self._wait_replica()
 

@@ -140,3 +140,20 @@ def test_ended_silences_and_old_acks_are_forgotten_after_a_week(
     assert set(s.acks(later)) == {"fp-new"}
     assert [x["id"] for x in s.silences()] == ["new"]  # dropped from Redis, not only hidden
     assert set(s.acks()) == {"fp-new"}
+
+
+def test_a_resolved_notification_replies_to_its_groups_last_firing(
+        redis_keyspace: RedisKeyspace) -> None:
+    lead(redis_keyspace, "a")
+    s = store(redis_keyspace, "a")
+    s.enqueue([Outgoing("tg", "firing", "g1", [], "down")], T0)
+    head = s.next_pending("tg")
+    assert head is not None and head[0].reply_to is None
+    s.mark_sent(head[0].id, "-100", 41, T0)
+    s.enqueue([Outgoing("tg", "resolved", "g1", [], "up again"),
+               Outgoing("tg", "resolved", "g2", [], "other group")], T0)
+    first = s.next_pending("tg")
+    assert first is not None and first[0].reply_to == ("-100", 41)
+    s.mark_sent(first[0].id, "-100", 42, T0)
+    second = s.next_pending("tg")
+    assert second is not None and second[0].reply_to is None  # g2 never fired here
