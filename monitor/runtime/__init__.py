@@ -2,7 +2,17 @@
 (`TargetState`, updated after every probe) and the uptime history kept in SQLite.
 """
 
-from monitor.runtime.history import WINDOWS, History, UptimeHistory
+from monitor.runtime.history import (
+    WINDOWS,
+    Bucket,
+    Buckets,
+    Counts,
+    History,
+    UptimeHistory,
+    add_counts,
+    assemble,
+    shown,
+)
 from monitor.runtime.scheduler import (
     Gate,
     Job,
@@ -17,6 +27,9 @@ from monitor.runtime.state import TargetState, last_good
 
 __all__ = [
     "WINDOWS",
+    "Bucket",
+    "Buckets",
+    "Counts",
     "Gate",
     "History",
     "Job",
@@ -24,9 +37,12 @@ __all__ = [
     "SchedulerMetrics",
     "TargetState",
     "UptimeHistory",
+    "add_counts",
+    "assemble",
     "grid_offset",
     "grid_slot",
     "grid_start",
     "last_good",
     "run_bounded",
+    "shown",
 ]
