@@ -23,6 +23,7 @@ from monitor.config.schema import (
     GrafanaSection,
     MonitorSection,
     ServiceSection,
+    StatusPageSection,
     load,
     parse,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "RuleConfig",
     "SecretError",
     "ServiceSection",
+    "StatusPageSection",
     "TargetConfig",
     "format_duration",
     "load",
