@@ -349,7 +349,8 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
     if monitor.listen == service.listen and service.enabled:
         raise ConfigError([Issue("service.listen", "must differ from monitor.listen "
                                  f"(got {show(service.listen)})")])
-    if status_page.listen in (monitor.listen, service.listen if service.enabled else ""):
+    if status_page.listen and status_page.listen in (
+            monitor.listen, service.listen if service.enabled else ""):
         raise ConfigError([Issue("status_page.listen", "must differ from monitor.listen and "
                                  f"service.listen (got {show(status_page.listen)})")])
     return Config(path, monitor, service, targets, alerts,

@@ -44,7 +44,7 @@ ul{padding-left:1.2em}li{margin:.3em 0;overflow-wrap:anywhere}
 _DIGEST = base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
 CSP = (f"default-src 'none'; style-src 'sha256-{_DIGEST}'; img-src 'self'; "
        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
-STATE_WORDS = {"up": "Up", "down": "Down", "pending": "Pending", "maintenance": "Maintenance"}
+STATE_WORDS = {"up": "UP", "down": "DOWN", "pending": "PENDING", "maintenance": "MAINTENANCE"}
 
 
 def _pct(value: float | None, digits: int = 2) -> str:
