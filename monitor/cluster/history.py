@@ -52,7 +52,9 @@ class ClusterHistory:
         self._clock = clock
         self._pending: dict[tuple[str, int], Counts] = {}
         self._latency = f"{prefix}:latency"
-        self._shown: tuple[float, int, dict[str, Buckets]] | None = None
+        # the last read of buckets: (monotonic, hour, targets, hourly, daily)
+        self._shown: tuple[float, int, frozenset[str], dict[tuple[str, int], Counts],
+                           dict[tuple[str, int], Counts]] | None = None
         self._read: tuple[float, int, Totals] | None = None  # (monotonic, hour, counts)
         self._failing = False
 
@@ -190,26 +192,27 @@ class ClusterHistory:
         now = self._clock()
         hour = int(now // HOUR)
         cached = self._shown
-        if (cached is not None and time.monotonic() - cached[0] < READ_TTL
-                and cached[1] == hour and all(n in cached[2] for n in names)):
-            return {n: cached[2][n] for n in names}
         hourly: dict[tuple[str, int], Counts] = {}
         daily: dict[tuple[str, int], Counts] = {}
-        try:
-            async with asyncio.timeout(TIMEOUT):
-                await self._read_buckets(names, now, hourly, daily)
-            fresh = True
-        except (RedisError, OSError, TimeoutError):
-            hourly, daily, fresh = {}, {}, False
+        if (cached is not None and time.monotonic() - cached[0] < READ_TTL
+                and cached[1] == hour and cached[2].issuperset(names)):
+            hourly = {k: list(v) for k, v in cached[3].items()}
+            daily = {k: list(v) for k, v in cached[4].items()}
+        else:
+            try:
+                async with asyncio.timeout(TIMEOUT):
+                    await self._read_buckets(names, now, hourly, daily)
+                self._shown = (time.monotonic(), hour, frozenset(names),
+                               {k: list(v) for k, v in hourly.items()},
+                               {k: list(v) for k, v in daily.items()})
+            except (RedisError, OSError, TimeoutError):
+                hourly, daily = {}, {}
         for (target, h), c in self._pending.items():
             for table, key in ((hourly, (target, h)), (daily, (target, h * HOUR // DAY))):
                 acc = table.setdefault(key, [0, 0, 0.0, 0])
                 for i in range(4):
                     acc[i] += c[i]
-        out = assemble(names, now, hourly, daily)
-        if fresh:
-            self._shown = (time.monotonic(), hour, out)
-        return out
+        return assemble(names, now, hourly, daily)
 
     async def _read_buckets(self, names: Sequence[str], now: float,
                             hourly: dict[tuple[str, int], Counts],

@@ -3,6 +3,8 @@
 """
 
 from monitor.runtime.history import (
+    DAYS_SHOWN,
+    HOURS_SHOWN,
     WINDOWS,
     Bucket,
     Buckets,
@@ -26,6 +28,8 @@ from monitor.runtime.scheduler import (
 from monitor.runtime.state import TargetState, last_good
 
 __all__ = [
+    "DAYS_SHOWN",
+    "HOURS_SHOWN",
     "WINDOWS",
     "Bucket",
     "Buckets",
