@@ -18,8 +18,9 @@ def _entry(ident: str, title: str, updated: str, text: str) -> str:
             f'<content type="text">{escape(text)}</content></entry>')
 
 
-def render_feed(data: Mapping[str, Any], base_url: str) -> str:
-    """The feed for `StatusBoard.status()`'s data; `base_url` is where the page is served."""
+def render_feed(data: Mapping[str, Any]) -> str:
+    """The feed for `StatusBoard.status()`'s data. Its links are relative (RFC 4287 allows it,
+    resolved against the feed's own URL), so no host name a request claimed is echoed."""
     entries: list[tuple[str, str]] = []  # (updated, xml)
     for i in data["incidents"]:
         ident = f"urn:crypitor:incident:{i['id']}"
@@ -46,6 +47,6 @@ def render_feed(data: Mapping[str, Any], base_url: str) -> str:
         f"<id>{FEED_ID}</id><title>{escape(data['title'])}: incidents</title>"
         f"<updated>{escape(updated)}</updated>"
         f"<author><name>{escape(data['title'])}</name></author>"
-        f'<link rel="self" href="{escape(base_url)}/feed.atom"/>'
-        f'<link rel="alternate" type="text/html" href="{escape(base_url)}/"/>'
+        '<link rel="self" href="/feed.atom"/>'
+        '<link rel="alternate" type="text/html" href="/"/>'
         + "".join(xml for _, xml in entries) + "</feed>")

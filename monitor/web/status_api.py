@@ -56,13 +56,12 @@ class StatusRoutes:
     async def status(self, _request: web.Request) -> web.Response:
         return web.json_response(await self.board.status(), headers=SECURITY)
 
-    async def feed(self, request: web.Request) -> web.Response:
-        base = f"{request.scheme}://{request.host}"
-        body = render_feed(await self.board.status(), base)
+    async def feed(self, _request: web.Request) -> web.Response:
+        body = render_feed(await self.board.status())
         return web.Response(text=body, content_type="application/atom+xml", headers=SECURITY)
 
     def _badge(self, svg: str) -> web.Response:
-        return web.Response(text=svg, content_type="image/svg+xml",
+        return web.Response(body=svg.encode(), content_type="image/svg+xml",
                             headers={**SECURITY, "Cache-Control": f"max-age={BADGE_MAX_AGE}"})
 
     async def state_badge(self, request: web.Request) -> web.Response:
