@@ -326,16 +326,17 @@ class RedisAlertStore:
             return
         key, open_key, ended = (f"{self._a}:incidents", f"{self._a}:incidents:open",
                                 f"{self._a}:incidents:ended")
-        pipe = self._redis.pipeline(transaction=True)
-        for e in events:
+        for e in events:  # each read sees the writes of the events before it
             fp = e["fingerprint"]
             current = self._redis.hget(open_key, fp)
+            pipe = self._redis.pipeline(transaction=True)
             if e["status"] == "firing":
                 if current is not None:
                     continue
                 item_id = str(self._redis.incr(f"{self._a}:incidents:seq"))
                 pipe.hset(key, item_id, json.dumps(_incident(e, None)))
                 pipe.hset(open_key, fp, item_id)
+                pipe.execute()
                 continue
             body = None if current is None else self._redis.hget(key, current)
             if current is not None and body is not None:
@@ -347,7 +348,7 @@ class RedisAlertStore:
                 item = _incident(e, e["at"])
             pipe.hset(key, item_id, json.dumps(item))
             pipe.zadd(ended, {item_id: datetime.fromisoformat(e["at"]).timestamp()})
-        pipe.execute()
+            pipe.execute()
         cutoff = (datetime.fromisoformat(events[-1]["at"]) - INCIDENTS_KEEP_FOR).timestamp()
         gone = [str(i) for i in self._redis.zrangebyscore(ended, "-inf", f"({cutoff}")]
         over = int(self._redis.zcard(ended)) - len(gone) - INCIDENTS_KEEP
