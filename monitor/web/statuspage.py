@@ -90,11 +90,18 @@ def sparkline(buckets: Sequence[Mapping[str, Any]]) -> str:
         current.append(f"{i * 100 / n:.1f},{28 - 26 * v / top:.1f}")
     if current:
         segments.append(current)
-    lines = "".join(f'<polyline class="line" points="{" ".join(seg)}"/>' if len(seg) > 1 else
-                    f'<circle cx="{seg[0].split(",")[0]}" cy="{seg[0].split(",")[1]}" r="1.5"'
-                    ' class="b0"/>' for seg in segments)
+    lines = "".join(f'<polyline class="line" points="{" ".join(_flat(seg))}"/>'
+                    for seg in segments)
     return (f'<svg class="spark" viewBox="0 0 100 30" preserveAspectRatio="none" role="img" '
             f'aria-label="latency, last 24 hours, peak {top:.0f} ms">{lines}</svg>')
+
+
+def _flat(segment: list[str]) -> list[str]:
+    """A lone point drawn as a short dash, so that it shows."""
+    if len(segment) > 1:
+        return segment
+    x, y = (float(v) for v in segment[0].split(","))
+    return [f"{max(x - 1.5, 0):.1f},{y:.1f}", f"{x + 1.5:.1f},{y:.1f}"]
 
 
 def _target(t: Mapping[str, Any]) -> str:
