@@ -102,6 +102,15 @@ class ClusterHistory:
         if self._failing:
             log.info("cluster: uptime counts added to Redis again")
         self._failing = False
+        # the counts just added left `_pending`: reads cached from before must not lose them
+        self._read = None
+        if self._shown is not None:
+            for (target, h), c in pending.items():
+                for table, cell in ((self._shown[3], (target, h)),
+                                    (self._shown[4], (target, h * HOUR // DAY))):
+                    acc = table.setdefault(cell, [0, 0, 0.0, 0])
+                    for i in range(4):
+                        acc[i] += c[i]
 
     def _keep(self, pending: dict[tuple[str, int], Counts]) -> None:
         for key, counts in pending.items():
