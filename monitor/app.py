@@ -60,8 +60,7 @@ from monitor.service_setup import (
     sink_socket,
     stop_on_signals,
 )
-from monitor.web import AlertsApi, MonitorApi, Sources, StatusBoard, StatusRoutes
-from monitor.web.status_data import Slos
+from monitor.web import AlertsApi, MonitorApi, Slos, Sources, StatusBoard, StatusRoutes
 from probes.base import Clock as ProbeClock
 from probes.base import (
     OptionError,

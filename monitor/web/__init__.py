@@ -6,6 +6,6 @@ the Atom feed), also servable alone on a second listener.
 from monitor.web.alerts_api import AlertsApi
 from monitor.web.server import MonitorApi
 from monitor.web.status_api import StatusRoutes
-from monitor.web.status_data import Sources, StatusBoard
+from monitor.web.status_data import Slos, Sources, StatusBoard
 
-__all__ = ["AlertsApi", "MonitorApi", "Sources", "StatusBoard", "StatusRoutes"]
+__all__ = ["AlertsApi", "MonitorApi", "Slos", "Sources", "StatusBoard", "StatusRoutes"]

@@ -28,9 +28,9 @@ def event(status: str, at: datetime, fp: str = "f1", started: datetime = T0,
 def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Store, Store]]:
     """Two handles on one store: what one wrote, the other (a restart, another instance)
     reads."""
+    a: Store
+    b: Store
     if request.param == "sqlite":
-        first: Store = AlertStore(tmp_path / "alerts.sqlite3")
-        first.close()
         a, b = AlertStore(tmp_path / "alerts.sqlite3"), AlertStore(tmp_path / "alerts.sqlite3")
     else:
         space: RedisKeyspace = request.getfixturevalue("redis_keyspace")
