@@ -6,6 +6,7 @@ Content-Security-Policy of the page; badges are cacheable for 60 s.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -50,7 +51,7 @@ class StatusRoutes:
         return app
 
     async def page(self, _request: web.Request) -> web.Response:
-        html = render_status_page(await self.board.status())
+        html = await asyncio.to_thread(render_status_page, await self.board.status())
         return web.Response(text=html, content_type="text/html", headers=SECURITY)
 
     async def status(self, _request: web.Request) -> web.Response:
