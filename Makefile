@@ -22,7 +22,8 @@ node_modules/.installed: package.json package-lock.json
 	touch $@
 
 # Real components for the tests: Prometheus + promtool, Redis and Redis Sentinel, HAProxy,
-# amtool and systemd-analyze (Debian packages; deploy/ is checked with the last two).
+# amtool and systemd-analyze (Debian packages; deploy/ is checked with the last two), and
+# Chromium (the status page's browser test drives it through Playwright).
 system-deps:
 	@missing=""; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
@@ -31,6 +32,7 @@ system-deps:
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v redis-sentinel >/dev/null || missing="$$missing redis-sentinel"; \
 	PATH="$$PATH:/usr/sbin" command -v haproxy >/dev/null || missing="$$missing haproxy"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(APT) update -qq && $(APT) install -y -qq --no-install-recommends $$missing; \

@@ -91,6 +91,7 @@ class Alerting:
         self.silences = Silences()
         self._external: dict[str, Alert] = {}  # fingerprint: alert from Alertmanager
         self._resolved: list[Alert] = []  # resolved since the last flush
+        self._incidents: list[dict[str, str]] = []  # transitions for the incident log
         self._wake = asyncio.Event()
         self._send_wake = {name: asyncio.Event() for name in self.receivers}
         self._tasks: list[asyncio.Task[None]] = []
@@ -196,6 +197,24 @@ class Alerting:
         self._tasks = []
         with contextlib.suppress(Exception):  # what the flush had not written yet
             await asyncio.to_thread(self.store.save_states, self.evaluator.take_dirty())
+            await self._log_incidents()
+
+    async def _log_incidents(self) -> None:
+        """Write the transitions since the last flush to the incident log; kept for the next
+        flush when the store fails."""
+        events, self._incidents = self._incidents, []
+        if not events:
+            return
+        try:
+            await asyncio.to_thread(self.store.log_incidents, events)
+        except BaseException:
+            self._incidents[:0] = events
+            raise
+
+    async def incidents(self, since: datetime) -> list[dict[str, Any]]:
+        """The incident log: alerts firing now, and those resolved at or after `since`
+        (see `Store.incidents`)."""
+        return await asyncio.to_thread(self.store.incidents, since)
 
     # --- inputs ----------------------------------------------------------------------------
     def observe(self, target: str, labels: Mapping[str, str], values: Mapping[str, Any],
@@ -214,6 +233,8 @@ class Alerting:
                 log.info("alert %s resolved for %s", t.key[0], t.key[1])
                 self._resolved.append(t.alert)
                 self._wake.set()
+            if t.change in ("firing", "resolved"):  # the status page's incident log
+                self._incidents.append(incident_event(t.alert, t.change, self._clock()))
 
     async def receive_external(self, alerts: Sequence[Alert]) -> None:
         """Alerts from Alertmanager: firing ones are kept until resolved or past ends_at.
@@ -316,6 +337,7 @@ class Alerting:
         dirty = self.evaluator.take_dirty()
         if dirty:
             await asyncio.to_thread(self.store.save_states, dirty)
+        await self._log_incidents()
         await self._read_silences()
         queued = await asyncio.to_thread(self.store.queued_external)
         if queued:
@@ -442,6 +464,16 @@ def _external_from_json(data: Mapping[str, Any]) -> Alert:
     status: AlertStatus = "resolved" if data.get("status") == "resolved" else "firing"
     return Alert(dict(data.get("labels", {})), dict(data.get("annotations", {})), status,
                  when("starts_at"), when("ends_at"), "alertmanager")
+
+
+def incident_event(alert: Alert, change: str, now: datetime) -> dict[str, str]:
+    """A transition as the incident log takes it (`Store.log_incidents`)."""
+    return {"fingerprint": alert.fingerprint, "alertname": alert.name,
+            "target": alert.labels.get("target", ""),
+            "severity": alert.labels.get("severity", ""),
+            "summary": alert.annotations.get("summary", ""), "status": change,
+            "started_at": alert.starts_at.isoformat() if alert.starts_at else "",
+            "at": (alert.ends_at if change == "resolved" and alert.ends_at else now).isoformat()}
 
 
 def watchdog_alert() -> Alert:

@@ -30,7 +30,7 @@ from alerts.state import AlertState
 from core.files import private_database
 from core.formats import sqlite_version
 
-VERSION = 1
+VERSION = 1  # the incidents table came later, additively: older builds ignore it
 READABLE = (0, VERSION)  # 0: written before the schema carried a version, same tables
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS alert_states (
@@ -46,10 +46,20 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (receiver, id) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS outbox_sent_firing ON outbox (receiver, group_key, id)
     WHERE status = 'sent' AND kind = 'firing';
+CREATE TABLE IF NOT EXISTS incidents (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, fingerprint TEXT NOT NULL, alertname TEXT NOT NULL,
+    target TEXT NOT NULL, severity TEXT NOT NULL, summary TEXT NOT NULL,
+    started_at TEXT NOT NULL, resolved_at TEXT
+);
+CREATE INDEX IF NOT EXISTS incidents_open ON incidents (fingerprint) WHERE resolved_at IS NULL;
 PRAGMA user_version = {VERSION};
 """
 StateKey = tuple[str, str]  # (rule, target)
-FORGET_AFTER = timedelta(days=7)  # ended silences and old acknowledgements are dropped then
+FORGET_AFTER = timedelta(days=7)
+INCIDENTS_KEEP_FOR = timedelta(days=30)  # an incident is dropped this long after it ended
+INCIDENTS_KEEP = 5_000  # and the log never holds more than this many
+INCIDENT_KEYS = ("fingerprint", "alertname", "target", "severity", "summary", "started_at",
+                 "resolved_at")  # ended silences and old acknowledgements are dropped then
 SILENCES_DOC, ACKS_DOC, EXTERNAL_DOC, EXTERNAL_QUEUE_DOC = (
     "silences", "acks", "external", "external-queue")
 
@@ -122,6 +132,18 @@ class Store(Protocol):
     def consume_external(self, count: int, body: Any) -> None:
         """Drops the first `count` queued external alerts and writes the external alerts'
         document `body`, atomically."""
+
+    def log_incidents(self, events: Sequence[Mapping[str, str]]) -> None:
+        """Alert transitions, for the status page and its feed: each `{"fingerprint",
+        "alertname", "target", "severity", "summary", "status"` (firing or resolved)`,
+        "started_at", "at"}` (ISO times). A firing one opens an incident (unless the
+        fingerprint has one open), a resolved one closes the fingerprint's open incident at
+        `at` (or records a closed one when none is open). Incidents that ended more than
+        INCIDENTS_KEEP_FOR before `at` are dropped, and beyond INCIDENTS_KEEP the oldest."""
+
+    def incidents(self, since: datetime) -> list[dict[str, Any]]:
+        """Incidents open now or resolved at or after `since`, newest start first: `{"id"}`
+        and INCIDENT_KEYS (`resolved_at` None while open)."""
 
 
 class AlertStore:
@@ -304,6 +326,41 @@ class AlertStore:
             conn.executemany("INSERT OR REPLACE INTO documents VALUES (?, ?)",
                              [(EXTERNAL_QUEUE_DOC, json.dumps(queue)),
                               (EXTERNAL_DOC, json.dumps(body))])
+
+    # --- the incident log ------------------------------------------------------------------
+    def log_incidents(self, events: Sequence[Mapping[str, str]]) -> None:
+        with self._tx() as conn:
+            for e in events:
+                row = conn.execute("SELECT id FROM incidents WHERE fingerprint = ? AND"
+                                   " resolved_at IS NULL ORDER BY id DESC LIMIT 1",
+                                   (e["fingerprint"],)).fetchone()
+                if e["status"] == "firing" and row is not None:
+                    continue
+                if e["status"] != "firing" and row is not None:
+                    conn.execute("UPDATE incidents SET resolved_at = ? WHERE id = ?",
+                                 (e["at"], row[0]))
+                    continue
+                conn.execute(
+                    "INSERT INTO incidents (fingerprint, alertname, target, severity, summary,"
+                    " started_at, resolved_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (e["fingerprint"], e["alertname"], e["target"], e["severity"],
+                     e["summary"], e["started_at"] or e["at"],
+                     None if e["status"] == "firing" else e["at"]))
+            if events:
+                cutoff = datetime.fromisoformat(events[-1]["at"]) - INCIDENTS_KEEP_FOR
+                conn.execute("DELETE FROM incidents WHERE resolved_at < ?",
+                             (cutoff.isoformat(),))
+                conn.execute("DELETE FROM incidents WHERE id <= (SELECT MAX(id) FROM"
+                             " incidents) - ?", (INCIDENTS_KEEP,))
+
+    def incidents(self, since: datetime) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, fingerprint, alertname, target, severity, summary, started_at,"
+                " resolved_at FROM incidents WHERE resolved_at IS NULL OR resolved_at >= ?"
+                " ORDER BY started_at DESC, id DESC", (since.isoformat(),)).fetchall()
+        return [{"id": str(r[0]), **dict(zip(INCIDENT_KEYS, r[1:], strict=True))}
+                for r in rows]
 
 
 def forgotten(when: Any, now: datetime) -> bool:

@@ -73,7 +73,7 @@ from monitor.service_setup import (
     sink_socket,
     stop_on_signals,
 )
-from monitor.web import AlertsApi, MonitorApi
+from monitor.web import AlertsApi, MonitorApi, Slos, Sources, StatusBoard, StatusRoutes
 from probes.base import Clock as ProbeClock
 from probes.base import (
     OptionError,
@@ -212,6 +212,8 @@ class Runtime:
         self.membership: Membership | None = None
         self._feed: ResultFeed | None = None
         self._cluster_redis: aioredis.Redis | None = None
+        # the status page's SLO section: set by what evaluates the SLOs (none: an empty one)
+        self.slo_status: Slos = self.slo_statuses  # the status page's SLO section
 
     @property
     def history(self) -> History:
@@ -275,12 +277,23 @@ class Runtime:
         # flusher start after the exports and stop after them: their stops wait in stacks
         # entered before the server's and the exports' own.
         service_part = await parts.enter_async_context(contextlib.AsyncExitStack())
+        status = StatusRoutes(StatusBoard(
+            self.states, self.history, lambda: self.config.status_page,
+            Sources(alerting=lambda: alerting.alerting,
+                    windows=lambda: self.config.alerts.maintenance,
+                    slos=lambda: self.slo_status()),
+            self.clock, view))
         api = MonitorApi(self.states, self.registry, self.history, keys, self.inbox,
                          AlertsApi(alerting.alerting, self.clock).routes, self.clock,
-                         not_ready=self.not_ready, reload=self.reload_file, view=view)
+                         not_ready=self.not_ready, reload=self.reload_file, view=view,
+                         status=status)
         runner = self._runner = await start_server(api.app(), self.config.monitor.listen)
         parts.push_async_callback(self._close_listener, runner)
         log.info("monitor listening on http://%s", self.config.monitor.listen)
+        if self.config.status_page.listen:  # the status page alone, for publishing
+            public = await start_server(status.public_app(), self.config.status_page.listen)
+            parts.push_async_callback(self._close_listener, public)
+            log.info("status page listening on http://%s", self.config.status_page.listen)
         service = None
         if self.config.service.enabled:
             service = self._service = new_service(self.config, self.env,
@@ -503,7 +516,8 @@ class Runtime:
     def _on_result(self, job: Job, result: ProbeResult, alerting: MonitorAlerting) -> None:
         state = job.state
         flip = state.record(result)
-        self.history.record(state.name, result.success, result.started_at.timestamp())
+        self.history.record(state.name, result.success, result.started_at.timestamp(),
+                            result.duration)
         if self.slos is not None:
             self.slos.record_probe(state.config, result.success, result.started_at.timestamp())
         if self._feed is not None:

@@ -24,7 +24,7 @@ from core.httpserver import start_server
 from monitor.app import Canary, build_probe, new_session
 from monitor.config import Config, SecretError, TargetConfig, resolve, resolve_fields
 from monitor.datadir import DataDirBusy, DataDirLock
-from monitor.runtime import TargetState, last_good, run_bounded
+from monitor.runtime import Buckets, TargetState, last_good, run_bounded
 from monitor.service_setup import new_service, sink_socket
 from monitor.web import MonitorApi
 from probes.base import OptionError, ProbeContext
@@ -153,13 +153,17 @@ async def _embedded_service(config: Config, env: Mapping[str, str],
 class _NoHistory:
     """The sink answers deliveries only: there is no uptime to keep in this run."""
 
-    def record(self, target: str, success: bool, at: float) -> None:
+    def record(self, target: str, success: bool, at: float,
+               duration: float | None = None) -> None:
         return None
 
     async def flush(self) -> None:
         return None
 
     async def ratios(self, targets: Iterable[str]) -> dict[str, dict[str, float | None]]:
+        return {}
+
+    async def buckets(self, targets: Iterable[str]) -> dict[str, Buckets]:
         return {}
 
     def close(self) -> None:

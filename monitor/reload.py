@@ -41,6 +41,8 @@ def needs_restart(running: Config, new: Config) -> list[str]:
         out.append("monitor.data_dir")
     if new.monitor.log_format != running.monitor.log_format:
         out.append("monitor.log_format")
+    if new.status_page.listen != running.status_page.listen:
+        out.append("status_page.listen")
     out += service_needs_restart(running.service, new.service)
     for section in ("grafana", "gcp", "cluster"):
         if getattr(new, section) != getattr(running, section):
@@ -60,8 +62,10 @@ def effective(running: Config, new: Config) -> Config:
     monitor = replace(new.monitor, listen=running.monitor.listen,
                       data_dir=running.monitor.data_dir,
                       log_format=running.monitor.log_format)
+    status_page = replace(new.status_page, listen=running.status_page.listen)
     return replace(new, path=running.path, monitor=monitor, service=service,
-                   grafana=running.grafana, gcp=running.gcp, cluster=running.cluster)
+                   grafana=running.grafana, gcp=running.gcp, cluster=running.cluster,
+                   status_page=status_page)
 
 
 class ReloadGauges:

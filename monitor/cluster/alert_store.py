@@ -10,6 +10,10 @@ its own field (never a whole document read and written back), so writes from sev
 merge. Marks of delivery (sent, retry, failed) are facts about a message, not decisions: they
 are not fenced. Blocking client (`connect_sync`): callers use `asyncio.to_thread`.
 
+The incident log (alert transitions for the status page) is `{p}:alerting:incidents` (id →
+JSON), `…:incidents:open` (fingerprint → id of its open incident) and `…:incidents:ended`
+(id scored by when it ended), written by the leader only, where its flush sees transitions.
+
 Bounded: the notification log keeps the newest LOG_KEEP notifications (an older one is
 dropped once it is no longer pending), silences that ended and acknowledgements older than
 `alerts.store.FORGET_AFTER` are dropped as they are read.
@@ -37,6 +41,8 @@ from alerts.state import AlertState
 from alerts.store import (
     ACKS_DOC,
     EXTERNAL_DOC,
+    INCIDENTS_KEEP,
+    INCIDENTS_KEEP_FOR,
     SILENCES_DOC,
     Outgoing,
     Queued,
@@ -325,3 +331,60 @@ class RedisAlertStore:
         self._fenced([["LTRIM", f"{self._a}:external-queue", str(count), "-1"],
                       ["SET", f"{self._a}:doc:{EXTERNAL_DOC}", json.dumps(body)]])
 
+
+    # --- the incident log (the leader writes it, where its flush sees transitions) ----------
+    def log_incidents(self, events: Sequence[Mapping[str, str]]) -> None:
+        if not events:
+            return
+        key, open_key, ended = (f"{self._a}:incidents", f"{self._a}:incidents:open",
+                                f"{self._a}:incidents:ended")
+        for e in events:  # each read sees the writes of the events before it
+            fp = e["fingerprint"]
+            current = self._redis.hget(open_key, fp)
+            pipe = self._redis.pipeline(transaction=True)
+            if e["status"] == "firing":
+                if current is not None:
+                    continue
+                item_id = str(self._redis.incr(f"{self._a}:incidents:seq"))
+                pipe.hset(key, item_id, json.dumps(_incident(e, None)))
+                pipe.hset(open_key, fp, item_id)
+                pipe.execute()
+                continue
+            body = None if current is None else self._redis.hget(key, current)
+            if current is not None and body is not None:
+                item_id, item = str(current), json.loads(body)
+                item["resolved_at"] = e["at"]
+                pipe.hdel(open_key, fp)
+            else:
+                item_id = str(self._redis.incr(f"{self._a}:incidents:seq"))
+                item = _incident(e, e["at"])
+            pipe.hset(key, item_id, json.dumps(item))
+            pipe.zadd(ended, {item_id: datetime.fromisoformat(e["at"]).timestamp()})
+            pipe.execute()
+        cutoff = (datetime.fromisoformat(events[-1]["at"]) - INCIDENTS_KEEP_FOR).timestamp()
+        gone = [str(i) for i in self._redis.zrangebyscore(ended, "-inf", f"({cutoff}")]
+        over = int(self._redis.zcard(ended)) - len(gone) - INCIDENTS_KEEP
+        if over > 0:
+            gone += [str(i) for i in self._redis.zrange(ended, len(gone), len(gone) + over - 1)]
+        if gone:
+            self._redis.hdel(key, *gone)
+            self._redis.zrem(ended, *gone)
+
+    def incidents(self, since: datetime) -> list[dict[str, Any]]:
+        key = f"{self._a}:incidents"
+        ids = [str(i) for i in self._redis.hvals(f"{self._a}:incidents:open")]
+        ids += [str(i) for i in self._redis.zrangebyscore(f"{self._a}:incidents:ended",
+                                                          since.timestamp(), "+inf")]
+        if not ids:
+            return []
+        out = [{"id": i, **json.loads(body)}
+               for i, body in zip(ids, self._redis.hmget(key, ids), strict=True)
+               if body is not None]
+        return sorted(out, key=lambda x: (str(x["started_at"]), int(x["id"])), reverse=True)
+
+
+def _incident(event: Mapping[str, str], resolved_at: str | None) -> dict[str, Any]:
+    return {"fingerprint": event["fingerprint"], "alertname": event["alertname"],
+            "target": event["target"], "severity": event["severity"],
+            "summary": event["summary"], "started_at": event["started_at"] or event["at"],
+            "resolved_at": resolved_at}

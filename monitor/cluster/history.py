@@ -3,11 +3,15 @@ any instance reads the whole cluster's (all locations counted), with the interfa
 `monitor.runtime.history.UptimeHistory`.
 
 Counts go to one hash per UTC hour (`{p}:uptime:h:<hour>`, kept 2 days, for the 24 h window)
-and one per UTC day (`{p}:uptime:d:<day>`, kept 32 days, for 7 d and 30 d, which therefore
-count whole days), field = target, value = total * 2**32 + successes, so one HINCRBY adds
-both. A read of many targets takes 25 + 31 HGETALLs in one pipeline and is reused for
-`READ_TTL`; a few targets are an HMGET each. Redis unreachable at a flush: the counts are
-kept and added at the next one (at most `MAX_PENDING` of them, the oldest dropped first).
+and one per UTC day (`{p}:uptime:d:<day>`, kept 91 days, for 7 d and 30 d, which therefore
+count whole days, and the status page's 90 d bars), field = target, value = total * 2**32 +
+successes, so one HINCRBY adds both. Probe durations go beside them, in `{p}:latency:h:<hour>`
+and `{p}:latency:d:<day>`: field target = summed seconds (HINCRBYFLOAT), field target + SEP +
+"n" = how many probes that sum holds (buckets written before durations were kept have none:
+their latency is unknown). A read of many targets' ratios takes 25 + 31 HGETALLs in one
+pipeline and is reused for `READ_TTL`; a few targets are an HMGET each. Redis unreachable at
+a flush: the counts are kept and added at the next one (at most `MAX_PENDING` of them, the
+oldest dropped first).
 """
 
 from __future__ import annotations
@@ -21,20 +25,21 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from monitor.cluster.membership import PREFIX
-from monitor.runtime import WINDOWS
+from monitor.runtime import WINDOWS, Buckets, Counts, add_counts, assemble, shown
 
 log = logging.getLogger("crypitor.cluster")
 
 HOUR, DAY = 3600, 86400
 SHIFT = 2**32  # value = total * SHIFT + ok
 HOUR_TTL = 2 * DAY
-DAY_TTL = 32 * DAY
+DAY_TTL = 91 * DAY  # the status page shows 90 days
 READ_TTL = 30.0  # seconds a whole read is reused: ratios move slowly
 FEW = 64  # up to this many targets are read field by field, uncached
 MAX_PENDING = 500_000  # (target, hour) counts kept while Redis cannot be reached
 TIMEOUT = 5.0
 
-Counts = dict[tuple[str, str], list[int]]  # (target, window) → [ok, total]
+Totals = dict[tuple[str, str], list[int]]  # (target, window) → [ok, total]
+SEP = "\x1f"  # target + SEP + "n": the count of probes whose durations a latency field sums
 
 
 class ClusterHistory:
@@ -45,17 +50,22 @@ class ClusterHistory:
         self._redis = redis
         self._prefix = f"{prefix}:uptime"
         self._clock = clock
-        self._pending: dict[tuple[str, int], list[int]] = {}
-        self._read: tuple[float, int, Counts] | None = None  # (monotonic, hour, counts)
+        self._pending: dict[tuple[str, int], Counts] = {}
+        self._latency = f"{prefix}:latency"
+        # the last read of buckets: (monotonic, hour, targets, hourly, daily)
+        self._shown: tuple[float, int, frozenset[str], dict[tuple[str, int], Counts],
+                           dict[tuple[str, int], Counts]] | None = None
+        self._read: tuple[float, int, Totals] | None = None  # (monotonic, hour, counts)
         self._failing = False
 
-    def record(self, target: str, success: bool, at: float) -> None:
+    def record(self, target: str, success: bool, at: float,
+               duration: float | None = None) -> None:
+        """One probe's outcome at `at` (unix seconds), and its duration in seconds."""
         key = (target, int(at // HOUR))
         counts = self._pending.get(key)
         if counts is None:
-            counts = self._pending[key] = [0, 0]
-        counts[0] += success
-        counts[1] += 1
+            counts = self._pending[key] = [0, 0, 0.0, 0]
+        add_counts(counts, success, duration)
 
     async def flush(self) -> None:
         """Add the counts since the last flush; kept for the next one when Redis fails."""
@@ -64,11 +74,18 @@ class ClusterHistory:
             return
         pipe = self._redis.pipeline(transaction=True)  # all of them or none
         touched: set[str] = set()
-        for (target, hour), (ok, total) in pending.items():
-            value = total * SHIFT + ok
-            for key, ttl in ((f"{self._prefix}:h:{hour}", HOUR_TTL),
-                             (f"{self._prefix}:d:{hour * HOUR // DAY}", DAY_TTL)):
+        for (target, hour), (ok, total, seconds, timed) in pending.items():
+            value = int(total) * SHIFT + int(ok)
+            for bucket, ttl in ((f"h:{hour}", HOUR_TTL), (f"d:{hour * HOUR // DAY}", DAY_TTL)):
+                key = f"{self._prefix}:{bucket}"
                 pipe.hincrby(key, target, value)
+                if timed:
+                    latency = f"{self._latency}:{bucket}"
+                    pipe.hincrbyfloat(latency, target, seconds)
+                    pipe.hincrby(latency, target + SEP + "n", int(timed))
+                    if latency not in touched:
+                        touched.add(latency)
+                        pipe.expire(latency, ttl)
                 if key not in touched:
                     touched.add(key)
                     pipe.expire(key, ttl)
@@ -85,12 +102,21 @@ class ClusterHistory:
         if self._failing:
             log.info("cluster: uptime counts added to Redis again")
         self._failing = False
+        # the counts just added left `_pending`: reads cached from before must not lose them
+        self._read = None
+        if self._shown is not None:
+            for (target, h), c in pending.items():
+                for table, cell in ((self._shown[3], (target, h)),
+                                    (self._shown[4], (target, h * HOUR // DAY))):
+                    acc = table.setdefault(cell, [0, 0, 0.0, 0])
+                    for i in range(4):
+                        acc[i] += c[i]
 
-    def _keep(self, pending: dict[tuple[str, int], list[int]]) -> None:
-        for key, (ok, total) in pending.items():
-            counts = self._pending.setdefault(key, [0, 0])
-            counts[0] += ok
-            counts[1] += total
+    def _keep(self, pending: dict[tuple[str, int], Counts]) -> None:
+        for key, counts in pending.items():
+            acc = self._pending.setdefault(key, [0, 0, 0.0, 0])
+            for i in range(4):
+                acc[i] += counts[i]
         if len(self._pending) > MAX_PENDING:
             newest = sorted(self._pending, key=lambda k: k[1])[-MAX_PENDING:]
             self._pending = {k: self._pending[k] for k in newest}
@@ -109,12 +135,12 @@ class ClusterHistory:
         except (RedisError, OSError, TimeoutError):
             totals = {}
         totals = {k: list(v) for k, v in totals.items()}  # the cached read stays as read
-        for (target, hour), (ok, total) in self._pending.items():
+        for (target, hour), (ok, total, _, _) in self._pending.items():
             for window, start in _starts(now).items():
                 if (hour if window == "24h" else hour * HOUR // DAY) >= start:
                     acc = totals.setdefault((target, window), [0, 0])
-                    acc[0] += ok
-                    acc[1] += total
+                    acc[0] += int(ok)
+                    acc[1] += int(total)
         out: dict[str, dict[str, float | None]] = {}
         for target in names:
             out[target] = {}
@@ -132,7 +158,7 @@ class ClusterHistory:
                 + [(f"{self._prefix}:d:{d}", d, True)
                    for d in range(day, starts["30d"] - 1, -1)])
 
-    async def _read_all(self, now: float) -> Counts:
+    async def _read_all(self, now: float) -> Totals:
         hour = int(now // HOUR)
         if self._read is not None and time.monotonic() - self._read[0] < READ_TTL \
                 and self._read[1] == hour:
@@ -142,7 +168,7 @@ class ClusterHistory:
         for key, _, _ in keys:
             pipe.hgetall(key)
         answers = await pipe.execute()
-        totals: Counts = {}
+        totals: Totals = {}
         starts = _starts(now)
         for (_, bucket, daily), fields in zip(keys, answers, strict=True):
             for target, value in fields.items():
@@ -150,7 +176,7 @@ class ClusterHistory:
         self._read = (time.monotonic(), hour, totals)
         return totals
 
-    async def _read_fields(self, names: Sequence[str], now: float) -> Counts:
+    async def _read_fields(self, names: Sequence[str], now: float) -> Totals:
         if not names:
             return {}
         keys = self._keys(now)
@@ -158,13 +184,67 @@ class ClusterHistory:
         for key, _, _ in keys:
             pipe.hmget(key, names)
         answers = await pipe.execute()
-        totals: Counts = {}
+        totals: Totals = {}
         starts = _starts(now)
         for (_, bucket, daily), values in zip(keys, answers, strict=True):
             for target, value in zip(names, values, strict=True):
                 if value is not None:
                     _add(totals, target, bucket, daily, int(value), starts)
         return totals
+
+    async def buckets(self, targets: Iterable[str]) -> dict[str, Buckets]:
+        """Each target's hourly and daily buckets, all instances counted, as the status page
+        shows them: one pipeline of HMGETs (uptime and latency of 24 hours and 90 days),
+        reused for `READ_TTL` within the hour. Redis unreachable: this instance's unflushed
+        counts only."""
+        names = list(targets)
+        now = self._clock()
+        hour = int(now // HOUR)
+        cached = self._shown
+        hourly: dict[tuple[str, int], Counts] = {}
+        daily: dict[tuple[str, int], Counts] = {}
+        if (cached is not None and time.monotonic() - cached[0] < READ_TTL
+                and cached[1] == hour and cached[2].issuperset(names)):
+            hourly = {k: list(v) for k, v in cached[3].items()}
+            daily = {k: list(v) for k, v in cached[4].items()}
+        else:
+            try:
+                async with asyncio.timeout(TIMEOUT):
+                    await self._read_buckets(names, now, hourly, daily)
+                self._shown = (time.monotonic(), hour, frozenset(names),
+                               {k: list(v) for k, v in hourly.items()},
+                               {k: list(v) for k, v in daily.items()})
+            except (RedisError, OSError, TimeoutError):
+                hourly, daily = {}, {}
+        for (target, h), c in self._pending.items():
+            for table, key in ((hourly, (target, h)), (daily, (target, h * HOUR // DAY))):
+                acc = table.setdefault(key, [0, 0, 0.0, 0])
+                for i in range(4):
+                    acc[i] += c[i]
+        # for a thousand targets this takes a few hundred milliseconds: not on the event loop
+        return await asyncio.to_thread(assemble, names, now, hourly, daily)
+
+    async def _read_buckets(self, names: Sequence[str], now: float,
+                            hourly: dict[tuple[str, int], Counts],
+                            daily: dict[tuple[str, int], Counts]) -> None:
+        if not names:
+            return
+        hours, days = shown(now)
+        buckets = [(f"h:{h}", h, hourly) for h in hours] + [(f"d:{d}", d, daily) for d in days]
+        counted = [n + SEP + "n" for n in names]
+        pipe = self._redis.pipeline(transaction=False)
+        for bucket, _, _ in buckets:
+            pipe.hmget(f"{self._prefix}:{bucket}", names)
+            pipe.hmget(f"{self._latency}:{bucket}", [*names, *counted])
+        answers = await pipe.execute()
+        for i, (_, number, table) in enumerate(buckets):
+            values, latency = answers[2 * i], answers[2 * i + 1]
+            for j, name in enumerate(names):
+                if values[j] is None:
+                    continue
+                total, ok = divmod(int(values[j]), SHIFT)
+                seconds, timed = latency[j], latency[len(names) + j]
+                table[(name, number)] = [ok, total, float(seconds or 0.0), int(timed or 0)]
 
     def close(self) -> None:
         """Nothing to release: the Redis client is the caller's."""
@@ -176,7 +256,7 @@ def _starts(now: float) -> dict[str, int]:
             for window, seconds in WINDOWS.items()}
 
 
-def _add(totals: Counts, target: str, bucket: int, daily: bool, value: int,
+def _add(totals: Totals, target: str, bucket: int, daily: bool, value: int,
          starts: dict[str, int]) -> None:
     """Count one bucket's `value` into the windows it lies in (hours: 24h; days: the rest)."""
     total, ok = divmod(value, SHIFT)

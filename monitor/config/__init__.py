@@ -23,6 +23,7 @@ from monitor.config.schema import (
     GrafanaSection,
     MonitorSection,
     ServiceSection,
+    StatusPageSection,
     load,
     parse,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "SecretError",
     "ServiceSection",
     "SloConfig",
+    "StatusPageSection",
     "TargetConfig",
     "format_duration",
     "load",

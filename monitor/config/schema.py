@@ -247,6 +247,25 @@ class ClusterSection:
 
 
 @dataclass(frozen=True)
+class StatusPageSection:
+    """`[status_page]`: the page at `/`, `/api/v1/status`, the badges and the feed. Applies on
+    reload, except `listen` (a second listener serving only those), which needs a restart."""
+
+    title: str = "Crypitor status"
+    public: bool = False  # no URLs, addresses or failure details anywhere it shows
+    group_by: str = "team"  # the target label that groups the page ("" = one group)
+    listen: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.title.strip() or len(self.title) > 100 or not self.title.isprintable():
+            raise OptionError("title", "must be 1 to 100 printable characters", self.title)
+        if len(self.group_by) > 100 or not self.group_by.isprintable():
+            raise OptionError("group_by", "must be a label name or empty", self.group_by)
+        if self.listen:
+            _listen("listen", self.listen)
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     monitor: MonitorSection
@@ -257,6 +276,7 @@ class Config:
     gcp: GcpSection | None
     cluster: ClusterSection | None = None
     slos: tuple[SloConfig, ...] = ()
+    status_page: StatusPageSection = field(default_factory=StatusPageSection)
 
     @property
     def data_dir(self) -> Path:
@@ -286,7 +306,8 @@ def _check_data_dir(d: Decoder, base: Path, value: str) -> None:
         d.error("monitor.data_dir", f"is not a usable path ({exc})", value)
 
 
-SECTIONS = ("monitor", "service", "targets", "alerts", "grafana", "gcp", "cluster", "slos")
+SECTIONS = ("monitor", "service", "targets", "alerts", "grafana", "gcp", "cluster", "slos",
+            "status_page")
 
 
 def load(path: str | Path) -> Config:
@@ -315,6 +336,7 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
     grafana = d.table(GrafanaSection, raw["grafana"], "grafana") if "grafana" in raw else None
     gcp = d.table(GcpSection, raw["gcp"], "gcp") if "gcp" in raw else None
     cluster = d.table(ClusterSection, raw["cluster"], "cluster") if "cluster" in raw else None
+    status_page = d.table(StatusPageSection, raw.get("status_page", {}), "status_page")
     defaults = monitor or MonitorSection()
     targets = decode_targets(d, raw.get("targets", []), defaults.default_interval,
                              defaults.default_timeout)
@@ -324,14 +346,19 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
     if monitor is not None:
         _check_data_dir(d, path.parent, monitor.data_dir)
     _check_cluster(d, raw, cluster, service, targets)
-    if d.issues or monitor is None or service is None or alerts is None:
+    if (d.issues or monitor is None or service is None or alerts is None
+            or status_page is None):
         raise ConfigError(d.issues)
     if monitor.listen == service.listen and service.enabled:
         raise ConfigError([Issue("service.listen", "must differ from monitor.listen "
                                  f"(got {show(service.listen)})")])
+    if status_page.listen and status_page.listen in (
+            monitor.listen, service.listen if service.enabled else ""):
+        raise ConfigError([Issue("status_page.listen", "must differ from monitor.listen and "
+                                 f"service.listen (got {show(status_page.listen)})")])
     return Config(path, monitor, service, targets, alerts,
                   grafana if "grafana" in raw else None, gcp if "gcp" in raw else None,
-                  cluster, slos=slos)
+                  cluster, slos=slos, status_page=status_page)
 
 
 def _check_cluster(d: Decoder, raw: Mapping[str, Any], cluster: ClusterSection | None,

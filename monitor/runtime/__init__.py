@@ -3,7 +3,19 @@
 SLOs (`slo`).
 """
 
-from monitor.runtime.history import WINDOWS, History, UptimeHistory
+from monitor.runtime.history import (
+    DAYS_SHOWN,
+    HOURS_SHOWN,
+    WINDOWS,
+    Bucket,
+    Buckets,
+    Counts,
+    History,
+    UptimeHistory,
+    add_counts,
+    assemble,
+    shown,
+)
 from monitor.runtime.scheduler import (
     Gate,
     Job,
@@ -29,11 +41,16 @@ from monitor.runtime.slo import (
 from monitor.runtime.state import TargetState, last_good
 
 __all__ = [
+    "DAYS_SHOWN",
+    "HOURS_SHOWN",
     "SLO_EVERY",
     "SLO_FINE_KEEP",
     "SLO_FINE_LIMIT",
     "SLO_RETENTION",
     "WINDOWS",
+    "Bucket",
+    "Buckets",
+    "Counts",
     "Gate",
     "History",
     "Job",
@@ -46,10 +63,13 @@ __all__ = [
     "SqliteSloHistory",
     "TargetState",
     "UptimeHistory",
+    "add_counts",
+    "assemble",
     "grid_offset",
     "grid_slot",
     "grid_start",
     "last_good",
     "run_bounded",
+    "shown",
     "slo_collector",
 ]

@@ -161,7 +161,78 @@ _ALERTMANAGER_IN = {
     },
 }
 
+_NUMBER_OR_NULL = {"type": ["number", "null"]}
+_BUCKET = {
+    "type": "object", "required": ["start", "uptime", "latency_ms"],
+    "properties": {"start": _TIME, "uptime": {**_NUMBER_OR_NULL, "description": "0-1"},
+                   "latency_ms": {**_NUMBER_OR_NULL,
+                                  "description": "mean probe duration in the bucket"}},
+}
+_STATUS = {
+    "type": "object", "required": ["title", "updated", "groups", "incidents", "slos"],
+    "description": "With [status_page].public = true, no `url`, `labels`, `failure`, location "
+                   "`instance` or incident `summary`: names, states, uptime and latency only",
+    "properties": {
+        "title": {"type": "string"}, "updated": _TIME, "public": {"type": "boolean"},
+        "groups": {"type": "array", "items": {
+            "type": "object", "required": ["name", "targets"],
+            "properties": {
+                "name": {"type": "string",
+                         "description": "the group_by label's value; \"\" for the rest"},
+                "targets": {"type": "array", "items": {
+                    "type": "object",
+                    "required": ["name", "state", "since", "uptime", "latency_ms", "history"],
+                    "properties": {
+                        "name": {"type": "string"}, "type": {"type": "string"},
+                        "state": {"enum": ["up", "down", "pending"]},
+                        "since": _TIME_OR_NULL, "maintenance": {"type": "boolean"},
+                        "uptime": {"type": "object",
+                                   "additionalProperties": _NUMBER_OR_NULL},
+                        "latency_ms": {**_NUMBER_OR_NULL,
+                                       "description": "mean over the last 24 hours"},
+                        "history": {"type": "array", "items": _BUCKET,
+                                    "description": "the last 24 hours, oldest first"},
+                        "daily": {"type": "array", "items": _BUCKET,
+                                  "description": "the last 90 days, oldest first"},
+                        "locations": {"type": "array", "items": {"type": "object"}},
+                        "url": {"type": "string"}, "labels": _STRINGS,
+                        "failure": {"type": ["object", "null"]}}}}}}},
+        "incidents": {"type": "array", "items": {
+            "type": "object",
+            "required": ["id", "kind", "status", "title", "started_at", "resolved_at"],
+            "properties": {
+                "id": {"type": "string"}, "kind": {"enum": ["alert", "maintenance"]},
+                "status": {"enum": ["firing", "maintenance", "resolved"]},
+                "title": {"type": "string"}, "alertname": {"type": "string"},
+                "target": {"type": "string"}, "severity": {"type": "string"},
+                "summary": {"type": "string"}, "started_at": _TIME_OR_NULL,
+                "resolved_at": {**_TIME_OR_NULL,
+                                "description": "a maintenance window's end"}}}},
+        "slos": {"type": "array", "items": {
+            "type": "object",
+            "required": ["name", "objective", "window", "attained", "error_budget_remaining"],
+            "properties": {"name": {"type": ["string", "null"]}}}},
+    },
+}
+_SVG = {"content": {"image/svg+xml": {"schema": {"type": "string"}}},
+        "headers": {"Cache-Control": {"schema": {"type": "string"},
+                                      "description": "max-age=60"}}}
+
 OPERATIONS: dict[Route, dict[str, Any]] = {
+    ("/api/v1/status", "get"): _op("the status page's data", {
+        "200": _ok("targets by group with their history, the incidents, the SLOs",
+                   _ref("Status"))}),
+    ("/api/v1/targets/{name}/badge.svg", "get"): _op("a badge of the target's state", {
+        "200": {"description": "SVG: up, down or pending", **_SVG}, "404": _ERROR},
+        params=[_path_param("name", "the target's name")]),
+    ("/api/v1/targets/{name}/uptime/{window}/badge.svg", "get"): _op(
+        "a badge of the target's uptime over a window", {
+            "200": {"description": "SVG: the percentage", **_SVG}, "404": _ERROR},
+        params=[_path_param("name", "the target's name"),
+                _path_param("window", "24h, 7d or 30d (anything else: 404)")]),
+    ("/feed.atom", "get"): _op("the incidents as an Atom feed", {"200": {
+        "description": "Atom 1.0: an entry when an incident opens and when it is resolved",
+        "content": {"application/atom+xml": {"schema": {"type": "string"}}}}}),
     ("/", "get"): _op("the status page", {"200": {
         "description": "HTML, readable without JavaScript",
         "content": {"text/html": {"schema": {"type": "string"}}}}}),
@@ -232,7 +303,8 @@ _DOCUMENT: dict[str, Any] = {
              "description": "POST and DELETE need `Authorization: Bearer <monitor api key>` "
                             "(the canary sink excepted). Errors are JSON "
                             '`{"error", "field"}`. ' + _LIMITS},
-    "components": components({"Target": _TARGET, "Alert": _ALERT, "Silence": _SILENCE}),
+    "components": components({"Target": _TARGET, "Alert": _ALERT, "Silence": _SILENCE,
+                              "Status": _STATUS}),
 }
 
 

@@ -1,5 +1,5 @@
-"""The monitor's HTTP server: /metrics, /healthz, /readyz, /api/v1/targets, the status page,
-and the alerting routes of `monitor.web.alerts_api`.
+"""The monitor's HTTP server: /metrics, /healthz, /readyz, /api/v1/targets, the status page's
+routes (`monitor.web.status_api`), and the alerting routes of `monitor.web.alerts_api`.
 
 Errors are JSON `{"error", "field"}`, never a stack trace. Methods other than GET/HEAD need
 `Authorization: Bearer <monitor api key>`; keys are compared in constant time, and an address
@@ -30,9 +30,11 @@ from core import signing
 from core.clock import Clock, utc_now
 from core.httpserver import AuthThrottle
 from monitor.cluster import ClusterView, TargetView
+from monitor.config import StatusPageSection
 from monitor.runtime import History, TargetState
 from monitor.web.openapi import document, registered
-from monitor.web.statuspage import render_status_page
+from monitor.web.status_api import StatusRoutes
+from monitor.web.status_data import Sources, StatusBoard
 from probes.webhook_canary import CanaryInbox
 
 log = logging.getLogger(__name__)
@@ -84,12 +86,16 @@ class MonitorApi:
                  not_ready: Callable[[], str | None] = lambda: None,
                  throttle: AuthThrottle | None = None,
                  reload: Callable[[], Awaitable[list[str]]] | None = None,
-                 view: ClusterView | None = None) -> None:
+                 view: ClusterView | None = None, status: StatusRoutes | None = None) -> None:
         """`not_ready` says why `/readyz` answers 503 (not probing yet, stopping, an
         essential task down), or None. `reload` re-reads the config (`POST /-/reload`): the
         errors that kept it from being applied, none when it was. `view` ([cluster]): the
-        targets as every location sees them, for the API and the status page."""
+        targets as every location sees them, for the API and the status page. `status`:
+        the status page's routes; by default a page with `[status_page]`'s defaults and
+        no incidents."""
         self._view = view
+        self.status = status or StatusRoutes(StatusBoard(
+            states, history, StatusPageSection, Sources(), clock, view))
         self._inbox = inbox
         self._not_ready = not_ready
         self._clock = clock
@@ -113,7 +119,7 @@ class MonitorApi:
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._errors, self._auth],
                               client_max_size=256 * 1024)
-        app.router.add_get("/", self.status_page)
+        self.status.add_routes(app.router)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
@@ -242,9 +248,3 @@ class MonitorApi:
             return error(422, "not a canary event", "data.nonce")
         self._inbox.arrived(str(nonce), arrived)
         return web.Response(status=204)
-
-    async def status_page(self, _request: web.Request) -> web.Response:
-        ratios = await self._history.ratios(self._by_name)
-        views = await self._views(self._states) if self._view is not None else None
-        html = render_status_page(self._states, ratios, self._clock(), views)
-        return web.Response(text=html, content_type="text/html")

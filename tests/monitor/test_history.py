@@ -73,5 +73,5 @@ def test_a_file_of_an_unknown_schema_version_is_refused_by_name(tmp_path: Path) 
     with pytest.raises(FormatError) as caught:
         UptimeHistory(path)
     assert str(caught.value) == (
-        f"the uptime history {path} has schema version 999; this build knows versions 0, 1"
+        f"the uptime history {path} has schema version 999; this build knows versions 0, 1, 2"
         " (written by a newer build? run that one, or move the data away to start afresh)")
