@@ -20,7 +20,7 @@ def body(events: list[dict[str, object]]) -> bytes:
         return json.dumps(events).encode()
 
 
-PLAIN = {"type": "batch.plain", "data": {"n": 1, "deep": [[{"x": "y"}]]}}
+PLAIN: dict[str, object] = {"type": "batch.plain", "data": {"n": 1, "deep": [[{"x": "y"}]]}}
 
 
 def test_plain_and_checked_batches_give_the_same_events() -> None:
