@@ -13,6 +13,7 @@ import sqlite3
 from array import array
 from collections.abc import Collection, Sequence
 from datetime import datetime
+from itertools import chain, repeat
 from typing import Any
 
 from service.models import Attempt, Delivery, DeliveryState, Endpoint, EventView, NewEvent
@@ -27,6 +28,7 @@ from service.store.sqlite.schema import (
     delivery_ref,
     event_from_row,
     event_ref,
+    event_refs,
     row_id,
 )
 from service.store.times import from_us, to_us
@@ -64,51 +66,95 @@ def accept(conn: sqlite3.Connection, events: Sequence[NewEvent], now: datetime,
            routes: Sequence[str] | None = None) -> list[str]:
     """Store the events and their fan-out. `routes`, when given, names for each event the
     one endpoint it may go to ('' for none) in place of every endpoint that wants it."""
-    at = to_us(now)
+    return accept_calls(conn, [(events, now)], endpoints, prune, clock, routes)[0]
+
+
+def accept_calls(conn: sqlite3.Connection, calls: Sequence[tuple[Sequence[NewEvent], datetime]],
+                 endpoints: Routing, prune: bool, clock: IdClock,
+                 routes: Sequence[str] | None = None) -> list[list[str]]:
+    """`accept` for several callers' events at once (the accepts one group commit gathered):
+    one statement per table and one fan-out row per endpoint for all of them, the ids
+    returned per call. `routes`, when given, runs over the calls' events in order.
+
+    A call without idempotency keys or routes (the common batch) is stored without a
+    Python step per event beyond building its row."""
+    ats = [to_us(now) for _, now in calls]
     if prune:
-        conn.execute("DELETE FROM idempotency WHERE expires_at <= ?", (at,))
-    ids: list[str] = []
-    fresh: dict[str, int] = {}  # keys first seen in this call
+        conn.execute("DELETE FROM idempotency WHERE expires_at <= ?", (max(ats),))
+    out: list[list[str]] = []
+    fresh: dict[str, int] = {}  # keys first seen in these calls
     event_rows: list[tuple[int, str, str, int, str | None]] = []
     key_rows: list[tuple[str, int, int]] = []
-    wanted: dict[str, list[int]] = {}  # endpoint: offsets of the events it wants
-    by_type: dict[tuple[str, str | None], list[list[int]]] = {}
-    first = n = clock.take(len(events))
-    for i, ev in enumerate(events):
-        key = ev.idempotency_key
-        if key is not None:
-            seen = fresh.get(key) or _known_key(conn, key, at)
-            if seen is not None:
-                ids.append(event_ref(seen))
-                continue
-        ids.append(event_ref(n))
-        event_rows.append((n, ev.type, ev.serialised(), at, key))
-        if key is not None:
-            fresh[key] = n
-            key_rows.append((key, n, at + _WINDOW_US))
-        route = None if routes is None else routes[i]
-        lists = by_type.get((ev.type, route))
-        if lists is None:
-            lists = by_type[ev.type, route] = [
-                wanted.setdefault(ep.id, []) for ep in endpoints.wanting(ev.type)
-                if route is None or ep.id == route]
-        for offsets in lists:
-            offsets.append(n - first)
-        n += 1
+    kinds: list[str] = []  # the type of each event row, in order
+    kept: list[str] = []  # with routes: the route of each event row
+    first = n = clock.take(sum(len(events) for events, _ in calls))
+    i = 0  # position in `routes`
+    for (events, _), at in zip(calls, ats, strict=True):
+        if routes is None and all(ev.idempotency_key is None for ev in events):
+            k = len(events)
+            types = [ev.type for ev in events]
+            event_rows += zip(range(n, n + k), types, [ev.serialised() for ev in events],
+                              repeat(at), repeat(None))
+            kinds += types
+            out.append(event_refs(n, k))
+            n += k
+            continue
+        ids: list[str] = []
+        for ev in events:
+            key = ev.idempotency_key
+            route = None if routes is None else routes[i]
+            i += 1
+            if key is not None:
+                seen = fresh.get(key) or _known_key(conn, key, at)
+                if seen is not None:
+                    ids.append(event_ref(seen))
+                    continue
+                fresh[key] = n
+                key_rows.append((key, n, at + _WINDOW_US))
+            ids.append(event_ref(n))
+            event_rows.append((n, ev.type, ev.serialised(), at, key))
+            kinds.append(ev.type)
+            if route is not None:
+                kept.append(route)
+            n += 1
+        out.append(ids)
     conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?)", event_rows)
     if key_rows:
         conn.executemany("INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?)", key_rows)
     fanouts = []
-    for endpoint_id, offsets in wanted.items():
-        if not offsets:
-            continue
+    for endpoint_id, offsets in _fan_out(kinds, kept if routes is not None else None,
+                                         endpoints):
         total = len(offsets)  # offsets increase, so the last one tells whether all are there
         packed = None if offsets[-1] == total - 1 else array("I", offsets).tobytes()
-        fanouts.append((endpoint_id, first, n - 1, packed, clock.take(total), total, at))
+        fanouts.append((endpoint_id, first, n - 1, packed, clock.take(total), total, ats[0]))
     conn.executemany("INSERT INTO fanouts (endpoint_id, first_event, last_event, offsets,"
                      " first_delivery, total, done, created_at) VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
                      fanouts)
-    return ids
+    return out
+
+
+def _fan_out(kinds: Sequence[str], routes: Sequence[str] | None,
+             endpoints: Routing) -> list[tuple[str, Sequence[int]]]:
+    """(endpoint, offsets of the event rows it gets, increasing) for every endpoint that gets
+    any; event rows grouped by type (and route) first, so each group asks `endpoints` once."""
+    groups: dict[tuple[str, str | None], Sequence[int]]
+    if routes is None and len(set(kinds)) == 1:  # a batch of one type: no step per event
+        groups = {(kinds[0], None): range(len(kinds))}
+    else:
+        lists: dict[tuple[str, str | None], list[int]] = {}
+        for offset, key in enumerate(zip(kinds, routes or repeat(None), strict=False)):
+            members = lists.get(key)
+            if members is None:
+                members = lists[key] = []
+            members.append(offset)
+        groups = dict(lists)
+    wanted: dict[str, list[Sequence[int]]] = {}
+    for (kind, route), offsets in groups.items():
+        for ep in endpoints.wanting(kind):
+            if route is None or ep.id == route:
+                wanted.setdefault(ep.id, []).append(offsets)
+    return [(endpoint_id, parts[0] if len(parts) == 1 else sorted(chain.from_iterable(parts)))
+            for endpoint_id, parts in wanted.items()]
 
 
 # The columns of a fan-out row as `make_deliveries` and the readers of open fan-outs take them.

@@ -139,11 +139,16 @@ class SqliteFile:
         """Run `op` in the next group commit. `durable=False` is for writes whose loss in a
         power cut only repeats work (a settled attempt is delivered again, a lease ends):
         a commit holding only those skips the fsync. A process crash loses neither kind."""
+        return await self.submit(op, durable)
+
+    def submit(self, op: Op[T], durable: bool = True) -> asyncio.Future[T]:
+        """`write`'s future, for a caller that shares it with others: `op` runs in the next
+        group commit unless the future is cancelled before its turn."""
         if self._queue is None:
             raise StoreError("the store is not open")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(op, future, durable))
-        return await future
+        return future
 
     async def _write_loop(self, queue: asyncio.Queue[_Pending | None], pool: ThreadPoolExecutor,
                           conn: sqlite3.Connection) -> None:

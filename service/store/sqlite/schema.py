@@ -152,6 +152,11 @@ def event_ref(n: int) -> str:
     return f"evt_{n:016x}"
 
 
+def event_refs(first: int, count: int) -> list[str]:
+    """`event_ref` of `count` consecutive ids (a batch's answer, without a call per id)."""
+    return [f"evt_{n:016x}" for n in range(first, first + count)]
+
+
 def delivery_ref(n: int) -> str:
     return f"msg_{n:016x}"
 

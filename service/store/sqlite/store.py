@@ -9,11 +9,13 @@ that this class runs in its transactions.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,17 @@ from service.store.times import to_us
 PRUNE_EVERY = 3600 * 1_000_000  # µs of event time between sweeps of expired idempotency keys
 
 
+class _Accepts:
+    """The accept calls that joined one write: (events, now) each, and the write's answer
+    (their ids, call by call)."""
+
+    __slots__ = ("calls", "future")
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[list[NewEvent], datetime]] = []
+        self.future: asyncio.Future[list[list[str]]]
+
+
 class SqliteStore:
     """The `Store` on one SQLite file; `commits` counts the write transactions made."""
 
@@ -58,6 +71,7 @@ class SqliteStore:
         # exact. name -> (holder, deadline on the monotonic clock)
         self._cursor_leases: dict[str, tuple[str, float]] = {}
         self._claimed_endpoints: dict[tuple[Any, ...], Endpoint] = {}  # writer thread only
+        self._accepting: _Accepts | None = None  # accept calls waiting for the next write
 
     @property
     def commits(self) -> int:
@@ -114,12 +128,28 @@ class SqliteStore:
 
     # --- events --------------------------------------------------------------------------
     async def accept(self, events: Sequence[NewEvent], now: datetime) -> list[str]:
-        events = list(events)  # the caller may change its list while the write waits
+        # Every accept waiting for the same group commit joins one operation: one statement
+        # per table and one fan-out row per endpoint for all of them, not for each (single
+        # events came one per request, each with its own statements and fan-out row).
+        # serialised here, so data that is not JSON fails its own call, not the whole group
+        events = [ev if ev.data_json is not None else ev._replace(data_json=json.dumps(ev.data))
+                  for ev in events]
+        group = self._accepting
+        if group is None or group.future.done():  # done: its write failed before it ran
+            group = _Accepts()
+            group.future = self._file.submit(partial(self._accept_group, group))
+            self._accepting = group
+        index = len(group.calls)
+        group.calls.append((events, now))
+        # shielded: a caller that goes away takes no one else's answer with it
+        return (await asyncio.shield(group.future))[index]
 
-        def op(conn: sqlite3.Connection) -> list[str]:
-            return event_sql.accept(conn, events, now, self._fanout(conn),
-                                    self._prune(now), self._ids)
-        return await self._file.write(op)
+    def _accept_group(self, group: _Accepts, conn: sqlite3.Connection) -> list[list[str]]:
+        if self._accepting is group:  # accepts from now on wait for the next commit
+            self._accepting = None
+        now = max(at for _, at in group.calls)
+        return event_sql.accept_calls(conn, group.calls, self._fanout(conn), self._prune(now),
+                                      self._ids)
 
     def _prune(self, now: datetime) -> bool:
         """Whether this write should sweep expired idempotency keys (once an hour)."""

@@ -280,3 +280,30 @@ def test_routing_finds_the_endpoints_of_a_type_in_listing_order_without_the_disa
     assert [e.id for e in routing.wanting("z")] == ["ep_b", "ep_e"]
     for kind in ("x", "y", "z"):  # what every endpoint's own `wants` says
         assert routing.wanting(kind) == [e for e in eps if e.wants(kind)]
+
+
+async def test_accepts_waiting_for_one_commit_are_stored_as_one_write(tmp_path: Path) -> None:
+    """Concurrent accepts join one operation (`SqliteStore.accept`): each caller still gets
+    its own ids, an idempotency key sent by two of them names one event, and an endpoint
+    wanting some of the types gets exactly those events, in order."""
+    store = await opened(tmp_path / "s.sqlite3")
+    await store.put_endpoint(endpoint("ep_all"))
+    await store.put_endpoint(dataclasses.replace(endpoint("ep_ab"), event_types=("a", "b")))
+    calls = [[NewEvent(kind, {"call": c, "i": i}) for i, kind in enumerate("abcab")]
+             for c in range(6)]
+    calls += [[NewEvent("a", {"keyed": k}, "key-1")] for k in range(2)]
+    commits = store.commits
+    results = await asyncio.gather(*(store.accept(events, NOW) for events in calls))
+    assert store.commits - commits <= 2  # the first accept may commit alone
+    for events, ids in zip(calls[:6], results[:6], strict=True):
+        assert len(ids) == 5
+        for sent, event_id in zip(events, ids, strict=True):
+            view = await store.get_event(event_id)
+            assert view is not None and view.event.data == sent.data
+            wanted = {"ep_all"} | ({"ep_ab"} if sent.type in "ab" else set())
+            assert {d.endpoint_id for d, _ in view.deliveries} == wanted
+    assert results[6] == results[7]  # one key, one event
+    deliveries = await store.deliveries_of("ep_ab")
+    assert len(deliveries) == 6 * 4 + 1
+    assert [d.event_id for d in deliveries] == sorted(d.event_id for d in deliveries)
+    await store.close()
