@@ -84,7 +84,7 @@ async def serve_targets() -> AsyncIterator[TargetServer]:
 @dataclass(frozen=True)
 class ClusterSpec:
     """What every instance's config shares; alerts are the built-in rules (TargetDown: three
-    failed probes in a row, "<target> is down: …")."""
+    failed probes in a row)."""
 
     redis_url: str
     targets: tuple[str, ...]

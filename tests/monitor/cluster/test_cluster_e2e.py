@@ -258,30 +258,30 @@ async def test_redis_restarted_mid_outage_loses_and_repeats_nothing(
 async def test_a_sentinel_failover_of_the_cluster_redis_keeps_probing_and_alerting(
         tmp_path: Path, sentinel_group: SentinelGroup, targets: TargetServer,
         fake_telegram: FakeTelegram, http: aiohttp.ClientSession) -> None:
-    spec = ClusterSpec(sentinel_group.url, ("a", "b", "c"), targets.url, fake_telegram.url,
-                       interval=1.0, lease=3.0)
+    spec = ClusterSpec(sentinel_group.url, ("alpha", "bravo", "charlie"), targets.url,
+                       fake_telegram.url, interval=1.0, lease=3.0)
     cluster = Cluster(spec, tmp_path, fake_telegram.token)
     for i in range(2):
         cluster.add("eu", f"eu-{i}")
     try:
         await cluster.start(http)
         await cluster.leader(http)
-        targets.fail("a")
-        await until(lambda: _messages(fake_telegram, "FIRING", "a is down"), 30, "FIRING a")
+        targets.fail("alpha")
+        await until(lambda: _messages(fake_telegram, "FIRING", "alpha"), 30, "FIRING alpha")
         sentinel_group.primary.stop(signal.SIGKILL)
         failed_over = time.monotonic()
         promoted = {r.port for r in sentinel_group.replicas}
         await until(lambda: sentinel_group.primary_port() in promoted, 60, "a promotion")
-        targets.fail("b")  # an outage that begins after the failover is sent too
-        await until(lambda: _messages(fake_telegram, "FIRING", "b is down"), 60, "FIRING b")
-        assert len(targets.times("c", "eu", failed_over)) >= 3  # probing went on
-        targets.recover("a")
-        targets.recover("b")
+        targets.fail("bravo")  # an outage that begins after the failover is sent too
+        await until(lambda: _messages(fake_telegram, "FIRING", "bravo"), 60, "FIRING bravo")
+        assert len(targets.times("charlie", "eu", failed_over)) >= 3  # probing went on
+        targets.recover("alpha")
+        targets.recover("bravo")
         await until(lambda: len(_messages(fake_telegram, "RESOLVED", "")) >= 2, 60,
                     "both RESOLVED")
         await asyncio.sleep(4 * spec.interval)
     finally:
         cluster.stop_all()
     # the outbox and its marks wait for a replica (WAIT) before they count: nothing repeated
-    assert len(_messages(fake_telegram, "FIRING", "a is down")) == 1, cluster.logs()
-    assert len(_messages(fake_telegram, "FIRING", "b is down")) == 1, cluster.logs()
+    assert len(_messages(fake_telegram, "FIRING", "alpha")) == 1, cluster.logs()
+    assert len(_messages(fake_telegram, "FIRING", "bravo")) == 1, cluster.logs()
