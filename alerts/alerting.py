@@ -227,10 +227,13 @@ class Alerting:
         for t in transitions:
             if t.change == "firing":
                 log.warning("alert %s FIRING for %s: %s", t.key[0], t.key[1],
-                            t.alert.annotations.get("value", ""))
+                            t.alert.annotations.get("value", ""),
+                            extra={"alertname": t.key[0], "target": t.key[1],
+                                   "severity": t.alert.labels.get("severity", "")})
                 self._wake.set()
             elif t.change == "resolved":
-                log.info("alert %s resolved for %s", t.key[0], t.key[1])
+                log.info("alert %s resolved for %s", t.key[0], t.key[1],
+                         extra={"alertname": t.key[0], "target": t.key[1]})
                 self._resolved.append(t.alert)
                 self._wake.set()
             if t.change in ("firing", "resolved"):  # the status page's incident log

@@ -525,9 +525,10 @@ class Runtime:
         alerting.observe(state, result.named_values(), result.detail)
         if flip == "down":
             reason = result.reason.value if result.reason else "unknown"
-            log.warning("target %s is DOWN: %s: %s", state.name, reason, result.detail)
+            log.warning("target %s is DOWN: %s: %s", state.name, reason, result.detail,
+                        extra={"target": state.name, "failure_reason": reason})
         elif flip == "up":
-            log.info("target %s is UP", state.name)
+            log.info("target %s is UP", state.name, extra={"target": state.name})
 
     async def _flush_loop(self) -> None:
         while True:  # a failure (a full disk) is the supervisor's: logged, counted, restarted

@@ -314,7 +314,8 @@ class Dispatcher:
     def _count(self, claim: Claim, verdict: Verdict, now: datetime) -> None:
         self._metrics.observe_delivery(verdict, claim.event.accepted_at, now)
         if verdict.disable_endpoint:
-            log.warning("endpoint %s disabled: %s", claim.endpoint.id, verdict.disable_endpoint)
+            log.warning("endpoint %s disabled: %s", claim.endpoint.id, verdict.disable_endpoint,
+                        extra={"endpoint_id": claim.endpoint.id})
 
 
 def _describe(exc: BaseException, timeout: float) -> str:

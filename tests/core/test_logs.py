@@ -104,12 +104,16 @@ def _run(args: list[str], tmp_path: Path, until: str) -> list[str]:
 def test_crypitor_run_prints_only_json_lines(tmp_path: Path, how: str) -> None:
     path = _config(tmp_path, "json" if how == "config" else None)
     flag = ["--log-format", "json"] if how == "flag" else []
-    lines = _run(["run", "-c", str(path), *flag], tmp_path, "is DOWN")
+    lines = _run(["run", "-c", str(path), *flag], tmp_path, "FIRING")
     entries = [json.loads(line) for line in lines]  # every line is one JSON object
     assert all({"time", "severity", "message", "logger"} <= set(e) for e in entries)
     assert any(e["message"] == "stopped" for e in entries)
     down = [e for e in entries if "is DOWN" in e["message"]]
     assert down and down[0]["severity"] == "WARNING"
+    assert down[0]["target"] == "closed" and down[0]["failure_reason"] == "refused"
+    firing = [e for e in entries if "FIRING" in e["message"]]
+    assert firing[0]["alertname"] == "TargetDown" and firing[0]["target"] == "closed"
+    assert firing[0]["severity"] == "critical"
 
 
 @pytest.mark.timeout(120)
