@@ -229,7 +229,7 @@ class Alerting:
                 log.warning("alert %s FIRING for %s: %s", t.key[0], t.key[1],
                             t.alert.annotations.get("value", ""),
                             extra={"alertname": t.key[0], "target": t.key[1],
-                                   "severity": t.alert.labels.get("severity", "")})
+                                   "alert_severity": t.alert.labels.get("severity", "")})
                 self._wake.set()
             elif t.change == "resolved":
                 log.info("alert %s resolved for %s", t.key[0], t.key[1],

@@ -113,7 +113,7 @@ def test_crypitor_run_prints_only_json_lines(tmp_path: Path, how: str) -> None:
     assert down[0]["target"] == "closed" and down[0]["failure_reason"] == "refused"
     firing = [e for e in entries if "FIRING" in e["message"]]
     assert firing[0]["alertname"] == "TargetDown" and firing[0]["target"] == "closed"
-    assert firing[0]["severity"] == "critical"
+    assert firing[0]["alert_severity"] == "critical"  # "severity" is the log line's own
 
 
 @pytest.mark.timeout(120)
