@@ -212,7 +212,6 @@ class Runtime:
         self.membership: Membership | None = None
         self._feed: ResultFeed | None = None
         self._cluster_redis: aioredis.Redis | None = None
-        # the status page's SLO section: set by what evaluates the SLOs (none: an empty one)
         self.slo_status: Slos = self.slo_statuses  # the status page's SLO section
 
     @property
