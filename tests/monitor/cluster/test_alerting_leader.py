@@ -33,7 +33,7 @@ from monitor.config.alertconfig import RouteConfig
 from tests.support.fake_telegram import FakeTelegram, serve_fake_telegram
 from tests.support.redis_server import RedisKeyspace, RedisServer, fresh_prefix
 
-LEASE = 1.0
+LEASE = 3.0  # a loaded CI machine stalls the loop for a second now and then
 DOWN = next(r for r in BUILTINS if r.name == "TargetDown")
 TARGETS = {"eth": {"type": "http"}}
 CHAT = "-100"
@@ -165,12 +165,12 @@ async def outage(url: str, prefix: str, nodes: list[Node], fake: FakeTelegram,
                  between: Callable[[], Awaitable[None]] | None = None) -> None:
     await until(lambda: leader_of(nodes) is not None)
     publish(url, prefix, False, times=3)
-    await until(lambda: len(fake.sent) == 1)
+    await until(lambda: len(fake.sent) >= 1)  # a duplicate fails the counts, not a hang
     if between is not None:
         await between()
     await until(lambda: leader_of(nodes) is not None)
     publish(url, prefix, True, times=2)
-    await until(lambda: len(fake.sent) == 2)
+    await until(lambda: len(fake.sent) >= 2)
     await until(lambda: all(
         h["status"] == "sent" for h in nodes[0].store.history()))
 
@@ -182,7 +182,8 @@ async def test_an_outage_is_sent_once_and_only_one_bot_polls(
         await outage(url, prefix, nodes, fake)
         await until(lambda: sum(1 for m, _ in fake.calls if m == "getupdates") >= 1)
         fake.add_command(CHAT, "/alerts")
-        await until(lambda: len(fake.sent) == 3)
+        await until(lambda: len(fake.sent) >= 3)
+    assert len(fake.sent) == 3, texts(fake)
     assert "FIRING" in fake.sent[0].text.upper() and "RESOLVED" in fake.sent[1].text.upper()
     assert fake.conflicts == 0  # one bot polled: no getUpdates cut off by another
 
