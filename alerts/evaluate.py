@@ -7,6 +7,7 @@ when is the router's business. States that changed are collected for the caller 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -20,6 +21,7 @@ from alerts.template import format_value, pieces, render
 
 DETAIL = "failure_detail"  # kept with the values: the probe's words for what went wrong
 REASON = "failure_reason"  # kept too: the probe's reason (timeout, status, lag ...)
+_INACTIVE = AlertState()  # frozen: one shared value for every (rule, target) never seen
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,9 @@ class Evaluator:
         self._states = {k: s for k, s in states.items() if k[0] in known}
         self._labels = {name: {**labels, "target": name} for name, labels in targets.items()}
         self._dirty: dict[StateKey, AlertState] = {}
+        # per target: the labels last seen and the rules that select them. Every probe
+        # result asks; labels change only with a reload, so matching runs once per target
+        self._selected: dict[str, tuple[dict[str, str], list[RuleSpec]]] = {}
 
     @property
     def rules(self) -> list[RuleSpec]:
@@ -75,6 +80,7 @@ class Evaluator:
         self._rules = list(rules)
         self._timing = {r.name: Timing(r.for_, r.failures, self._resolve_after) for r in rules}
         self._labels = labels
+        self._selected = {}
         return ended
 
     def restore(self, states: Mapping[StateKey, AlertState]) -> None:
@@ -94,18 +100,20 @@ class Evaluator:
         full = {**labels, "target": target}
         self._labels[target] = full
         out: list[Transition] = []
-        for rule in self._rules:
-            if not matches(rule.match, full):
-                continue
+        for rule in self._select(target, full):
             key = (rule.name, target)
-            before = self._states.get(key, AlertState())
+            before = self._states.get(key, _INACTIVE)
             holds = rule.condition.evaluate(values)
-            kept = self._kept(rule, values)
-            if detail:
-                kept[DETAIL] = detail[:500]
-            after, change = step(before, holds, now, self._timing[rule.name],
-                                 kept if holds else before.values)
-            if after != before:
+            if not holds and before.phase == "inactive" and before.streak == 0:
+                continue  # the common case, a healthy target: `step` would change nothing
+            kept = before.values
+            if holds:  # what the state keeps of the values is needed only when it holds
+                fresh = self._kept(rule, values)
+                if detail:
+                    fresh[DETAIL] = detail[:500]
+                kept = fresh
+            after, change = step(before, holds, now, self._timing[rule.name], kept)
+            if after is not before and after != before:
                 self._states[key] = after
                 self._dirty[key] = after
             if change is not None:
@@ -117,6 +125,14 @@ class Evaluator:
                     alert = self._alert(rule, target, shown, after.since)
                 out.append(Transition(key, change, alert))
         return out
+
+    def _select(self, target: str, labels: dict[str, str]) -> list[RuleSpec]:
+        """The rules whose `match` selects `labels` (the target's, with `target`)."""
+        selected = self._selected.get(target)
+        if selected is None or selected[0] != labels:
+            selected = self._selected[target] = (
+                labels, [r for r in self._rules if matches(r.match, labels)])
+        return selected[1]
 
     def _alert(self, rule: RuleSpec, target: str, values: Mapping[str, Any],
                since: datetime | None) -> Alert:
@@ -158,10 +174,15 @@ class Evaluator:
     def _kept(rule: RuleSpec, values: Mapping[str, Any]) -> dict[str, Any]:
         """What a state remembers of the values that made it hold: those the condition and
         the summary name (so messages after a restart still read right)."""
-        wanted = [*rule.condition.names, *(n for kind, n in pieces(rule.summary)
-                                           if kind == "name"), REASON]
-        return {n: values[n] for n in wanted if n in values}
+        return {n: values[n] for n in _wanted(rule.condition.names, rule.summary)
+                if n in values}
 
     def take_dirty(self) -> dict[StateKey, AlertState]:
         dirty, self._dirty = self._dirty, {}
         return dirty
+
+
+@functools.lru_cache(maxsize=1024)
+def _wanted(names: tuple[str, ...], summary: str) -> tuple[str, ...]:
+    """The value names a condition and a summary template use (parsed once per rule)."""
+    return (*names, *(n for kind, n in pieces(summary) if kind == "name"), REASON)

@@ -5,7 +5,18 @@ per probe, full response read). Counted: our whole `crypitor run` process (sched
 probes, metrics) against the blackbox_exporter process; the driver that asks blackbox for
 probes (standing in for Prometheus) is not counted.
 
-    .venv/bin/python -m bench.http_cpu [--targets 100] [--seconds 60]
+Then, not counted in the ratio, where our per-probe CPU goes: the same config runs in this
+process (`Runtime`, on uvloop, [cluster] off, as `crypitor run` runs it) for a window
+without a profiler (the plain CPU per probe) and one under cProfile. Each profiled
+function's own time goes to a part: the functions of a part's code are its own (table
+PARTS), any other function (builtins, asyncio, dataclasses...) is shared out among the
+parts of its callers, in proportion to the time each caller spent in it (gprof's rule, one
+caller deep). What the profiler saw of no part, and the main thread's CPU it did not see at
+all (uvloop's C callbacks, sockets, GC), is "event loop & other"; worker threads (SQLite
+writes) are counted apart. cProfile's own overhead inflates Python-heavy parts, so read the
+shares and compare them run to run; the plain figure is the real cost.
+
+    .venv/bin/python -m bench.http_cpu [--targets 100] [--seconds 60] [--profile-seconds 20]
 """
 
 from __future__ import annotations
@@ -16,6 +27,7 @@ import time
 
 import aiohttp
 
+from bench.probe_profile import Breakdown, profile_runtime
 from bench.procs import blackbox, cpu_seconds, crypitor, nginx, sample_sum, scrape
 
 WARMUP = 5.0
@@ -87,13 +99,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--targets", type=int, default=100)
     ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--profile-seconds", type=float, default=20.0,
+                    help="the in-process windows (plain, then profiled); 0: no breakdown")
     args = ap.parse_args()
+    breakdown: Breakdown | None = None
     with nginx() as ports:
         urls = [f"http://127.0.0.1:{ports[i % len(ports)]}/t{i}" for i in range(args.targets)]
         rows = {
             "blackbox_exporter": measure_blackbox(urls, args.seconds),
             "crypitor": measure_ours(urls, args.seconds),
         }
+        if args.profile_seconds > 0:
+            breakdown = profile_runtime(our_config(urls), args.profile_seconds, WARMUP)
     print(f"\nHTTP probing, {args.targets} targets at 1 s, {args.seconds:g} s measured")
     print(f"{'':20}{'probes':>8}{'CPU s':>9}{'ms CPU/probe':>14}{'success':>9}")
     per_probe = {}
@@ -103,6 +120,8 @@ def main() -> None:
     ratio = per_probe["blackbox_exporter"] / per_probe["crypitor"]
     print(f"\nratio: crypitor uses {ratio:.1f}x less CPU per probe than blackbox_exporter"
           f" (goal: at least 3x)")
+    if breakdown is not None:
+        print("\n".join(breakdown.lines()))
 
 
 if __name__ == "__main__":
