@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from monitor.cluster.membership import PREFIX
 from monitor.runtime import WINDOWS, Buckets, Counts, add_counts, assemble, shown
@@ -40,6 +40,32 @@ TIMEOUT = 5.0
 
 Totals = dict[tuple[str, str], list[int]]  # (target, window) → [ok, total]
 SEP = "\x1f"  # target + SEP + "n": the count of probes whose durations a latency field sums
+# ARGV: the counts' and the latencies' key prefixes, seconds per hour and per day, the hour
+# and day keys' time to live, then per (target, hour): target, hour, total * SHIFT + ok,
+# summed seconds, probes timed. Adds them to the hour's and the day's buckets.
+_ADD = """
+local counts, latency = ARGV[1], ARGV[2]
+local hour_s, day_s = tonumber(ARGV[3]), tonumber(ARGV[4])
+local ttls = {h = ARGV[5], d = ARGV[6]}
+local touched = {}
+for i = 7, #ARGV, 5 do
+  local target, hour = ARGV[i], tonumber(ARGV[i + 1])
+  local buckets = {{'h', hour}, {'d', math.floor(hour * hour_s / day_s)}}
+  for _, b in ipairs(buckets) do
+    local suffix = ':' .. b[1] .. ':' .. string.format('%d', b[2])
+    local key = counts .. suffix
+    redis.call('HINCRBY', key, target, ARGV[i + 2])
+    if not touched[key] then touched[key] = true; redis.call('EXPIRE', key, ttls[b[1]]) end
+    if tonumber(ARGV[i + 4]) > 0 then
+      local lkey = latency .. suffix
+      redis.call('HINCRBYFLOAT', lkey, target, ARGV[i + 3])
+      redis.call('HINCRBY', lkey, target .. '\\31n', ARGV[i + 4])
+      if not touched[lkey] then touched[lkey] = true; redis.call('EXPIRE', lkey, ttls[b[1]]) end
+    end
+  end
+end
+return 1
+"""
 
 
 class ClusterHistory:
@@ -52,6 +78,7 @@ class ClusterHistory:
         self._clock = clock
         self._pending: dict[tuple[str, int], Counts] = {}
         self._latency = f"{prefix}:latency"
+        self._sha = ""  # the flush script's, once loaded
         # the last read of buckets: (monotonic, hour, targets, hourly, daily)
         self._shown: tuple[float, int, frozenset[str], dict[tuple[str, int], Counts],
                            dict[tuple[str, int], Counts]] | None = None
@@ -72,26 +99,21 @@ class ClusterHistory:
         pending, self._pending = self._pending, {}
         if not pending:
             return
-        pipe = self._redis.pipeline(transaction=True)  # all of them or none
-        touched: set[str] = set()
+        args: list[str | int | float] = [self._prefix, self._latency, HOUR, DAY, HOUR_TTL,
+                                         DAY_TTL]
         for (target, hour), (ok, total, seconds, timed) in pending.items():
-            value = int(total) * SHIFT + int(ok)
-            for bucket, ttl in ((f"h:{hour}", HOUR_TTL), (f"d:{hour * HOUR // DAY}", DAY_TTL)):
-                key = f"{self._prefix}:{bucket}"
-                pipe.hincrby(key, target, value)
-                if timed:
-                    latency = f"{self._latency}:{bucket}"
-                    pipe.hincrbyfloat(latency, target, seconds)
-                    pipe.hincrby(latency, target + SEP + "n", int(timed))
-                    if latency not in touched:
-                        touched.add(latency)
-                        pipe.expire(latency, ttl)
-                if key not in touched:
-                    touched.add(key)
-                    pipe.expire(key, ttl)
+            args += [target, hour, int(total) * SHIFT + int(ok), float(seconds), int(timed)]
         try:
             async with asyncio.timeout(TIMEOUT):
-                await pipe.execute()
+                # one call for the whole flush (all of it or none): a command per bucket and
+                # target from Python cost more than the probe's own result handling
+                try:
+                    if not self._sha:
+                        raise NoScriptError("not loaded yet")
+                    await self._redis.evalsha(self._sha, 0, *args)
+                except NoScriptError:  # first use, or Redis restarted empty
+                    self._sha = await self._redis.script_load(_ADD)
+                    await self._redis.evalsha(self._sha, 0, *args)
         except (RedisError, OSError, TimeoutError) as exc:
             self._keep(pending)
             if not self._failing:
