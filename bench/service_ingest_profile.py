@@ -24,14 +24,13 @@ import pstats
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
 
 import uvloop
 
 from bench.procs import cpu_seconds
 from bench.service_load import batch_body, event_body
 from bench.service_procs import WrkResult, wrk
-from bench.service_profile import Settings
+from bench.service_profile import Settings, split
 from core import signing
 from service.app import Service
 from service.models import Endpoint
@@ -50,18 +49,6 @@ PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("aiohttp's parser and protocol (data_received)", ("web_protocol.py:data_received",)),
     ("the dispatcher's claims (woken by each accept)", ("dispatcher.py:run",)),
 )
-
-
-def split(stats: pstats.Stats, count: int) -> list[str]:
-    raw: Any = stats.stats  # type: ignore[attr-defined]
-    lines = []
-    for part, needles in PARTS:
-        cumulative = 0.0
-        for (path, _line, name), (_cc, _nc, _tt, ct, _callers) in raw.items():
-            if f"{os.path.basename(path)}:{name}" in needles:
-                cumulative = max(cumulative, ct)
-        lines.append(f"  {part:52}{cumulative / count * 1e6:9.1f} µs")
-    return lines
 
 
 async def serve(svc: Service, sink: str, ready: threading.Event, done: threading.Event,
@@ -142,7 +129,7 @@ def main() -> None:
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)
     print("Split (cumulative per request, event-loop thread):")
-    print("\n".join(split(stats, count)))
+    print("\n".join(split(stats, count, PARTS, width=52)))
     stats.sort_stats("tottime").print_stats(args.top)
     print(out.getvalue())
 

@@ -108,16 +108,17 @@ def queue_url(redis: bool) -> Iterator[str]:
         yield f"redis://127.0.0.1:{server.port}/0"
 
 
-def split(stats: pstats.Stats, count: int) -> list[str]:
+def split(stats: pstats.Stats, count: int,
+          parts: tuple[tuple[str, tuple[str, ...]], ...] = PARTS, width: int = 40) -> list[str]:
+    """One line per part: the largest cumulative time among its functions, per `count`."""
     raw: Any = stats.stats  # type: ignore[attr-defined]
     lines = []
-    for part, needles in PARTS:
+    for part, needles in parts:
         cumulative = 0.0
         for (path, _line, name), (_cc, _nc, _tt, ct, _callers) in raw.items():
-            key = f"{os.path.basename(path)}:{name}"
-            if any(key == n for n in needles):
+            if f"{os.path.basename(path)}:{name}" in needles:
                 cumulative = max(cumulative, ct)
-        lines.append(f"  {part:40}{cumulative / count * 1e6:8.1f} µs")
+        lines.append(f"  {part:{width}}{cumulative / count * 1e6:{width // 5}.1f} µs")
     return lines
 
 

@@ -25,7 +25,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
 
 from monitor.cluster.membership import PREFIX
-from monitor.runtime import WINDOWS, Buckets, Counts, add_counts, assemble, shown
+from monitor.runtime import WINDOWS, Buckets, Counts, assemble, record_probe, shown
 
 log = logging.getLogger("crypitor.cluster")
 
@@ -88,11 +88,7 @@ class ClusterHistory:
     def record(self, target: str, success: bool, at: float,
                duration: float | None = None) -> None:
         """One probe's outcome at `at` (unix seconds), and its duration in seconds."""
-        key = (target, int(at // HOUR))
-        counts = self._pending.get(key)
-        if counts is None:
-            counts = self._pending[key] = [0, 0, 0.0, 0]
-        add_counts(counts, success, duration)
+        record_probe(self._pending, target, success, at, duration)
 
     async def flush(self) -> None:
         """Add the counts since the last flush; kept for the next one when Redis fails."""

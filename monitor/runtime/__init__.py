@@ -14,6 +14,7 @@ from monitor.runtime.history import (
     UptimeHistory,
     add_counts,
     assemble,
+    record_probe,
     shown,
 )
 from monitor.runtime.scheduler import (
@@ -69,6 +70,7 @@ __all__ = [
     "grid_slot",
     "grid_start",
     "last_good",
+    "record_probe",
     "run_bounded",
     "shown",
     "slo_collector",

@@ -103,6 +103,17 @@ class History(Protocol):
     def close(self) -> None: ...
 
 
+def record_probe(pending: dict[tuple[str, int], Counts], target: str, success: bool,
+                 at: float, duration: float | None) -> None:
+    """Count one probe into `pending`, by (target, hour): what both histories' `record`
+    does between flushes."""
+    key = (target, int(at // HOUR))
+    counts = pending.get(key)
+    if counts is None:
+        counts = pending[key] = [0, 0, 0.0, 0]
+    add_counts(counts, success, duration)
+
+
 def add_counts(acc: Counts, success: bool, duration: float | None) -> None:
     """Count one probe into `acc`."""
     acc[0] += success
@@ -181,11 +192,7 @@ class UptimeHistory:
     def record(self, target: str, success: bool, at: float,
                duration: float | None = None) -> None:
         """One probe's outcome at `at` (unix seconds), and its duration in seconds."""
-        key = (target, int(at // HOUR))
-        counts = self._pending.get(key)
-        if counts is None:
-            counts = self._pending[key] = [0, 0, 0.0, 0]
-        add_counts(counts, success, duration)
+        record_probe(self._pending, target, success, at, duration)
 
     async def flush(self) -> None:
         pending, self._pending = self._pending, {}
