@@ -39,7 +39,7 @@ from monitor.config import load
 PARTS: tuple[tuple[str, str, str], ...] = (
     ("scheduler", "/monitor/runtime/scheduler.py", "run_bounded"),
     ("scheduler", "/monitor/runtime/scheduler.py", ""),
-    ("scheduler", "/apscheduler/", ""),  # what the scheduler ran on before issue 16
+    ("scheduler", "/apscheduler/", ""),  # the rounds' jobs (before issue 16: one per target)
     ("probe I/O", "/probes/", ""),
     ("probe I/O", "/httptools/", ""),
     ("state", "/monitor/runtime/state.py", ""),

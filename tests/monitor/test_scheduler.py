@@ -174,9 +174,9 @@ def test_missed_runs_are_counted_and_logged_once_a_minute(
     sched = ProbeScheduler([], metrics, lambda _j, _r: None, clock=lambda: now[0])
     with caplog.at_level(logging.WARNING, logger="monitor.runtime.scheduler"):
         for _ in range(500):  # a stalled loop: every target's run comes too late
-            sched._on_missed(None)
+            sched._missed_runs(1)
         now[0] += 61
-        sched._on_missed(None)
+        sched._missed_runs(1)
     samples = next(iter(metrics.missed.collect())).samples
     assert next(s.value for s in samples if s.name == "missed_total") == 501
     lines = [r.getMessage() for r in caplog.records]
