@@ -277,6 +277,8 @@ class ProbeScheduler:
     async def _arm_round(self, rnd: Round) -> None:
         """APScheduler's job: arm this round's runs. After a stall it comes late, once (its
         runs past their grace are then dropped and counted by `_run`)."""
+        if self._stopping:  # begun just before stop() paused APScheduler
+            return
         now = self._clock()
         at = rnd.origin + math.floor((now - rnd.origin + EARLY) / rnd.interval) * rnd.interval
         rnd.at = at
