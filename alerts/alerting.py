@@ -25,7 +25,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from alerts import NotifyError, NotLeader
@@ -252,11 +252,18 @@ class Alerting:
         self._wake.set()
 
     def _take_external(self, alerts: Sequence[Alert]) -> None:
+        """Alertmanager's alerts taken in; a new firing one and the end of a known one go to
+        the incident log as our own transitions do (repeats of a firing alert change nothing,
+        the end of one never seen firing is ignored as for the receivers)."""
+        now = self._clock()
         for alert in alerts:
             if alert.status == "resolved":
                 if self._external.pop(alert.fingerprint, None) is not None:
                     self._resolved.append(alert)
+                    self._incidents.append(incident_event(alert, "resolved", now))
             else:
+                if alert.fingerprint not in self._external:
+                    self._incidents.append(incident_event(alert, "firing", now))
                 self._external[alert.fingerprint] = alert
 
     async def add_silence(self, silence: Silence) -> None:
@@ -315,7 +322,9 @@ class Alerting:
     def _live_external(self, now: datetime) -> list[Alert]:
         expired = [fp for fp, a in self._external.items() if a.ends_at and a.ends_at <= now]
         for fp in expired:
-            self._resolved.append(replace(self._external.pop(fp), status="resolved"))
+            gone = replace(self._external.pop(fp), status="resolved")
+            self._resolved.append(gone)
+            self._incidents.append(incident_event(gone, "resolved", now))
         return list(self._external.values())
 
     # --- the flush loop --------------------------------------------------------------------
@@ -340,7 +349,6 @@ class Alerting:
         dirty = self.evaluator.take_dirty()
         if dirty:
             await asyncio.to_thread(self.store.save_states, dirty)
-        await self._log_incidents()
         await self._read_silences()
         queued = await asyncio.to_thread(self.store.queued_external)
         if queued:
@@ -349,6 +357,7 @@ class Alerting:
                                     [_external_to_json(a) for a in self._external.values()])
         alerts = (self.evaluator.firing() + self._builtin() + self._live_external(now)
                   + self._resolved)
+        await self._log_incidents()  # ours, and Alertmanager's taken in or expired above
         self._resolved = []
         self.router.update(alerts, now)
         if self._counters is not None:
@@ -470,13 +479,18 @@ def _external_from_json(data: Mapping[str, Any]) -> Alert:
 
 
 def incident_event(alert: Alert, change: str, now: datetime) -> dict[str, str]:
-    """A transition as the incident log takes it (`Store.log_incidents`)."""
+    """A transition as the incident log takes it (`Store.log_incidents`). Times are in UTC
+    and no later than `now`: an Alertmanager alert's come from its sender, in any zone, and
+    the log orders and expires by them (an `endsAt` in 9999 would expire everything)."""
+    def when(moment: datetime) -> str:
+        return min(moment, now).astimezone(UTC).isoformat()
+
     return {"fingerprint": alert.fingerprint, "alertname": alert.name,
             "target": alert.labels.get("target", ""),
             "severity": alert.labels.get("severity", ""),
             "summary": alert.annotations.get("summary", ""), "status": change,
-            "started_at": alert.starts_at.isoformat() if alert.starts_at else "",
-            "at": (alert.ends_at if change == "resolved" and alert.ends_at else now).isoformat()}
+            "started_at": when(alert.starts_at) if alert.starts_at else "",
+            "at": when(alert.ends_at if change == "resolved" and alert.ends_at else now)}
 
 
 def watchdog_alert() -> Alert:

@@ -67,10 +67,9 @@ def _time(value: Any, where: str) -> datetime | None:
     if when.year < 1000:  # other renderings of the zero time
         return None
     try:
-        when.astimezone(UTC)
+        return when.astimezone(UTC)  # our alerts' times are UTC, whatever zone the sender's
     except OverflowError:  # "9999-12-31T23:59:59-23:59": past datetime's range in UTC
         raise PayloadError("must lie within the years 1000-9999 in UTC", where) from None
-    return when
 
 
 def parse(body: Any) -> list[Alert]:

@@ -203,6 +203,7 @@ class Runtime:
             self.inbox = CanaryInbox(f"http://{host}:{port}/canary", signing.new_secret())
         self._parts = contextlib.AsyncExitStack()
         self._runner: HardenedRunner | None = None
+        self._status_runner: HardenedRunner | None = None  # [status_page].listen
         self._service: Service | None = None
         self._hurry = asyncio.Event()
         self.reload_gauges = ReloadGauges(self.registry, clock)
@@ -290,7 +291,8 @@ class Runtime:
         parts.push_async_callback(self._close_listener, runner)
         log.info("monitor listening on http://%s", self.config.monitor.listen)
         if self.config.status_page.listen:  # the status page alone, for publishing
-            public = await start_server(status.public_app(), self.config.status_page.listen)
+            public = self._status_runner = await start_server(status.public_app(),
+                                                              self.config.status_page.listen)
             parts.push_async_callback(self._close_listener, public)
             log.info("status page listening on http://%s", self.config.status_page.listen)
         service = None
@@ -564,11 +566,13 @@ class Runtime:
         self._history.close()
 
     def drain(self) -> None:
-        """The first step of a shutdown: `/readyz` of both listeners (monitor and service)
-        answers 503 while every request is still served, until `stop()`."""
+        """The first step of a shutdown: `/readyz` of the monitor and the service answers 503
+        while every request is still served, on the status page's listener too, each answer
+        with `Connection: close`, until `stop()`."""
         self._probing = False
-        if self._runner is not None:
-            self._runner.drain()
+        for runner in (self._runner, self._status_runner):
+            if runner is not None:
+                runner.drain()
         if self._service is not None:
             self._service.drain()
 

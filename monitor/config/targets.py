@@ -19,6 +19,12 @@ RESERVED_LABELS = frozenset({"target", "type", "phase", "reason", "result", "le"
                              "job", "instance", "version", "outcome", "alertname",
                              "severity"})
 _LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+# What a node provider's API key in a URL path looks like: Infura's 32 hex digits
+# (/v3/<key>), Alchemy's 32 letters, digits, _ and - (/v2/<key>), QuickNode's 40-hex token.
+# Words (/healthz, /eth-mainnet-archive) have no digits, versions (/v3) are short.
+_HEX_KEY = re.compile(r"[0-9A-Fa-f]{32,}")
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,}")
+HIDDEN = "…"  # what display_url shows in place of a path segment that looks like a key
 
 
 @dataclass(frozen=True)
@@ -39,15 +45,26 @@ class TargetConfig:
 
     @property
     def display_url(self) -> str:
-        """The URL safe to show: env references as written, credentials and query removed."""
+        """The URL safe to show: env references as written, credentials and query removed,
+        and each path segment that looks like an API key (`key_like`) replaced by `HIDDEN`.
+        Every place that shows a target's URL (messages, API, status page) shows this."""
         if is_env_ref(self.url):
             return self.url
         parts = urlsplit(self.url)
         host = parts.hostname or ""
         if parts.port:
             host = f"{host}:{parts.port}"
-        return f"{parts.scheme}://{host}{parts.path}"
+        path = "/".join(HIDDEN if key_like(seg) else seg for seg in parts.path.split("/"))
+        return f"{parts.scheme}://{host}{path}"
 
+
+def key_like(segment: str) -> bool:
+    """Whether a URL path segment looks like a credential: 32 or more hex digits, or 16 or
+    more of [A-Za-z0-9_-] with both letters and digits among them."""
+    if _HEX_KEY.fullmatch(segment):
+        return True
+    return (_TOKEN.fullmatch(segment) is not None and any(c.isdigit() for c in segment)
+            and any(c.isalpha() for c in segment))
 
 
 def decode_targets(d: Decoder, raw: object, default_interval: float,

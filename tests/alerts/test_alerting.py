@@ -47,7 +47,7 @@ async def site() -> AsyncIterator[Site]:
         return web.Response(status=status, text="ok" if status == 200 else "broken")
 
     app = web.Application()
-    app.router.add_get("/", handle)
+    app.router.add_get("/{path:.*}", handle)  # any path: a node's URL may carry its key
     async with serve(app) as base:
         s.url = f"{base}/"
         yield s
@@ -352,7 +352,8 @@ async def test_a_webhook_receiver_hears_too_with_continue_and_no_credential_is_s
         caplog: pytest.LogCaptureFixture) -> None:
     """The route sends TargetDown to the webhook and, with continue, on to Telegram too: the
     webhook gets Alertmanager's JSON, signed; Telegram's message shows the target's URL
-    without its user, password or query; the RESOLVED replies to the FIRING."""
+    without its user, password, query or the API key in its path (as Infura's /v3/<key>);
+    the RESOLVED replies to the FIRING."""
     caplog.set_level(logging.DEBUG)
     secret = new_secret()
     extra = f"""
@@ -371,27 +372,33 @@ secret = "env:HOOK_SECRET"
 """
     cfg = config(tmp_path, site, fake_telegram, extra)
     port = site.url.rsplit(":", 1)[1].strip("/")
-    secret_url = f"http://127.0.0.1:{port}/?apikey=k3y"  # (userinfo: refused by the probe)
+    path_key = "9aa3d95b3bc440fa88ea12eaa4456161"
+    # (userinfo: refused by the probe)
+    secret_url = f"http://127.0.0.1:{port}/v3/{path_key}?apikey=k3y"
+    shown = f"http://127.0.0.1:{port}/v3/…"
     cfg = replace(cfg, targets=(replace(cfg.targets[0], url=secret_url),))
     m = Runtime(cfg, {"TEST_BOT_TOKEN": fake_telegram.token, "HOOK_SECRET": secret})
     await m.start()
     try:
         site.status = 500
         await until(lambda: len(texts(fake_telegram)) == 1 and len(alert_sink.posted) == 1)
+        _, listed = await api(m, "GET", "/api/v1/targets")
         site.status = 200
         await until(lambda: len(texts(fake_telegram)) == 2 and len(alert_sink.posted) == 2)
     finally:
         await m.stop()
     firing, resolved = (s for s in fake_telegram.sent if s.chat_id == CHAT)
-    assert f"🔗 http://127.0.0.1:{port}/" in firing.text
-    for text in (firing.text, resolved.text, caplog.text):
-        assert "k3y" not in text
+    assert f"🔗 {shown}\n" in firing.text
+    assert [t["url"] for t in listed] == [shown]
+    for text in (firing.text, resolved.text, caplog.text, str(listed),
+                 *(p.body.decode() for p in alert_sink.posted)):
+        assert "k3y" not in text and path_key not in text
     assert resolved.reply_to == firing.message_id
     hooks = [Webhook(secret).verify(p.body, p.headers) for p in alert_sink.posted]
     assert [(h["version"], h["status"], h["receiver"]) for h in hooks] == [
         ("4", "firing", "pager"), ("4", "resolved", "pager")]
     alert = hooks[0]["alerts"][0]
     assert alert["labels"]["alertname"] == "TargetDown" and alert["labels"]["target"] == "eth-main"
-    assert alert["annotations"]["target_url"] == f"http://127.0.0.1:{port}/"
+    assert alert["annotations"]["target_url"] == shown
     assert hooks[1]["alerts"][0]["fingerprint"] == alert["fingerprint"]
     assert "Zq81xv" not in caplog.text and secret[6:] not in caplog.text

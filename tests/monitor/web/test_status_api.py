@@ -1,12 +1,14 @@
 """The status page's API on a real monitor: `/api/v1/status` in the contract's shape, grouped by
-`group_by`, with history, incidents (an alert that fired and resolved, a maintenance window) and
-SLOs; the badges; the Atom feed; public mode leaking no URL, address or failure detail anywhere;
-the second listener serving only those paths; `[status_page]` applied on reload."""
+`group_by`, with history, incidents (an alert that fired and resolved, a maintenance window,
+alerts received from Alertmanager) and SLOs; the badges; the Atom feed; public mode leaking no
+URL, address or failure detail anywhere; the second listener serving only those paths;
+`[status_page]` applied on reload."""
 
 from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +110,62 @@ async def test_status_data_incidents_badges_and_feed(tmp_path: Path) -> None:
     assert ">up<" in badge[2] and ">100.00%<" in uptime[2]
     assert missing[0] == 404 and json.loads(missing[2])["field"] == "name"
     assert bad_window[0] == 404 and json.loads(bad_window[2])["field"] == "window"
+
+
+def am_alert(name: str, status: str, starts: datetime, ends: str) -> dict[str, Any]:
+    """One alert of an Alertmanager webhook payload, its start written in UTC+1."""
+    return {"status": status, "labels": {"alertname": name, "instance": "db1:9100",
+                                         "severity": "critical"},
+            "annotations": {"summary": f"{name} on db1"},
+            "startsAt": starts.astimezone(timezone(timedelta(hours=1))).isoformat(),
+            "endsAt": ends}
+
+
+async def test_alerts_from_alertmanager_enter_the_incident_log(tmp_path: Path) -> None:
+    """Posted to /api/v1/alertmanager, an alert's firing and its end are logged like our own:
+    the status page and the feed show it resolved; its times are UTC; an `endsAt` far in the
+    future neither stands as the end nor expires the rest of the log."""
+    starts = (datetime.now(UTC) - timedelta(minutes=10)).replace(microsecond=0)
+    ends = starts + timedelta(minutes=5)
+    async with running(tmp_path) as m, aiohttp.ClientSession() as http:
+        async def post(*alerts: dict[str, Any]) -> None:
+            async with http.post(f"{m.main}/api/v1/alertmanager",
+                                 json={"version": "4", "alerts": list(alerts)},
+                                 headers={"Authorization": f"Bearer {KEY}"}) as resp:
+                assert resp.status == 200, await resp.text()
+
+        async def incidents(name: str) -> list[dict[str, Any]]:
+            return [i for i in (await status(http, m.main))["incidents"]
+                    if i["alertname"] == name]
+
+        async def shown(name: str, state: str) -> bool:
+            return [i["status"] for i in await incidents(name)] == [state]
+
+        await post(am_alert("DiskFull", "firing", starts, "0001-01-01T00:00:00Z"))
+        await until(lambda: shown("DiskFull", "firing"))
+        (firing,) = await incidents("DiskFull")
+        await post(am_alert("DiskFull", "resolved", starts, ends.isoformat()))
+        await until(lambda: shown("DiskFull", "resolved"))
+        await post(am_alert("CertExpired", "firing", starts, "0001-01-01T00:00:00Z"))
+        await post(am_alert("CertExpired", "resolved", starts, "9999-12-31T23:59:59Z"))
+        await until(lambda: shown("CertExpired", "resolved"))
+        (disk,) = await incidents("DiskFull")
+        (cert,) = await incidents("CertExpired")
+        _, _, page = await fetch(http, f"{m.main}/")
+        _, _, feed = await fetch(http, f"{m.main}/feed.atom")
+        _, _, public = await fetch(http, f"{m.public}/api/v1/status")
+    assert firing["status"] == "firing"
+    assert (disk["title"], disk["severity"], disk["summary"]) == (
+        "DiskFull", "critical", "DiskFull on db1")
+    assert disk["started_at"] == starts.isoformat() == firing["started_at"]
+    assert disk["resolved_at"] == ends.isoformat()
+    assert cert["started_at"] == starts.isoformat()
+    assert starts.isoformat() < cert["resolved_at"] < "9999"
+    assert "DiskFull" in page and "CertExpired" in page
+    titles = [e.findtext(f"{ATOM}title") for e in ET.fromstring(feed).findall(f"{ATOM}entry")]
+    assert "RESOLVED: DiskFull" in titles and "RESOLVED: CertExpired" in titles
+    assert {i["alertname"] for i in json.loads(public)["incidents"]} >= {"DiskFull",
+                                                                         "CertExpired"}
 
 
 LEAKS = ("127.0.0.1", SECRET, "/flaky", "refused", "expected 2xx", "503", "tcp://")

@@ -1,6 +1,7 @@
 """With [cluster], every instance's status page and /api/v1/status show the whole cluster: two
 in-process `crypitor run` monitors in two locations on a real redis-server, a target failing
-from one location only, seen from the other (with its history counted from both)."""
+from one location only, seen from the other (with its history counted from both), and the
+alerts received from Alertmanager in the cluster's incident log."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import contextlib
 import json
 import tomllib
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -87,3 +89,45 @@ async def test_every_instance_shows_the_whole_cluster(tmp_path: Path,
     assert all("instance" not in x for x in public["locations"])  # a host name: not public
     assert {x["instance"] for x in private["locations"]} == {"eu-host-1", "us-host-1"}
     assert "us: DOWN" in page and "eu: UP" in page and "host-1" not in page
+
+
+async def test_alertmanager_alerts_enter_the_cluster_incident_log(
+        tmp_path: Path, redis_keyspace: RedisKeyspace) -> None:
+    """An Alertmanager alert posted to one instance and its end to the other (so one of them
+    goes through the queue to the alerting leader): the cluster's incident log in Redis holds
+    it resolved, and both instances' status pages show it."""
+    starts = (datetime.now(UTC) - timedelta(minutes=10)).replace(microsecond=0)
+    ends = starts + timedelta(minutes=5)
+
+    def alert(status: str, ends_at: str) -> dict[str, Any]:
+        return {"status": status, "labels": {"alertname": "DiskFull", "severity": "warning"},
+                "annotations": {"summary": "db1 disk full"},
+                "startsAt": starts.isoformat(), "endsAt": ends_at}
+
+    async with serve_targets() as server, \
+            instance(tmp_path, redis_keyspace, "eu", f"{server.url}/t/node", False) as eu, \
+            instance(tmp_path, redis_keyspace, "us", f"{server.url}/t/node", False) as us, \
+            aiohttp.ClientSession() as http:
+        async def post(runtime: Runtime, item: dict[str, Any]) -> None:
+            async with http.post(f"http://{runtime.config.monitor.listen}/api/v1/alertmanager",
+                                 json={"version": "4", "alerts": [item]},
+                                 headers={"Authorization": "Bearer k"}) as resp:
+                assert resp.status == 200, await resp.text()
+
+        async def incidents(runtime: Runtime) -> list[dict[str, Any]]:
+            _, _, body = await fetch(http,
+                                     f"http://{runtime.config.monitor.listen}/api/v1/status")
+            return [i for i in json.loads(body)["incidents"] if i["alertname"] == "DiskFull"]
+
+        async def logged_as(state: str) -> bool:
+            return [i["status"] for i in await incidents(eu)] == [state]
+
+        await post(eu, alert("firing", "0001-01-01T00:00:00Z"))
+        await until(lambda: logged_as("firing"), 30)
+        await post(us, alert("resolved", ends.isoformat()))
+        await until(lambda: logged_as("resolved"), 30)
+        seen = await incidents(eu), await incidents(us)
+    for (item,) in seen:
+        assert (item["status"], item["started_at"], item["resolved_at"]) == (
+            "resolved", starts.isoformat(), ends.isoformat())
+        assert item["summary"] == "db1 disk full"
