@@ -22,7 +22,7 @@ from typing import Any
 
 from alerts.builtin import RuleSpec
 from alerts.evaluate import DETAIL, Evaluator, Transition
-from alerts.model import Alert, matches
+from alerts.model import Alert
 from alerts.state import AlertState, step
 from alerts.store import StateKey
 
@@ -79,9 +79,7 @@ class QuorumEvaluator(Evaluator):
         full = {**labels, "target": target}
         self._labels[target] = full
         out: list[Transition] = []
-        for rule in self._rules:
-            if not matches(rule.match, full):
-                continue
+        for rule in self._select(target, full):
             states = self._loc.get((rule.name, target))
             before = states.get(location, AlertState()) if states else AlertState()
             holds = rule.condition.evaluate(values)

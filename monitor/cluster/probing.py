@@ -11,7 +11,7 @@ probes nothing any more, so that needs no hand-over. Before the first membership
 instance probes nothing for up to `lease` (it may have peers), then everything (Redis is not
 answering: probing must not depend on it); while Redis is unreachable it keeps the last
 ownership it read. The feed publishes each result to `{p}:latest` and `{p}:results` in one
-pipeline every quarter second; what it cannot publish is dropped (counted), never waited for.
+script call every half second; what it cannot publish is dropped (counted), never waited for.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from datetime import datetime
 
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 import catalog.metrics as m
 from monitor.cluster.membership import PREFIX, Member
@@ -39,10 +39,29 @@ from probes.base import ProbeResult
 log = logging.getLogger("crypitor.cluster")
 
 SETTLE = 2.0  # seconds a new member waits before probing: twice the longest beat period
-FLUSH_EVERY = 0.25  # seconds between the feed's pipelines
+# seconds between the feed's script calls: each costs the instance, Redis and the alerting
+# leader a round trip and a wake-up whatever it carries (bench.cluster); alerting waits up to
+# this much longer for a result
+FLUSH_EVERY = 0.5
 FEED_BUFFER = 20_000  # results waiting for a flush; the oldest go first beyond it
 STREAM_MAXLEN = 100_000
 FIELD_SEP = "\x1f"  # between target and location in `{p}:latest` fields
+
+# KEYS: the stream, the latest hash. ARGV: location, instance, the stream's approximate
+# length cap, the prefix of a latest value, then (target, result document) pairs. Each result
+# is one stream entry with the fields the leader reads (target, location, instance, result),
+# as a pipeline of XADDs made them, and its target's latest value.
+_PUBLISH = """
+local location, instance, cap, head = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local sep = string.char(31)  -- FIELD_SEP
+for i = 5, #ARGV, 2 do
+  local target, doc = ARGV[i], ARGV[i + 1]
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', cap, '*', 'target', target,
+             'location', location, 'instance', instance, 'result', doc)
+  redis.call('HSET', KEYS[2], target .. sep .. location, head .. doc .. '}')
+end
+return 0
+"""
 
 
 def owner(target: str, instances: Iterable[str]) -> str | None:
@@ -161,6 +180,8 @@ class ResultFeed:
         self._stream = f"{prefix}:results"
         self._every = every
         self._buffer: deque[tuple[str, ProbeResult]] = deque(maxlen=buffer)
+        self._head = f'{{"instance":{json.dumps(instance)},"result":'  # a latest value's
+        self._sha = ""  # the publish script's, once loaded
         self._dropped = Counter(m.CLUSTER_RESULTS_DROPPED.name,
                                 m.CLUSTER_RESULTS_DROPPED.help, registry=registry)
         self._failing = False
@@ -176,23 +197,23 @@ class ResultFeed:
             await self.flush()
 
     async def flush(self) -> None:
-        """Send what is buffered in one pipeline; on failure it is dropped and counted."""
+        """Send what is buffered in one script call; on failure it is dropped and counted."""
         if not self._buffer:
             return
         batch = list(self._buffer)
         self._buffer.clear()
-        pipe = self._redis.pipeline(transaction=False)
-        latest: dict[str, str] = {}
+        args: list[str] = [self.location, self.instance, str(STREAM_MAXLEN), self._head]
         for target, result in batch:
-            doc = json.dumps(result.as_json(), separators=(",", ":"))
-            latest[latest_field(target, self.location)] = (
-                f'{{"instance":{json.dumps(self.instance)},"result":{doc}}}')
-            pipe.xadd(self._stream, {"target": target, "location": self.location,
-                                     "instance": self.instance, "result": doc},
-                      maxlen=STREAM_MAXLEN, approximate=True)
-        pipe.hset(self._latest, mapping=latest)  # type: ignore[arg-type]
+            args.append(target)
+            args.append(json.dumps(result.as_json(), separators=(",", ":")))
         try:
-            await pipe.execute()
+            try:
+                if not self._sha:
+                    raise NoScriptError("not loaded yet")
+                await self._redis.evalsha(self._sha, 2, self._stream, self._latest, *args)
+            except NoScriptError:  # first use, or Redis restarted with an empty cache
+                self._sha = await self._redis.script_load(_PUBLISH)
+                await self._redis.evalsha(self._sha, 2, self._stream, self._latest, *args)
         except (RedisError, OSError) as exc:
             self._dropped.inc(len(batch))
             if not self._failing:
