@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import generate_latest
 
-from core.httpserver import FRONT, AuthThrottle
+from core.httpserver import FRONT, AuthThrottle, bearer_matches
 from service import NotReplicated, StoreError
 from service.api import parsing as parse
 from service.api.base import ApiDeps, error, json_response
@@ -32,15 +32,6 @@ __all__ = ["ApiDeps", "ServiceApi"]
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_REQUEST = parse.MAX_REQUEST
-
-
-async def _allow_header(request: web.Request, response: web.StreamResponse) -> None:
-    """A 405 says which methods the path takes (RFC 9110): the router knows them, and the
-    JSON error made of its exception does not carry its headers."""
-    if response.status == 405 and "Allow" not in response.headers:
-        refused = request.match_info.http_exception
-        if refused is not None and "Allow" in refused.headers:
-            response.headers["Allow"] = refused.headers["Allow"]
 
 
 class ServiceApi:
@@ -73,7 +64,6 @@ class ServiceApi:
         r.add_post("/v1/events/batch", self.post_batch)
         r.add_get("/v1/events/{id}", self.get_event)
         MonitorRoutes(self.d).add_to(r)
-        app.on_response_prepare.append(_allow_header)
         return app
 
     async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -92,7 +82,10 @@ class ServiceApi:
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            return error(exc.status, exc.reason)
+            answer = error(exc.status, exc.reason)
+            if "Allow" in exc.headers:  # a 405 says which methods the path takes (RFC 9110)
+                answer.headers["Allow"] = exc.headers["Allow"]
+            return answer
         except NotReplicated:
             log.warning("no replica acknowledged %s %s in time", request.method, request.path)
             return error(503, "no Redis replica acknowledged the write in time, so it is not "
@@ -111,8 +104,10 @@ class ServiceApi:
     def _refuse(self, request: web.Request) -> web.Response | None:
         """None for a valid key (never throttled); else 401, or 429 once the address has
         sent too many wrong keys."""
-        wait = self._throttle.refuse(request.headers.get("Authorization", ""), self._keys,
-                                     request.remote or "")
+        header = request.headers.get("Authorization", "")
+        if bearer_matches(header, self._keys):  # the common case, without the peer's address
+            return None
+        wait = self._throttle.refuse(header, self._keys, request.remote or "")
         if wait is None:
             return None
         if wait:

@@ -34,7 +34,9 @@ from service.store.sqlite.schema import (
     delivery_ref,
     endpoint_from_row,
     event_ref,
+    insert_rows,
     row_id,
+    update_ids,
 )
 from service.store.times import from_us, to_us, to_us_or_none
 
@@ -106,8 +108,9 @@ def claim(conn: sqlite3.Connection, limit: int, now: datetime, lease: float,
         found = conn.execute(CLAIM_SQL, (to_us(now), want)).fetchall()
         taken = [r for r in found if r[2] not in later]
         # put off: a lease nobody holds, ending when the endpoint should have room
+        update_ids(conn, "UPDATE deliveries SET lease_until = ?", (until,),
+                   [r[0] for r in taken])
         conn.executemany("UPDATE deliveries SET lease_until = ? WHERE id = ?",
-                         [(until, r[0]) for r in taken] +
                          [(later[r[2]], r[0]) for r in found if r[2] in later])
         rows += taken
         if len(taken) == len(found) or len(found) < want:
@@ -147,15 +150,17 @@ _STATES = {s.value: s for s in DeliveryState}
 # Only the current lease holder moves the state: a worker whose lease ran out and was claimed
 # again must not overwrite the newer outcome (its attempt is still recorded and counted).
 # SET expressions all see the row as it was, so each CASE tests the old lease.
+# The outcomes of a batch are grouped by (lease, state, due time), which every success of one
+# claim shares, and each group is one statement over its ids (`update_ids`).
 _SETTLE = """UPDATE deliveries SET attempts = attempts + 1,
     state = CASE WHEN lease_until = ?1 THEN ?2 ELSE state END,
     next_attempt_at = CASE WHEN lease_until = ?1 THEN ?3 ELSE next_attempt_at END,
-    lease_until = CASE WHEN lease_until = ?1 THEN NULL ELSE lease_until END
-WHERE id = ?4"""
+    lease_until = CASE WHEN lease_until = ?1 THEN NULL ELSE lease_until END"""
 
 
 def settle(conn: sqlite3.Connection, outcomes: Sequence[Settled]) -> None:
-    attempts, updates = [], []
+    attempts = []
+    updates: dict[tuple[int, str, int | None], list[int | None]] = {}  # (lease, state, due)
     streaks: dict[str, tuple[int | None, str]] = {}  # endpoint: (failing since, disable)
     # an endpoint answers with the same few headers every time: each set is encoded once
     encoded: dict[tuple[tuple[str, str], ...], str] = {}
@@ -170,14 +175,19 @@ def settle(conn: sqlite3.Connection, outcomes: Sequence[Settled]) -> None:
         due = None
         if verdict.state in (DeliveryState.PENDING, DeliveryState.RETRYING):
             due = to_us(verdict.next_attempt_at or attempt.at)
-        updates.append((int(c.lease_token), verdict.state.value, due, did))
+        group = (int(c.lease_token), verdict.state.value, due)
+        ids = updates.get(group)
+        if ids is None:
+            ids = updates[group] = []
+        ids.append(did)
         # in order, as one settle after another would: the last verdict sets the streak,
         # and a disabling one is never undone by a later one in the same batch
         reason = verdict.disable_endpoint or streaks.get(c.endpoint.id, (None, ""))[1]
         streaks[c.endpoint.id] = (to_us_or_none(verdict.endpoint_failing_since), reason)
-    conn.executemany(f"INSERT INTO attempts ({ATTEMPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                     attempts)
-    conn.executemany(_SETTLE, updates)
+    insert_rows(conn, f"INSERT INTO attempts ({ATTEMPT_COLUMNS})", "(?, ?, ?, ?, ?, ?, ?, ?)",
+                attempts)
+    for group, ids in updates.items():
+        update_ids(conn, _SETTLE, group, ids)
     disabling = [(failing, reason, endpoint_id)
                  for endpoint_id, (failing, reason) in streaks.items() if reason]
     if disabling:
