@@ -25,7 +25,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 
 __all__ = ["AUTH_BURST", "AUTH_WINDOW", "FRONT", "HEADER_TIMEOUT", "AuthThrottle", "Front",
-           "HardenedRunner", "bearer_matches", "start_server"]
+           "Handler", "HardenedRunner", "bearer_matches", "start_server"]
 
 log = logging.getLogger(__name__)
 
