@@ -1,8 +1,8 @@
-"""What the drain hooks cost a request while nothing drains: `HardenedRunner`'s readiness
-middleware and its response-prepare hook (issue 14), timed around a handler that does
-nothing, against the bare handler. Single-process, in-memory: no network noise, so the
-difference is the hooks' own cost (compare with the service's CPU per request in
-`bench.service`).
+"""What the drain hooks cost a request while nothing drains: `HardenedRunner`'s entry (the
+readiness check in front of the application) and its response-prepare hook (issue 14), timed
+around a handler that does nothing, against the bare handler. Single-process, in-memory: no
+network noise, so the difference is the hooks' own cost (compare with the service's CPU per
+request in `bench.service`).
 
     .venv/bin/python -m bench.drain_cost [--requests 200000] [--runs 5]
 """
@@ -35,9 +35,10 @@ async def once(n: int) -> float:
     for _ in range(n):
         await handler(request)
     bare = time.perf_counter() - started
+    serve = runner.entry(handler)
     started = time.perf_counter()
     for _ in range(n):
-        await runner._readiness(request, handler)  # the hooks as aiohttp calls them
+        await serve(request)  # the hooks as aiohttp calls them
         await app.on_response_prepare.send(request, response)
     hooked = time.perf_counter() - started
     return (hooked - bare) / n * 1e6

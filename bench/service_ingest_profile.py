@@ -38,7 +38,7 @@ from service.models import Endpoint
 # (part, "file:function" names whose cumulative time the part is; the largest one counts)
 PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("the whole request (aiohttp's _handle_request)", ("web_protocol.py:_handle_request",)),
-    ("  our handler and middlewares", ("server.py:_guard",)),
+    ("  our front and handler (the guard)", ("server.py:_guard",)),
     ("    authentication (_refuse)", ("server.py:_refuse",)),
     ("    parsing and validation", ("parsing.py:event", "parsing.py:batch")),
     ("    the store's accept (await, incl. commit wait)", ("store.py:accept",)),

@@ -19,13 +19,13 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 
-__all__ = ["AUTH_BURST", "AUTH_WINDOW", "HEADER_TIMEOUT", "AuthThrottle", "HardenedRunner",
-           "bearer_matches", "start_server"]
+__all__ = ["AUTH_BURST", "AUTH_WINDOW", "FRONT", "HEADER_TIMEOUT", "AuthThrottle", "Front",
+           "Handler", "HardenedRunner", "bearer_matches", "start_server"]
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +114,20 @@ class _QuietRequestHandler(web.RequestHandler):
         return resp
 
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Front = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+# What an application may set to be run around its every request, routing included, in place
+# of a middleware: aiohttp runs each middleware, and one more of its own once there is any,
+# as a layer of coroutine calls per request, which the service's ingest path cannot afford.
+# Called as `front(request, handler)`, it answers by itself or awaits `handler(request)`;
+# errors of routing (404, 405) are raised from that await, so the front can word them.
+FRONT: web.AppKey[Front] = web.AppKey("front")
+
+
 class _QuietServer(web.Server):
-    def __init__(self, server: web.Server, handler_kwargs: dict[str, Any]) -> None:
-        super().__init__(server.request_handler, request_factory=server.request_factory,
+    def __init__(self, server: web.Server, handler_kwargs: dict[str, Any],
+                 handler: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]) -> None:
+        super().__init__(handler, request_factory=server.request_factory,
                          handler_cancellation=server.handler_cancellation, **handler_kwargs)
         self._handler_kwargs = handler_kwargs
 
@@ -139,11 +150,27 @@ class HardenedRunner(web.AppRunner):
         self._handler_kwargs: dict[str, Any] = {"access_log": None,
                                                 "keepalive_timeout": header_timeout}
         self.draining = False
-        app.middlewares.insert(0, self._readiness)
         app.on_response_prepare.append(self._closing)
 
     async def _make_server(self) -> web.Server:
-        return _QuietServer(await super()._make_server(), self._handler_kwargs)
+        server = await super()._make_server()
+        # the application's handler, routing included
+        return _QuietServer(server, self._handler_kwargs,
+                            self.entry(cast(Handler, server.request_handler)))
+
+    def entry(self, handle: Handler) -> Callable[[web.BaseRequest],
+                                                 Awaitable[web.StreamResponse]]:
+        """What the server calls for each request: the application's `handle` inside its
+        FRONT, and while draining `/readyz` answered 503 and every answer closing."""
+        front = self.app.get(FRONT)
+
+        def serve(request: web.BaseRequest) -> Awaitable[web.StreamResponse]:
+            # no coroutine of its own: the request's one is the front's or the application's
+            req = cast(web.Request, request)  # the application's request factory made it
+            if self.draining:
+                return self._serve_draining(req, handle, front)
+            return handle(req) if front is None else front(req, handle)
+        return serve
 
     def drain(self) -> None:
         self.draining = True
@@ -154,13 +181,16 @@ class HardenedRunner(web.AppRunner):
         self._shutdown_timeout = timeout
         await self.cleanup()
 
-    @web.middleware
-    async def _readiness(self, request: web.Request,
-                         handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-                         ) -> web.StreamResponse:
-        if self.draining and request.path == "/readyz":
-            return web.json_response({"status": "draining"}, status=503)
-        return await handler(request)
+    async def _serve_draining(self, request: web.Request, handle: Handler,
+                              front: Front | None) -> web.StreamResponse:
+        if request.path == "/readyz":
+            response: web.StreamResponse = web.json_response({"status": "draining"},
+                                                             status=503)
+        else:
+            response = await (handle(request) if front is None else front(request, handle))
+        if not response.prepared:  # an answer made before routing gets no prepare signal
+            await self._closing(request, response)  # (one made after: twice, to no effect)
+        return response
 
     async def _closing(self, _request: web.Request, response: web.StreamResponse) -> None:
         # the headers are already prepared: the flag ends the connection, the header says so

@@ -53,11 +53,14 @@ class DispatchConfig:
         return max(10.0, self.request_timeout * 4)
 
 
-def payload(claim: Claim) -> bytes:
+def payload(claim: Claim, stamp: str | None = None) -> bytes:
     """`{"id", "type", "timestamp", "data"}` with the data exactly as the client sent it. The
-    id (ours) and the type (letters, digits and `._:-`) never need escaping."""
+    id (ours) and the type (letters, digits and `._:-`) never need escaping. `stamp`: the
+    event's `accepted_at.isoformat()`, when the caller has it already."""
     e = claim.event
-    return (f'{{"id":"{e.id}","type":"{e.type}","timestamp":"{e.accepted_at.isoformat()}",'
+    if stamp is None:
+        stamp = e.accepted_at.isoformat()
+    return (f'{{"id":"{e.id}","type":"{e.type}","timestamp":"{stamp}",'
             f'"data":{e.data_json}}}').encode()
 
 
@@ -95,6 +98,9 @@ class Dispatcher:
         self._limits: dict[str, RateLimit] = {}
         self._pacing = Pacing(config.max_in_flight_per_endpoint, config.max_lane_wait,
                               config.max_put_off)
+        # a lease must outlast an attempt started now by this much (see `_work`)
+        self._margin = timedelta(seconds=config.request_timeout + 1.0)
+        self._stamps: dict[datetime, str] = {}  # accepted_at -> its isoformat, for payloads
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -181,16 +187,18 @@ class Dispatcher:
         try:
             while lane.waiting and not self._stopping:
                 claim = lane.waiting.popleft()
-                if self._expiring(claim):
-                    # it waited in the lane too long: another claim (ours or another
-                    # process's) takes it once the lease ends; sending now could duplicate
+                now = self._clock()
+                if claim.leased_until is not None and now + self._margin >= claim.leased_until:
+                    # it waited in the lane too long: the lease may end before an attempt
+                    # started now is recorded, and another claim (ours or another process's)
+                    # takes it then; sending now could duplicate
                     self._held -= 1
                     self._room.set()
                     continue
                 self._current[me] = claim
                 self._running += 1
                 try:
-                    attempt, verdict, now = await self._try(claim)
+                    attempt, verdict, now = await self._try(claim, now)
                 except Exception:
                     # a bug of ours, not the endpoint's: the lane goes on with its next claim,
                     # and this one is tried again once its lease runs out
@@ -216,13 +224,6 @@ class Dispatcher:
             lane.workers -= 1
             if not lane.workers and not lane.waiting and self._lanes.get(key) is lane:
                 del self._lanes[key]
-
-    def _expiring(self, claim: Claim) -> bool:
-        """Whether the lease may end before an attempt started now could be recorded."""
-        if claim.leased_until is None:
-            return False
-        margin = timedelta(seconds=self._cfg.request_timeout + 1.0)
-        return self._clock() + margin >= claim.leased_until
 
     async def stop(self, grace: float, hurry: asyncio.Event | None = None) -> None:
         """Stop claiming; give deliveries in flight `grace` seconds to finish (less when
@@ -260,14 +261,16 @@ class Dispatcher:
         if left:
             await self._store.release(left)
 
-    async def _try(self, claim: Claim) -> tuple[Attempt, Verdict, datetime]:
+    async def _try(self, claim: Claim, now: datetime) -> tuple[Attempt, Verdict, datetime]:
+        """The attempt, starting at `now` unless the endpoint's rate limit makes it wait."""
         endpoint = claim.endpoint
         if endpoint.rate_limit:
             limit = self._limits.get(endpoint.id)
             if limit is None or limit.rate != endpoint.rate_limit:
                 limit = self._limits[endpoint.id] = RateLimit(endpoint.rate_limit)
             await limit.take()
-        attempt, headers = await self._attempt(claim)
+            now = self._clock()
+        attempt, headers = await self._attempt(claim, now)
         now = self._clock()
         return attempt, decide(claim, attempt.status_code, headers, now, self._cfg.policy,
                                self._rand), now
@@ -293,9 +296,17 @@ class Dispatcher:
             for claim, _, verdict, now in done:
                 self._count(claim, verdict, now)
 
-    async def _attempt(self, claim: Claim) -> tuple[Attempt, Mapping[str, str]]:
-        body = payload(claim)
-        started, t0 = self._clock(), time.monotonic()
+    async def _attempt(self, claim: Claim,
+                       started: datetime) -> tuple[Attempt, Mapping[str, str]]:
+        # the events of a batch share their acceptance time: each is formatted once
+        accepted = claim.event.accepted_at
+        iso = self._stamps.get(accepted)
+        if iso is None:
+            if len(self._stamps) > 4096:
+                self._stamps.clear()
+            iso = self._stamps[accepted] = accepted.isoformat()
+        body = payload(claim, iso)
+        t0 = time.monotonic()
         number = claim.delivery.attempts + 1
         msg_id, stamp = claim.delivery.id, int(started.timestamp())
         signature = self._sign(claim.endpoint, msg_id, stamp, body)

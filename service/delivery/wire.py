@@ -172,20 +172,32 @@ class _Conn(asyncio.Protocol):
             waiter.set_result(self._parser.should_keep_alive())
 
     # --- use -----------------------------------------------------------------------------
-    async def exchange(self, data: bytes) -> bool:
+    async def exchange(self, data: bytes, deadline: float) -> bool:
         """Send one request; True once its whole answer is read and the connection may
-        carry another."""
+        carry another. TimeoutError (the connection aborted) if that is not before
+        `deadline` on the loop's clock: a timer on the answer's future, which costs a
+        fraction of an `asyncio.timeout` block around the exchange."""
         assert self.transport is not None
         self.status, self.received, self._size, self._framed = 0, 0, 0, False
         if self.headers:
             self.headers = {}
         if self.body:
             self.body = bytearray()
-        waiter = self.waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter = self.waiter = loop.create_future()
+        timer = loop.call_at(deadline, self._expire, waiter)
         self.uses += 1
         self.transport.write(data)
-        reusable: bool = await waiter
+        try:
+            reusable: bool = await waiter
+        finally:
+            timer.cancel()
         return reusable
+
+    @staticmethod
+    def _expire(waiter: asyncio.Future[bool]) -> None:
+        if not waiter.done():  # the caller aborts the connection
+            waiter.set_exception(TimeoutError())
 
     def abort(self) -> None:
         self.closed = True
@@ -220,34 +232,35 @@ class WebhookClient:
                 self._targets.clear()
             target = self._targets[url] = Target(url)
         data = b"%b%bContent-Length: %d\r\n\r\n%b" % (target.prefix, headers, len(body), body)
-        async with asyncio.timeout(self._timeout):
-            for retry in (True, False):
-                conn = self._pooled(target)
-                fresh = conn is None
-                if conn is None:
+        deadline = asyncio.get_running_loop().time() + self._timeout
+        for retry in (True, False):
+            conn = self._pooled(target)
+            fresh = conn is None
+            if conn is None:
+                async with asyncio.timeout_at(deadline):
                     conn = await self._connect(target)
-                self._check_path(conn, target)
-                try:
-                    reusable = await conn.exchange(data)
-                except DeliveryFailed:
-                    conn.abort()
-                    # a pooled connection the server closed while it idled: once more on a
-                    # fresh one (nothing of an answer came, so at most a duplicate delivery,
-                    # which the webhook-id lets the receiver recognise)
-                    if retry and not fresh and conn.received == 0:
-                        continue
-                    raise
-                except BaseException:  # cancelled or timed out mid-exchange: never reused
-                    conn.abort()
-                    raise
-                answer = Answer(conn.status, conn.headers,
-                                conn.body.decode("utf-8", "replace"))
-                conn.waiter = None
-                if reusable and not conn.closed and not self._closed:
-                    self._keep(target, conn)
-                else:
-                    conn.abort()
-                return answer
+            self._check_path(conn, target)
+            try:
+                reusable = await conn.exchange(data, deadline)
+            except DeliveryFailed:
+                conn.abort()
+                # a pooled connection the server closed while it idled: once more on a
+                # fresh one (nothing of an answer came, so at most a duplicate delivery,
+                # which the webhook-id lets the receiver recognise)
+                if retry and not fresh and conn.received == 0:
+                    continue
+                raise
+            except BaseException:  # cancelled or timed out mid-exchange: never reused
+                conn.abort()
+                raise
+            answer = Answer(conn.status, conn.headers,
+                            conn.body.decode("utf-8", "replace") if conn.body else "")
+            conn.waiter = None
+            if reusable and not conn.closed and not self._closed:
+                self._keep(target, conn)
+            else:
+                conn.abort()
+            return answer
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _pooled(self, target: Target) -> _Conn | None:

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+import msgspec
 from redis.exceptions import RedisError, ResponseError
 
 from core.formats import FormatError
@@ -58,15 +59,22 @@ def encode_time(when: datetime) -> str:
     return str(to_us(when))
 
 
-def decode_time(value: str) -> datetime:
+def decode_time(value: str, memo: dict[str, datetime] | None = None) -> datetime:
     """A time stored by `encode_time`, or read back as a zset score (a double, in whatever
-    notation Redis prints it)."""
-    return from_us(int(float(value)))
+    notation Redis prints it). `memo`: times decoded before, kept by a caller decoding many
+    rows that share a few (a claim's deliveries and events)."""
+    if memo is None:
+        return from_us(int(float(value)))
+    when = memo.get(value)
+    if when is None:
+        when = memo[value] = from_us(int(float(value)))
+    return when
 
 
-def decode_optional_time(value: str) -> datetime | None:
+def decode_optional_time(value: str, memo: dict[str, datetime] | None = None,
+                         ) -> datetime | None:
     """`decode_time`, with '' (no time) as None."""
-    return decode_time(value) if value else None
+    return decode_time(value, memo) if value else None
 
 
 def flat_hash(flat: list[str]) -> dict[str, str]:
@@ -83,18 +91,18 @@ def decode_endpoint(h: dict[str, str]) -> Endpoint:
                     decode_optional_time(h["failing"]))
 
 
-def decode_event(h: dict[str, str]) -> Event:
-    """The event an `ev:<id>` hash holds."""
+def decode_event(h: dict[str, str], memo: dict[str, datetime] | None = None) -> Event:
+    """The event an `ev:<id>` hash holds (`memo` as in `decode_time`)."""
     h = _known(h, "event")
-    return Event(h["id"], h["type"], h["data"], decode_time(h["at"]), h["idem"] or None)
+    return Event(h["id"], h["type"], h["data"], decode_time(h["at"], memo), h["idem"] or None)
 
 
-def decode_delivery(h: dict[str, str]) -> Delivery:
-    """The delivery a `dl:<id>` hash holds."""
+def decode_delivery(h: dict[str, str], memo: dict[str, datetime] | None = None) -> Delivery:
+    """The delivery a `dl:<id>` hash holds (`memo` as in `decode_time`)."""
     h = _known(h, "delivery")
     return Delivery(h["id"], h["ev"], h["ep"], DeliveryState(h["st"]), int(h["n"]),
-                    decode_optional_time(h["next"]), decode_time(h["created"]),
-                    decode_optional_time(h["acc"]))
+                    decode_optional_time(h["next"], memo), decode_time(h["created"], memo),
+                    decode_optional_time(h["acc"], memo))
 
 
 def decode_attempt(raw: str) -> Attempt:
@@ -105,10 +113,15 @@ def decode_attempt(raw: str) -> Attempt:
 
 
 def encode_attempt(a: Attempt) -> str:
-    """An attempt as the JSON the SETTLE script appends to its delivery's attempts."""
-    return json.dumps({"number": a.number, "at": to_us(a.at), "duration": a.duration,
-                       "status": a.status_code, "error": a.error,
-                       "headers": dict(a.response_headers), "body": a.response_body})
+    """An attempt as the JSON the SETTLE script appends to its delivery's attempts (msgspec:
+    a fifth of `json.dumps`' time, which this costs once per delivery)."""
+    return _JSON.encode({"number": a.number, "at": to_us(a.at), "duration": a.duration,
+                         "status": a.status_code, "error": a.error,
+                         "headers": dict(a.response_headers),
+                         "body": a.response_body}).decode()
+
+
+_JSON = msgspec.json.Encoder()
 
 
 def _addresses(packed: str) -> frozenset[str]:

@@ -93,6 +93,7 @@ from service.store.redis.monitors import RedisMonitors
 
 GROUP = "workers"
 IDLE_CONSUMER_MS = 3_600_000  # consumers with nothing pending and idle this long are removed
+KNOWN_ENDPOINTS = 20_000  # endpoints `claim` keeps decoded before it forgets them
 # Without these an acknowledged event can be lost: to a crash before the AOF write reached the
 # disk, or to eviction under memory pressure.
 ADVISED = {"appendonly": "yes", "appendfsync": "always", "maxmemory-policy": "noeviction"}
@@ -111,6 +112,7 @@ class RedisStore:
                                      max_connections=max_connections)
         self._monitors = RedisMonitors(self._conn)
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+        self._claimed_endpoints: dict[tuple[str, ...], Endpoint] = {}  # see `claim`
 
     async def open(self) -> None:
         # In-flight deliveries of a dead process need nothing here: any claimer takes them
@@ -212,9 +214,21 @@ class RedisStore:
             found = await self._conn.run(queue_scripts.CLAIM, encode_time(now), deadline, limit,
                                          self.consumer, *busy)
         until = now + timedelta(seconds=lease)
-        return [Claim(decode_delivery(flat_hash(d)), decode_event(flat_hash(ev)),
-                      decode_endpoint(flat_hash(ep)), token, until)
-                for token, d, ev, ep in found]
+        # a claim's rows share a few times and endpoints: each is decoded once (an endpoint
+        # across claims, keyed by its whole hash, so a changed one is decoded anew)
+        times: dict[str, datetime] = {}
+        known = self._claimed_endpoints
+        if len(known) > KNOWN_ENDPOINTS:
+            known.clear()
+        claims = []
+        for token, d, ev, ep in found:
+            key = tuple(ep)
+            endpoint = known.get(key)
+            if endpoint is None:
+                endpoint = known[key] = decode_endpoint(flat_hash(ep))
+            claims.append(Claim(decode_delivery(flat_hash(d), times),
+                                decode_event(flat_hash(ev), times), endpoint, token, until))
+        return claims
 
     async def settle(self, claim: Claim, attempt: Attempt, verdict: Verdict) -> None:
         await self.settle_many([(claim, attempt, verdict)])

@@ -46,14 +46,31 @@ PRUNE_EVERY = 3600 * 1_000_000  # µs of event time between sweeps of expired id
 
 
 class _Accepts:
-    """The accept calls that joined one write: (events, now) each, and the write's answer
-    (their ids, call by call)."""
+    """The accept calls that joined one write: (events, now) each, the write's future (their
+    ids, call by call) and each call's own future, which the write's answer is handed to.
+    A call has a future of its own, so a caller that goes away cancels only its own wait
+    (cheaper than `asyncio.shield` around the shared one, which this runs per request)."""
 
-    __slots__ = ("calls", "future")
+    __slots__ = ("calls", "future", "waiters")
 
     def __init__(self) -> None:
         self.calls: list[tuple[list[NewEvent], datetime]] = []
+        self.waiters: list[asyncio.Future[list[str]]] = []
         self.future: asyncio.Future[list[list[str]]]
+
+    def answer(self, done: asyncio.Future[list[list[str]]]) -> None:
+        """The write's outcome to every call still waiting."""
+        if done.cancelled():
+            error: BaseException | None = asyncio.CancelledError()
+        else:
+            error = done.exception()
+        for i, waiter in enumerate(self.waiters):
+            if waiter.done():
+                continue
+            if error is not None:
+                waiter.set_exception(error)
+            else:
+                waiter.set_result(done.result()[i])
 
 
 class SqliteStore:
@@ -138,11 +155,12 @@ class SqliteStore:
         if group is None or group.future.done():  # done: its write failed before it ran
             group = _Accepts()
             group.future = self._file.submit(partial(self._accept_group, group))
+            group.future.add_done_callback(group.answer)
             self._accepting = group
-        index = len(group.calls)
+        waiter: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
         group.calls.append((events, now))
-        # shielded: a caller that goes away takes no one else's answer with it
-        return (await asyncio.shield(group.future))[index]
+        group.waiters.append(waiter)
+        return await waiter
 
     def _accept_group(self, group: _Accepts, conn: sqlite3.Connection) -> list[list[str]]:
         if self._accepting is group:  # accepts from now on wait for the next commit

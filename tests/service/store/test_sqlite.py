@@ -307,3 +307,21 @@ async def test_accepts_waiting_for_one_commit_are_stored_as_one_write(tmp_path: 
     assert len(deliveries) == 6 * 4 + 1
     assert [d.event_id for d in deliveries] == sorted(d.event_id for d in deliveries)
     await store.close()
+
+
+@pytest.mark.parametrize("count", [0, 3, 4, 21, 64, 87, 150])
+def test_rows_written_in_runs_are_every_row_in_order(count: int) -> None:
+    """`insert_rows` and `update_ids` write runs of rows as one statement each (64, 16, 4,
+    then row by row): whatever the count, every row is written once, in the given order."""
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL, n INTEGER,"
+                 " flag INTEGER NOT NULL)")
+    rows = [(10 * i, f"row {i}", i * i) for i in range(count)]
+    sql.insert_rows(conn, "INSERT INTO t (id, name, n, flag)", "(?, ?, ?, 0)", rows)
+    assert conn.execute("SELECT id, name, n FROM t ORDER BY rowid").fetchall() == rows
+    chosen = [row[0] for row in rows][::2]
+    sql.update_ids(conn, "UPDATE t SET flag = ?1, n = n + ?2", (1, 5), chosen)
+    assert conn.execute("SELECT id FROM t WHERE flag = 1 ORDER BY id").fetchall() == \
+        [(i,) for i in chosen]
+    assert conn.execute("SELECT id, n FROM t WHERE flag = 1 ORDER BY id").fetchall() == \
+        [(i, (i // 10) ** 2 + 5) for i in chosen]
