@@ -11,7 +11,7 @@ probes nothing any more, so that needs no hand-over. Before the first membership
 instance probes nothing for up to `lease` (it may have peers), then everything (Redis is not
 answering: probing must not depend on it); while Redis is unreachable it keeps the last
 ownership it read. The feed publishes each result to `{p}:latest` and `{p}:results` in one
-script call every half second; what it cannot publish is dropped (counted), never waited for.
+script call every second; what it cannot publish is dropped (counted), never waited for.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ SETTLE = 2.0  # seconds a new member waits before probing: twice the longest bea
 # seconds between the feed's script calls: each costs the instance, Redis and the alerting
 # leader a round trip and a wake-up whatever it carries (bench.cluster); alerting waits up to
 # this much longer for a result
-FLUSH_EVERY = 0.5
+FLUSH_EVERY = 1.0
 FEED_BUFFER = 20_000  # results waiting for a flush; the oldest go first beyond it
 STREAM_MAXLEN = 100_000
 FIELD_SEP = "\x1f"  # between target and location in `{p}:latest` fields

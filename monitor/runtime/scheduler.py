@@ -5,7 +5,7 @@ Targets sharing an interval form a round. APScheduler runs each round as one int
 (coalesced after a stall, dropped past its misfire grace, added and removed at run time); a
 round arms one loop timer per target at the target's offset inside the interval. Offsets are
 spread evenly across the interval, so a thousand targets with the same interval never fire in
-one burst, and placed on a 25 ms grid (`WINDOW`), so the runs of one window share one wake-up
+one burst, and placed on a 100 ms grid (`WINDOW`), so the runs of one window share one wake-up
 of the process: measured, a wake-up costs about as much CPU as a probe's own Python, and
 APScheduler's per-job bookkeeping (datetime triggers, a sorted job store, events, an executor)
 as much again when every target is its own job (`python -m bench.http_cpu` prints the parts).
@@ -75,7 +75,7 @@ class _Scheduler(AsyncIOScheduler):  # type: ignore[misc]
 
 TIMER_SLACK = 0.002
 # Runs placed in one window of this width start together, on one wake-up of the process.
-WINDOW = 0.025
+WINDOW = 0.1
 # A loop timer may fire a hair before its time (loop timers are millisecond-grained); a run
 # is armed this much later, so that it never starts before its scheduled time.
 ARM_SLACK = 0.001
