@@ -19,10 +19,7 @@ from alerts.model import Alert
 from alerts.silences import Silence, SilenceError, parse_duration, silence_id
 from core.clock import Clock, utc_now
 from monitor.web.bodies import BodyError, read_json
-
-
-def _error(status: int, message: str, field: str | None = None) -> web.Response:
-    return web.json_response({"error": message, "field": field}, status=status)
+from monitor.web.errors import error
 
 
 def alert_json(alert: Alert, state: str, muted: str | None,
@@ -63,7 +60,7 @@ class AlertsApi:
         try:
             limit = min(1000, max(1, int(request.query.get("limit", "100"))))
         except ValueError:
-            return _error(400, "must be a whole number", "limit")
+            return error(400, "must be a whole number", "limit")
         return web.json_response(await asyncio.to_thread(self.alerting.store.history, limit))
 
     async def silences(self, _r: web.Request) -> web.Response:
@@ -76,14 +73,14 @@ class AlertsApi:
         try:
             body = await read_json(request)
         except BodyError as exc:
-            return _error(exc.status, exc.message, exc.field)
+            return error(exc.status, exc.message, exc.field)
         if not isinstance(body, dict):
-            return _error(422, "must be a JSON object")
+            return error(422, "must be a JSON object")
         now = self._clock()
         matchers = body.get("matchers")
         if (not isinstance(matchers, dict) or not matchers
                 or not all(isinstance(v, str) for v in matchers.values())):
-            return _error(422, 'must be an object of label values, like {"target": "eth"}',
+            return error(422, 'must be an object of label values, like {"target": "eth"}',
                           "matchers")
         try:
             starts = _when(body.get("starts_at"), now, "starts_at")
@@ -108,25 +105,25 @@ class AlertsApi:
             silence = Silence(silence_id(matchers, who, now), dict(matchers), starts, ends,
                               comment[:500], who[:100])
         except _Bad as bad:
-            return _error(422, bad.message, bad.field)
+            return error(422, bad.message, bad.field)
         except SilenceError as exc:
-            return _error(422, str(exc), "ends_at")
+            return error(422, str(exc), "ends_at")
         await self.alerting.add_silence(silence)
         return web.json_response(silence_json(silence, now), status=201)
 
     async def delete_silence(self, request: web.Request) -> web.Response:
         expired = await self.alerting.expire_silence(request.match_info["id"])
         if expired is None:
-            return _error(404, "no such silence", "id")
+            return error(404, "no such silence", "id")
         return web.json_response(silence_json(expired, self._clock()))
 
     async def from_alertmanager(self, request: web.Request) -> web.Response:
         try:
             alerts = alertmanager.parse(await read_json(request))
         except BodyError as exc:
-            return _error(exc.status, exc.message, exc.field)
+            return error(exc.status, exc.message, exc.field)
         except alertmanager.PayloadError as exc:
-            return _error(422, exc.message, exc.field)
+            return error(422, exc.message, exc.field)
         await self.alerting.receive_external(alerts)
         return web.json_response({"received": len(alerts)})
 

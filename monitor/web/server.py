@@ -32,22 +32,16 @@ from core.httpserver import AuthThrottle
 from monitor.cluster import ClusterView, TargetView
 from monitor.config import StatusPageSection
 from monitor.runtime import History, TargetState
+from monitor.web.errors import Handler, error, json_errors
 from monitor.web.openapi import document, registered
 from monitor.web.status_api import StatusRoutes
 from monitor.web.status_data import Sources, StatusBoard
 from probes.webhook_canary import CanaryInbox
 
 log = logging.getLogger(__name__)
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 TEXT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_STAMP_DIGITS = 12  # seconds since 1970: 10 digits until the year 2286
 MAX_SIGNATURES = 8  # `v1,...` entries looked at: one per secret the service signs with
-
-
-def error(status: int, message: str, field: str | None = None,
-          headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": message, "field": field}, status=status,
-                             headers=headers)
 
 
 def target_json(state: TargetState, uptime: dict[str, float | None] | None,
@@ -117,7 +111,9 @@ class MonitorApi:
             m.HTTP_AUTH_THROTTLED.labels, registry=registry).labels("monitor")
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._errors, self._auth],
+        app = web.Application(middlewares=[json_errors(log, hangup_field="body",
+                                                            on_hangup=self._hung_up),
+                                                self._auth],
                               client_max_size=256 * 1024)
         self.status.add_routes(app.router)
         app.router.add_get("/metrics", self.metrics)
@@ -134,21 +130,9 @@ class MonitorApi:
             app.router.add_post("/canary/{key}", self.canary_sink)
         return app
 
-    @web.middleware
-    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except web.HTTPException as exc:
-            if exc.status < 400:
-                raise
-            return error(exc.status, exc.reason)
-        except ConnectionError:  # the client hung up: nobody to answer, nothing to trace
-            log.debug("client hung up during %s %s", request.method, request.path)
-            self._disconnects.inc()
-            return error(400, "the client closed the connection", "body")
-        except Exception:  # never a stack trace to the client; the log keeps it
-            log.exception("error serving %s %s", request.method, request.path)
-            return error(500, "internal error")
+    def _hung_up(self, request: web.Request) -> None:
+        log.debug("client hung up during %s %s", request.method, request.path)
+        self._disconnects.inc()
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:

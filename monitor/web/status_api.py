@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from monitor.runtime import WINDOWS
 from monitor.web.badges import state_badge, uptime_badge
+from monitor.web.errors import error, json_errors
 from monitor.web.feed import render_feed
 from monitor.web.status_data import StatusBoard
 from monitor.web.statuspage import CSP, render_status_page
 
 log = logging.getLogger(__name__)
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 BADGE_MAX_AGE = 60
 SECURITY = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
             "Referrer-Policy": "no-referrer"}
@@ -28,8 +27,7 @@ PATHS = ("/", "/api/v1/status", "/api/v1/targets/{name}/badge.svg",
 
 
 def _error(status: int, message: str, field: str | None = None) -> web.Response:
-    return web.json_response({"error": message, "field": field}, status=status,
-                             headers=SECURITY)
+    return error(status, message, field, SECURITY)
 
 
 class StatusRoutes:
@@ -46,7 +44,7 @@ class StatusRoutes:
     def public_app(self) -> web.Application:
         """The second listener's app: these routes only (anything else 404, JSON), GET and
         HEAD only, never a stack trace."""
-        app = web.Application(middlewares=[_errors], client_max_size=1024)
+        app = web.Application(middlewares=[json_errors(log, SECURITY)], client_max_size=1024)
         self.add_routes(app.router)
         return app
 
@@ -81,18 +79,3 @@ class StatusRoutes:
                           + ", ".join(WINDOWS) + ")", "window")
         uptime = (await self.board.uptime_of(name)).get(window)
         return self._badge(uptime_badge(name, window, uptime))
-
-
-@web.middleware
-async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return _error(exc.status, exc.reason)
-    except ConnectionError:
-        return _error(400, "the client closed the connection")
-    except Exception:  # never a stack trace to the client; the log keeps it
-        log.exception("error serving %s %s", request.method, request.path)
-        return _error(500, "internal error")
