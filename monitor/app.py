@@ -51,7 +51,7 @@ from monitor.config import (
     resolve,
     resolve_fields,
 )
-from monitor.datadir import DataDirBusy, DataDirLock
+from monitor.datadir import run_locked
 from monitor.exporters import GcpExporter, new_registry
 from monitor.reload import ReloadGauges, TargetChange, diff_targets, effective, needs_restart
 from monitor.runtime import (
@@ -612,13 +612,7 @@ async def _cancelled(task: asyncio.Task[None]) -> None:
 async def run(config: Config) -> int:
     """`crypitor run`: start, wait for SIGTERM/SIGINT, shut down; the exit code. SIGHUP
     reloads the config (`Runtime.reload_file`)."""
-    try:  # before anything in data_dir is opened
-        lock = DataDirLock(config.data_dir)
-    except (DataDirBusy, OSError) as exc:
-        log.error("cannot start: %s", exc)
-        return 1
-    with lock:
-        return await _run_locked(config)
+    return await run_locked(config.data_dir, lambda: _run_locked(config), log, "cannot start")
 
 
 async def _run_locked(config: Config) -> int:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from core.files import FILE_MODE, private_dir
@@ -67,3 +69,16 @@ class DataDirLock:
 
     def __exit__(self, *_exc: object) -> None:
         self.release()
+
+
+async def run_locked(data_dir: Path, body: Callable[[], Awaitable[int]], log: logging.Logger,
+                     refused: str) -> int:
+    """`body()`'s exit code, run holding `data_dir`'s lock (taken before anything in it is
+    opened); when the lock cannot be taken, `refused: <why>` logged to `log` and exit code 1."""
+    try:
+        lock = DataDirLock(data_dir)
+    except (DataDirBusy, OSError) as exc:
+        log.error("%s: %s", refused, exc)
+        return 1
+    with lock:
+        return await body()

@@ -25,7 +25,7 @@ from monitor.config import (
     resolve,
     resolve_fields,
 )
-from monitor.datadir import DataDirBusy, DataDirLock
+from monitor.datadir import run_locked
 from monitor.reload import service_needs_restart
 from service import StoreError
 from service.app import Service
@@ -168,13 +168,8 @@ def reload_service(service: Service, running: Config, env: Mapping[str, str]) ->
 async def run_service(config: Config) -> int:
     """`crypitor service`: the webhook service alone, until SIGTERM/SIGINT; SIGHUP rotates
     its API keys and allowed networks (`reload_service`)."""
-    try:  # before anything in data_dir is opened
-        lock = DataDirLock(config.data_dir)
-    except (DataDirBusy, OSError) as exc:
-        log.error("cannot start the webhook service: %s", exc)
-        return 1
-    with lock:
-        return await _run_service_locked(config)
+    return await run_locked(config.data_dir, lambda: _run_service_locked(config), log,
+                            "cannot start the webhook service")
 
 
 async def _run_service_locked(config: Config) -> int:
