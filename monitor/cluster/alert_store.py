@@ -34,8 +34,6 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from redis.exceptions import NoScriptError
-
 from alerts import NotLeader
 from alerts.state import AlertState
 from alerts.store import (
@@ -111,7 +109,7 @@ class RedisAlertStore:
         self.prefix = prefix
         self._a = f"{prefix}:alerting"
         self.leader_key = f"{self._a}:leader"
-        self._sha = ""
+        self._script = self._redis.register_script(_FENCED)  # loaded again when missing
         self.cursor: str | None = None
         self._cursor_written: str | None = None
 
@@ -120,14 +118,8 @@ class RedisAlertStore:
 
     # --- fenced writes ---------------------------------------------------------------------
     def _fenced(self, ops: list[list[str]]) -> None:
-        args = (1, self.leader_key, self.holder, self._a, json.dumps(ops), self.log_keep)
-        try:
-            if not self._sha:
-                raise NoScriptError("not loaded yet")
-            done = self._redis.evalsha(self._sha, *args)
-        except NoScriptError:  # first use, or Redis restarted with an empty script cache
-            self._sha = str(self._redis.script_load(_FENCED))
-            done = self._redis.evalsha(self._sha, *args)
+        done = self._script(keys=[self.leader_key],
+                            args=[self.holder, self._a, json.dumps(ops), self.log_keep])
         if not done:
             raise NotLeader(f"holder {self.holder} no longer leads the alerting")
         self._wait_replica()

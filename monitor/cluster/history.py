@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from monitor.cluster.membership import PREFIX
 from monitor.runtime import WINDOWS, Buckets, Counts, assemble, record_probe, shown
@@ -78,7 +78,7 @@ class ClusterHistory:
         self._clock = clock
         self._pending: dict[tuple[str, int], Counts] = {}
         self._latency = f"{prefix}:latency"
-        self._sha = ""  # the flush script's, once loaded
+        self._script = redis.register_script(_ADD)  # loaded again when missing
         # the last read of buckets: (monotonic, hour, targets, hourly, daily)
         self._shown: tuple[float, int, frozenset[str], dict[tuple[str, int], Counts],
                            dict[tuple[str, int], Counts]] | None = None
@@ -103,13 +103,7 @@ class ClusterHistory:
             async with asyncio.timeout(TIMEOUT):
                 # one call for the whole flush (all of it or none): a command per bucket and
                 # target from Python cost more than the probe's own result handling
-                try:
-                    if not self._sha:
-                        raise NoScriptError("not loaded yet")
-                    await self._redis.evalsha(self._sha, 0, *args)
-                except NoScriptError:  # first use, or Redis restarted empty
-                    self._sha = await self._redis.script_load(_ADD)
-                    await self._redis.evalsha(self._sha, 0, *args)
+                await self._script(args=args)
         except (RedisError, OSError, TimeoutError) as exc:
             self._keep(pending)
             if not self._failing:

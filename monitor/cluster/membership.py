@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Gauge
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 import catalog.metrics as m
 from monitor.cluster.connection import connect
@@ -101,7 +101,7 @@ class Membership:
         self.listeners: list[Callable[[list[Member]], None]] = []
         self._redis = connect(redis_url, timeout=REQUEST_TIMEOUT)
         self._keys = [f"{prefix}:members", f"{prefix}:locations", f"{prefix}:joined"]
-        self._sha = ""
+        self._script = self._redis.register_script(_BEAT)  # loaded again when missing
         self._gauge = Gauge(m.CLUSTER_MEMBERS.name, m.CLUSTER_MEMBERS.help,
                             m.CLUSTER_MEMBERS.labels, registry=registry)
         self._locations: set[str] = set()  # every location the gauge has shown
@@ -162,15 +162,7 @@ class Membership:
 
     async def _call(self, instance: str, location: str) -> list[Member]:
         try:
-            try:
-                if not self._sha:
-                    raise NoScriptError("not loaded yet")
-                flat = await self._redis.evalsha(self._sha, 3, *self._keys, instance,
-                                                 location, self.lease)
-            except NoScriptError:  # first use, or Redis restarted with an empty cache
-                self._sha = await self._redis.script_load(_BEAT)
-                flat = await self._redis.evalsha(self._sha, 3, *self._keys, instance,
-                                                 location, self.lease)
+            flat = await self._script(keys=self._keys, args=[instance, location, self.lease])
         except (RedisError, OSError) as exc:
             raise ClusterUnavailable(str(exc) or type(exc).__name__) from exc
         return [Member(flat[i], flat[i + 1],

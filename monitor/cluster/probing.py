@@ -28,7 +28,7 @@ from datetime import datetime
 
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 import catalog.metrics as m
 from monitor.cluster.membership import PREFIX, Member
@@ -181,7 +181,7 @@ class ResultFeed:
         self._every = every
         self._buffer: deque[tuple[str, ProbeResult]] = deque(maxlen=buffer)
         self._head = f'{{"instance":{json.dumps(instance)},"result":'  # a latest value's
-        self._sha = ""  # the publish script's, once loaded
+        self._script = redis.register_script(_PUBLISH)  # loaded again when missing
         self._dropped = Counter(m.CLUSTER_RESULTS_DROPPED.name,
                                 m.CLUSTER_RESULTS_DROPPED.help, registry=registry)
         self._failing = False
@@ -207,13 +207,7 @@ class ResultFeed:
             args.append(target)
             args.append(json.dumps(result.as_json(), separators=(",", ":")))
         try:
-            try:
-                if not self._sha:
-                    raise NoScriptError("not loaded yet")
-                await self._redis.evalsha(self._sha, 2, self._stream, self._latest, *args)
-            except NoScriptError:  # first use, or Redis restarted with an empty cache
-                self._sha = await self._redis.script_load(_PUBLISH)
-                await self._redis.evalsha(self._sha, 2, self._stream, self._latest, *args)
+            await self._script(keys=[self._stream, self._latest], args=args)
         except (RedisError, OSError) as exc:
             self._dropped.inc(len(batch))
             if not self._failing:
