@@ -179,7 +179,6 @@ class ProbeScheduler:
         self._gate = gate
         self._active = active
         self._rounds: dict[float, Round] = {}  # by interval
-        self._round_ids: dict[str, Round] = {}
         self._lag = metrics.lag
         self._missed = metrics.missed
         self._missed_unlogged = 0
@@ -229,7 +228,6 @@ class ProbeScheduler:
         if rnd is not None:
             return rnd
         rnd = self._rounds[interval] = Round(interval, origin)
-        self._round_ids[rnd.id] = rnd
         now, first = self._clock(), origin
         if origin <= now:
             rnd.at = origin + math.floor((now - origin) / interval) * interval
@@ -254,7 +252,7 @@ class ProbeScheduler:
         if rnd is not None:
             rnd.members.pop(job, None)
             if not rnd.members:
-                del self._rounds[rnd.interval], self._round_ids[rnd.id]
+                del self._rounds[rnd.interval]
                 if self._scheduler is not None:
                     self._scheduler.remove_job(rnd.id)
         if job.timer is not None:
@@ -366,8 +364,8 @@ class ProbeScheduler:
 
     def _on_missed(self, event: JobEvent) -> None:
         """APScheduler dropped a round (it came past its grace): each of its runs is missed."""
-        rnd = self._round_ids.get(event.job_id)
-        self._missed_runs(len(rnd.members) if rnd is not None else 0)
+        self._missed_runs(sum(len(r.members) for r in self._rounds.values()
+                              if r.id == event.job_id))
 
     def _missed_runs(self, count: int) -> None:
         if not count:
