@@ -277,12 +277,17 @@ class ProbeScheduler:
         runs past their grace are then dropped and counted by `_run`)."""
         if self._stopping:  # begun just before stop() paused APScheduler
             return
-        now = self._clock()
-        at = rnd.origin + math.floor((now - rnd.origin + EARLY) / rnd.interval) * rnd.interval
-        rnd.at = at
-        self._read_loop_offset()
-        for job in rnd.members:
-            self._arm(job, at + job.offset)
+        try:
+            now = self._clock()
+            at = rnd.origin + math.floor((now - rnd.origin + EARLY) / rnd.interval) \
+                * rnd.interval
+            rnd.at = at
+            self._read_loop_offset()
+            for job in rnd.members:
+                self._arm(job, at + job.offset)
+        except Exception:  # our bug: loud and counted; APScheduler runs the next round
+            log.exception("arming the round of interval %gs failed", rnd.interval)
+            self._on_crash("scheduler")
 
     def _due(self, job: Job, fire: float) -> None:
         job.timer = None

@@ -196,3 +196,22 @@ async def test_nothing_starts_after_stop() -> None:
     await asyncio.sleep(0.05)
     assert cast(Probe, j.probe).at == []
     assert j.timer is None
+
+
+async def test_a_bug_arming_a_round_is_logged_and_counted(
+        caplog: pytest.LogCaptureFixture) -> None:
+    crashes: list[str] = []
+    j = job("a", 1.0)
+    sched = ProbeScheduler([j], metrics(), lambda _j, _r: None, first_delay=10.0,
+                           on_crash=crashes.append)
+    sched.start()
+    try:
+        rnd = sched._rounds[1.0]
+        rnd.members[cast(Job, None)] = None  # a member that cannot be armed
+        with caplog.at_level(logging.ERROR, logger="monitor.runtime.scheduler"):
+            await sched._arm_round(rnd)
+    finally:
+        await sched.stop()
+    assert crashes == ["scheduler"]
+    assert any("arming the round of interval 1s failed" in r.getMessage() and r.exc_info
+               for r in caplog.records)
